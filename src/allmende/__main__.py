@@ -1,0 +1,5 @@
+import sys
+
+from allmende.cli.main import main
+
+sys.exit(main())

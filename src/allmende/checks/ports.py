@@ -1,0 +1,76 @@
+"""Ports: every published host port and every edge port is used once per host."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from allmende.checks.registry import Context, Finding, rule
+from allmende.inventory import derive
+from allmende.inventory.inventory import Inventory
+from allmende.inventory.yamlpos import KeyPath
+
+
+@dataclass(frozen=True)
+class PortUse:
+    """One use of a port on a host: by whom, and where it is written."""
+
+    host: str
+    port: int
+    protocol: str
+    service: str | None
+    path: KeyPath
+    what: str
+
+
+def published(inventory: Inventory) -> Iterator[PortUse]:
+    """Yield every port published on a host's address by a service running there."""
+    for name, service in sorted(inventory.services.items()):
+        for cname, component in service.components.items():
+            for port_name, port in component.publish.items():
+                yield PortUse(service.host, port, "tcp", name,
+                              ("components", cname, "publish", port_name),
+                              f"{name}/{cname}.{port_name}")
+
+
+def edge(inventory: Inventory) -> Iterator[PortUse]:
+    """Yield every port the proxy listens on, per edge host: 80/443 for routes, and exposes."""
+    hosts = derive.edge_hosts(inventory)
+    routed = any(s.routes for s in inventory.services.values())
+    for host in hosts:
+        if routed:
+            for port in (80, 443):
+                yield PortUse(host, port, "tcp", None, (), "the proxy (HTTP and HTTPS routes)")
+        for name, service in sorted(inventory.services.items()):
+            for i, expose in enumerate(service.expose):
+                yield PortUse(host, expose.port, expose.protocol, name, ("expose", i, "port"),
+                              f"{name} (expose {expose.to})")
+
+
+@rule(
+    "ports.unique",
+    "error",
+    "Two programs cannot listen on the same port of one host; a collision breaks both, "
+    "and often only when a service moves.",
+    "pick a free port; the port registry in the docs lists the used ones",
+)
+def ports_unique(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    first: dict[tuple[str, int, str], PortUse] = {}
+    for use in [*edge(inv), *published(inv)]:
+        key = (use.host, use.port, use.protocol)
+        if key not in first:
+            first[key] = use
+            continue
+        earlier = first[key]
+        if use.service is None:
+            continue
+        if earlier.service is None:
+            where = "on every edge host"
+        else:
+            where = str(inv.where("service", earlier.service, earlier.path))
+        yield ctx.finding(
+            "service", use.service, use.path,
+            f"{use.protocol} port {use.port} on host `{use.host}` is already used by "
+            f"{earlier.what} ({where})",
+        )

@@ -1,0 +1,160 @@
+"""Rules with stable ids, and the runner that applies them to an inventory.
+
+A rule is a function from the Inventory to Findings, registered with its id, severity, the
+reason it exists and how to fix what it finds. A service may accept a finding on purpose with
+``allow: [{rule: <id>, reason: ...}]``; such findings are kept aside as "allowed".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from allmende.errors import Location
+from allmende.inventory.inventory import Inventory, Kind
+from allmende.inventory.validate import did_you_mean
+from allmende.inventory.yamlpos import KeyPath, dotted
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    """One thing a rule found, located, with what to do about it."""
+
+    location: Location
+    rule: str
+    severity: Severity
+    message: str
+    keypath: str = ""
+    fix: str = ""
+    service: str | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        key = f" {self.keypath}:" if self.keypath else ""
+        fix = f" ({self.fix})" if self.fix else ""
+        return f"{self.location}:{key} {self.severity}: {self.message}{fix} [{self.rule}]"
+
+    def as_json(self) -> dict[str, object]:
+        """Return the finding as the JSON object `allmende check --json` prints."""
+        return {
+            "rule": self.rule,
+            "severity": self.severity,
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "keypath": self.keypath,
+            "message": self.message,
+            "fix": self.fix,
+            "service": self.service,
+        }
+
+
+Check = Callable[["Context"], Iterable[Finding]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A convention: id, severity, why it exists, how to fix it, and the check itself."""
+
+    id: str
+    severity: Severity
+    reason: str
+    fix: str
+    check: Check
+
+
+RULES: dict[str, Rule] = {}
+
+
+def rule(id: str, severity: Severity, reason: str, fix: str) -> Callable[[Check], Check]:
+    """Register a check function as the rule ``id``."""
+
+    def register(check: Check) -> Check:
+        if id in RULES:
+            raise ValueError(f"rule {id} registered twice")
+        RULES[id] = Rule(id, severity, reason, fix, check)
+        return check
+
+    return register
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a rule sees: the inventory, and a way to make findings located in it."""
+
+    inventory: Inventory
+    rule: Rule
+
+    def finding(
+        self,
+        kind: Kind,
+        name: str,
+        path: KeyPath,
+        message: str,
+        fix: str | None = None,
+        *,
+        key: bool = False,
+    ) -> Finding:
+        """Return a finding of this rule at ``path`` in the file of the named object."""
+        return Finding(
+            location=self.inventory.where(kind, name, path, key=key),
+            rule=self.rule.id,
+            severity=self.rule.severity,
+            message=message,
+            keypath=dotted(path),
+            fix=self.rule.fix if fix is None else fix,
+            service=name if kind == "service" else None,
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """The result of checking an inventory: findings to act on, and findings allowed on purpose."""
+
+    findings: tuple[Finding, ...]
+    allowed: tuple[Finding, ...]
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for f in self.findings if f.severity == "error")
+
+    def __iter__(self) -> Iterator[Finding]:
+        return iter(self.findings)
+
+
+def _unknown_allows(inventory: Inventory) -> Iterator[Finding]:
+    for name, service in sorted(inventory.services.items()):
+        for i, allow in enumerate(service.allow):
+            if allow.rule not in RULES:
+                path: KeyPath = ("allow", i, "rule")
+                yield Finding(
+                    inventory.where("service", name, path),
+                    "allow.unknown",
+                    "error",
+                    f"unknown rule `{allow.rule}`",
+                    dotted(path),
+                    did_you_mean(allow.rule, RULES, "rule"),
+                    name,
+                )
+
+
+def run(inventory: Inventory, only: Iterable[str] | None = None) -> Report:
+    """Given an inventory, apply every rule (or those in ``only``) and return the Report."""
+    from allmende.checks import load_rules
+
+    load_rules()
+    wanted = set(only) if only is not None else set(RULES)
+    findings: list[Finding] = list(_unknown_allows(inventory))
+    allowed: list[Finding] = []
+    for rule_id in sorted(wanted & set(RULES)):
+        current = RULES[rule_id]
+        for finding in current.check(Context(inventory, current)):
+            service = inventory.services.get(finding.service or "")
+            if service is not None and any(a.rule == rule_id for a in service.allow):
+                allowed.append(finding)
+            else:
+                findings.append(finding)
+    return Report(tuple(sorted(set(findings))), tuple(sorted(set(allowed))))

@@ -1,0 +1,114 @@
+"""Routes: unique, encrypted, and with DNS the collective controls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from allmende.checks.registry import Context, Finding, rule
+from allmende.inventory import derive
+from allmende.inventory.inventory import Inventory
+
+
+def managed_zone(inventory: Inventory, domain: str) -> str | None:
+    """Return the managed domain (zone) a name falls under, the longest match, or None."""
+    zones = [z for z in inventory.collective.domains if domain == z or domain.endswith("." + z)]
+    return max(zones, key=len) if zones else None
+
+
+@rule(
+    "routes.unique",
+    "error",
+    "The edge can send one domain and path to one place only; TLS passthrough hands the whole "
+    "domain to one backend, so it cannot share the domain with terminated routes.",
+    "change the domain or path of one of the routes",
+)
+def routes_unique(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    modes: dict[str, tuple[str, int, str]] = {}
+    for name, service in sorted(inv.services.items()):
+        for i, route in enumerate(service.routes):
+            path = ("routes", i)
+            key = (route.domain, route.path.rstrip("/") or "/")
+            if key in seen:
+                other, j = seen[key]
+                yield ctx.finding(
+                    "service", name, (*path, "domain"),
+                    f"{route.domain}{route.path} is already routed by "
+                    f"{inv.where('service', other, ('routes', j))}",
+                )
+            else:
+                seen[key] = (name, i)
+            if route.tls == "passthrough" and route.path != "/":
+                yield ctx.finding("service", name, (*path, "path"),
+                                  "a passthrough route cannot route by path (the proxy never "
+                                  "sees the encrypted request)", "remove `path`")
+            passthrough = route.tls == "passthrough"
+            earlier = modes.get(route.domain)
+            if earlier is None:
+                modes[route.domain] = (name, i, route.tls)
+            elif (earlier[2] == "passthrough") != passthrough:
+                yield ctx.finding(
+                    "service", name, (*path, "tls"),
+                    f"{route.domain} is passed through at "
+                    f"{inv.where('service', earlier[0], ('routes', earlier[1]))} "
+                    "and terminated here" if not passthrough else
+                    f"{route.domain} is terminated at "
+                    f"{inv.where('service', earlier[0], ('routes', earlier[1]))} "
+                    "and passed through here",
+                    "use one TLS mode per domain",
+                )
+
+
+@rule(
+    "routes.tls",
+    "warning",
+    "A public route without TLS sends passwords and cookies in clear text.",
+    "use `tls: terminate` (the default): the edge gets a certificate for it",
+)
+def routes_tls(ctx: Context) -> Iterator[Finding]:
+    for name, service in sorted(ctx.inventory.services.items()):
+        for i, route in enumerate(service.routes):
+            if route.tls == "none":
+                yield ctx.finding("service", name, ("routes", i, "tls"),
+                                  f"{route.domain}{route.path} is served without TLS")
+                if route.redirect_https:
+                    yield ctx.finding("service", name, ("routes", i, "redirect_https"),
+                                      "redirect_https needs TLS on the route",
+                                      "remove `redirect_https` or use `tls: terminate`")
+
+
+@rule(
+    "routes.dns",
+    "warning",
+    "A route only works when its name points at the edge; records the collective does not "
+    "manage are done by hand and drift.",
+    "add the domain to `domains` in allmende.yaml (and a zone file), or keep its record by hand",
+)
+def routes_dns(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    public = [
+        h for h in derive.edge_hosts(inv)
+        if h in inv.hosts and (inv.hosts[h].public_ipv4 or inv.hosts[h].public_ipv6)
+    ]
+    for name, service in sorted(inv.services.items()):
+        for i, route in enumerate(service.routes):
+            path = ("routes", i, "domain")
+            zone = managed_zone(inv, route.domain)
+            if zone is None:
+                yield ctx.finding("service", name, path,
+                                  f"{route.domain} is not under a domain the collective manages")
+                continue
+            if not public:
+                yield ctx.finding("service", name, path,
+                                  f"no edge host has a public address for {route.domain}",
+                                  "give an edge host `public_ipv4` or `public_ipv6`")
+            relative = route.domain[: -len(zone)].rstrip(".") or "@"
+            for j, record in enumerate(inv.zones[zone].records if zone in inv.zones else ()):
+                if record.name == relative and record.type in ("A", "AAAA", "CNAME"):
+                    yield ctx.finding(
+                        "service", name, path,
+                        f"{route.domain} also has a {record.type} record in "
+                        f"{inv.where('zone', zone, ('records', j))}",
+                        "remove the record: routes make their own A/AAAA records",
+                    )

@@ -1,0 +1,83 @@
+"""The command line: parse, call an action, print. Nothing else lives here.
+
+User mistakes (UserError) are printed without a traceback and exit with their code (2);
+anything else is a bug and is reported as one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+import traceback
+
+import click
+
+from allmende import __version__
+from allmende.errors import UserError
+
+#: Each module under allmende.cli that holds one command (or group), and that command's name.
+COMMANDS = {
+    "check": "check",
+    "schema": "schema",
+    "docs": "docs",
+    "graph": "graph",
+    "secret": "secret",
+    "up": "up",
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module only when it is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        module = COMMANDS.get(cmd_name)
+        if module is None:
+            return None
+        command = getattr(importlib.import_module(f"allmende.cli.{module}"), cmd_name)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="allmende")
+@click.option("-v", "--verbose", count=True, help="Say more (twice: debug).")
+def cli(verbose: int) -> None:
+    """Keep a collective's shared servers as one Git repository of small YAML files."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line and return the exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="allmende", standalone_mode=False)
+    except UserError as exc:
+        click.echo(str(exc), err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception:
+        click.echo(traceback.format_exc(), err=True)
+        click.echo(
+            "allmende: internal error (a bug in allmende, not in your inventory); "
+            "please report it with the text above.",
+            err=True,
+        )
+        return 70
+    return result if isinstance(result, int) else 0
+
+
+
+def run() -> None:
+    """Entry point of the `allmende` console script."""
+    sys.exit(main())

@@ -1,0 +1,195 @@
+"""What follows from the inventory: defaults filled in, databases collected, monitors derived.
+
+Pure functions over the models, shared by checks, render, docs and the graph, so that every
+surface agrees on what "the backup of this service" or "the databases on that host" means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from allmende.inventory.inventory import Inventory
+from allmende.inventory.models import (
+    Collective,
+    Component,
+    Keep,
+    Monitor,
+    Service,
+    Volume,
+)
+
+SCHEDULES = {
+    "hourly": "hourly",
+    "daily": "daily",
+    "weekly": "weekly",
+    "monthly": "monthly",
+}
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """Given ``<component>.<port>``, return (component, port); the port is "" when missing."""
+    component, _, port = target.partition(".")
+    return component, port
+
+
+def provider_component(service: Service) -> str | None:
+    """Return the component that serves the database a service provides, if it is clear."""
+    if service.provides is None:
+        return None
+    if service.provides.component:
+        return service.provides.component
+    if len(service.components) == 1:
+        return next(iter(service.components))
+    return None
+
+
+def provider_port(service: Service) -> str | None:
+    """Return the port name of the database a service provides, if it is clear."""
+    name = provider_component(service)
+    if service.provides is None or name is None or name not in service.components:
+        return None
+    if service.provides.port:
+        return service.provides.port
+    ports = service.components[name].ports
+    return next(iter(ports)) if len(ports) == 1 else None
+
+
+def volume_host_path(service: str, name: str, volume: Volume) -> str:
+    """Return where a volume lives on the host: its `host`, or /srv/<service>/<volume>."""
+    return volume.host or f"/srv/{service}/{name}"
+
+
+def volumes(service_name: str, service: Service) -> Iterator[tuple[str, str, Volume, str]]:
+    """Yield (component, volume name, volume, host path) for every volume of a service."""
+    for component_name, component in service.components.items():
+        for volume_name, volume in component.volumes.items():
+            yield component_name, volume_name, volume, volume_host_path(
+                service_name, volume_name, volume
+            )
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A service's backup with the collective's defaults filled in."""
+
+    consistency: str
+    schedule: str | None
+    keep: Keep | None
+    repository: str | None
+    encryption: str | None
+    append_only: bool
+    exclude: tuple[str, ...]
+
+
+def backup(collective: Collective, name: str, service: Service) -> Backup:
+    """Return the effective backup of a service: its own keys, else the collective's defaults.
+
+    Without any consistency given, it is ``none``: nothing is backed up.
+    """
+    own = service.backup
+    base = collective.backup
+
+    def pick(key: str) -> object:
+        value = getattr(own, key, None) if own is not None else None
+        if value is None and base is not None:
+            value = getattr(base, key, None)
+        return value
+
+    repository = pick("repository")
+    return Backup(
+        consistency=str(pick("consistency") or "none"),
+        schedule=str(pick("schedule")) if pick("schedule") else None,
+        keep=pick("keep"),  # type: ignore[arg-type]
+        repository=str(repository).replace("{service}", name) if repository else None,
+        encryption=str(pick("encryption")) if pick("encryption") else None,
+        append_only=bool(pick("append_only")),
+        exclude=own.exclude if own is not None else (),
+    )
+
+
+def has_data(service: Service) -> bool:
+    """Return whether a service holds data worth a backup: volumes or a database."""
+    return service.provides is not None or any(c.volumes for c in service.components.values())
+
+
+def monitors(service: Service) -> tuple[Monitor, ...]:
+    """Return a service's monitors: its own, or one derived per route and exposed port."""
+    if service.monitor is not None:
+        return service.monitor
+    derived: list[Monitor] = []
+    seen: set[str] = set()
+    for route in service.routes:
+        scheme = "http" if route.tls == "none" else "https"
+        if route.tls == "passthrough":
+            probe = Monitor(tls=f"{route.domain}:443")
+            key = f"tls:{route.domain}"
+        else:
+            probe = Monitor(http=f"{scheme}://{route.domain}{route.path}")
+            key = f"http:{route.domain}{route.path}"
+        if key not in seen:
+            seen.add(key)
+            derived.append(probe)
+    return tuple(derived)
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database offered by one service and used by others."""
+
+    provider: str
+    name: str
+    engine: str
+    users: tuple[str, ...]
+
+    @property
+    def ref(self) -> str:
+        return f"{self.provider}/{self.name}"
+
+
+def databases(inventory: Inventory) -> dict[str, Database]:
+    """Return every database by ``<service>/<name>``: declared ones and those named by uses."""
+    users: dict[str, list[str]] = {}
+    for name, service in sorted(inventory.services.items()):
+        for use in service.uses:
+            users.setdefault(use.database, []).append(name)
+    result: dict[str, Database] = {}
+    for name, service in sorted(inventory.services.items()):
+        if service.provides is None:
+            continue
+        declared = set(service.provides.databases or ())
+        used = {ref.partition("/")[2] for ref in users if ref.partition("/")[0] == name}
+        for db in sorted(declared | used):
+            ref = f"{name}/{db}"
+            result[ref] = Database(name, db, service.provides.database, tuple(users.get(ref, ())))
+    return result
+
+
+def images(service: Service) -> Iterator[tuple[str, Component, str]]:
+    """Yield (component name, component, image) for every application or system image."""
+    for name, component in service.components.items():
+        if component.image is not None:
+            yield name, component, component.image
+        elif component.system is not None:
+            yield name, component, component.system.image
+
+
+def children(inventory: Inventory, host: str) -> list[str]:
+    """Return the hosts whose parent is ``host``, sorted."""
+    return sorted(n for n, h in inventory.hosts.items() if h.parent == host)
+
+
+def services_on(inventory: Inventory, host: str) -> list[str]:
+    """Return the services that run on ``host``, sorted."""
+    return sorted(n for n, s in inventory.services.items() if s.host == host)
+
+
+def edge_hosts(inventory: Inventory) -> tuple[str, ...]:
+    """Return the hosts that run the reverse proxy (none when the collective has no edge)."""
+    edge = inventory.collective.edge
+    return edge.hosts if edge is not None else ()
+
+
+def maintained_by(inventory: Inventory, person: str) -> list[str]:
+    """Return the services a person maintains, sorted."""
+    return sorted(n for n, s in inventory.services.items() if person in s.maintainers)

@@ -1,0 +1,466 @@
+"""The inventory as frozen, typed models: the one description of what an inventory can say.
+
+The JSON Schema (``allmende schema``) and the reference documentation are generated from these
+classes; field descriptions are the text users read, so write them for users.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import shlex
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
+DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w)$"
+SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(B|[KMGTP]i?B)$"
+
+Duration = Annotated[
+    str,
+    StringConstraints(pattern=DURATION_PATTERN),
+    Field(description="A duration: a number and a unit, ms, s, m, h, d or w (e.g. `30s`, `5m`)."),
+]
+Size = Annotated[
+    str,
+    StringConstraints(pattern=SIZE_PATTERN),
+    Field(description="A size such as `16GiB` or `512GB`."),
+]
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def seconds(duration: str) -> float:
+    """Given a duration such as ``5m``, return it in seconds (300.0)."""
+    match = re.match(DURATION_PATTERN, duration)
+    if not match:
+        raise ValueError(f"not a duration: {duration!r}")
+    unit = match.group(1)
+    return float(duration[: -len(unit)]) * _DURATION_UNITS[unit]
+
+
+def _text(value: Any) -> Any:
+    """Accept numbers and booleans where text is expected, written the way YAML shows them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+EnvValue = Annotated[str, BeforeValidator(_text)]
+
+
+def _command(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"cannot split the command into words: {exc}") from exc
+    return value
+
+
+class Model(BaseModel):
+    """Base of every inventory model: frozen, no unknown keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Extensible(Model):
+    """A model that also keeps ``x-`` extension keys verbatim (as Compose does)."""
+
+    extensions: dict[str, Any] = Field(
+        default_factory=dict,
+        exclude=True,
+        description="Keys starting with `x-`, kept verbatim for tools and importers.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect_extensions(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(str(k).startswith("x-") for k in data):
+            data = dict(data)
+            data["extensions"] = {k: data.pop(k) for k in list(data) if str(k).startswith("x-")}
+        return data
+
+
+# --------------------------------------------------------------------------- allmende.yaml
+
+
+class Person(Model):
+    """Someone in the collective who can be asked and who maintains services."""
+
+    name: str = Field(description="The person's name as others know it.")
+    email: str | None = Field(None, description="Where to reach them.")
+    chat: str | None = Field(None, description="A chat handle (Matrix, XMPP, IRC, ...).")
+
+
+class Edge(Model):
+    """The hosts that run the reverse proxy in front of every route."""
+
+    hosts: tuple[str, ...] = Field(description="Host names that run the proxy.", min_length=1)
+    proxy: Literal["haproxy"] = Field("haproxy", description="The proxy software.")
+
+
+class Acme(Model):
+    """How certificates for routes are obtained."""
+
+    email: str | None = Field(None, description="Account email for the ACME server.")
+    directory: str = Field(
+        "https://acme-v02.api.letsencrypt.org/directory", description="The ACME directory URL."
+    )
+    challenge: Literal["http-01", "dns-01"] = Field("http-01", description="Challenge type.")
+    renew_before_days: int = Field(30, ge=1, le=89, description="Renew this many days early.")
+
+
+Schedule = Annotated[
+    str,
+    Field(
+        description="`hourly`, `daily`, `weekly`, `monthly`, or a systemd OnCalendar expression "
+        "such as `*-*-* 00,03,06,09,12,15,18,21:00:00`.",
+        min_length=1,
+    ),
+]
+
+
+class Keep(Model):
+    """How many archives to keep per period (Borg prune)."""
+
+    hourly: int | None = Field(None, ge=0)
+    daily: int | None = Field(None, ge=0)
+    weekly: int | None = Field(None, ge=0)
+    monthly: int | None = Field(None, ge=0)
+    yearly: int | None = Field(None, ge=0)
+
+
+Consistency = Literal["dump", "stop", "snapshot", "none"]
+
+
+class BackupDefaults(Model):
+    """Backup settings for every service; each service may override each key."""
+
+    repository: str | None = Field(
+        None, description="Borg repository; `{service}` is replaced by the service's name."
+    )
+    encryption: str | None = Field(None, description="Borg encryption mode, e.g. repokey-blake2.")
+    append_only: bool | None = Field(None, description="The repository refuses deletions.")
+    schedule: Schedule | None = None
+    keep: Keep | None = None
+    consistency: Consistency | None = Field(
+        None,
+        description="How data is made consistent: `dump` databases, `stop` the service, "
+        "take a filesystem `snapshot`, or `none` (no backup).",
+    )
+
+
+class Notify(Model):
+    """Where alerts go: exactly one of `email` or `webhook`."""
+
+    email: str | None = None
+    webhook: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Notify:
+        if (self.email is None) == (self.webhook is None):
+            raise ValueError("give exactly one of `email` or `webhook`")
+        return self
+
+
+class Collective(Extensible):
+    """`allmende.yaml`: the collective itself."""
+
+    name: str = Field(description="The collective's short name.")
+    description: str = Field("", description="One line on who you are.")
+    contact: str | None = Field(None, description="How to reach the people who run the servers.")
+    domains: tuple[str, ...] = Field((), description="DNS zones the collective manages.")
+    edge: Edge | None = None
+    acme: Acme | None = None
+    backup: BackupDefaults | None = None
+    notify: tuple[Notify, ...] = ()
+    people: dict[str, Person] = Field(default_factory=dict, description="Name -> person.")
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(d.lower().rstrip(".") for d in value)
+
+
+# --------------------------------------------------------------------------- hosts
+
+
+class Ssh(Model):
+    """How allmende logs in to a host."""
+
+    user: str = "root"
+    port: Port = 22
+
+
+class Resources(Model):
+    """What the machine has, for the docs."""
+
+    cpus: float | None = Field(None, gt=0)
+    memory: Size | None = None
+    disk: Size | None = None
+
+
+def _ip(version: int) -> Any:
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            address = ipaddress.ip_address(str(value))
+        except ValueError as exc:
+            raise ValueError(f"not an IPv{version} address") from exc
+        if address.version != version:
+            raise ValueError(f"not an IPv{version} address")
+        return str(address)
+
+    return check
+
+
+class Host(Extensible):
+    """`hosts/<host>.yaml`: one machine; the file name is its name."""
+
+    description: str = ""
+    kind: Literal["physical", "vps", "vm", "container"] = Field(
+        "physical", description="What the machine is."
+    )
+    parent: str | None = Field(None, description="Required for vm and container: the host it runs on.")
+    address: str | None = Field(None, description="How allmende reaches it (IP or DNS name).")
+    public_ipv4: Annotated[str | None, BeforeValidator(_ip(4))] = Field(
+        None, description="Where DNS records of its routes point."
+    )
+    public_ipv6: Annotated[str | None, BeforeValidator(_ip(6))] = None
+    ssh: Ssh | None = Field(None, description="Omit for the machine allmende runs on.")
+    engine: Literal["compose", "swarm", "kubernetes", "incus", "systemd"] = "compose"
+    provider: str | None = None
+    location: str | None = None
+    resources: Resources | None = None
+    storage_class: str | None = Field(
+        None, description="Kubernetes hosts: the storage class of volumes."
+    )
+
+
+# --------------------------------------------------------------------------- services
+
+
+class Volume(Model):
+    """A volume: the path inside, and the host side (default `/srv/<service>/<name>`)."""
+
+    path: str = Field(description="The path inside the container.")
+    host: str | None = Field(None, description="The host path; default /srv/<service>/<volume>.")
+
+    @field_validator("path", "host")
+    @classmethod
+    def _absolute(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute path (start with /)")
+        return value
+
+
+def _volume(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class Healthcheck(Model):
+    """How to tell the component is healthy: one of `http`, `tcp` or `command`."""
+
+    http: str | None = Field(None, description="A path fetched over HTTP, e.g. /healthz.")
+    tcp: str | None = Field(None, description="A port name that must accept connections.")
+    command: Annotated[tuple[str, ...] | None, BeforeValidator(_command)] = None
+    port: str | None = Field(None, description="The port name for `http` (default: the only one).")
+    interval: Duration = "30s"
+    timeout: Duration = "5s"
+    retries: int = Field(3, ge=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> Healthcheck:
+        given = [k for k in ("http", "tcp", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `http`, `tcp` or `command`")
+        return self
+
+
+class SystemContainer(Model):
+    """An Incus system container: a whole distribution with its own init."""
+
+    image: str = Field(description="An Incus image alias such as `debian/12`.")
+    packages: tuple[str, ...] = ()
+    setup: tuple[str, ...] = Field((), description="Commands run once, in order.")
+    services: tuple[str, ...] = Field((), description="Init services to enable and start.")
+
+
+class Component(Extensible):
+    """One container of a service: an application image or (on Incus) a system container."""
+
+    image: str | None = Field(None, description="A pinned image tag or digest.")
+    system: SystemContainer | None = None
+    command: Annotated[tuple[str, ...] | None, BeforeValidator(_command)] = None
+    env: dict[str, EnvValue] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(
+        default_factory=dict, description="Environment variable -> secret name."
+    )
+    ports: dict[str, Port] = Field(default_factory=dict, description="Name -> port inside.")
+    publish: dict[str, Port] = Field(
+        default_factory=dict, description="Port name -> port on the host's address."
+    )
+    volumes: dict[str, Annotated[Volume, BeforeValidator(_volume)]] = Field(
+        default_factory=dict, description="Name -> path inside, or {path, host}."
+    )
+    healthcheck: Healthcheck | None = None
+    depends_on: tuple[str, ...] = ()
+    replicas: int = Field(1, ge=0)
+
+    @model_validator(mode="after")
+    def _image_or_system(self) -> Component:
+        if (self.image is None) == (self.system is None):
+            raise ValueError("give exactly one of `image` or `system`")
+        return self
+
+
+class Provides(Model):
+    """A database this service offers to others."""
+
+    database: Literal["postgres", "mariadb", "mysql", "redis", "sqlite"]
+    component: str | None = Field(None, description="Default: the only component.")
+    port: str | None = Field(None, description="Port name; default: the component's only port.")
+    databases: tuple[str, ...] | None = Field(
+        None, description="The databases offered; when given, `uses` must name one of them."
+    )
+
+
+class Use(Model):
+    """Something of another service this one needs."""
+
+    database: str = Field(description="`<service>/<database name>`.")
+
+
+class Route(Model):
+    """An HTTP(S) or SNI route through the edge."""
+
+    domain: str
+    path: str = Field("/", description="Path prefix.")
+    to: str = Field(description="`<component>.<port name>`.")
+    tls: Literal["terminate", "passthrough", "none"] = "terminate"
+    redirect_https: bool | None = Field(None, description="Default: true when tls is terminate.")
+    cache: Duration | None = Field(None, description="Cache responses at the edge this long.")
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str) -> str:
+        return value.lower().rstrip(".")
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with /")
+        return value
+
+
+class Expose(Model):
+    """A raw TCP/UDP port through the edge."""
+
+    port: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+    to: str = Field(description="`<component>.<port name>`.")
+
+
+class ServiceBackup(Model):
+    """How this service is backed up; unset keys come from the collective's defaults."""
+
+    consistency: Consistency | None = None
+    schedule: Schedule | None = None
+    keep: Keep | None = None
+    repository: str | None = None
+    encryption: str | None = None
+    append_only: bool | None = None
+    exclude: tuple[str, ...] = ()
+
+
+class Expect(Model):
+    """What a healthy HTTP answer looks like."""
+
+    status: int = Field(200, ge=100, le=599)
+    contains: str | None = None
+
+
+class Monitor(Model):
+    """One probe: exactly one of `http`, `tcp` or `tls`."""
+
+    http: str | None = Field(None, description="A URL to fetch.")
+    tcp: str | None = Field(None, description="`host:port` that must accept connections.")
+    tls: str | None = Field(None, description="`host:port` whose certificate expiry is watched.")
+    expect: Expect | None = None
+    interval: Duration = "60s"
+
+    @model_validator(mode="after")
+    def _one(self) -> Monitor:
+        given = [k for k in ("http", "tcp", "tls") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `http`, `tcp` or `tls`")
+        return self
+
+
+class Allow(Model):
+    """A finding accepted on purpose."""
+
+    rule: str = Field(description="The rule id, e.g. `volumes.under_srv`.")
+    reason: str = Field(min_length=1, description="Why this is fine here.")
+
+
+class Service(Extensible):
+    """`services/<service>.yaml`: one service, named by what it offers."""
+
+    description: str = Field(description="What it offers to people.")
+    maintainers: tuple[str, ...] = Field((), description="Names from `people`.")
+    host: str = Field(description="The host it runs on.")
+    components: dict[str, Component] = Field(min_length=1)
+    provides: Provides | None = None
+    uses: tuple[Use, ...] = ()
+    routes: tuple[Route, ...] = ()
+    expose: tuple[Expose, ...] = ()
+    backup: ServiceBackup | None = None
+    monitor: tuple[Monitor, ...] | None = Field(
+        None, description="Derived for every route when omitted."
+    )
+    docs: str = Field("", description="Free text for the runbook page.")
+    allow: tuple[Allow, ...] = ()
+
+
+# --------------------------------------------------------------------------- zones
+
+RecordType = Literal[
+    "A", "AAAA", "CAA", "CNAME", "DS", "MX", "NS", "PTR", "SRV", "SSHFP", "TLSA", "TXT"
+]
+
+
+class Record(Model):
+    """One DNS record."""
+
+    name: str = Field(description="`@` for the zone apex, or a relative name.")
+    type: RecordType
+    value: EnvValue
+    ttl: int | None = Field(None, ge=0)
+
+
+class Zone(Extensible):
+    """`zones/<domain>.yaml`: records beyond those derived from routes and hosts."""
+
+    provider: Annotated[str, StringConstraints(pattern=r"^(zonefile|rfc2136|octodns:[\w.]+)$")] = (
+        Field("zonefile", description="`zonefile`, `rfc2136` or `octodns:<provider class>`.")
+    )
+    nameservers: tuple[str, ...] = ()
+    ttl: int = Field(3600, ge=0)
+    email: str | None = Field(None, description="The zone contact for the SOA record.")
+    records: tuple[Record, ...] = ()

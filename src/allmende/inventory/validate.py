@@ -1,0 +1,207 @@
+"""Validate parsed YAML against the models and turn every validation error into a Problem."""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import types
+import typing
+from typing import Any, TypeVar, Union
+
+from pydantic import BaseModel, ValidationError
+
+from allmende.errors import Problem
+from allmende.inventory.models import DURATION_PATTERN, SIZE_PATTERN
+from allmende.inventory.yamlpos import Document, KeyPath, dotted
+
+M = TypeVar("M", bound=BaseModel)
+
+_TYPE_NAMES = {
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    str: "text",
+    dict: "a mapping",
+    list: "a list",
+    type(None): "nothing",
+}
+
+
+def closest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """Given a word and the valid choices, return the most similar choice, if any is close."""
+    matches = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def did_you_mean(word: str, choices: typing.Iterable[str], what: str = "") -> str:
+    """Return a hint naming the closest choice, or listing the choices when none is close."""
+    choices = sorted(choices)
+    match = closest(word, choices)
+    if match:
+        return f"did you mean `{match}`?"
+    if not choices:
+        return f"there is no {what} yet" if what else ""
+    shown = ", ".join(f"`{c}`" for c in choices[:12])
+    more = ", ..." if len(choices) > 12 else ""
+    return f"known {what + ' ' if what else ''}names: {shown}{more}"
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """Return the concrete types an annotation may hold (Annotated/Optional/Union removed)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        out: list[Any] = []
+        for arg in typing.get_args(annotation):
+            out.extend(_unwrap(arg))
+        return out
+    return [annotation]
+
+
+def _model_at(model: type[BaseModel], path: KeyPath) -> type[BaseModel] | None:
+    """Given a model class and a key path into its data, return the model class found there."""
+    current: list[Any] = [model]
+    for part in path:
+        following: list[Any] = []
+        for candidate in current:
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                field = candidate.model_fields.get(str(part))
+                if field is not None:
+                    following.extend(_unwrap(field.annotation))
+                continue
+            origin = typing.get_origin(candidate)
+            args = typing.get_args(candidate)
+            if origin is dict and len(args) == 2 and isinstance(part, str):
+                following.extend(_unwrap(args[1]))
+            elif origin in (tuple, list) and args and isinstance(part, int):
+                following.extend(_unwrap(args[0]))
+        current = following
+    for candidate in current:
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...], keep_last: bool) -> KeyPath:
+    """Drop the parts of a pydantic error location that are not in the data (union labels)."""
+    path: list[str | int] = []
+    current = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+            path.append(part)
+        elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+            current = current[part]
+            path.append(part)
+        elif last and keep_last:
+            path.append(part)
+    return tuple(path)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f"`{value}`" if len(value) < 40 else "text"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)
+
+
+def _message(error: Any, model: type[BaseModel], path: KeyPath) -> tuple[str, str]:
+    """Return (message, hint) for one pydantic error at ``path``."""
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    name = str(path[-1]) if path else ""
+    if kind == "missing":
+        return f"required key `{name}` is missing", f"add `{name}: ...`"
+    if kind == "extra_forbidden":
+        owner = _model_at(model, path[:-1])
+        allowed = [
+            f.alias or n for n, f in (owner.model_fields.items() if owner else []) if n != "extensions"
+        ]
+        hint = did_you_mean(name, allowed, "key")
+        return f"unknown key `{name}`", hint or "remove it; keys starting with `x-` are kept as extensions"
+    if kind == "literal_error":
+        expected = ctx.get("expected", "")
+        options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
+        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
+        return f"{_describe(value)} is not one of {', '.join(options)}", hint
+    if kind == "string_pattern_mismatch":
+        pattern = ctx.get("pattern", "")
+        if pattern == DURATION_PATTERN:
+            return f"{_describe(value)} is not a duration", "write a number and a unit: 30s, 5m, 2h, 1d"
+        if pattern == SIZE_PATTERN:
+            return f"{_describe(value)} is not a size", "write a number and a unit: 512MB, 16GiB"
+        return f"{_describe(value)} has the wrong form", f"it must match {pattern}"
+    if kind in ("string_type",):
+        return f"expected text, got {_describe(value)}", "quote the value"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {_describe(value)}", ""
+    if kind in ("float_type", "float_parsing"):
+        return f"expected a number, got {_describe(value)}", ""
+    if kind in ("bool_type", "bool_parsing"):
+        return f"expected true or false, got {_describe(value)}", ""
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"expected a mapping (key: value), got {_describe(value)}", ""
+    if kind in ("tuple_type", "list_type"):
+        return f"expected a list, got {_describe(value)}", "write `[a, b]` or one `- item` per line"
+    if kind == "too_short":
+        return "must not be empty", ""
+    if kind == "value_error":
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return message, ""
+    message = str(error["msg"])
+    return message[:1].lower() + message[1:], ""
+
+
+def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
+    """Given a model class and a parsed document, return the model instance or the problems.
+
+    Every validation error becomes a Problem located at the offending key or value.
+    """
+    if not isinstance(doc.data, dict):
+        problem = Problem(
+            doc.locate(()), "", f"expected a mapping of keys, got {_describe(doc.data)}",
+            "start the file with `key: value` lines",
+        )
+        return None, [problem]
+    try:
+        return model.model_validate(doc.data), []
+    except ValidationError as exc:
+        problems = []
+        errors = exc.errors()
+        for error in errors:
+            kind = error["type"]
+            path = _data_path(doc.data, tuple(error["loc"]), keep_last=kind in ("missing",))
+            message, hint = _message(error, model, path)
+            location = doc.locate(path, key=kind in ("extra_forbidden", "missing"))
+            if kind == "missing":
+                location = doc.locate(path[:-1])
+            problems.append(Problem(location, dotted(path), message, hint))
+        return _salvage(model, doc.data, errors), sorted(set(problems))
+
+
+def _salvage(model: type[M], data: dict[str, Any], errors: list[Any]) -> M | None:
+    """Return the model built from ``data`` without the keys that failed, if that validates.
+
+    The problems are reported all the same; the salvaged model lets references in the rest of
+    the file be checked too, so that the user sees every problem at once.
+    """
+    for _ in range(3):
+        data = copy.deepcopy(data)
+        for error in errors:
+            path = _data_path(data, tuple(error["loc"]), keep_last=False)
+            if not path:
+                return None
+            parent: Any = data
+            for part in path[:-1]:
+                parent = parent[part]
+            if isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+                parent[path[-1]] = None
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            errors = exc.errors()
+    return None
