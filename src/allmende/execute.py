@@ -79,7 +79,7 @@ def run(
     log.debug("running %s", shown)
     started = time.monotonic()
     try:
-        done = subprocess.run(  # noqa: S603 - argument list, no shell
+        done = subprocess.run(
             [program, *argv[1:]],
             input=input,
             env=dict(env) if env is not None else None,
@@ -94,9 +94,10 @@ def run(
     )
     log.debug("%s exited %d after %.2f s", argv[0], done.returncode, result.seconds)
     if check and done.returncode != 0:
-        said = done.stderr.decode(errors="replace").strip() or done.stdout.decode(
-            errors="replace"
-        ).strip()
+        said = (
+            done.stderr.decode(errors="replace").strip()
+            or done.stdout.decode(errors="replace").strip()
+        )
         for secret in secrets:
             if secret:
                 said = said.replace(secret, "***")

@@ -26,11 +26,17 @@ def backups_required(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding("service", name, path, f"`{name}` holds {what} but is not backed up")
         elif effective.repository is None:
             yield ctx.finding(
-                "service", name, path, f"the backup of `{name}` has no repository",
+                "service",
+                name,
+                path,
+                f"the backup of `{name}` has no repository",
                 "set `backup.repository` here or in allmende.yaml",
             )
         elif effective.schedule is None:
             yield ctx.finding(
-                "service", name, path, f"the backup of `{name}` has no schedule",
+                "service",
+                name,
+                path,
+                f"the backup of `{name}` has no schedule",
                 "set `backup.schedule` (daily, weekly, ...) here or in allmende.yaml",
             )

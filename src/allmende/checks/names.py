@@ -12,23 +12,69 @@ _NAME = re.compile(NAME_PATTERN)
 
 #: Software -> what a service running it usually offers.
 SOFTWARE = {
-    "apache": "website", "authentik": "login", "bigbluebutton": "meetings",
-    "bitwarden": "passwords", "caddy": "website", "codimd": "pad", "conduit": "chat",
-    "dendrite": "chat", "discourse": "forum", "dokuwiki": "wiki", "dovecot": "mail",
-    "drupal": "website", "element": "chat", "etherpad": "pad", "forgejo": "git",
-    "funkwhale": "music", "gancio": "calendar", "ghost": "blog", "gitea": "git",
-    "gitlab": "git", "grafana": "dashboards", "haproxy": "proxy", "hedgedoc": "pad",
-    "httpd": "website", "influxdb": "metrics", "jellyfin": "media", "jitsi": "video-calls",
-    "keycloak": "login", "lemmy": "forum", "listmonk": "newsletter", "mailcow": "mail",
-    "mailman": "lists", "mariadb": "database", "mastodon": "social", "mattermost": "chat",
-    "mediawiki": "wiki", "minio": "storage", "mobilizon": "events", "mysql": "database",
-    "nextcloud": "cloud", "nginx": "website", "owncloud": "cloud", "paperless": "documents",
-    "peertube": "video", "pgadmin": "database-admin", "phpmyadmin": "database-admin",
-    "pixelfed": "photos", "plex": "media", "postfix": "mail", "postgres": "database",
-    "postgresql": "database", "prometheus": "metrics", "redis": "cache",
-    "rocketchat": "chat", "roundcube": "webmail", "synapse": "chat", "thttpd": "website",
-    "traefik": "proxy", "uptime-kuma": "status", "vaultwarden": "passwords",
-    "wordpress": "blog", "zammad": "helpdesk", "zulip": "chat",
+    "apache": "website",
+    "authentik": "login",
+    "bigbluebutton": "meetings",
+    "bitwarden": "passwords",
+    "caddy": "website",
+    "codimd": "pad",
+    "conduit": "chat",
+    "dendrite": "chat",
+    "discourse": "forum",
+    "dokuwiki": "wiki",
+    "dovecot": "mail",
+    "drupal": "website",
+    "element": "chat",
+    "etherpad": "pad",
+    "forgejo": "git",
+    "funkwhale": "music",
+    "gancio": "calendar",
+    "ghost": "blog",
+    "gitea": "git",
+    "gitlab": "git",
+    "grafana": "dashboards",
+    "haproxy": "proxy",
+    "hedgedoc": "pad",
+    "httpd": "website",
+    "influxdb": "metrics",
+    "jellyfin": "media",
+    "jitsi": "video-calls",
+    "keycloak": "login",
+    "lemmy": "forum",
+    "listmonk": "newsletter",
+    "mailcow": "mail",
+    "mailman": "lists",
+    "mariadb": "database",
+    "mastodon": "social",
+    "mattermost": "chat",
+    "mediawiki": "wiki",
+    "minio": "storage",
+    "mobilizon": "events",
+    "mysql": "database",
+    "nextcloud": "cloud",
+    "nginx": "website",
+    "owncloud": "cloud",
+    "paperless": "documents",
+    "peertube": "video",
+    "pgadmin": "database-admin",
+    "phpmyadmin": "database-admin",
+    "pixelfed": "photos",
+    "plex": "media",
+    "postfix": "mail",
+    "postgres": "database",
+    "postgresql": "database",
+    "prometheus": "metrics",
+    "redis": "cache",
+    "rocketchat": "chat",
+    "roundcube": "webmail",
+    "synapse": "chat",
+    "thttpd": "website",
+    "traefik": "proxy",
+    "uptime-kuma": "status",
+    "vaultwarden": "passwords",
+    "wordpress": "blog",
+    "zammad": "helpdesk",
+    "zulip": "chat",
 }
 
 
@@ -49,22 +95,29 @@ def names_format(ctx: Context) -> Iterator[Finding]:
             yield ctx.finding("host", name, (), f"host name `{name}` is not a valid name")
     for person in sorted(inv.collective.people):
         if bad(person):
-            yield ctx.finding("collective", "", ("people", person), f"`{person}` is not a valid name",
-                              key=True)
+            yield ctx.finding(
+                "collective", "", ("people", person), f"`{person}` is not a valid name", key=True
+            )
     for name, service in sorted(inv.services.items()):
         if bad(name):
             yield ctx.finding("service", name, (), f"service name `{name}` is not a valid name")
         for cname, component in service.components.items():
             path = ("components", cname)
             if bad(cname):
-                yield ctx.finding("service", name, path, f"component name `{cname}` is not valid",
-                                  key=True)
+                yield ctx.finding(
+                    "service", name, path, f"component name `{cname}` is not valid", key=True
+                )
             named = [("ports", p) for p in component.ports]
             named += [("volumes", v) for v in component.volumes]
             for group, item in named:
                 if bad(item):
-                    yield ctx.finding("service", name, (*path, group, item),
-                                      f"{group[:-1]} name `{item}` is not valid", key=True)
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        (*path, group, item),
+                        f"{group[:-1]} name `{item}` is not valid",
+                        key=True,
+                    )
 
 
 def suggestion(name: str) -> str | None:
@@ -91,6 +144,9 @@ def names_by_function(ctx: Context) -> Iterator[Finding]:
         better = suggestion(name)
         if better is not None and better != name:
             yield ctx.finding(
-                "service", name, (), f"`{name}` is named after its software",
+                "service",
+                name,
+                (),
+                f"`{name}` is named after its software",
                 f"name it by what it offers, e.g. `{better}` (rename services/{name}.yaml)",
             )

@@ -28,9 +28,14 @@ def published(inventory: Inventory) -> Iterator[PortUse]:
     for name, service in sorted(inventory.services.items()):
         for cname, component in service.components.items():
             for port_name, port in component.publish.items():
-                yield PortUse(service.host, port, "tcp", name,
-                              ("components", cname, "publish", port_name),
-                              f"{name}/{cname}.{port_name}")
+                yield PortUse(
+                    service.host,
+                    port,
+                    "tcp",
+                    name,
+                    ("components", cname, "publish", port_name),
+                    f"{name}/{cname}.{port_name}",
+                )
 
 
 def edge(inventory: Inventory) -> Iterator[PortUse]:
@@ -43,8 +48,14 @@ def edge(inventory: Inventory) -> Iterator[PortUse]:
                 yield PortUse(host, port, "tcp", None, (), "the proxy (HTTP and HTTPS routes)")
         for name, service in sorted(inventory.services.items()):
             for i, expose in enumerate(service.expose):
-                yield PortUse(host, expose.port, expose.protocol, name, ("expose", i, "port"),
-                              f"{name} (expose {expose.to})")
+                yield PortUse(
+                    host,
+                    expose.port,
+                    expose.protocol,
+                    name,
+                    ("expose", i, "port"),
+                    f"{name} (expose {expose.to})",
+                )
 
 
 @rule(
@@ -56,21 +67,27 @@ def edge(inventory: Inventory) -> Iterator[PortUse]:
 )
 def ports_unique(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory
-    first: dict[tuple[str, int, str], PortUse] = {}
+    groups: dict[tuple[str, int, str], list[PortUse]] = {}
     for use in [*edge(inv), *published(inv)]:
-        key = (use.host, use.port, use.protocol)
-        if key not in first:
-            first[key] = use
+        groups.setdefault((use.host, use.port, use.protocol), []).append(use)
+    for (host, port, protocol), uses in sorted(groups.items()):
+        if len(uses) < 2:
             continue
-        earlier = first[key]
-        if use.service is None:
-            continue
-        if earlier.service is None:
-            where = "on every edge host"
-        else:
-            where = str(inv.where("service", earlier.service, earlier.path))
-        yield ctx.finding(
-            "service", use.service, use.path,
-            f"{use.protocol} port {use.port} on host `{use.host}` is already used by "
-            f"{earlier.what} ({where})",
-        )
+        for use in uses:
+            if use.service is None:
+                continue
+            others = []
+            for other in uses:
+                if other is use:
+                    continue
+                if other.service is None:
+                    others.append(f"{other.what} (on every edge host)")
+                else:
+                    where = inv.where("service", other.service, other.path)
+                    others.append(f"{other.what} ({where})")
+            yield ctx.finding(
+                "service",
+                use.service,
+                use.path,
+                f"{protocol} port {port} on host `{host}` is also used by {', '.join(others)}",
+            )

@@ -24,38 +24,51 @@ def managed_zone(inventory: Inventory, domain: str) -> str | None:
 )
 def routes_unique(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory
-    seen: dict[tuple[str, str], tuple[str, int]] = {}
+    routed: dict[tuple[str, str], list[tuple[str, int]]] = {}
+    for name, service in sorted(inv.services.items()):
+        for i, route in enumerate(service.routes):
+            key = (route.domain, route.path.rstrip("/") or "/")
+            routed.setdefault(key, []).append((name, i))
+    for (domain, prefix), users in sorted(routed.items()):
+        for name, i in users if len(users) > 1 else ():
+            others = ", ".join(
+                str(inv.where("service", n, ("routes", j))) for n, j in users if (n, j) != (name, i)
+            )
+            yield ctx.finding(
+                "service",
+                name,
+                ("routes", i, "domain"),
+                f"{domain}{prefix} is also routed by {others}",
+            )
     modes: dict[str, tuple[str, int, str]] = {}
     for name, service in sorted(inv.services.items()):
         for i, route in enumerate(service.routes):
             path = ("routes", i)
-            key = (route.domain, route.path.rstrip("/") or "/")
-            if key in seen:
-                other, j = seen[key]
-                yield ctx.finding(
-                    "service", name, (*path, "domain"),
-                    f"{route.domain}{route.path} is already routed by "
-                    f"{inv.where('service', other, ('routes', j))}",
-                )
-            else:
-                seen[key] = (name, i)
             if route.tls == "passthrough" and route.path != "/":
-                yield ctx.finding("service", name, (*path, "path"),
-                                  "a passthrough route cannot route by path (the proxy never "
-                                  "sees the encrypted request)", "remove `path`")
+                yield ctx.finding(
+                    "service",
+                    name,
+                    (*path, "path"),
+                    "a passthrough route cannot route by path (the proxy never "
+                    "sees the encrypted request)",
+                    "remove `path`",
+                )
             passthrough = route.tls == "passthrough"
             earlier = modes.get(route.domain)
             if earlier is None:
                 modes[route.domain] = (name, i, route.tls)
             elif (earlier[2] == "passthrough") != passthrough:
+                there = inv.where("service", earlier[0], ("routes", earlier[1]))
+                here, other = (
+                    ("passed through", "terminated")
+                    if passthrough
+                    else ("terminated", "passed through")
+                )
                 yield ctx.finding(
-                    "service", name, (*path, "tls"),
-                    f"{route.domain} is passed through at "
-                    f"{inv.where('service', earlier[0], ('routes', earlier[1]))} "
-                    "and terminated here" if not passthrough else
-                    f"{route.domain} is terminated at "
-                    f"{inv.where('service', earlier[0], ('routes', earlier[1]))} "
-                    "and passed through here",
+                    "service",
+                    name,
+                    (*path, "tls"),
+                    f"{route.domain} is {here} here but {other} at {there}",
                     "use one TLS mode per domain",
                 )
 
@@ -70,12 +83,20 @@ def routes_tls(ctx: Context) -> Iterator[Finding]:
     for name, service in sorted(ctx.inventory.services.items()):
         for i, route in enumerate(service.routes):
             if route.tls == "none":
-                yield ctx.finding("service", name, ("routes", i, "tls"),
-                                  f"{route.domain}{route.path} is served without TLS")
+                yield ctx.finding(
+                    "service",
+                    name,
+                    ("routes", i, "tls"),
+                    f"{route.domain}{route.path} is served without TLS",
+                )
                 if route.redirect_https:
-                    yield ctx.finding("service", name, ("routes", i, "redirect_https"),
-                                      "redirect_https needs TLS on the route",
-                                      "remove `redirect_https` or use `tls: terminate`")
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        ("routes", i, "redirect_https"),
+                        "redirect_https needs TLS on the route",
+                        "remove `redirect_https` or use `tls: terminate`",
+                    )
 
 
 @rule(
@@ -88,7 +109,8 @@ def routes_tls(ctx: Context) -> Iterator[Finding]:
 def routes_dns(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory
     public = [
-        h for h in derive.edge_hosts(inv)
+        h
+        for h in derive.edge_hosts(inv)
         if h in inv.hosts and (inv.hosts[h].public_ipv4 or inv.hosts[h].public_ipv6)
     ]
     for name, service in sorted(inv.services.items()):
@@ -96,18 +118,28 @@ def routes_dns(ctx: Context) -> Iterator[Finding]:
             path = ("routes", i, "domain")
             zone = managed_zone(inv, route.domain)
             if zone is None:
-                yield ctx.finding("service", name, path,
-                                  f"{route.domain} is not under a domain the collective manages")
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"{route.domain} is not under a domain the collective manages",
+                )
                 continue
             if not public:
-                yield ctx.finding("service", name, path,
-                                  f"no edge host has a public address for {route.domain}",
-                                  "give an edge host `public_ipv4` or `public_ipv6`")
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"no edge host has a public address for {route.domain}",
+                    "give an edge host `public_ipv4` or `public_ipv6`",
+                )
             relative = route.domain[: -len(zone)].rstrip(".") or "@"
             for j, record in enumerate(inv.zones[zone].records if zone in inv.zones else ()):
                 if record.name == relative and record.type in ("A", "AAAA", "CNAME"):
                     yield ctx.finding(
-                        "service", name, path,
+                        "service",
+                        name,
+                        path,
                         f"{route.domain} also has a {record.type} record in "
                         f"{inv.where('zone', zone, ('records', j))}",
                         "remove the record: routes make their own A/AAAA records",

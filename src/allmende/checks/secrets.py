@@ -36,8 +36,13 @@ def looks_secret(key: str, value: str) -> str | None:
         return None
     if _SECRET_NAME.search(key) and not _NOT_A_VALUE.search(key):
         return f"`{key}` holds a password, token or key"
-    if (len(value) >= 32 and " " not in value and "/" not in value and "." not in value
-            and entropy(value) > 4.0):
+    if (
+        len(value) >= 32
+        and " " not in value
+        and "/" not in value
+        and "." not in value
+        and entropy(value) > 4.0
+    ):
         return "looks like a random token"
     return None
 
@@ -58,7 +63,9 @@ def secrets_plaintext(ctx: Context) -> Iterator[Finding]:
                 if why:
                     secret = f"{name}/{key.lower().replace('_', '-')}"
                     yield ctx.finding(
-                        "service", name, ("components", cname, "env", key),
+                        "service",
+                        name,
+                        ("components", cname, "env", key),
                         f"plaintext secret: {why}",
                         f"run `allmende secret set {secret}` and write "
                         f"`secrets: {{{key}: {secret}}}` instead of the env value",

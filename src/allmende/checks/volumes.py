@@ -22,6 +22,8 @@ def volumes_under_srv(ctx: Context) -> Iterator[Finding]:
             normal = posixpath.normpath(host_path)
             if normal != f"/srv/{name}" and not normal.startswith(f"/srv/{name}/"):
                 yield ctx.finding(
-                    "service", name, ("components", cname, "volumes", vname),
+                    "service",
+                    name,
+                    ("components", cname, "volumes", vname),
                     f"volume `{vname}` lives at {host_path}, outside /srv/{name}/",
                 )

@@ -64,8 +64,11 @@ def volumes(service_name: str, service: Service) -> Iterator[tuple[str, str, Vol
     """Yield (component, volume name, volume, host path) for every volume of a service."""
     for component_name, component in service.components.items():
         for volume_name, volume in component.volumes.items():
-            yield component_name, volume_name, volume, volume_host_path(
-                service_name, volume_name, volume
+            yield (
+                component_name,
+                volume_name,
+                volume,
+                volume_host_path(service_name, volume_name, volume),
             )
 
 

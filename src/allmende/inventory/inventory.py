@@ -39,7 +39,9 @@ class Inventory:
             return COLLECTIVE_FILE
         return self.files[(kind, name)]
 
-    def where(self, kind: Kind, name: str = "", path: KeyPath = (), *, key: bool = False) -> Location:
+    def where(
+        self, kind: Kind, name: str = "", path: KeyPath = (), *, key: bool = False
+    ) -> Location:
         """Return the location of ``path`` inside the file of the named host, service, ...."""
         file = self.file(kind, name)
         document = self.documents.get(file)

@@ -38,8 +38,12 @@ def _files(root: Path, kind: Kind, problems: list[Problem]) -> dict[str, str]:
         relative = path.relative_to(root).as_posix()
         if name in found:
             problems.append(
-                Problem(Location(relative), "", f"`{name}` is also defined in {found[name]}",
-                        "keep one file per name")
+                Problem(
+                    Location(relative),
+                    "",
+                    f"`{name}` is also defined in {found[name]}",
+                    "keep one file per name",
+                )
             )
             continue
         found[name] = relative
@@ -50,8 +54,14 @@ def _read(root: Path, relative: str, problems: list[Problem]) -> Document | None
     try:
         raw = (root / relative).read_bytes()
     except OSError as exc:
-        problems.append(Problem(Location(relative), "", f"cannot read the file: {exc.strerror}",
-                                "check its permissions"))
+        problems.append(
+            Problem(
+                Location(relative),
+                "",
+                f"cannot read the file: {exc.strerror}",
+                "check its permissions",
+            )
+        )
         return None
     document, found = parse(raw, relative)
     problems.extend(found)
@@ -70,7 +80,7 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         if not root.is_dir():
             raise InventoryError([Problem(Location(str(root)), "", "no such directory", hint)])
         raise InventoryError(
-            [Problem(Location(COLLECTIVE_FILE), "", f"missing: {root} has no allmende.yaml", hint)]
+            [Problem(Location(COLLECTIVE_FILE), "", "missing: this is not an inventory", hint)]
         )
     problems: list[Problem] = []
     files: dict[tuple[Kind, str], str] = {("collective", ""): COLLECTIVE_FILE}
@@ -113,7 +123,7 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
 
 
 def _scope(keypath: str) -> str:
-    """Return the part of a key path a problem spoils: ``components.app`` of ``components.app.x``."""
+    """Return the part of a key path a problem spoils: ``components.app`` of a key below it."""
     return ".".join(keypath.split(".")[:2])
 
 
@@ -126,11 +136,14 @@ def _resolvable(
     to a value that failed validation (in the same component, say) is not reported either.
     """
     missing = {
-        f"`{name}`" for (kind, name) in files if kind in ("host", "service")
+        f"`{name}`"
+        for (kind, name) in files
+        if kind in ("host", "service")
         and name not in (inventory.hosts if kind == "host" else inventory.services)
     }
     return [
-        p for p in resolve(inventory)
+        p
+        for p in resolve(inventory)
         if not any(name in p.message for name in missing)
         and (p.location.file, _scope(p.keypath)) not in failed
     ]

@@ -58,7 +58,7 @@ def _text(value: Any) -> Any:
     return value
 
 
-EnvValue = Annotated[str, BeforeValidator(_text)]
+EnvValue = Annotated[str, BeforeValidator(_text, json_schema_input_type=str | int | float | bool)]
 
 
 def _command(value: Any) -> Any:
@@ -136,11 +136,11 @@ Schedule = Annotated[
 class Keep(Model):
     """How many archives to keep per period (Borg prune)."""
 
-    hourly: int | None = Field(None, ge=0)
-    daily: int | None = Field(None, ge=0)
-    weekly: int | None = Field(None, ge=0)
-    monthly: int | None = Field(None, ge=0)
-    yearly: int | None = Field(None, ge=0)
+    hourly: int | None = Field(None, ge=0, description="Hourly archives to keep.")
+    daily: int | None = Field(None, ge=0, description="Daily archives to keep.")
+    weekly: int | None = Field(None, ge=0, description="Weekly archives to keep.")
+    monthly: int | None = Field(None, ge=0, description="Monthly archives to keep.")
+    yearly: int | None = Field(None, ge=0, description="Yearly archives to keep.")
 
 
 Consistency = Literal["dump", "stop", "snapshot", "none"]
@@ -155,7 +155,7 @@ class BackupDefaults(Model):
     encryption: str | None = Field(None, description="Borg encryption mode, e.g. repokey-blake2.")
     append_only: bool | None = Field(None, description="The repository refuses deletions.")
     schedule: Schedule | None = None
-    keep: Keep | None = None
+    keep: Keep | None = Field(None, description="How many archives to keep.")
     consistency: Consistency | None = Field(
         None,
         description="How data is made consistent: `dump` databases, `stop` the service, "
@@ -166,8 +166,8 @@ class BackupDefaults(Model):
 class Notify(Model):
     """Where alerts go: exactly one of `email` or `webhook`."""
 
-    email: str | None = None
-    webhook: str | None = None
+    email: str | None = Field(None, description="An address that receives alerts.")
+    webhook: str | None = Field(None, description="A URL that receives alerts as a POST.")
 
     @model_validator(mode="after")
     def _one(self) -> Notify:
@@ -183,10 +183,10 @@ class Collective(Extensible):
     description: str = Field("", description="One line on who you are.")
     contact: str | None = Field(None, description="How to reach the people who run the servers.")
     domains: tuple[str, ...] = Field((), description="DNS zones the collective manages.")
-    edge: Edge | None = None
-    acme: Acme | None = None
-    backup: BackupDefaults | None = None
-    notify: tuple[Notify, ...] = ()
+    edge: Edge | None = Field(None, description="The hosts that run the reverse proxy.")
+    acme: Acme | None = Field(None, description="How route certificates are obtained.")
+    backup: BackupDefaults | None = Field(None, description="Backup defaults for every service.")
+    notify: tuple[Notify, ...] = Field((), description="Where alerts go.")
     people: dict[str, Person] = Field(default_factory=dict, description="Name -> person.")
 
     @field_validator("domains")
@@ -201,16 +201,16 @@ class Collective(Extensible):
 class Ssh(Model):
     """How allmende logs in to a host."""
 
-    user: str = "root"
-    port: Port = 22
+    user: str = Field("root", description="The login name.")
+    port: Port = Field(22, description="The SSH port.")
 
 
 class Resources(Model):
     """What the machine has, for the docs."""
 
-    cpus: float | None = Field(None, gt=0)
-    memory: Size | None = None
-    disk: Size | None = None
+    cpus: float | None = Field(None, gt=0, description="Number of CPU cores.")
+    memory: Size | None = Field(None, description="Memory, e.g. `16GiB`.")
+    disk: Size | None = Field(None, description="Disk space, e.g. `512GB`.")
 
 
 def _ip(version: int) -> Any:
@@ -231,21 +231,27 @@ def _ip(version: int) -> Any:
 class Host(Extensible):
     """`hosts/<host>.yaml`: one machine; the file name is its name."""
 
-    description: str = ""
+    description: str = Field("", description="What the machine is, in a line.")
     kind: Literal["physical", "vps", "vm", "container"] = Field(
         "physical", description="What the machine is."
     )
-    parent: str | None = Field(None, description="Required for vm and container: the host it runs on.")
+    parent: str | None = Field(
+        None, description="Required for vm and container: the host it runs on."
+    )
     address: str | None = Field(None, description="How allmende reaches it (IP or DNS name).")
     public_ipv4: Annotated[str | None, BeforeValidator(_ip(4))] = Field(
         None, description="Where DNS records of its routes point."
     )
-    public_ipv6: Annotated[str | None, BeforeValidator(_ip(6))] = None
+    public_ipv6: Annotated[str | None, BeforeValidator(_ip(6))] = Field(
+        None, description="Where AAAA records of its routes point."
+    )
     ssh: Ssh | None = Field(None, description="Omit for the machine allmende runs on.")
-    engine: Literal["compose", "swarm", "kubernetes", "incus", "systemd"] = "compose"
-    provider: str | None = None
-    location: str | None = None
-    resources: Resources | None = None
+    engine: Literal["compose", "swarm", "kubernetes", "incus", "systemd"] = Field(
+        "compose", description="What runs the services on this host."
+    )
+    provider: str | None = Field(None, description="Who hosts it (free text, for the docs).")
+    location: str | None = Field(None, description="Where it stands (free text, for the docs).")
+    resources: Resources | None = Field(None, description="What the machine has.")
     storage_class: str | None = Field(
         None, description="Kubernetes hosts: the storage class of volumes."
     )
@@ -277,11 +283,14 @@ class Healthcheck(Model):
 
     http: str | None = Field(None, description="A path fetched over HTTP, e.g. /healthz.")
     tcp: str | None = Field(None, description="A port name that must accept connections.")
-    command: Annotated[tuple[str, ...] | None, BeforeValidator(_command)] = None
+    command: Annotated[
+        tuple[str, ...] | None,
+        BeforeValidator(_command, json_schema_input_type=str | list[str] | None),
+    ] = None
     port: str | None = Field(None, description="The port name for `http` (default: the only one).")
-    interval: Duration = "30s"
-    timeout: Duration = "5s"
-    retries: int = Field(3, ge=1)
+    interval: Duration = Field("30s", description="Time between checks.")
+    timeout: Duration = Field("5s", description="How long one check may take.")
+    retries: int = Field(3, ge=1, description="Failures in a row before it is unhealthy.")
 
     @model_validator(mode="after")
     def _one(self) -> Healthcheck:
@@ -295,7 +304,7 @@ class SystemContainer(Model):
     """An Incus system container: a whole distribution with its own init."""
 
     image: str = Field(description="An Incus image alias such as `debian/12`.")
-    packages: tuple[str, ...] = ()
+    packages: tuple[str, ...] = Field((), description="Installed with the package manager.")
     setup: tuple[str, ...] = Field((), description="Commands run once, in order.")
     services: tuple[str, ...] = Field((), description="Init services to enable and start.")
 
@@ -304,9 +313,16 @@ class Component(Extensible):
     """One container of a service: an application image or (on Incus) a system container."""
 
     image: str | None = Field(None, description="A pinned image tag or digest.")
-    system: SystemContainer | None = None
-    command: Annotated[tuple[str, ...] | None, BeforeValidator(_command)] = None
-    env: dict[str, EnvValue] = Field(default_factory=dict)
+    system: SystemContainer | None = Field(
+        None, description="On Incus hosts: a system container instead of an image."
+    )
+    command: Annotated[
+        tuple[str, ...] | None,
+        BeforeValidator(_command, json_schema_input_type=str | list[str] | None),
+    ] = None
+    env: dict[str, EnvValue] = Field(
+        default_factory=dict, description="Environment variables (no secrets: see `secrets`)."
+    )
     secrets: dict[str, str] = Field(
         default_factory=dict, description="Environment variable -> secret name."
     )
@@ -314,12 +330,12 @@ class Component(Extensible):
     publish: dict[str, Port] = Field(
         default_factory=dict, description="Port name -> port on the host's address."
     )
-    volumes: dict[str, Annotated[Volume, BeforeValidator(_volume)]] = Field(
-        default_factory=dict, description="Name -> path inside, or {path, host}."
-    )
-    healthcheck: Healthcheck | None = None
-    depends_on: tuple[str, ...] = ()
-    replicas: int = Field(1, ge=0)
+    volumes: dict[
+        str, Annotated[Volume, BeforeValidator(_volume, json_schema_input_type=str | Volume)]
+    ] = Field(default_factory=dict, description="Name -> path inside, or {path, host}.")
+    healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
+    depends_on: tuple[str, ...] = Field((), description="Components started (healthy) first.")
+    replicas: int = Field(1, ge=0, description="How many copies run.")
 
     @model_validator(mode="after")
     def _image_or_system(self) -> Component:
@@ -331,7 +347,9 @@ class Component(Extensible):
 class Provides(Model):
     """A database this service offers to others."""
 
-    database: Literal["postgres", "mariadb", "mysql", "redis", "sqlite"]
+    database: Literal["postgres", "mariadb", "mysql", "redis", "sqlite"] = Field(
+        description="The database engine."
+    )
     component: str | None = Field(None, description="Default: the only component.")
     port: str | None = Field(None, description="Port name; default: the component's only port.")
     databases: tuple[str, ...] | None = Field(
@@ -348,10 +366,14 @@ class Use(Model):
 class Route(Model):
     """An HTTP(S) or SNI route through the edge."""
 
-    domain: str
+    domain: str = Field(description="The domain name the route answers.")
     path: str = Field("/", description="Path prefix.")
     to: str = Field(description="`<component>.<port name>`.")
-    tls: Literal["terminate", "passthrough", "none"] = "terminate"
+    tls: Literal["terminate", "passthrough", "none"] = Field(
+        "terminate",
+        description="`terminate` at the edge, `passthrough` by SNI to a backend holding its own "
+        "certificate, or `none`.",
+    )
     redirect_https: bool | None = Field(None, description="Default: true when tls is terminate.")
     cache: Duration | None = Field(None, description="Cache responses at the edge this long.")
 
@@ -371,28 +393,30 @@ class Route(Model):
 class Expose(Model):
     """A raw TCP/UDP port through the edge."""
 
-    port: Port
-    protocol: Literal["tcp", "udp"] = "tcp"
+    port: Port = Field(description="The port on the edge host.")
+    protocol: Literal["tcp", "udp"] = Field("tcp", description="`tcp` or `udp`.")
     to: str = Field(description="`<component>.<port name>`.")
 
 
 class ServiceBackup(Model):
     """How this service is backed up; unset keys come from the collective's defaults."""
 
-    consistency: Consistency | None = None
+    consistency: Consistency | None = Field(
+        None, description="`dump` databases, `stop` the service, `snapshot`, or `none`."
+    )
     schedule: Schedule | None = None
-    keep: Keep | None = None
-    repository: str | None = None
-    encryption: str | None = None
-    append_only: bool | None = None
-    exclude: tuple[str, ...] = ()
+    keep: Keep | None = Field(None, description="How many archives to keep.")
+    repository: str | None = Field(None, description="Borg repository.")
+    encryption: str | None = Field(None, description="Borg encryption mode.")
+    append_only: bool | None = Field(None, description="The repository refuses deletions.")
+    exclude: tuple[str, ...] = Field((), description="Host paths left out of the backup.")
 
 
 class Expect(Model):
     """What a healthy HTTP answer looks like."""
 
-    status: int = Field(200, ge=100, le=599)
-    contains: str | None = None
+    status: int = Field(200, ge=100, le=599, description="The expected HTTP status.")
+    contains: str | None = Field(None, description="Text the answer must contain.")
 
 
 class Monitor(Model):
@@ -401,8 +425,8 @@ class Monitor(Model):
     http: str | None = Field(None, description="A URL to fetch.")
     tcp: str | None = Field(None, description="`host:port` that must accept connections.")
     tls: str | None = Field(None, description="`host:port` whose certificate expiry is watched.")
-    expect: Expect | None = None
-    interval: Duration = "60s"
+    expect: Expect | None = Field(None, description="For `http`: what a good answer is.")
+    interval: Duration = Field("60s", description="Time between probes.")
 
     @model_validator(mode="after")
     def _one(self) -> Monitor:
@@ -425,17 +449,19 @@ class Service(Extensible):
     description: str = Field(description="What it offers to people.")
     maintainers: tuple[str, ...] = Field((), description="Names from `people`.")
     host: str = Field(description="The host it runs on.")
-    components: dict[str, Component] = Field(min_length=1)
-    provides: Provides | None = None
-    uses: tuple[Use, ...] = ()
-    routes: tuple[Route, ...] = ()
-    expose: tuple[Expose, ...] = ()
-    backup: ServiceBackup | None = None
+    components: dict[str, Component] = Field(
+        min_length=1, description="The containers that make up the service, by name."
+    )
+    provides: Provides | None = Field(None, description="A database other services may use.")
+    uses: tuple[Use, ...] = Field((), description="Databases of other services it needs.")
+    routes: tuple[Route, ...] = Field((), description="HTTP(S) and SNI routes through the edge.")
+    expose: tuple[Expose, ...] = Field((), description="Raw TCP/UDP ports through the edge.")
+    backup: ServiceBackup | None = Field(None, description="How it is backed up.")
     monitor: tuple[Monitor, ...] | None = Field(
         None, description="Derived for every route when omitted."
     )
     docs: str = Field("", description="Free text for the runbook page.")
-    allow: tuple[Allow, ...] = ()
+    allow: tuple[Allow, ...] = Field((), description="Findings accepted on purpose.")
 
 
 # --------------------------------------------------------------------------- zones
@@ -449,9 +475,9 @@ class Record(Model):
     """One DNS record."""
 
     name: str = Field(description="`@` for the zone apex, or a relative name.")
-    type: RecordType
-    value: EnvValue
-    ttl: int | None = Field(None, ge=0)
+    type: RecordType = Field(description="The record type.")
+    value: EnvValue = Field(description="The record data as in a zone file.")
+    ttl: int | None = Field(None, ge=0, description="Default: the zone's ttl.")
 
 
 class Zone(Extensible):
@@ -460,7 +486,7 @@ class Zone(Extensible):
     provider: Annotated[str, StringConstraints(pattern=r"^(zonefile|rfc2136|octodns:[\w.]+)$")] = (
         Field("zonefile", description="`zonefile`, `rfc2136` or `octodns:<provider class>`.")
     )
-    nameservers: tuple[str, ...] = ()
-    ttl: int = Field(3600, ge=0)
+    nameservers: tuple[str, ...] = Field((), description="NS records of the zone.")
+    ttl: int = Field(3600, ge=0, description="Default TTL in seconds.")
     email: str | None = Field(None, description="The zone contact for the SOA record.")
-    records: tuple[Record, ...] = ()
+    records: tuple[Record, ...] = Field((), description="Records beyond the derived ones.")

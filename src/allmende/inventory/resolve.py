@@ -9,7 +9,7 @@ from allmende.inventory import derive
 from allmende.inventory.inventory import Inventory, Kind
 from allmende.inventory.models import Component, Service
 from allmende.inventory.secrets import check_name
-from allmende.inventory.validate import did_you_mean
+from allmende.inventory.validate import closest, did_you_mean
 from allmende.inventory.yamlpos import KeyPath, dotted
 
 
@@ -19,9 +19,7 @@ class _Resolver:
         self.problems: list[Problem] = []
 
     def add(self, kind: Kind, name: str, path: KeyPath, message: str, hint: str = "") -> None:
-        self.problems.append(
-            Problem(self.inv.where(kind, name, path), dotted(path), message, hint)
-        )
+        self.problems.append(Problem(self.inv.where(kind, name, path), dotted(path), message, hint))
 
     def unknown(
         self, kind: Kind, name: str, path: KeyPath, what: str, value: str, known: list[str]
@@ -39,7 +37,10 @@ class _Resolver:
         for domain in self.inv.zones:
             if domain not in self.inv.collective.domains:
                 self.add(
-                    "zone", domain, (), f"zone `{domain}` is not one of the collective's domains",
+                    "zone",
+                    domain,
+                    (),
+                    f"zone `{domain}` is not one of the collective's domains",
                     f"add `{domain}` to `domains` in allmende.yaml, or rename the file",
                 )
 
@@ -52,7 +53,10 @@ class _Resolver:
                 self.unknown("host", name, ("parent",), "host", host.parent, names)
             if host.parent is None and host.kind in ("vm", "container"):
                 self.add(
-                    "host", name, ("kind",), f"a {host.kind} needs a `parent`",
+                    "host",
+                    name,
+                    ("kind",),
+                    f"a {host.kind} needs a `parent`",
                     "add `parent: <host it runs on>`",
                 )
         self._cycles()
@@ -64,12 +68,15 @@ class _Resolver:
             current = self.inv.hosts[start].parent
             while current is not None and current in self.inv.hosts:
                 if current in chain:
-                    cycle = chain[chain.index(current):]
+                    cycle = chain[chain.index(current) :]
                     if not reported & set(cycle):
                         reported.update(cycle)
                         loop = " -> ".join([*cycle, current])
                         self.add(
-                            "host", current, ("parent",), f"hosts are their own parents: {loop}",
+                            "host",
+                            current,
+                            ("parent",),
+                            f"hosts are their own parents: {loop}",
                             "a host's parent must be the machine it runs on",
                         )
                     break
@@ -100,12 +107,17 @@ class _Resolver:
             if dep not in service.components:
                 self.unknown("service", name, (*base, "depends_on", i), "component", dep, known)
             elif dep == cname:
-                self.add("service", name, (*base, "depends_on", i), "a component cannot depend on itself")
+                self.add(
+                    "service", name, (*base, "depends_on", i), "a component cannot depend on itself"
+                )
         ports = sorted(component.ports)
         for port in component.publish:
             if port not in component.ports:
                 self.add(
-                    "service", name, (*base, "publish", port), f"unknown port name `{port}`",
+                    "service",
+                    name,
+                    (*base, "publish", port),
+                    f"unknown port name `{port}`",
                     did_you_mean(port, ports, "port") or "declare it under `ports` first",
                 )
         check = component.healthcheck
@@ -116,8 +128,11 @@ class _Resolver:
                     self.unknown("service", name, (*base, "healthcheck", key), "port", value, ports)
             if check.http is not None and check.port is None and len(component.ports) != 1:
                 self.add(
-                    "service", name, (*base, "healthcheck", "http"),
-                    "which port does the HTTP health check use?", "add `port: <port name>`",
+                    "service",
+                    name,
+                    (*base, "healthcheck", "http"),
+                    "which port does the HTTP health check use?",
+                    "add `port: <port name>`",
                 )
         for env, secret in sorted(component.secrets.items()):
             path = (*base, "secrets", env)
@@ -126,18 +141,20 @@ class _Resolver:
                 self.add("service", name, path, invalid)
             elif secret not in self.inv.secrets:
                 self.add(
-                    "service", name, path, f"secret `{secret}` is not in secrets/",
+                    "service",
+                    name,
+                    path,
+                    f"secret `{secret}` is not in secrets/",
                     f"run `allmende secret set {secret}`",
                 )
 
     def _target(self, name: str, service: Service, path: KeyPath, target: str) -> None:
         component, port = derive.split_target(target)
+        form = "write `<component>.<port name>`"
         if component not in service.components:
-            self.add(
-                "service", name, path, f"unknown component `{component}`",
-                f"{did_you_mean(component, sorted(service.components), 'component')}; "
-                "write `<component>.<port name>`",
-            )
+            match = closest(component, service.components)
+            hint = f"did you mean `{match}.{port or '<port name>'}`?" if match else form
+            self.add("service", name, path, f"unknown component `{component}`", hint)
         elif not port:
             self.add("service", name, path, "missing the port name", f"write `{component}.<port name>`")
         elif port not in service.components[component].ports:
@@ -157,15 +174,30 @@ class _Resolver:
         component = derive.provider_component(service)
         if component is None:
             self.add(
-                "service", name, ("provides",), "which component serves the database?",
+                "service",
+                name,
+                ("provides",),
+                "which component serves the database?",
                 "add `component: <component name>`",
             )
         elif component not in service.components:
-            self.unknown("service", name, ("provides", "component"), "component", component,
-                         sorted(service.components))
+            self.unknown(
+                "service",
+                name,
+                ("provides", "component"),
+                "component",
+                component,
+                sorted(service.components),
+            )
         elif provides.port and provides.port not in service.components[component].ports:
-            self.unknown("service", name, ("provides", "port"), "port", provides.port,
-                         sorted(service.components[component].ports))
+            self.unknown(
+                "service",
+                name,
+                ("provides", "port"),
+                "port",
+                provides.port,
+                sorted(service.components[component].ports),
+            )
 
     def uses(self, name: str, service: Service) -> None:
         for i, use in enumerate(service.uses):
@@ -173,19 +205,34 @@ class _Resolver:
             provider, _, db = use.database.partition("/")
             offering = sorted(n for n, s in self.inv.services.items() if s.provides is not None)
             if not db:
-                self.add("service", name, path, f"`{use.database}` names no database",
-                         "write `<service>/<database name>`")
+                self.add(
+                    "service",
+                    name,
+                    path,
+                    f"`{use.database}` names no database",
+                    "write `<service>/<database name>`",
+                )
             elif provider not in self.inv.services:
                 self.unknown("service", name, path, "service", provider, offering)
             elif self.inv.services[provider].provides is None:
-                self.add("service", name, path, f"service `{provider}` provides no database",
-                         did_you_mean(provider, offering, "database service"))
+                self.add(
+                    "service",
+                    name,
+                    path,
+                    f"service `{provider}` provides no database",
+                    did_you_mean(provider, offering, "database service"),
+                )
             else:
                 declared = self.inv.services[provider].provides.databases  # type: ignore[union-attr]
                 if declared is not None and db not in declared:
-                    self.add("service", name, path, f"`{provider}` offers no database `{db}`",
-                             did_you_mean(db, declared, "database")
-                             or f"add `{db}` to `provides.databases` of {provider}")
+                    self.add(
+                        "service",
+                        name,
+                        path,
+                        f"`{provider}` offers no database `{db}`",
+                        did_you_mean(db, declared, "database")
+                        or f"add `{db}` to `provides.databases` of {provider}",
+                    )
 
 
 def resolve(inventory: Inventory) -> Iterator[Problem]:

@@ -101,6 +101,8 @@ def _data_path(data: Any, loc: tuple[int | str, ...], keep_last: bool) -> KeyPat
 
 
 def _describe(value: Any) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"`{value}`"
     if isinstance(value, str):
         return f"`{value}`" if len(value) < 40 else "text"
     return _TYPE_NAMES.get(type(value), type(value).__name__)
@@ -117,19 +119,28 @@ def _message(error: Any, model: type[BaseModel], path: KeyPath) -> tuple[str, st
     if kind == "extra_forbidden":
         owner = _model_at(model, path[:-1])
         allowed = [
-            f.alias or n for n, f in (owner.model_fields.items() if owner else []) if n != "extensions"
+            f.alias or n
+            for n, f in (owner.model_fields.items() if owner else [])
+            if n != "extensions"
         ]
         hint = did_you_mean(name, allowed, "key")
-        return f"unknown key `{name}`", hint or "remove it; keys starting with `x-` are kept as extensions"
+        return (
+            f"unknown key `{name}`",
+            hint or "remove it; keys starting with `x-` are kept as extensions",
+        )
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
-        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
+        match = closest(value, options) if isinstance(value, str) else None
+        hint = f"did you mean `{match}`?" if match else ""
         return f"{_describe(value)} is not one of {', '.join(options)}", hint
     if kind == "string_pattern_mismatch":
         pattern = ctx.get("pattern", "")
         if pattern == DURATION_PATTERN:
-            return f"{_describe(value)} is not a duration", "write a number and a unit: 30s, 5m, 2h, 1d"
+            return (
+                f"{_describe(value)} is not a duration",
+                "write a number and a unit: 30s, 5m, 2h, 1d",
+            )
         if pattern == SIZE_PATTERN:
             return f"{_describe(value)} is not a size", "write a number and a unit: 512MB, 16GiB"
         return f"{_describe(value)} has the wrong form", f"it must match {pattern}"
@@ -145,6 +156,17 @@ def _message(error: Any, model: type[BaseModel], path: KeyPath) -> tuple[str, st
         return f"expected a mapping (key: value), got {_describe(value)}", ""
     if kind in ("tuple_type", "list_type"):
         return f"expected a list, got {_describe(value)}", "write `[a, b]` or one `- item` per line"
+    bounds = {
+        "less_than_equal": ("at most", "le"),
+        "greater_than_equal": ("at least", "ge"),
+        "less_than": ("less than", "lt"),
+        "greater_than": ("more than", "gt"),
+    }
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"{_describe(value)} is too {'large' if 'less' in kind else 'small'}", (
+            f"it must be {words} {ctx.get(key)}"
+        )
     if kind == "too_short":
         return "must not be empty", ""
     if kind == "value_error":
@@ -161,7 +183,9 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
     """
     if not isinstance(doc.data, dict):
         problem = Problem(
-            doc.locate(()), "", f"expected a mapping of keys, got {_describe(doc.data)}",
+            doc.locate(()),
+            "",
+            f"expected a mapping of keys, got {_describe(doc.data)}",
             "start the file with `key: value` lines",
         )
         return None, [problem]
@@ -189,17 +213,16 @@ def _salvage(model: type[M], data: dict[str, Any], errors: list[Any]) -> M | Non
     """
     for _ in range(3):
         data = copy.deepcopy(data)
-        for error in errors:
-            path = _data_path(data, tuple(error["loc"]), keep_last=False)
-            if not path:
-                return None
+        paths = {_data_path(data, tuple(error["loc"]), keep_last=False) for error in errors}
+        if () in paths:
+            return None
+        # Deepest and last first, so that removing a list item does not shift the others.
+        for path in sorted(paths, key=lambda p: (len(p), [str(x).zfill(9) for x in p]), reverse=True):
             parent: Any = data
             for part in path[:-1]:
                 parent = parent[part]
-            if isinstance(parent, dict):
-                parent.pop(path[-1], None)
-            elif isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
-                parent[path[-1]] = None
+            if isinstance(parent, dict) or (isinstance(parent, list) and path[-1] < len(parent)):
+                del parent[path[-1]]
         try:
             return model.model_validate(data)
         except ValidationError as exc:

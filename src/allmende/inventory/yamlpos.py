@@ -18,10 +18,16 @@ import yaml
 
 from allmende.errors import Location, Problem
 
-try:
-    _Loader: type[Any] = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - libyaml is in every PyYAML wheel
-    _Loader = yaml.SafeLoader
+_Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[misc,valid-type]
+    """libyaml's parser, leaving plain scalars untyped ("?") for the YAML 1.2 rules below."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        if kind is yaml.ScalarNode and implicit[0]:
+            return "?"
+        return super().resolve(kind, value, implicit)
 
 KeyPath = tuple[str | int, ...]
 
@@ -84,9 +90,7 @@ def _position(node: yaml.Node) -> tuple[int, int]:
 def _scalar(node: yaml.ScalarNode) -> Any:
     value: str = node.value
     tag = node.tag
-    if node.style is not None or tag == _STR:
-        return value
-    if tag not in ("?", "!") and not tag.startswith("tag:yaml.org,2002:"):
+    if node.style or tag != "?":  # quoted, block or explicitly tagged (libyaml: "" = plain)
         return value
     if _NULL.match(value):
         return None
@@ -152,8 +156,10 @@ class _Builder:
         explicit = []
         merged: list[tuple[yaml.Node, Any]] = []
         for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<" and (
-                key_node.tag == "tag:yaml.org,2002:merge" or key_node.style is None
+            if (
+                isinstance(key_node, yaml.ScalarNode)
+                and key_node.value == "<<"
+                and (key_node.tag == "tag:yaml.org,2002:merge" or not key_node.style)
             ):
                 sources = (
                     value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
@@ -249,18 +255,35 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = " ".join(part for part in (exc.context, exc.problem) if part)
-        return doc, [Problem(Location(file, line, column), "", f"invalid YAML: {what}",
-                             "fix the syntax; indent with spaces, not tabs")]
+        return doc, [
+            Problem(
+                Location(file, line, column),
+                "",
+                f"invalid YAML: {what}",
+                "fix the syntax; indent with spaces, not tabs",
+            )
+        ]
     except yaml.YAMLError as exc:
         return doc, [Problem(Location(file, 1, 1), "", f"invalid YAML: {exc}", "fix the syntax")]
     nodes = [n for n in nodes if n is not None]
     if not nodes:
-        return doc, [Problem(Location(file, 1, 1), "", "the file is empty",
-                             "write the keys this file needs, or delete the file")]
+        return doc, [
+            Problem(
+                Location(file, 1, 1),
+                "",
+                "the file is empty",
+                "write the keys this file needs, or delete the file",
+            )
+        ]
     if len(nodes) > 1:
         line, column = _position(nodes[1])
-        problems.append(Problem(Location(file, line, column), "",
-                                "more than one YAML document (`---`) in this file",
-                                "keep one document per file"))
+        problems.append(
+            Problem(
+                Location(file, line, column),
+                "",
+                "more than one YAML document (`---`) in this file",
+                "keep one document per file",
+            )
+        )
     doc.data = _Builder(doc, problems).build(nodes[0], ())
     return doc, problems

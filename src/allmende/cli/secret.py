@@ -1,0 +1,156 @@
+"""`allmende secret ...`: keep secret values encrypted with age in the inventory's secrets/.
+
+Thin: parse, call allmende.inventory.secrets, print. Failures are SecretError (exit 2).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from allmende.errors import SecretError
+from allmende.inventory.secrets import RECIPIENTS_FILE, SECRETS_DIR, SecretStore, create_key
+
+INVENTORY_HELP = "The inventory directory (the one holding allmende.yaml)."
+COMMENT_HELP = f"Whose key it is, written above it in {SECRETS_DIR}/{RECIPIENTS_FILE}."
+
+inventory_option = click.option(
+    "--inventory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(),
+    show_default=True,
+    help=INVENTORY_HELP,
+)
+
+
+def _inventory(directory: Path) -> Path:
+    """Given --inventory, return it. Raise SecretError if it holds no allmende.yaml."""
+    if not (directory / "allmende.yaml").is_file():
+        raise SecretError(
+            f"{directory} is not an inventory (it has no allmende.yaml): pass --inventory DIR"
+        )
+    return directory
+
+
+def _stdin_is_terminal() -> bool:
+    """Return whether a person types on stdin (then the value is asked for without echo)."""
+    return sys.stdin.isatty()
+
+
+def _read_value(name: str, from_file: Path | None) -> bytes:
+    """Return the value to store: from from_file, typed at a hidden prompt, or piped in."""
+    if from_file is not None:
+        try:
+            return from_file.read_bytes()
+        except OSError as err:
+            raise SecretError(f"cannot read {from_file}: {err.strerror}") from None
+    if _stdin_is_terminal():
+        typed: str = click.prompt(
+            f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True
+        )
+        return typed.encode()
+    return click.get_binary_stream("stdin").read()
+
+
+@click.group()
+def secret() -> None:
+    """Keep secret values encrypted with age in the inventory's secrets/ directory.
+
+    Your private key stays outside the inventory: $ALLMENDE_AGE_KEY, else
+    $XDG_CONFIG_HOME/allmende/age.key, else ~/.config/allmende/age.key.
+    """
+
+
+@secret.command()
+@inventory_option
+@click.option("--comment", default="", help=COMMENT_HELP)
+def init(inventory: Path, comment: str) -> None:
+    """Create your private key and add it as a recipient."""
+    key = create_key(_inventory(inventory), comment=comment)
+    click.echo(f"Created your private age key at {key.path}.")
+    click.echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
+    click.echo(f"Public key {key.public_key} added to {SECRETS_DIR}/{RECIPIENTS_FILE}.")
+
+
+@secret.command(name="set")
+@click.argument("name")
+@click.option(
+    "--from-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Read the value from this file instead of stdin.",
+)
+@inventory_option
+def set_(name: str, from_file: Path | None, inventory: Path) -> None:
+    """Store the value of secret NAME, encrypted to every recipient.
+
+    The value is asked for without echo, or read from stdin when piped, exactly as given: use
+    `printf %s VALUE | allmende secret set NAME` to store it without a trailing newline.
+    """
+    store = SecretStore(_inventory(inventory))
+    store.path(name)  # refuse a bad name before anyone types a value
+    count = len(store.require_recipients())
+    value = _read_value(name, from_file)
+    if not value:
+        raise SecretError(f"the value is empty; {name} was not stored")
+    store.set(name, value)
+    plural = "" if count == 1 else "s"
+    click.echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
+
+
+@secret.command()
+@click.argument("name")
+@inventory_option
+def get(name: str, inventory: Path) -> None:
+    """Print the value of secret NAME exactly as stored."""
+    value = SecretStore(_inventory(inventory)).get(name)
+    stdout = click.get_binary_stream("stdout")
+    stdout.write(value)
+    stdout.flush()
+
+
+@secret.command(name="list")
+@inventory_option
+def list_(inventory: Path) -> None:
+    """List the names of the stored secrets (needs no key)."""
+    for name in SecretStore(_inventory(inventory)).names():
+        click.echo(name)
+
+
+@secret.command()
+@click.argument("name")
+@inventory_option
+def rm(name: str, inventory: Path) -> None:
+    """Delete secret NAME.
+
+    Its encrypted value stays in the Git history: change the secret itself if it leaked.
+    """
+    SecretStore(_inventory(inventory)).remove(name)
+    click.echo(f"Removed {name}.")
+
+
+@secret.group()
+def recipient() -> None:
+    """Manage whose keys the secrets are encrypted to."""
+
+
+@recipient.command(name="add")
+@click.argument("key")
+@click.option("--comment", default="", help=COMMENT_HELP)
+@inventory_option
+def recipient_add(key: str, comment: str, inventory: Path) -> None:
+    """Add the age public KEY (age1...) of a member to the recipients.
+
+    Secrets set from now on are encrypted to it too; those stored before stay readable only by
+    the earlier recipients until they are set again.
+    """
+    store = SecretStore(_inventory(inventory))
+    shown = f"{SECRETS_DIR}/{RECIPIENTS_FILE}"
+    if store.add_recipient(key, comment):
+        click.echo(f"Added {key.strip().lower()} to {shown}.")
+        click.echo(
+            "Secrets stored before stay readable only by the earlier recipients until set again."
+        )
+    else:
+        click.echo(f"{key.strip().lower()} is already in {shown}.")
