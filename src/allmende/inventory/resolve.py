@@ -17,6 +17,7 @@ class _Resolver:
     def __init__(self, inventory: Inventory) -> None:
         self.inv = inventory
         self.problems: list[Problem] = []
+        self.offering = sorted(n for n, s in inventory.services.items() if s.provides is not None)
 
     def add(self, kind: Kind, name: str, path: KeyPath, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.inv.where(kind, name, path), dotted(path), message, hint))
@@ -203,7 +204,7 @@ class _Resolver:
         for i, use in enumerate(service.uses):
             path = ("uses", i, "database")
             provider, _, db = use.database.partition("/")
-            offering = sorted(n for n, s in self.inv.services.items() if s.provides is not None)
+            offering = self.offering
             if not db:
                 self.add(
                     "service",

@@ -41,6 +41,7 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 _STR = "tag:yaml.org,2002:str"
+_MAY_BE_TYPED = frozenset("0123456789+-.~nNtTfF")
 _KNOWN_TAGS = {
     _STR,
     "tag:yaml.org,2002:int",
@@ -91,6 +92,8 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     value: str = node.value
     tag = node.tag
     if node.style or tag != "?":  # quoted, block or explicitly tagged (libyaml: "" = plain)
+        return value
+    if value and value[0] not in _MAY_BE_TYPED:
         return value
     if _NULL.match(value):
         return None
@@ -286,4 +289,7 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
             )
         )
     doc.data = _Builder(doc, problems).build(nodes[0], ())
+    if doc.data is None:
+        problems.append(Problem(Location(file, 1, 1), "", "the file holds nothing (null)",
+                                "write the keys this file needs, or delete the file"))
     return doc, problems
