@@ -14,28 +14,84 @@ from allmende.errors import InventoryError
 from allmende.inventory.load import load
 from tests.conftest import BASE
 
-KEYS = ["description", "host", "components", "app", "image", "ports", "http", "publish",
-        "volumes", "routes", "domain", "to", "tls", "backup", "consistency", "uses",
-        "database", "provides", "monitor", "allow", "rule", "reason", "env", "secrets",
-        "healthcheck", "depends_on", "kind", "parent", "x-extra", "<<", "replicas"]
+KEYS = [
+    "description",
+    "host",
+    "components",
+    "app",
+    "image",
+    "ports",
+    "http",
+    "publish",
+    "volumes",
+    "routes",
+    "domain",
+    "to",
+    "tls",
+    "backup",
+    "consistency",
+    "uses",
+    "database",
+    "provides",
+    "monitor",
+    "allow",
+    "rule",
+    "reason",
+    "env",
+    "secrets",
+    "healthcheck",
+    "depends_on",
+    "kind",
+    "parent",
+    "x-extra",
+    "<<",
+    "replicas",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
-    st.text(max_size=20), st.sampled_from(KEYS), st.sampled_from(["app.http", "rack", "no", "0755"]),
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=True),
+    st.text(max_size=20),
+    st.sampled_from(KEYS),
+    st.sampled_from(["app.http", "rack", "no", "0755"]),
 )
 values = st.recursive(
     scalars,
     lambda children: st.one_of(
         st.lists(children, max_size=4),
-        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), children, max_size=5),
+        st.dictionaries(
+            st.one_of(st.sampled_from(KEYS), st.text(max_size=8)), children, max_size=5
+        ),
     ),
     max_leaves=25,
 )
 raw_text = st.one_of(
     st.text(max_size=200),
     st.binary(max_size=200).map(lambda b: b.decode("latin-1")),
-    st.lists(st.sampled_from(["a:", "  - b", "c: [", "]", "d: {e: 1}", "&x f", "*x", "---",
-                              "\t", "? g", "!!binary h", "<<: *x", "'", '"', "|", ">"]),
-             max_size=12).map("\n".join),
+    st.lists(
+        st.sampled_from(
+            [
+                "a:",
+                "  - b",
+                "c: [",
+                "]",
+                "d: {e: 1}",
+                "&x f",
+                "*x",
+                "---",
+                "\t",
+                "? g",
+                "!!binary h",
+                "<<: *x",
+                "'",
+                '"',
+                "|",
+                ">",
+            ]
+        ),
+        max_size=12,
+    ).map("\n".join),
 )
 
 
@@ -56,13 +112,22 @@ def _check(files: dict[str, bytes]) -> None:
         shutil.rmtree(root.parent)
 
 
-SETTINGS = settings(max_examples=150, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
-@given(st.sampled_from(["services/wiki.yaml", "hosts/rack.yaml", "allmende.yaml",
-                        "zones/nordlicht.example.yaml", "services/new.yaml"]), values)
+@given(
+    st.sampled_from(
+        [
+            "services/wiki.yaml",
+            "hosts/rack.yaml",
+            "allmende.yaml",
+            "zones/nordlicht.example.yaml",
+            "services/new.yaml",
+        ]
+    ),
+    values,
+)
 def test_random_documents_load_or_give_user_errors(target: str, document: object) -> None:
     _check({target: yaml.safe_dump(document, allow_unicode=True).encode()})
 
@@ -87,8 +152,11 @@ def _paths(node: object, prefix: tuple[object, ...] = ()) -> list[tuple[object, 
 @SETTINGS
 @given(st.data())
 def test_mutations_of_the_examples_load_or_give_user_errors(data: st.DataObject) -> None:
-    name = data.draw(st.sampled_from(["services/wiki.yaml", "services/git.yaml",
-                                      "services/database.yaml", "allmende.yaml"]))
+    name = data.draw(
+        st.sampled_from(
+            ["services/wiki.yaml", "services/git.yaml", "services/database.yaml", "allmende.yaml"]
+        )
+    )
     document = yaml.safe_load((BASE / name).read_text())
     path = data.draw(st.sampled_from(_paths(document)[1:]))
     parent: object = document

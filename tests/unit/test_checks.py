@@ -33,8 +33,12 @@ components:
 {extra}"""
 
 
-def service(name: str = "pad", host: str = "rack", image: str = "etherpad:2.2.6",
-            extra: str = "monitor: [{tcp: 'rack:9001'}]\n") -> str:
+def service(
+    name: str = "pad",
+    host: str = "rack",
+    image: str = "etherpad:2.2.6",
+    extra: str = "monitor: [{tcp: 'rack:9001'}]\n",
+) -> str:
     return SIMPLE.format(name=name, host=host, image=image, extra=extra)
 
 
@@ -73,7 +77,8 @@ def test_names_by_function(tmp_path: Path) -> None:
 
 def test_ports_unique_on_a_host(tmp_path: Path) -> None:
     clash = service(extra="monitor: [{tcp: 'rack:1'}]\n").replace(
-        "ports: {http: 80}", "ports: {http: 80}\n    publish: {http: 8081}")
+        "ports: {http: 80}", "ports: {http: 80}\n    publish: {http: 8081}"
+    )
     fine = clash.replace("8081", "8090")
     assert findings(tmp_path / "a", "ports.unique", {"services/pad.yaml": fine}) == []
     found = findings(tmp_path / "b", "ports.unique", {"services/pad.yaml": clash})
@@ -88,15 +93,30 @@ def test_ports_unique_on_a_host(tmp_path: Path) -> None:
 
 
 def test_ports_unique_on_the_edge(tmp_path: Path) -> None:
-    mail = service(name="mail", extra="expose:\n  - {port: 2222, to: app.http}\n  - {port: 443, to: app.http}\n")
+    mail = service(
+        name="mail",
+        extra="expose:\n  - {port: 2222, to: app.http}\n  - {port: 443, to: app.http}\n",
+    )
     found = findings(tmp_path, "ports.unique", {"services/mail.yaml": mail})
     assert sorted((f.service, f.keypath, f.message) for f in found) == [
-        ("git", "expose[0].port", "tcp port 2222 on host `gateway` is also used by mail (expose "
-         "app.http) (services/mail.yaml:8:12)"),
-        ("mail", "expose[0].port", "tcp port 2222 on host `gateway` is also used by git (expose "
-         "app.ssh) (services/git.yaml:21:12)"),
-        ("mail", "expose[1].port", "tcp port 443 on host `gateway` is also used by the proxy "
-         "(HTTP and HTTPS routes) (on every edge host)"),
+        (
+            "git",
+            "expose[0].port",
+            "tcp port 2222 on host `gateway` is also used by mail (expose "
+            "app.http) (services/mail.yaml:8:12)",
+        ),
+        (
+            "mail",
+            "expose[0].port",
+            "tcp port 2222 on host `gateway` is also used by git (expose "
+            "app.ssh) (services/git.yaml:21:12)",
+        ),
+        (
+            "mail",
+            "expose[1].port",
+            "tcp port 443 on host `gateway` is also used by the proxy "
+            "(HTTP and HTTPS routes) (on every edge host)",
+        ),
     ]
 
 
@@ -112,7 +132,9 @@ def test_routes_unique(tmp_path: Path) -> None:
 
 
 def test_routes_unique_refuses_passthrough_next_to_termination(tmp_path: Path) -> None:
-    mixed = service(extra="routes:\n  - {domain: pages.nordlicht.example, path: /x, to: app.http}\n")
+    mixed = service(
+        extra="routes:\n  - {domain: pages.nordlicht.example, path: /x, to: app.http}\n"
+    )
     found = findings(tmp_path, "routes.unique", {"services/pad.yaml": mixed})
     assert [f.message for f in found] == [
         "pages.nordlicht.example is terminated here and passed through at services/pages.yaml:9:5"
@@ -121,19 +143,31 @@ def test_routes_unique_refuses_passthrough_next_to_termination(tmp_path: Path) -
 
 def test_images_pinned(tmp_path: Path) -> None:
     for image in ("etherpad:2.2.6", "ghcr.io/x/y@sha256:" + "a" * 64, "registry:5000/a/b:1"):
-        found = findings(tmp_path / image.replace("/", "_")[:20], "images.pinned",
-                         {"services/pad.yaml": service(image=image)})
+        found = findings(
+            tmp_path / image.replace("/", "_")[:20],
+            "images.pinned",
+            {"services/pad.yaml": service(image=image)},
+        )
         assert found == [], image
-    for image, said in (("etherpad", "has no tag"), ("etherpad:latest", "uses `latest`"),
-                        ("registry:5000/etherpad", "has no tag")):
-        found = findings(tmp_path / said.replace(" ", "")[:5] / image.replace("/", "_"),
-                         "images.pinned", {"services/pad.yaml": service(image=image)})
+    for image, said in (
+        ("etherpad", "has no tag"),
+        ("etherpad:latest", "uses `latest`"),
+        ("registry:5000/etherpad", "has no tag"),
+    ):
+        found = findings(
+            tmp_path / said.replace(" ", "")[:5] / image.replace("/", "_"),
+            "images.pinned",
+            {"services/pad.yaml": service(image=image)},
+        )
         assert [f.message for f in found] == [f"`{image}` {said}"]
 
 
 def test_volumes_under_srv(tmp_path: Path) -> None:
-    good = service(extra="volumes: {}\n").replace(
-        "ports: {http: 80}", "ports: {http: 80}\n    volumes: {data: /data}").replace("volumes: {}\n", "")
+    good = (
+        service(extra="volumes: {}\n")
+        .replace("ports: {http: 80}", "ports: {http: 80}\n    volumes: {data: /data}")
+        .replace("volumes: {}\n", "")
+    )
     bad = good.replace("{data: /data}", "{data: {path: /data, host: /home/pad}}")
     assert findings(tmp_path / "a", "volumes.under_srv", {"services/pad.yaml": good}) == []
     found = findings(tmp_path / "b", "volumes.under_srv", {"services/pad.yaml": bad})
@@ -152,8 +186,12 @@ def test_routes_tls(tmp_path: Path) -> None:
     plain = service(extra="routes:\n  - {domain: pad.nordlicht.example, to: app.http, tls: none}\n")
     found = findings(tmp_path, "routes.tls", {"services/pad.yaml": plain})
     assert [f.message for f in found] == ["pad.nordlicht.example/ is served without TLS"]
-    assert findings(tmp_path / "b", "routes.tls",
-                    {"services/pad.yaml": plain.replace(", tls: none", "")}) == []
+    assert (
+        findings(
+            tmp_path / "b", "routes.tls", {"services/pad.yaml": plain.replace(", tls: none", "")}
+        )
+        == []
+    )
 
 
 def test_routes_dns(tmp_path: Path) -> None:
@@ -165,8 +203,11 @@ def test_routes_dns(tmp_path: Path) -> None:
     clash = foreign.replace("pad.example.org", "pad.nordlicht.example")
     zone = (FIXTURES / "valid/nordlicht/zones/nordlicht.example.yaml").read_text()
     zone += '  - {name: pad, type: CNAME, value: "elsewhere.example.net."}\n'
-    found = findings(tmp_path / "b", "routes.dns",
-                     {"services/pad.yaml": clash, "zones/nordlicht.example.yaml": zone})
+    found = findings(
+        tmp_path / "b",
+        "routes.dns",
+        {"services/pad.yaml": clash, "zones/nordlicht.example.yaml": zone},
+    )
     assert [f.message for f in found] == [
         "pad.nordlicht.example also has a CNAME record in zones/nordlicht.example.yaml:10:5"
     ]
@@ -200,13 +241,16 @@ def test_monitor_present(tmp_path: Path) -> None:
 
 
 def test_allow_keeps_a_finding_aside_and_unknown_rules_are_errors(tmp_path: Path) -> None:
-    allowed = service(name="wordpress", extra="allow: [{rule: names.by_function, reason: legacy}]\n")
+    allowed = service(
+        name="wordpress", extra="allow: [{rule: names.by_function, reason: legacy}]\n"
+    )
     inventory = overlay(FIXTURES / "empty-overlay", tmp_path / "i")
     (inventory / "services/wordpress.yaml").write_text(allowed + "monitor: [{tcp: 'a:1'}]\n")
     report = run(load(inventory, {}))
     assert [f.rule for f in report.allowed if f.service == "wordpress"] == ["names.by_function"]
     (inventory / "services/wordpress.yaml").write_text(
-        allowed.replace("names.by_function", "names.by_functoin") + "monitor: [{tcp: 'a:1'}]\n")
+        allowed.replace("names.by_function", "names.by_functoin") + "monitor: [{tcp: 'a:1'}]\n"
+    )
     report = run(load(inventory, {}))
     assert [(f.rule, f.fix) for f in report if f.rule == "allow.unknown"] == [
         ("allow.unknown", "did you mean `names.by_function`?")

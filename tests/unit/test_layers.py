@@ -15,8 +15,19 @@ ALLOWED = {
     "inventory": {"inventory"},
     "checks": {"inventory"},
     "render": {"inventory", "checks"},
-    "actions": {"inventory", "checks", "render", "execute", "operations", "apply", "plan",
-                "connectors", "state", "importers", "cli"},
+    "actions": {
+        "inventory",
+        "checks",
+        "render",
+        "execute",
+        "operations",
+        "apply",
+        "plan",
+        "connectors",
+        "state",
+        "importers",
+        "cli",
+    },
 }
 
 

@@ -13,13 +13,25 @@ def data(text: str) -> object:
 
 def test_norway_and_friends_stay_text() -> None:
     assert data("country: NO\na: no\nb: on\nc: off\nd: yes\ne: y\n") == {
-        "country": "NO", "a": "no", "b": "on", "c": "off", "d": "yes", "e": "y",
+        "country": "NO",
+        "a": "no",
+        "b": "on",
+        "c": "off",
+        "d": "yes",
+        "e": "y",
     }
 
 
 def test_only_true_and_false_are_booleans_and_numbers_are_yaml_1_2() -> None:
     assert data("a: true\nb: False\nc: 0755\nd: 0o17\ne: 0x1f\nf: 1.5\ng: 1_000\nh: ~\ni:\n") == {
-        "a": True, "b": False, "c": 755, "d": 15, "e": 31, "f": 1.5, "g": "1_000", "h": None,
+        "a": True,
+        "b": False,
+        "c": 755,
+        "d": 15,
+        "e": 31,
+        "f": 1.5,
+        "g": "1_000",
+        "h": None,
         "i": None,
     }
 
@@ -30,8 +42,10 @@ def test_quoted_values_are_always_text() -> None:
 
 def test_merge_keys_and_anchors_work_like_compose() -> None:
     text = "base: &b {image: x:1, replicas: 2}\napp:\n  <<: *b\n  replicas: 3\n"
-    assert data(text) == {"base": {"image": "x:1", "replicas": 2},
-                          "app": {"image": "x:1", "replicas": 3}}
+    assert data(text) == {
+        "base": {"image": "x:1", "replicas": 2},
+        "app": {"image": "x:1", "replicas": 3},
+    }
 
 
 def test_positions_of_keys_and_values_are_one_based() -> None:

@@ -148,5 +148,6 @@ def names_by_function(ctx: Context) -> Iterator[Finding]:
                 name,
                 (),
                 f"`{name}` is named after its software",
-                f"name it by what it offers, e.g. `{better}` (rename services/{name}.yaml)",
+                f"name it by what it offers, e.g. `{better}`: rename services/{name}.yaml to "
+                f"services/{better}.yaml",
             )

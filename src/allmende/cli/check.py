@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from allmende.actions.check import check as check_action
-from allmende.checks.registry import SEVERITIES
+from allmende.checks.registry import SEVERITIES, Report
 from allmende.errors import InventoryError
 
 
@@ -29,9 +29,17 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
         if not as_json:
             raise
         problems = [
-            {"rule": "load", "severity": "error", "file": p.location.file,
-             "line": p.location.line, "column": p.location.column, "keypath": p.keypath,
-             "message": p.message, "fix": p.hint, "service": None}
+            {
+                "rule": "load",
+                "severity": "error",
+                "file": p.location.file,
+                "line": p.location.line,
+                "column": p.location.column,
+                "keypath": p.keypath,
+                "message": p.message,
+                "fix": p.hint,
+                "service": None,
+            }
             for p in exc.problems
         ]
         click.echo(json.dumps(problems, indent=2))
@@ -39,6 +47,12 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
     if as_json:
         click.echo(json.dumps([f.as_json() for f in report.findings], indent=2))
         return 1 if report.errors else 0
+    print_report(directory, report, show_allowed)
+    return 1 if report.errors else 0
+
+
+def print_report(directory: Path, report: Report, show_allowed: bool = False) -> None:
+    """Print each finding on a line, the allowed ones if asked, and a summary on stderr."""
     for finding in report.findings:
         click.echo(str(finding))
     if show_allowed:
@@ -48,4 +62,3 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
     allowed = f" ({len(report.allowed)} allowed on purpose)" if report.allowed else ""
     click.echo(f"{directory}: {summary or 'no findings'}{allowed}", err=True)
-    return 1 if report.errors else 0

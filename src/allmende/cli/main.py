@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> int:
     return result if isinstance(result, int) else 0
 
 
-
 def run() -> None:
     """Entry point of the `allmende` console script."""
     sys.exit(main())

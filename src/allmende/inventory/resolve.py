@@ -157,7 +157,9 @@ class _Resolver:
             hint = f"did you mean `{match}.{port or '<port name>'}`?" if match else form
             self.add("service", name, path, f"unknown component `{component}`", hint)
         elif not port:
-            self.add("service", name, path, "missing the port name", f"write `{component}.<port name>`")
+            self.add(
+                "service", name, path, "missing the port name", f"write `{component}.<port name>`"
+            )
         elif port not in service.components[component].ports:
             known = sorted(service.components[component].ports)
             self.unknown("service", name, path, "port", port, known)

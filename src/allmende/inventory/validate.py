@@ -205,6 +205,10 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
         return _salvage(model, doc.data, errors), sorted(set(problems))
 
 
+def _deepest_last_first(path: KeyPath) -> tuple[int, list[str]]:
+    return len(path), [str(part).zfill(9) for part in path]
+
+
 def _salvage(model: type[M], data: dict[str, Any], errors: list[Any]) -> M | None:
     """Return the model built from ``data`` without the keys that failed, if that validates.
 
@@ -217,12 +221,15 @@ def _salvage(model: type[M], data: dict[str, Any], errors: list[Any]) -> M | Non
         if () in paths:
             return None
         # Deepest and last first, so that removing a list item does not shift the others.
-        for path in sorted(paths, key=lambda p: (len(p), [str(x).zfill(9) for x in p]), reverse=True):
+        for path in sorted(paths, key=_deepest_last_first, reverse=True):
             parent: Any = data
             for part in path[:-1]:
                 parent = parent[part]
-            if isinstance(parent, dict) or (isinstance(parent, list) and path[-1] < len(parent)):
-                del parent[path[-1]]
+            last = path[-1]
+            if isinstance(parent, dict):
+                parent.pop(last, None)
+            elif isinstance(parent, list) and isinstance(last, int) and last < len(parent):
+                del parent[last]
         try:
             return model.model_validate(data)
         except ValidationError as exc:

@@ -21,13 +21,14 @@ from allmende.errors import Location, Problem
 _Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class _Loader(_Base):  # type: ignore[misc,valid-type]
+class _Loader(_Base):  # type: ignore[misc]
     """libyaml's parser, leaving plain scalars untyped ("?") for the YAML 1.2 rules below."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
         if kind is yaml.ScalarNode and implicit[0]:
             return "?"
         return super().resolve(kind, value, implicit)
+
 
 KeyPath = tuple[str | int, ...]
 
@@ -290,6 +291,12 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
         )
     doc.data = _Builder(doc, problems).build(nodes[0], ())
     if doc.data is None:
-        problems.append(Problem(Location(file, 1, 1), "", "the file holds nothing (null)",
-                                "write the keys this file needs, or delete the file"))
+        problems.append(
+            Problem(
+                Location(file, 1, 1),
+                "",
+                "the file holds nothing (null)",
+                "write the keys this file needs, or delete the file",
+            )
+        )
     return doc, problems
