@@ -31,9 +31,14 @@ MARKER_TEXT = (
 
 
 def picture(inventory: Inventory) -> str | None:
-    """Return the SVG picture of the whole, or None when Graphviz is not installed."""
+    """Return the SVG picture of the whole, or None when Graphviz is not installed or the
+    inventory is too large to draw on one page (the site then says why)."""
     from allmende.actions import graph
+    from allmende.render.graph import DRAWN_AT_MOST
 
+    if len(inventory.services) > DRAWN_AT_MOST:
+        log.warning("building the site without the picture: too many services to draw")
+        return None
     try:
         return graph.svg(inventory)
     except ToolMissing as exc:

@@ -40,14 +40,13 @@ def published(inventory: Inventory) -> Iterator[PortUse]:
 
 def edge(inventory: Inventory) -> Iterator[PortUse]:
     """Yield every port the proxy listens on, per edge host: 80/443 for routes, and exposes."""
-    hosts = derive.edge_hosts(inventory)
-    routed = any(s.routes for s in inventory.services.values())
-    for host in hosts:
-        if routed:
+    for host in derive.edge_hosts(inventory):
+        served = derive.served_by(inventory, host)
+        if any(inventory.services[name].routes for name in served):
             for port in (80, 443):
                 yield PortUse(host, port, "tcp", None, (), "the proxy (HTTP and HTTPS routes)")
-        for name, service in sorted(inventory.services.items()):
-            for i, expose in enumerate(service.expose):
+        for name in served:
+            for i, expose in enumerate(inventory.services[name].expose):
                 yield PortUse(
                     host,
                     expose.port,

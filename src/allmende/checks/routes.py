@@ -108,12 +108,13 @@ def routes_tls(ctx: Context) -> Iterator[Finding]:
 )
 def routes_dns(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory
-    public = [
+    public = {
         h
         for h in derive.edge_hosts(inv)
         if h in inv.hosts and (inv.hosts[h].public_ipv4 or inv.hosts[h].public_ipv6)
-    ]
+    }
     for name, service in sorted(inv.services.items()):
+        reachable = public & set(derive.edges_of(inv, name))
         for i, route in enumerate(service.routes):
             path = ("routes", i, "domain")
             zone = managed_zone(inv, route.domain)
@@ -125,7 +126,7 @@ def routes_dns(ctx: Context) -> Iterator[Finding]:
                     f"{route.domain} is not under a domain the collective manages",
                 )
                 continue
-            if not public:
+            if not reachable:
                 yield ctx.finding(
                     "service",
                     name,

@@ -193,6 +193,38 @@ def edge_hosts(inventory: Inventory) -> tuple[str, ...]:
     return edge.hosts if edge is not None else ()
 
 
+def edges_of(inventory: Inventory, service: str) -> tuple[str, ...]:
+    """Return the edge hosts that serve a service's routes and exposed ports.
+
+    A service that runs on an edge host (or inside one, as a container or vm) is served by that
+    edge alone; any other service by every edge host.
+    """
+    edges = edge_hosts(inventory)
+    current: str | None = inventory.services[service].host
+    seen: set[str] = set()
+    while current is not None and current not in seen:
+        if current in edges:
+            return (current,)
+        seen.add(current)
+        host = inventory.hosts.get(current)
+        current = host.parent if host is not None else None
+    return edges
+
+
+def served_by(inventory: Inventory, edge: str) -> list[str]:
+    """Return the services whose routes and exposed ports the edge host ``edge`` serves."""
+    return sorted(n for n in inventory.services if edge in edges_of(inventory, n))
+
+
+def domain_edges(inventory: Inventory) -> dict[str, tuple[str, ...]]:
+    """Return, for every route domain, the edge hosts its records point at, sorted."""
+    result: dict[str, set[str]] = {}
+    for name, service in inventory.services.items():
+        for route in service.routes:
+            result.setdefault(route.domain, set()).update(edges_of(inventory, name))
+    return {domain: tuple(sorted(edges)) for domain, edges in sorted(result.items())}
+
+
 def maintained_by(inventory: Inventory, person: str) -> list[str]:
     """Return the services a person maintains, sorted."""
     return sorted(n for n, s in inventory.services.items() if person in s.maintainers)

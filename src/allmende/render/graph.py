@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-from allmende.inventory.derive import databases, edge_hosts
+from allmende.inventory.derive import databases, edge_hosts, edges_of
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Host, Route, Service
 
@@ -34,6 +34,8 @@ EdgeKind = Literal[
 COLLAPSE_AT = 3
 #: Draw a proxy's HTTP backends one line per host box when it has more than this many.
 BACKENDS_AT = 16
+#: Above this many services one picture of the whole is unreadable and slow to lay out.
+DRAWN_AT_MOST = 300
 FONT = "Helvetica,Arial,sans-serif"
 #: How each kind of node is drawn: fill, border, DOT shape and style, Mermaid brackets, and
 #: the legend's words. "edge" is an edge host, drawn as its proxy.
@@ -163,9 +165,10 @@ def build(inventory: Inventory) -> Graph:
             for user in db.users
             if user in inventory.services
         )
-    proxies = tuple(f"host:{h}" for h in edge_hosts(inventory) if h in hosts)
+    proxies_all = tuple(f"host:{h}" for h in edge_hosts(inventory) if h in hosts)
     for name, service in sorted(inventory.services.items()):
         target = f"service:{name}"
+        proxies = tuple(f"host:{h}" for h in edges_of(inventory, name) if h in hosts)
         for route in service.routes:
             label, detail = _site(route)
             nodes.setdefault(f"site:{label}", Node(f"site:{label}", "site", label, detail))
@@ -183,7 +186,7 @@ def build(inventory: Inventory) -> Graph:
         name=inventory.collective.name,
         description=inventory.collective.description,
         proxy=edge.proxy if edge is not None else "",
-        edge_hosts=tuple(sorted(proxies)),
+        edge_hosts=tuple(sorted(proxies_all)),
         nodes=tuple(sorted(nodes.values(), key=lambda n: n.id)),
         edges=tuple(sorted(edges)),
     )

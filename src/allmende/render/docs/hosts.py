@@ -51,12 +51,14 @@ def port_uses(context: Context) -> dict[str, list[PortUse]]:
                     PortUse(port, "tcp", name, f"{cname}.{pname}", str(inside or ""), "published")
                 )
     for edge in context.edges:
-        routes = sorted({r.domain for s in context.inventory.services.values() for r in s.routes})
+        served = derive.served_by(context.inventory, edge)
+        routes = sorted({r.domain for n in served for r in context.inventory.services[n].routes})
         for port, protocol, _ in EDGE_PORTS:
             uses.setdefault(edge, []).append(
                 PortUse(port, protocol, "", ", ".join(routes), "", "edge")
             )
-        for name, service in sorted(context.inventory.services.items()):
+        for name in served:
+            service = context.inventory.services[name]
             for expose in service.expose:
                 cname, pname = derive.split_target(expose.to)
                 target = service.components.get(cname)

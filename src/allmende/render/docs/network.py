@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allmende.inventory import derive
 from allmende.render.docs.blocks import (
     Block,
     Code,
@@ -65,8 +66,9 @@ def _derived(context: Context, zone: str, domains: list[str]) -> Table:
     """Return the records routes and hosts produce: A/AAAA of the edge hosts' addresses."""
     hosts = context.inventory.hosts
     rows: list[tuple[Line, ...]] = []
+    served = derive.domain_edges(context.inventory)
     for domain in domains:
-        for edge in context.edges:
+        for edge in served.get(domain, context.edges):
             for kind, address in (
                 ("A", hosts[edge].public_ipv4),
                 ("AAAA", hosts[edge].public_ipv6),

@@ -28,6 +28,7 @@ from allmende.render.docs.context import (
     service_link,
 )
 from allmende.render.docs.services import url
+from allmende.render.graph import DRAWN_AT_MOST
 
 GRAPH = "graph.svg"
 
@@ -159,8 +160,13 @@ def page(context: Context) -> Page:
     figure = Figure(
         GRAPH if context.svg else None,
         f"The hosts, services, routes and databases of {collective.name}",
-        missing="No picture: Graphviz (dot) was not available when this site was built; "
-        "install graphviz and build again.",
+        missing=(
+            f"No picture: {len(context.inventory.services)} services are too many to draw on "
+            "one page; `allmende graph --format dot` writes the whole for other tools."
+            if len(context.inventory.services) > DRAWN_AT_MOST
+            else "No picture: Graphviz (dot) was not available when this site was built; "
+            "install graphviz and build again."
+        ),
     )
     sections = (
         Section("About", _about(context), id="about"),

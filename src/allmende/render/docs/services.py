@@ -46,7 +46,7 @@ def _offers(context: Context, name: str, service: Service) -> tuple[Block, ...]:
         address = url(route.domain, route.path, route.tls)
         items.append(line(Link(address, url=address), " — ", Code(route.to)))
     for expose in service.expose:
-        edges = joined(host_link(h) for h in context.edges)
+        edges = joined(host_link(h) for h in derive.edges_of(context.inventory, name))
         items.append(
             line(
                 Code(f"{expose.port}/{expose.protocol}"),
@@ -163,7 +163,9 @@ def _ports(context: Context, name: str, service: Service) -> tuple[Block, ...]:
     if rows:
         blocks.append(Table(("On the host", "Component port", "Inside"), tuple(rows)))
     if service.expose:
-        edges = joined(host_link(h) for h in context.edges) or line("no edge host")
+        edges = joined(host_link(h) for h in derive.edges_of(context.inventory, name)) or line(
+            "no edge host"
+        )
         exposed = tuple(
             (line(Code(f"{e.port}/{e.protocol}")), edges, line(Code(e.to))) for e in service.expose
         )
