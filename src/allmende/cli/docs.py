@@ -10,15 +10,19 @@ import click
 from allmende.actions.docs import build
 
 
-@click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
-@click.option(
+#: The `--out` option of every command that writes the site.
+site_option = click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
     default=Path("site"),
     show_default=True,
     help="Where to write the site; replaced as a whole.",
 )
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@site_option
 def docs(directory: Path, out: Path) -> int:
     """Build the documentation site of the inventory in DIRECTORY into --out.
 

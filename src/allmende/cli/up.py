@@ -11,18 +11,12 @@ from allmende.actions.check import check as check_action
 from allmende.actions.docs import write
 from allmende.actions.serve import serve
 from allmende.cli.check import print_report
-from allmende.cli.docs import summary
+from allmende.cli.docs import site_option, summary
 
 
 @click.command()
 @click.argument("directory", type=click.Path(path_type=Path), default=".")
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path("site"),
-    show_default=True,
-    help="Where to write the site; replaced as a whole.",
-)
+@site_option
 @click.option(
     "--port",
     type=click.IntRange(0, 65535),
