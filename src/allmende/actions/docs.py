@@ -9,13 +9,12 @@ not a site allmende built (no ``MARKER`` file in it) is never replaced unless it
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
+from allmende.actions import tree
 from allmende.checks.registry import Report, run
-from allmende.errors import InternalError, ToolMissing, UserError
+from allmende.errors import ToolMissing
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import docs as render_docs
@@ -63,84 +62,9 @@ def write(inventory: Inventory, report: Report, out: Path) -> list[Path]:
     Return the paths of the files written, sorted. Raise UserError if ``out`` exists and is
     neither empty nor a site allmende built, or if it cannot be written.
     """
-    out = _target(out)
-    refuse_foreign(out)
+    out = tree.target(out)
+    tree.refuse_foreign(out, MARKER, "site")
     files = render_docs.site(inventory, report, picture(inventory))
     files[MARKER] = MARKER_TEXT.encode()
-    publish(out, files)
+    tree.publish(out, files)
     return sorted(out / name for name in files)
-
-
-def _target(out: Path) -> Path:
-    """Return ``out`` absolute, with symbolic links (to the directory they name) resolved."""
-    return out.resolve()
-
-
-def refuse_foreign(out: Path) -> None:
-    """Raise UserError if ``out`` exists and is not an empty directory or an allmende site."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(
-            f"{out} exists and is not a directory: refusing to replace it with the "
-            "site; choose another --out"
-        )
-    if (out / MARKER).is_file():
-        return
-    try:
-        empty = not any(out.iterdir())
-    except OSError as exc:
-        raise UserError(f"cannot read {out}: {exc.strerror}") from None
-    if not empty:
-        raise UserError(
-            f"{out} exists and does not look like a site allmende built (no {MARKER} in it): "
-            "refusing to replace what is there; choose another --out, or empty the directory"
-        )
-
-
-def _safe(name: str) -> PurePosixPath:
-    path = PurePosixPath(name)
-    if path.is_absolute() or ".." in path.parts or not path.parts:
-        raise InternalError(f"the renderer returned an unsafe path: {name!r}")
-    return path
-
-
-def publish(out: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``files`` (relative path -> bytes) as the directory ``out``, all or nothing.
-
-    Everything is written into a temporary directory next to ``out`` first; then the old
-    ``out`` (if any) is renamed aside, the new one renamed in and the old one deleted. On any
-    failure the temporary directory is removed and ``out`` is left as it was.
-    """
-    parent = out.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
-    except OSError as exc:
-        raise UserError(f"cannot write the site next to {out}: {exc.strerror}") from None
-    aside: Path | None = None
-    try:
-        staging.chmod(0o755)
-        for name, data in sorted(files.items()):
-            path = staging.joinpath(*_safe(name).parts)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-        if out.exists():
-            aside = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=parent))
-            out.rename(aside / out.name)
-        try:
-            staging.rename(out)
-        except BaseException:
-            if aside is not None:
-                (aside / out.name).rename(out)
-                aside.rmdir()
-                aside = None
-            raise
-    except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(f"cannot write the site to {out}: {exc.strerror or exc}") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    if aside is not None:
-        shutil.rmtree(aside, ignore_errors=True)

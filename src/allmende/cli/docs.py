@@ -9,7 +9,6 @@ import click
 
 from allmende.actions.docs import build
 
-
 #: The `--out` option of every command that writes the site.
 site_option = click.option(
     "--out",

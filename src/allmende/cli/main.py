@@ -24,6 +24,7 @@ COMMANDS = {
     "graph": "graph",
     "secret": "secret",
     "up": "up",
+    "render": "render",
 }
 
 
