@@ -15,6 +15,7 @@ ALLOWED = {
     "inventory": {"inventory"},
     "checks": {"inventory"},
     "render": {"inventory", "checks"},
+    "importers": {"inventory", "checks", "render"},
     "actions": {
         "inventory",
         "checks",

@@ -42,8 +42,10 @@ def edge(inventory: Inventory) -> Iterator[PortUse]:
     """Yield every port the proxy listens on, per edge host: 80/443 for routes, and exposes."""
     for host in derive.edge_hosts(inventory):
         served = derive.served_by(inventory, host)
+        edge = inventory.collective.edge
+        ports = (edge.http_port, edge.https_port) if edge is not None else (80, 443)
         if any(inventory.services[name].routes for name in served):
-            for port in (80, 443):
+            for port in ports:
                 yield PortUse(host, port, "tcp", None, (), "the proxy (HTTP and HTTPS routes)")
         for name in served:
             for i, expose in enumerate(inventory.services[name].expose):

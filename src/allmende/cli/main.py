@@ -7,6 +7,7 @@ anything else is a bug and is reported as one.
 from __future__ import annotations
 
 import importlib
+import keyword
 import logging
 import sys
 import traceback
@@ -25,6 +26,7 @@ COMMANDS = {
     "secret": "secret",
     "up": "up",
     "render": "render",
+    "import": "importing",
 }
 
 
@@ -38,7 +40,8 @@ class LazyGroup(click.Group):
         module = COMMANDS.get(cmd_name)
         if module is None:
             return None
-        command = getattr(importlib.import_module(f"allmende.cli.{module}"), cmd_name)
+        attribute = f"{cmd_name}_" if keyword.iskeyword(cmd_name) else cmd_name
+        command = getattr(importlib.import_module(f"allmende.cli.{module}"), attribute)
         assert isinstance(command, click.Command)
         return command
 

@@ -110,6 +110,38 @@ class Edge(Model):
 
     hosts: tuple[str, ...] = Field(description="Host names that run the proxy.", min_length=1)
     proxy: Literal["haproxy"] = Field("haproxy", description="The proxy software.")
+    bind: str | None = Field(
+        None,
+        description="The IP address the proxy listens on, on every edge host; default: all "
+        "of the host's addresses (IPv6 as well when the host has `public_ipv6`).",
+    )
+    http_port: Port = Field(
+        80,
+        description="The port of plain HTTP: ACME challenges, redirects to HTTPS and routes "
+        "with `tls: none`.",
+    )
+    https_port: Port = Field(
+        443,
+        description="The port of HTTPS: routes terminated at the edge and `tls: passthrough` "
+        "routes share it. Redirects to HTTPS still name the standard port, as when a router "
+        "forwards 443 to this one.",
+    )
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_address(value))
+        except ValueError as exc:
+            raise ValueError("not an IP address") from exc
+
+    @model_validator(mode="after")
+    def _two_ports(self) -> Edge:
+        if self.http_port == self.https_port:
+            raise ValueError("`http_port` and `https_port` must differ")
+        return self
 
 
 class Acme(Model):
@@ -182,7 +214,17 @@ class Collective(Extensible):
     name: str = Field(description="The collective's short name.")
     description: str = Field("", description="One line on who you are.")
     contact: str | None = Field(None, description="How to reach the people who run the servers.")
-    domains: tuple[str, ...] = Field((), description="DNS zones the collective manages.")
+    domains: tuple[str, ...] = Field(
+        (),
+        description="DNS zones the collective manages. Each is rendered as a BIND zone file "
+        "(`dns/<domain>.zone`) with the records of `zones/<domain>.yaml` and derived ones: "
+        "every route domain gets A/AAAA records of the public addresses of the edge hosts that "
+        "serve it, and every host with a public address gets A/AAAA records at its `address` "
+        "when that is a name inside a managed domain, else at `<host>.<first domain listed "
+        "here>`. A record in the zone file wins over a derived one of the same name and type. "
+        "A domain without `nameservers`, or whose nameserver inside it has no address, gets no "
+        "zone file (render warns).",
+    )
     edge: Edge | None = Field(None, description="The hosts that run the reverse proxy.")
     acme: Acme | None = Field(None, description="How route certificates are obtained.")
     backup: BackupDefaults | None = Field(None, description="Backup defaults for every service.")

@@ -7,8 +7,12 @@ paths relative to the output directory, e.g. ``<host>/srv/<service>/compose.yaml
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
+
+import yaml
 
 from allmende.inventory.inventory import Inventory
 
@@ -47,3 +51,49 @@ def service_sources(inventory: Inventory, *services: str) -> tuple[str, ...]:
         if ("host", host) in inventory.files:
             files.add(inventory.file("host", host))
     return tuple(sorted(files))
+
+
+def flat_name(secret: str) -> str:
+    """Given a secret name such as ``music/django-secret``, return the name engines know it by:
+    ``music-django-secret`` (slashes become dashes; Compose, Swarm and Kubernetes all accept
+    that, none accepts a slash)."""
+    return secret.replace("/", "-")
+
+
+_SafeDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+class _Dumper(_SafeDumper):  # type: ignore[misc]
+    """The safe dumper without anchors and aliases: a value used twice is written twice.
+
+    libyaml's emitter when PyYAML has it (five times faster; the loader uses libyaml too), else
+    PyYAML's own. The two write the same bytes except for characters beyond U+FFFF and the
+    Unicode line breaks U+0085, U+2028 and U+2029, which libyaml writes as escapes.
+    """
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def yaml_text(data: Any) -> str:
+    """Given plain data (dicts in the order they are to be written), return it as YAML.
+
+    Safe types only, keys in the given order, block style, UTF-8 text as it is, no aliases, and
+    no folding of long lines (a health check command stays on one line).
+    """
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        allow_unicode=True,
+        width=4096,
+    )
+
+
+def comments(paragraphs: list[str] | tuple[str, ...]) -> str:
+    """Given paragraphs of text, return them as ``#`` comment lines of at most 100 columns."""
+    return "".join(
+        "".join(f"# {line}\n" for line in textwrap.wrap(paragraph, 98, break_long_words=False))
+        for paragraph in paragraphs
+    )

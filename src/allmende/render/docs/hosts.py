@@ -22,10 +22,15 @@ from allmende.render.docs.blocks import (
 )
 from allmende.render.docs.context import Context, host_link, service_link
 
-EDGE_PORTS = (
-    (80, "tcp", "HTTP: routes, redirects to HTTPS, ACME http-01"),
-    (443, "tcp", "HTTPS: routes (TLS terminated or passed through by name)"),
-)
+HTTP_USE = "HTTP: routes, redirects to HTTPS, ACME http-01"
+HTTPS_USE = "HTTPS: routes (TLS terminated or passed through by name)"
+
+
+def edge_ports(context: Context) -> tuple[tuple[int, str, str], ...]:
+    """Return the ports the edge proxy listens on for routes: (port, protocol, what for)."""
+    edge = context.inventory.collective.edge
+    http, https = (edge.http_port, edge.https_port) if edge is not None else (80, 443)
+    return ((http, "tcp", HTTP_USE), (https, "tcp", HTTPS_USE))
 
 
 @dataclass(frozen=True, order=True)
@@ -53,7 +58,7 @@ def port_uses(context: Context) -> dict[str, list[PortUse]]:
     for edge in context.edges:
         served = derive.served_by(context.inventory, edge)
         routes = sorted({r.domain for n in served for r in context.inventory.services[n].routes})
-        for port, protocol, _ in EDGE_PORTS:
+        for port, protocol, _ in edge_ports(context):
             uses.setdefault(edge, []).append(
                 PortUse(port, protocol, "", ", ".join(routes), "", "edge")
             )
@@ -90,7 +95,7 @@ def free_port(context: Context, host: str, start: int = 8080) -> int:
     return port
 
 
-def _port_rows(uses: list[PortUse]) -> tuple[tuple[Line, ...], ...]:
+def _port_rows(context: Context, uses: list[PortUse]) -> tuple[tuple[Line, ...], ...]:
     counts: dict[tuple[int, str], int] = {}
     for use in uses:
         counts[(use.port, use.protocol)] = counts.get((use.port, use.protocol), 0) + 1
@@ -105,7 +110,7 @@ def _port_rows(uses: list[PortUse]) -> tuple[tuple[Line, ...], ...]:
         else:
             who = line(Link("every route", page="domains"))
         if use.how == "edge" and not use.service:
-            target: Line = line(next(d for p, _, d in EDGE_PORTS if p == use.port))
+            target: Line = line(next(d for p, _, d in edge_ports(context) if p == use.port))
         else:
             target = line(Code(use.target), f" (inside: {use.inside})" if use.inside else "")
         how = "edge proxy" if use.how == "edge" else "published"
@@ -135,7 +140,7 @@ def ports_page(context: Context) -> Page:
         blocks.append(
             Table(
                 ("Port", "Service", "Goes to", "How"),
-                _port_rows(uses),
+                _port_rows(context, uses),
                 empty="No ports published on this host.",
             )
         )
@@ -248,7 +253,7 @@ def host_page(context: Context, name: str) -> Page:
                     (
                         Table(
                             ("Port", "Service", "Goes to", "How"),
-                            _port_rows(port_uses(context)[name]),
+                            _port_rows(context, port_uses(context)[name]),
                             empty="No ports published here.",
                         ),
                     ),

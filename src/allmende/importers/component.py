@@ -1,0 +1,242 @@
+"""One compose service becomes one component: image, command, env, ports, volumes,
+healthcheck, dependencies, replicas and routes from Traefik labels are mapped; every other
+compose key is kept verbatim under the component's ``x-compose`` so that rendering reproduces
+it, and listed. The renderer merges ``x-compose`` last (mappings key by key, anything else
+replaces), so ``labels`` and ``networks`` are kept in their mapping form, which merges with
+what it writes itself.
+
+A service with ``build`` and no ``image`` gets the image name Compose gives what it builds
+(``<project>-<service>``), its ``build`` kept verbatim with a relative context made absolute.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+from allmende.importers.composefile import Project, missing_env_file, read_env_file
+from allmende.importers.context import ComponentContext
+from allmende.importers.mounts import map_ports, map_volumes
+from allmende.importers.probes import map_healthcheck
+from allmende.importers.traefik import labels_of, map_traefik
+
+#: Compose keys this module maps (everything else is kept verbatim).
+MAPPED = frozenset(
+    {
+        "image",
+        "command",
+        "environment",
+        "env_file",
+        "ports",
+        "expose",
+        "volumes",
+        "healthcheck",
+        "depends_on",
+        "scale",
+    }
+)
+_REMOTE = re.compile(r"^(?:[a-z]+://|git@|github\.com/)")
+
+
+def _env_value(project: Project, path: tuple[Any, ...], value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    raw = project.raw(path)
+    return raw if raw else str(value)
+
+
+def environment(ctx: ComponentContext) -> dict[str, str]:
+    """Return the component's environment: its ``env_file``s, then ``environment``, resolved."""
+    env: dict[str, str] = {}
+    files = ctx.compose.get("env_file")
+    if isinstance(files, str | dict):
+        files = [files]
+    for i, entry in enumerate(files or []):
+        path, required = entry, True
+        if isinstance(entry, dict):
+            path, required = entry.get("path"), entry.get("required", True) is not False
+        if not isinstance(path, str):
+            ctx.problem(("env_file", i), "expected the path of an env file")
+            continue
+        found = read_env_file(ctx.project, path, (*ctx.base, "env_file", i))
+        if found is None:
+            if required:
+                ctx.problem(("env_file", i), *missing_env_file(path))
+            else:
+                ctx.note(("env_file", i), "info", f"optional env file {path} is not there")
+            continue
+        env.update(found)
+    given = ctx.compose.get("environment")
+    items: list[tuple[str, Any, tuple[Any, ...]]] = []
+    if isinstance(given, dict):
+        items = [(str(k), v, ("environment", k)) for k, v in given.items()]
+    elif isinstance(given, list):
+        for i, item in enumerate(given):
+            key, sep, text = str(item).partition("=")
+            items.append((key, text if sep else None, ("environment", i)))
+    elif given is not None:
+        ctx.problem(("environment",), "expected a mapping or a list of KEY=VALUE")
+    for key, value, path in items:
+        resolved = _env_value(ctx.project, (*ctx.base, *path), value)
+        if resolved is None:
+            resolved = ctx.project.env.get(key)
+        if resolved is None:
+            env.pop(key, None)
+            ctx.note(
+                path, "info", f"{key} has no value here or in .env: left unset, as Compose does"
+            )
+            continue
+        env[key] = resolved
+    return env
+
+
+def _image(ctx: ComponentContext) -> None:
+    image = ctx.compose.get("image")
+    build = ctx.compose.get("build")
+    if image is not None and not isinstance(image, str):
+        ctx.problem(("image",), "expected an image name")
+        return
+    if build is not None:
+        ctx.keep("build", _absolute_build(ctx.project, build), "built on the machine that runs it")
+    if image:
+        ctx.component["image"] = image
+    elif build is not None:
+        ctx.component["image"] = f"{ctx.project.name}-{ctx.name}"
+        ctx.comment(("image",), "the name Compose gives the image it builds (x-compose.build)")
+    else:
+        ctx.problem(
+            (),
+            "has neither `image` nor `build`",
+            "if this file only adds to another, import the two together: "
+            "`allmende import compose -f base.yaml -f this.yaml`",
+        )
+
+
+def _absolute_build(project: Project, build: Any) -> Any:
+    def absolute(context: Any) -> Any:
+        if not isinstance(context, str) or _REMOTE.match(context) or context.startswith("/"):
+            return context
+        return (project.directory.absolute() / context).as_posix().rstrip("/").replace("/./", "/")
+
+    if isinstance(build, dict):
+        return {**build, "context": absolute(build.get("context", "."))}
+    return absolute(build)
+
+
+def _command(ctx: ComponentContext) -> None:
+    command = ctx.compose.get("command")
+    if command is None:
+        return
+    if isinstance(command, str):
+        try:
+            ctx.component["command"] = shlex.split(command)
+        except ValueError:
+            ctx.keep("command", command, "Compose splits it differently")
+    elif isinstance(command, list):
+        ctx.component["command"] = [str(c) for c in command]
+    else:
+        ctx.problem(("command",), "expected a command line or a list of words")
+
+
+def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
+    given = ctx.compose.get("depends_on")
+    if given is None:
+        return
+    entries: dict[str, dict[str, Any]]
+    if isinstance(given, list):
+        entries = {str(name): {} for name in given}
+    elif isinstance(given, dict):
+        entries = {str(k): v if isinstance(v, dict) else {} for k, v in given.items()}
+    else:
+        ctx.problem(("depends_on",), "expected a list or a mapping of services")
+        return
+    exact = True
+    names: list[str] = []
+    for name, options in entries.items():
+        if name not in components:
+            if options.get("required") is False:
+                exact = False
+                continue
+            ctx.problem(
+                ("depends_on",),
+                f"depends on `{name}`, which the file does not define",
+                "if this file adds to another, import the two together: "
+                "`allmende import compose -f base.yaml -f this.yaml`",
+            )
+            continue
+        names.append(components[name])
+        plain = options.get("condition", "service_started") == "service_started"
+        exact = exact and plain and set(options) <= {"condition"}
+    if names:
+        ctx.component["depends_on"] = names
+    if not exact:
+        renamed = (
+            {components.get(k, k): v for k, v in given.items()}
+            if isinstance(given, dict)
+            else given
+        )
+        ctx.keep("depends_on", renamed, "conditions")
+
+
+def _replicas(ctx: ComponentContext) -> None:
+    deploy = ctx.compose.get("deploy")
+    scale = ctx.compose.get("scale")
+    replicas = deploy.get("replicas") if isinstance(deploy, dict) else None
+    replicas = scale if replicas is None else replicas
+    if replicas is not None:
+        if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 0:
+            if replicas != 1:
+                ctx.component["replicas"] = replicas
+        else:
+            ctx.problem(("deploy", "replicas"), "expected a whole number")
+    if deploy is not None and (not isinstance(deploy, dict) or set(deploy) - {"replicas"}):
+        ctx.keep("deploy", deploy, "deploy hints")
+
+
+def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
+    given = ctx.compose.get("labels")
+    labels = labels_of(given)
+    if labels is None:
+        ctx.problem(("labels",), "expected a mapping or a list of key=value")
+        return []
+    deploy = ctx.compose.get("deploy")
+    swarm = labels_of(deploy.get("labels")) if isinstance(deploy, dict) else None
+    routes, consumed = map_traefik(ctx, {**(swarm or {}), **labels})
+    rest = {k: v for k, v in labels.items() if k not in consumed}
+    if rest:
+        ctx.keep("labels", rest)
+        leftovers = [k for k in rest if k.startswith("traefik.")]
+        if leftovers:
+            shown = ", ".join(leftovers[:4]) + (", ..." if len(leftovers) > 4 else "")
+            ctx.note(("labels",), "info", f"Traefik labels the edge cannot do: {shown}")
+    return routes
+
+
+def map_component(
+    ctx: ComponentContext, definitions: dict[str, Any], components: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Map one compose service into ``ctx.component`` and ``ctx.verbatim``; return its routes.
+
+    ``definitions`` are the top-level volumes, ``components`` maps every compose service's
+    name to its component's.
+    """
+    _image(ctx)
+    _command(ctx)
+    env = environment(ctx)
+    if env:
+        ctx.component["env"] = env
+    map_ports(ctx)
+    map_volumes(ctx, definitions)
+    map_healthcheck(ctx)
+    _depends_on(ctx, components)
+    _replicas(ctx)
+    routes = _labels(ctx)
+    for key, value in ctx.compose.items():
+        if key == "networks" and isinstance(value, list):
+            ctx.keep(key, {str(n): {} for n in value})
+        elif key not in MAPPED and key not in ("build", "deploy", "labels"):
+            ctx.keep(key, value)
+    return routes

@@ -1,0 +1,373 @@
+"""An HAProxy configuration becomes routes and exposed ports of the services it sends to.
+
+Frontends and ``listen`` sections are read for their ``bind`` lines (``ssl`` terminates TLS),
+their ``mode``, ACLs on the host (``hdr(host)``, ``hdr_dom(host)``, ``req.hdr(host)``), the
+path (``path_beg``) and the TLS server name (``req.ssl_sni``, ``req_ssl_sni``,
+``ssl_fc_sni``), ``use_backend ... if|unless ...`` and ``default_backend``:
+
+- an HTTP frontend routes ``domain`` (+ ``path``) with ``tls: terminate`` when it binds with
+  ``ssl``, else ``tls: none`` (the same route on both becomes ``terminate``);
+- a TCP frontend routing by server name routes ``domain`` with ``tls: passthrough``;
+- a TCP frontend or ``listen`` section that sends every connection to one backend exposes
+  its port.
+
+A backend's ``server`` lines are matched to a service's component: the host's address (or
+public address) and a published port, or the component's name and a port inside the container
+(HAProxy on the same Compose network). Whatever matches nothing, or cannot be said as a route
+(a catch-all, a rule on the client address...), is reported with its line.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from allmende.errors import Location, Problem
+from allmende.importers.haproxycfg import Line, Section, parse
+from allmende.importers.result import Imported, ImportRefused, Note
+from allmende.inventory.inventory import Inventory
+
+_HOST = re.compile(r"^(?:req\.)?hdr(?:_dom)?\((?:host|Host|HOST)\)(?:,.*)?$")
+_PATH = re.compile(r"^path_beg$|^path$")
+_SNI = re.compile(r"^(?:req\.ssl_sni|req_ssl_sni|ssl_fc_sni)$")
+_LOCAL = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+_ACME = "/.well-known/acme-challenge"
+
+
+@dataclass(frozen=True)
+class Acl:
+    """One ACL test: what it looks at (host, path, sni, or None: anything else) and values."""
+
+    kind: str | None
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a backend sends: a service's component and port name."""
+
+    service: str
+    component: str
+    port: str
+
+
+@dataclass
+class Outcome:
+    """What an HAProxy config gives: per service, routes and exposed ports; and notes."""
+
+    routes: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    expose: dict[str, dict[tuple[int, str], dict[str, Any]]] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+
+
+def _acl(words: tuple[str, ...]) -> Acl:
+    """Given the words of an ACL test (criterion, flags, values), return it read."""
+    criterion, rest = words[0], list(words[1:])
+    values: list[str] = []
+    method = ""
+    skip = False
+    for i, word in enumerate(rest):
+        if skip:
+            skip = False
+            continue
+        if word == "-m":
+            method = rest[i + 1] if i + 1 < len(rest) else ""
+            skip = True
+        elif word.startswith("-") and word != "--":
+            continue
+        else:
+            values.append(word)
+    if _HOST.match(criterion) and method in ("", "str", "dom"):
+        return Acl("host", tuple(v.split(":")[0].lower() for v in values))
+    if (criterion == "path_beg" or (criterion == "path" and method == "beg")) and values:
+        return Acl("path", tuple(values))
+    if _SNI.match(criterion) and method in ("", "str"):
+        return Acl("sni", tuple(v.lower() for v in values))
+    return Acl(None, tuple(values))
+
+
+def _conditions(words: tuple[str, ...], acls: dict[str, list[Acl]]) -> list[list[Acl]] | None:
+    """Given the words after ``if``, return the alternatives (OR) of tests (AND), or None if
+    any is negated or unknown."""
+    alternatives: list[list[Acl]] = [[]]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("||", "or", "OR"):
+            alternatives.append([])
+        elif word == "{":
+            end = words.index("}", i) if "}" in words[i:] else len(words)
+            alternatives[-1].append(_acl(words[i + 1 : end]))
+            i = end
+        elif word.startswith("!") or word == "unless":
+            return None
+        elif word in acls:
+            kinds = {a.kind for a in acls[word]}
+            if len(kinds) != 1:
+                return None
+            values = tuple(v for a in acls[word] for v in a.values)
+            alternatives[-1].append(Acl(acls[word][0].kind, values))
+        elif word != "and":
+            return None
+        i += 1
+    if any(a.kind is None for alt in alternatives for a in alt):
+        return None
+    return alternatives
+
+
+def _binds(section: Section) -> list[tuple[int, bool, Line]]:
+    """Return (port, ssl, line) for each TCP port the section binds."""
+    found = []
+    for line in section.lines:
+        if line.words[0] != "bind" or len(line.words) < 2:
+            continue
+        for address in line.words[1].split(","):
+            match = re.search(r":(\d+)(?:-\d+)?$", address)
+            if match and not address.startswith(("/", "unix@", "abns@", "fd@", "sockpair@")):
+                found.append((int(match.group(1)), "ssl" in line.words[2:], line))
+    return found
+
+
+class _Mapper:
+    def __init__(self, inventory: Inventory, shown: str, sections: list[Section]) -> None:
+        self.inventory = inventory
+        self.shown = shown
+        self.sections = sections
+        self.backends = {s.name: s for s in sections if s.kind in ("backend", "listen")}
+        self.out = Outcome()
+        self.targets: dict[str, Target | None] = {}
+
+    def note(self, line: int, message: str, kind: str = "warning") -> None:
+        self.out.notes.append(Note(Location(self.shown, line, 1), kind, message))  # type: ignore[arg-type]
+
+    def mode(self, section: Section) -> str:
+        line = section.first("mode")
+        if line is not None and len(line.words) > 1:
+            return line.words[1]
+        defaults = [s for s in self.sections if s.kind == "defaults" and s.line < section.line]
+        for candidate in reversed(defaults):
+            line = candidate.first("mode")
+            if line is not None and len(line.words) > 1:
+                return line.words[1]
+        return "tcp"
+
+    def target(self, backend: str, line: int) -> Target | None:
+        """Return the component a backend sends to, reporting once when there is none."""
+        if backend in self.targets:
+            return self.targets[backend]
+        section = self.backends.get(backend)
+        found: Target | None = None
+        if section is None:
+            self.note(line, f"backend {backend} is not defined in this file")
+        else:
+            servers = [ln for ln in section.lines if ln.words[0] == "server" and len(ln.words) > 2]
+            if not servers:
+                self.note(section.line, f"backend {backend} has no server lines")
+            for server in servers:
+                found = self.match(backend, server)
+                if found is not None:
+                    break
+        self.targets[backend] = found
+        return found
+
+    def match(self, backend: str, server: Line) -> Target | None:
+        address = server.words[2]
+        if address.startswith(("/", "unix@", "abns@")):
+            self.note(server.number, f"backend {backend} -> {address} is a socket, not a service")
+            return None
+        host, _, port_text = address.rpartition(":")
+        host = host.strip("[]").lower()
+        if not port_text.isdigit():
+            self.note(server.number, f"backend {backend} -> {address} names no port")
+            return None
+        port = int(port_text)
+        published: list[Target] = []
+        inside: list[Target] = []
+        for name, service in sorted(self.inventory.services.items()):
+            machine = self.inventory.hosts.get(service.host)
+            addresses = (
+                {
+                    a.lower()
+                    for a in (machine.address, machine.public_ipv4, machine.public_ipv6)
+                    if a
+                }
+                if machine
+                else set()
+            )
+            local = machine is not None and (
+                machine.address is None or service.host in self.edges()
+            )
+            for cname, component in service.components.items():
+                extra = component.extensions.get("x-compose") or {}
+                names = {cname, name, f"{name}-{cname}", str(extra.get("container_name", ""))}
+                for pname, number in component.ports.items():
+                    if component.publish.get(pname) == port and (
+                        host in addresses or (host in _LOCAL and local)
+                    ):
+                        published.append(Target(name, cname, pname))
+                    if host in names and number == port:
+                        inside.append(Target(name, cname, pname))
+        found = published or inside
+        if len(found) == 1:
+            if "ssl" in server.words[3:]:
+                self.note(
+                    server.number,
+                    f"backend {backend} speaks TLS to {address}; the edge sends plain HTTP "
+                    "to a route's port: check that the service answers it",
+                )
+            return found[0]
+        if not found:
+            self.note(
+                server.number,
+                f"backend {backend} -> {address} matches no published port in services/",
+            )
+        else:
+            shown = ", ".join(f"{t.service}/{t.component}.{t.port}" for t in found)
+            self.note(server.number, f"backend {backend} -> {address} matches several: {shown}")
+        return None
+
+    def edges(self) -> tuple[str, ...]:
+        edge = self.inventory.collective.edge
+        return edge.hosts if edge is not None else ()
+
+    def route(self, target: Target, domain: str, path: str, tls: str) -> None:
+        routes = self.out.routes.setdefault(target.service, {})
+        key = (domain, path)
+        current = routes.get(key)
+        if current is not None:
+            if current.get("tls") == "none" and tls == "terminate":
+                current.pop("tls")
+            return
+        route: dict[str, Any] = {"domain": domain}
+        if path != "/":
+            route["path"] = path
+        route["to"] = f"{target.component}.{target.port}"
+        if tls != "terminate":
+            route["tls"] = tls
+        routes[key] = route
+
+    def expose(self, target: Target, port: int) -> None:
+        exposed = self.out.expose.setdefault(target.service, {})
+        exposed.setdefault(
+            (port, "tcp"),
+            {"port": port, "protocol": "tcp", "to": f"{target.component}.{target.port}"},
+        )
+
+    def frontend(self, section: Section) -> None:
+        mode = self.mode(section)
+        binds = _binds(section)
+        ssl = any(b[1] for b in binds)
+        acls: dict[str, list[Acl]] = {}
+        sni_rules = False
+        for line in section.lines:
+            words = line.words
+            if words[0] == "acl" and len(words) > 2:
+                acls.setdefault(words[1], []).append(_acl(words[2:]))
+            elif words[0] == "use_backend" and len(words) > 1:
+                sni_rules |= self.rule(section, line, acls, mode, ssl)
+        default = section.first("default_backend")
+        if default is not None and len(default.words) > 1:
+            self.catch_all(section, default, mode, sni_rules, binds)
+        elif section.kind == "listen" and section.first("server") is not None:
+            self.catch_all(
+                section,
+                Line(section.line, ("default_backend", section.name)),
+                mode,
+                sni_rules,
+                binds,
+            )
+
+    def rule(
+        self, section: Section, line: Line, acls: dict[str, list[Acl]], mode: str, ssl: bool
+    ) -> bool:
+        backend = line.words[1]
+        rest = line.words[2:]
+        if not rest or rest[0] not in ("if", "unless"):
+            self.note(
+                line.number, f"use_backend {backend} without a condition: a catch-all, not a route"
+            )
+            return False
+        alternatives = _conditions(rest[1:] if rest[0] == "if" else rest, acls)
+        if alternatives is None:
+            self.note(
+                line.number,
+                f"use_backend {backend}: the condition is not on host, path or server name",
+            )
+            return False
+        target = self.target(backend, line.number)
+        sni = False
+        for tests in alternatives:
+            hosts = [v for a in tests if a.kind in ("host", "sni") for v in a.values]
+            paths = [v for a in tests if a.kind == "path" for v in a.values] or ["/"]
+            sni = sni or any(a.kind == "sni" for a in tests)
+            if not hosts:
+                if all(p.startswith(_ACME) for p in paths):
+                    self.note(line.number, "ACME challenges: the edge answers them itself", "info")
+                else:
+                    self.note(
+                        line.number, f"use_backend {backend}: a path without a domain is no route"
+                    )
+                continue
+            tls = "passthrough" if mode == "tcp" else "terminate" if ssl else "none"
+            if target is not None:
+                for host in hosts:
+                    for path in paths if tls != "passthrough" else ["/"]:
+                        self.route(target, host, path, tls)
+        return sni
+
+    def catch_all(
+        self,
+        section: Section,
+        line: Line,
+        mode: str,
+        sni: bool,
+        binds: list[tuple[int, bool, Line]],
+    ) -> None:
+        backend = line.words[1]
+        if mode != "tcp" or sni:
+            what = "server names" if sni else "domains"
+            self.note(
+                line.number,
+                f"default_backend {backend}: a catch-all for any {what}, which routes cannot say",
+            )
+            return
+        if not binds:
+            return
+        target = self.target(backend, line.number)
+        if target is not None:
+            for port, _, _ in binds:
+                self.expose(target, port)
+
+
+def import_config(
+    config: Path, shown: str, inventory: Inventory
+) -> tuple[list[Imported], list[Note]]:
+    """Given an HAProxy config and the inventory, return the services it adds routes and
+    exposed ports to (their new keys only) and notes on everything it could not place.
+
+    Raise ImportRefused if the file cannot be read.
+    """
+    try:
+        text = config.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise ImportRefused([Problem(Location(shown), "", f"cannot read: {reason}")]) from None
+    sections, problems = parse(text)
+    mapper = _Mapper(inventory, shown, sections)
+    for number, message in problems:
+        mapper.note(number, message)
+    for section in sections:
+        if section.kind in ("frontend", "listen"):
+            mapper.frontend(section)
+    out = mapper.out
+    services = []
+    for name in sorted(set(out.routes) | set(out.expose)):
+        data: dict[str, Any] = {}
+        if out.routes.get(name):
+            data["routes"] = list(out.routes[name].values())
+        if out.expose.get(name):
+            data["expose"] = list(out.expose[name].values())
+        services.append(Imported(name=name, source=shown, header="", data=data))
+    return services, sorted(out.notes)

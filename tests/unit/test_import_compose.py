@@ -1,0 +1,502 @@
+"""The compose importer's mapping decisions, one small compose file each.
+
+Every case imports a project into a fresh inventory through the `import` action, so that the
+file written is also loaded and checked the way `allmende check` loads it.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allmende.actions.importing import Options, Report, import_compose
+from allmende.inventory.secrets import SecretStore, create_key
+from allmende.inventory.yamlpos import parse
+
+
+@dataclass
+class Imported:
+    """An import's report, the service file it wrote (as data and text) and the inventory."""
+
+    report: Report
+    data: dict[str, Any]
+    text: str
+    inventory: Path
+    env: dict[str, str]
+
+    @property
+    def lines(self) -> list[str]:
+        return [str(n) for s in self.report.services for n in s.notes] + self.report.lines
+
+    @property
+    def kept(self) -> list[str]:
+        return [k for s in self.report.services for k in s.kept]
+
+    def component(self, name: str = "app") -> dict[str, Any]:
+        component: dict[str, Any] = self.data["components"][name]
+        return component
+
+
+def inventory(tmp_path: Path, recipients: bool = True) -> tuple[Path, dict[str, str]]:
+    """Return a new inventory (with a secret store key unless told) and its environment."""
+    root = tmp_path / "inventory"
+    root.mkdir()
+    (root / "allmende.yaml").write_text("name: test\ndomains: [example.org]\n")
+    (root / "hosts").mkdir()
+    (root / "hosts" / "box.yaml").write_text("address: 192.0.2.10\n")
+    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
+    if recipients:
+        create_key(root, env)
+    return root, env
+
+
+def project(
+    tmp_path: Path, compose: str, name: str = "blog", files: dict[str, str] | None = None
+) -> Path:
+    """Write a compose project directory ``name`` with compose.yaml and other files."""
+    directory = tmp_path / name
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "compose.yaml").write_text(textwrap.dedent(compose))
+    for file, text in (files or {}).items():
+        path = directory / file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return directory
+
+
+def run(
+    tmp_path: Path, compose: str, name: str = "blog", files: dict[str, str] | None = None
+) -> Imported:
+    """Import one project given as text; return what was written."""
+    root, env = inventory(tmp_path)
+    directory = project(tmp_path, compose, name, files)
+    report = import_compose([directory], Options(into=root, environ=env, host="box"))
+    [service] = report.services
+    text = (root / "services" / f"{service.name}.yaml").read_text()
+    document, problems = parse(text.encode(), "service")
+    assert not problems
+    return Imported(report, document.data, text, root, env)
+
+
+# --------------------------------------------------------------------------- image, command
+
+
+def test_image_command_and_entrypoint(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: wordpress:6.4
+            command: php-fpm --nodaemonize -d "memory_limit=256M"
+            entrypoint: [/entry.sh]
+        """,
+    )
+    app = result.component()
+    assert app["image"] == "wordpress:6.4"
+    assert app["command"] == ["php-fpm", "--nodaemonize", "-d", "memory_limit=256M"]
+    assert app["x-compose"] == {"entrypoint": ["/entry.sh"]}
+    assert result.kept == ["app.entrypoint"]
+
+
+def test_a_service_that_is_built_gets_the_name_compose_gives_its_image(tmp_path: Path) -> None:
+    result = run(tmp_path, "services:\n  app:\n    build: ./src\n")
+    app = result.component()
+    assert app["image"] == "blog-app"
+    assert app["x-compose"]["build"] == str((tmp_path / "blog" / "src").absolute())
+    assert "# the name Compose gives the image it builds" in result.text
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def test_env_is_resolved_like_compose(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            env_file: [common.env]
+            environment:
+              SITE: ${SITE_NAME:-Our site}
+              FROM_DOTENV: ${TITLE}
+              PRICE: "$$5"
+              UMASK: 022
+              OVERRIDDEN: by compose
+              PASSED:
+        """,
+        files={
+            ".env": "TITLE=Hello\nPASSED=from .env\n",
+            "common.env": "OVERRIDDEN=by the env file\nWORKERS=4\n",
+        },
+    )
+    assert result.component()["env"] == {
+        "OVERRIDDEN": "by compose",
+        "WORKERS": "4",
+        "SITE": "Our site",
+        "FROM_DOTENV": "Hello",
+        "PRICE": "$5",
+        "UMASK": "022",
+        "PASSED": "from .env",
+    }
+
+
+def test_a_variable_without_a_value_is_left_unset_and_said(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            environment: [LANG=C, NOWHERE]
+        """,
+    )
+    assert result.component()["env"] == {"LANG": "C"}
+    assert any("NOWHERE has no value here or in .env: left unset" in ln for ln in result.lines)
+
+
+def test_an_unset_variable_is_empty_with_a_warning(tmp_path: Path) -> None:
+    result = run(tmp_path, "services:\n  app:\n    image: example/app:${TAG}\n")
+    assert result.component()["image"] == "example/app:"
+    assert any(
+        ln.endswith(
+            "compose.yaml:3:12: variable TAG is not set; used an empty string, as Compose does"
+        )
+        for ln in result.lines
+    )
+
+
+def test_secret_values_move_into_the_secret_store(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            environment:
+              DB_HOST: db
+              DB_PASSWORD: ${DB_PASSWORD}
+              DATABASE_URL: postgres://blog:${DB_PASSWORD}@db/blog
+          db:
+            image: postgres:16.4
+            environment:
+              POSTGRES_PASSWORD: ${DB_PASSWORD}
+        """,
+        files={".env": "DB_PASSWORD=correct-horse-battery\n"},
+    )
+    assert result.component()["env"] == {"DB_HOST": "db"}
+    assert result.component()["secrets"] == {
+        "DB_PASSWORD": "blog/db-password",
+        "DATABASE_URL": "blog/database-url",
+    }
+    assert result.component("db")["secrets"] == {"POSTGRES_PASSWORD": "blog/db-password"}
+    store = SecretStore(result.inventory, result.env)
+    assert store.get("blog/db-password") == b"correct-horse-battery"
+    assert store.get("blog/database-url") == b"postgres://blog:correct-horse-battery@db/blog"
+    moved = [ln.split(": ", 1)[1] for ln in result.lines if "moved" in ln]
+    assert moved == [
+        "moved DB_PASSWORD of app into the secret store as blog/db-password",
+        "moved DATABASE_URL of app into the secret store as blog/database-url",
+        "moved POSTGRES_PASSWORD of db into the secret store as blog/db-password "
+        "(the same value as DB_PASSWORD of app)",
+    ]
+    assert "correct-horse-battery" not in result.text
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def test_published_ports_in_short_and_long_syntax(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            ports:
+              - "8080:80"
+              - target: 22
+                published: "2222"
+            expose: ["9000"]
+        """,
+    )
+    app = result.component()
+    assert app["ports"] == {"http": 80, "ssh": 22, "http-9000": 9000}
+    assert app["publish"] == {"http": 8080, "ssh": 2222}
+    assert "x-compose" not in app
+
+
+def test_a_host_address_udp_or_a_random_port_keep_the_ports_verbatim(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/dns:1.0
+            ports: ["127.0.0.1:8053:53/tcp", "53:53/udp", "9090"]
+        """,
+    )
+    app = result.component()
+    assert app["ports"] == {"dns": 53, "dns-udp": 53, "http": 9090}
+    assert app["publish"] == {"dns": 8053}
+    assert app["x-compose"]["ports"] == ["127.0.0.1:8053:53/tcp", "53:53/udp", "9090"]
+    assert "dns: 8053  # bound to 127.0.0.1 only (see x-compose.ports)" in result.text
+    assert result.kept == ["app.ports (host addresses, UDP, ranges or random host ports)"]
+
+
+# --------------------------------------------------------------------------- volumes
+
+
+def test_binds_keep_their_host_path_and_named_volumes_live_under_srv(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            volumes:
+              - data:/var/lib/app
+              - /srv/blog/uploads:/uploads
+              - ./config.ini:/etc/app/config.ini
+              - type: bind
+                source: /mnt/big/media
+                target: /media
+        volumes:
+          data:
+        """,
+    )
+    assert result.component()["volumes"] == {
+        "data": "/var/lib/app",
+        "uploads": "/uploads",
+        "config-ini": {
+            "path": "/etc/app/config.ini",
+            "host": str(tmp_path / "blog" / "config.ini"),
+        },
+        "media": {"path": "/media", "host": "/mnt/big/media"},
+    }
+    assert any(
+        "volume data is now /srv/blog/data: copy the data of the compose volume blog_data" in ln
+        for ln in result.lines
+    )
+
+
+def test_mount_options_keep_the_volumes_verbatim_with_the_same_paths(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            volumes: ["./nginx.conf:/etc/nginx/nginx.conf:ro", "data:/data:z", "shared:/shared"]
+        volumes:
+          data: {}
+          shared: {external: true}
+        """,
+    )
+    app = result.component()
+    conf = str(tmp_path / "blog" / "nginx.conf")
+    assert app["x-compose"]["volumes"] == [
+        f"{conf}:/etc/nginx/nginx.conf:ro",
+        "/srv/blog/data:/data:z",
+        "shared:/shared",
+    ]
+    assert app["volumes"] == {
+        "nginx-conf": {"path": "/etc/nginx/nginx.conf", "host": conf},
+        "data": "/data",
+    }
+    assert result.data["x-compose"] == {"volumes": {"shared": {"external": True}}}
+
+
+# --------------------------------------------------------------------------- healthchecks
+
+
+@pytest.mark.parametrize(
+    ("test", "expected"),
+    [
+        ('["CMD", "pg_isready", "-U", "app"]', {"command": ["pg_isready", "-U", "app"]}),
+        (
+            '["CMD-SHELL", "redis-cli ping | grep PONG"]',
+            {"command": ["/bin/sh", "-c", "redis-cli ping | grep PONG"]},
+        ),
+        ('"curl -fsS http://localhost:8080/health || exit 1"', {"http": "/health", "port": "http"}),
+        (
+            '["CMD", "wget", "-q", "--spider", "http://127.0.0.1/"]',
+            {"http": "/", "port": "http-80"},
+        ),
+        (
+            '"curl http://localhost:8080/"',
+            {"command": ["/bin/sh", "-c", "curl http://localhost:8080/"]},
+        ),
+    ],
+)
+def test_healthchecks(tmp_path: Path, test: str, expected: dict[str, Any]) -> None:
+    result = run(
+        tmp_path,
+        f"""
+        services:
+          app:
+            image: example/app:1.0
+            ports: ["8080:8080"]
+            healthcheck:
+              test: {test}
+              interval: 1m30s
+              retries: 5
+        """,
+    )
+    assert result.component()["healthcheck"] == {
+        **expected,
+        "interval": "90s",
+        "timeout": "30s",
+        "retries": 5,
+    }
+
+
+def test_a_start_period_keeps_the_healthcheck_verbatim_as_well(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            healthcheck: {test: [CMD, ok], start_period: 10s, timeout: 5s}
+        """,
+    )
+    app = result.component()
+    assert app["healthcheck"] == {"command": ["ok"]}
+    assert app["x-compose"]["healthcheck"] == {
+        "test": ["CMD", "ok"],
+        "start_period": "10s",
+        "timeout": "5s",
+    }
+
+
+# --------------------------------------------------------------------------- dependencies, deploy
+
+
+def test_depends_on_in_list_and_map_form(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            depends_on: [cache]
+          worker:
+            image: example/app:1.0
+            depends_on:
+              cache: {condition: service_started}
+              db: {condition: service_healthy}
+          cache: {image: "redis:7.2"}
+          db: {image: "postgres:16.4"}
+        """,
+    )
+    assert result.component()["depends_on"] == ["cache"]
+    assert "x-compose" not in result.component()
+    worker = result.component("worker")
+    assert worker["depends_on"] == ["cache", "db"]
+    assert worker["x-compose"]["depends_on"]["db"] == {"condition": "service_healthy"}
+
+
+def test_replicas_and_deploy_hints(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            deploy: {replicas: 3}
+          worker:
+            image: example/app:1.0
+            scale: 2
+            deploy:
+              resources: {limits: {memory: 512M}}
+        """,
+    )
+    assert result.component()["replicas"] == 3
+    assert "x-compose" not in result.component()
+    worker = result.component("worker")
+    assert worker["replicas"] == 2
+    assert worker["x-compose"]["deploy"] == {"resources": {"limits": {"memory": "512M"}}}
+
+
+def test_what_the_inventory_cannot_say_is_kept_and_listed(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            restart: unless-stopped
+            cap_add: [NET_ADMIN]
+            logging: {driver: json-file, options: {max-size: 10m}}
+            networks: [front]
+            labels: {com.example.team: web}
+            x-custom: {keep: me}
+        networks:
+          front: {}
+        x-shared: &shared {a: 1}
+        version: "3.8"
+        """,
+    )
+    assert result.component()["x-compose"] == {
+        "restart": "unless-stopped",
+        "cap_add": ["NET_ADMIN"],
+        "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
+        "networks": {"front": {}},
+        "labels": {"com.example.team": "web"},
+        "x-custom": {"keep": "me"},
+    }
+    assert result.data["x-compose"] == {"networks": {"front": {}}}
+    assert sorted(result.kept) == sorted(
+        [
+            "app.restart",
+            "app.cap_add",
+            "app.logging",
+            "app.networks",
+            "app.labels",
+            "app.x-custom",
+            "(networks)",
+        ]
+    )
+    assert any("ignored `version`" in ln for ln in result.lines)
+    assert any("ignored `x-shared`" in ln for ln in result.lines)
+
+
+def test_dollars_kept_verbatim_are_written_as_compose_reads_them(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            entrypoint: ["sh", "-c", "echo $$HOME"]
+            command: ["echo", "$$HOME"]
+        """,
+    )
+    assert result.component()["x-compose"] == {"entrypoint": ["sh", "-c", "echo $$HOME"]}
+    assert result.component()["command"] == ["echo", "$HOME"]
+
+
+def test_an_invalid_component_name_is_renamed_and_stays_reachable(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          wazuh.manager: {image: "wazuh/wazuh-manager:4.9.0"}
+          dashboard:
+            image: wazuh/wazuh-dashboard:4.9.0
+            depends_on: [wazuh.manager]
+            links: ["wazuh.manager:manager"]
+        """,
+    )
+    assert list(result.data["components"]) == ["wazuh-manager", "dashboard"]
+    manager = result.component("wazuh-manager")
+    assert manager["x-compose"]["networks"] == {"default": {"aliases": ["wazuh.manager"]}}
+    dashboard = result.component("dashboard")
+    assert dashboard["depends_on"] == ["wazuh-manager"]
+    assert dashboard["x-compose"]["links"] == ["wazuh-manager:manager"]
