@@ -765,7 +765,9 @@ def mirror(world: World, name: str, text: str) -> Path:
     hosts: dict[str, str] = {}
     taken: set[str] = set()
     for section in sections:
-        servers = [ln.words for ln in section.lines if ln.words[0] == "server" and len(ln.words) > 2]
+        servers = [
+            ln.words for ln in section.lines if ln.words[0] == "server" and len(ln.words) > 2
+        ]
         address, _, port = servers[0][2].rpartition(":") if servers else ("", "", "")
         if section.kind not in ("backend", "listen") or not port.isdigit() or not address:
             continue

@@ -70,25 +70,32 @@ def test_hand_written_values_are_kept_and_new_keys_added(
     service = root / "services" / "blog.yaml"
     text = service.read_text()
     text = text.replace("image: wordpress:6.4", "image: wordpress:6.4.3  # pinned by hand")
-    text = text.replace("description: blog", "description: Our blog #")
-    service.write_text(text)
+    text = text.replace("description: blog (wordpress, mariadb)", "description: Our blog #")
+    service.write_text(text + "routes:\n- domain: blog.example.org  # ours\n  to: app.http\n")
     compose = (directory / "compose.yaml").read_text().replace("6.4", "6.5")
     compose = compose.replace("WORDPRESS_DB_HOST: db", "WORDPRESS_DB_HOST: db\n      TZ: UTC")
+    compose = compose.replace(
+        "    restart: unless-stopped",
+        "    restart: unless-stopped\n    cap_add: [NET_ADMIN]\n"
+        "    labels: ['traefik.http.routers.x.rule=Host(`new.example.org`)']",
+    )
     (directory / "compose.yaml").write_text(compose)
     report = import_compose([directory], Options(into=root, environ=env, host="box"))
     assert report.lines == [
-        "services/blog.yaml: description: kept `Our blog # (wordpress, mariadb), imported from "
-        f"...` (the import says `blog (wordpress, mariadb), imported from {str(directory)[:20]}...`)"
-        if False
-        else report.lines[0],
         "services/blog.yaml: components.app.image: kept `wordpress:6.4.3` "
-        "(the import says `wordpress:6.5`)",
-        "services/blog.yaml: merged; comments below its header were not kept",
+        "(the import says `wordpress:6.5`)"
     ]
-    data = load(root, env).services["blog"]
-    assert data.components["app"].image == "wordpress:6.4.3"
-    assert data.components["app"].env["TZ"] == "UTC"
-    assert data.description.startswith("Our blog")
+    after = service.read_text()
+    assert after.startswith(text.split("\n", 1)[0])
+    assert "    image: wordpress:6.4.3  # pinned by hand\n" in after
+    assert "    env: {WORDPRESS_DB_HOST: db, TZ: UTC}\n" in after
+    assert "    x-compose:\n      restart: unless-stopped\n      cap_add: [NET_ADMIN]\n" in after
+    assert after.endswith(
+        "- domain: blog.example.org  # ours\n  to: app.http\n"
+        "- {domain: new.example.org, to: app.http}\n"
+    )
+    loaded = load(root, env).services["blog"]
+    assert loaded.description.startswith("Our blog")
 
 
 def test_force_overwrites(setup: tuple[Path, Path, dict[str, str]]) -> None:
@@ -157,7 +164,10 @@ def test_the_command_prints_what_it_did(
     out = capsys.readouterr().out
     assert code == 0
     assert f"{directory}/compose.yaml -> services/blog.yaml" in out
-    assert "moved WORDPRESS_DB_PASSWORD of app into the secret store as blog/wordpress-db-password" in out
+    assert (
+        "moved WORDPRESS_DB_PASSWORD of app into the secret store as blog/wordpress-db-password"
+        in out
+    )
     assert "kept verbatim under x-compose: app.restart" in out
     assert "created services/blog.yaml" in out
 

@@ -459,3 +459,14 @@ def test_rendering_is_deterministic() -> None:
     first = haproxy.render(load(EXAMPLES / "klankschool", {}))
     second = haproxy.render(load(EXAMPLES / "klankschool", {}))
     assert {p: f.content for p, f in first.items()} == {p: f.content for p, f in second.items()}
+
+
+def test_an_edge_inside_an_incus_host_reaches_system_containers_by_name() -> None:
+    from allmende.inventory.load import load
+    from allmende.render.haproxy import render
+    from tests.conftest import EXAMPLES
+
+    inventory = load(EXAMPLES / "klankschool", {})
+    config = render(inventory)["gateway/etc/haproxy/haproxy.cfg"].content.decode()
+    assert "server app music-app.incus:80 check" in config
+    assert "disabled" not in config

@@ -63,7 +63,15 @@ def scalar(value: Any, *, flow: bool = False) -> str:
         return f'"{text}"'
     if text.isprintable() and analysis.allow_single_quoted:
         return "'" + text.replace("'", "''") + "'"
-    return json.dumps(text, ensure_ascii=False)
+    return _double(text)
+
+
+def _double(text: str) -> str:
+    """Return text double-quoted, every character YAML cannot hold raw escaped."""
+    out = yaml.dump(
+        text, Dumper=yaml.SafeDumper, default_style='"', allow_unicode=True, width=1 << 30
+    )
+    return out.removesuffix("\n...\n").rstrip("\n")
 
 
 def _is_scalar(value: Any) -> bool:
@@ -125,11 +133,11 @@ class _Writer:
         awkward = (
             body.endswith("\n")
             or next((line for line in lines if line), " ")[:1] in (" ", "\t")
-            or any(c in text for c in ("\t", "\r"))
+            or not all(line.isprintable() for line in lines)
             or any(line and not line.strip() for line in lines)
         )
         if awkward:
-            self.lines.append(f"{prefix} {json.dumps(text, ensure_ascii=False)}{note}")
+            self.lines.append(f"{prefix} {_double(text)}{note}")
             return
         self.lines.append(f"{prefix} |{chomp}{note}")
         pad = " " * (indent + 2)

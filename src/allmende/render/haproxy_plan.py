@@ -17,7 +17,9 @@ The decisions, in one place:
   never ``/apix``; a trailing slash in the inventory changes nothing. Within a domain the
   longest prefix wins.
 * A backend reaches the component's published port on its host's ``address``, or on
-  127.0.0.1 when the service runs on the edge host itself. A port that is not published
+  127.0.0.1 when the service runs on the edge host itself. An unpublished port of a system
+  container on an Incus host that the edge runs on or in is reached by name on the Incus
+  bridge, ``<service>-<component>.incus:<port>``. Any other port that is not published
   cannot be reached: its server is rendered disabled, with the reason.
 
 Everything that ends up in the configuration is either validated here (domains, host names)
@@ -277,6 +279,23 @@ class _Planner:
         published = component.publish.get(port_name)
         port = published if published is not None else component.ports[port_name]
         note = ""
+        if published is None and self._on_incus_bridge(host_of):
+            # Incus names every instance on its managed bridge: <service>-<component>.incus.
+            address = f"{service}-{component_name}.incus"
+            formatted = server_address(address, port)
+            assert formatted is not None
+            return Backend(
+                name=name,
+                mode=mode,
+                service=service,
+                component=component_name,
+                port=port_name,
+                host=host_of,
+                address=formatted[0],
+                dns=formatted[1],
+                note="",
+                health=self._health(service, component_name, component, port_name, mode),
+            )
         if published is None:
             note = (
                 f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
@@ -308,6 +327,22 @@ class _Planner:
             note=note,
             health=health,
         )
+
+    def _on_incus_bridge(self, host_of: str) -> bool:
+        """Return whether the edge sits on the Incus host ``host_of`` (is it, or runs in it),
+        so that it reaches that host's system containers by name on the bridge."""
+        host = self.inventory.hosts.get(host_of)
+        if host is None or host.engine != "incus":
+            return False
+        current: str | None = self.edge
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            if current == host_of:
+                return True
+            seen.add(current)
+            parent = self.inventory.hosts.get(current)
+            current = parent.parent if parent is not None else None
+        return False
 
     def _health(
         self, service: str, component_name: str, component: Component, port_name: str, mode: Mode

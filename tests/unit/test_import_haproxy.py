@@ -1,0 +1,183 @@
+"""`allmende import haproxy`: frontends, ACLs and backends become routes and exposed ports of
+the services whose address and published port match; what matches nothing is reported."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allmende.actions.importing import Options, import_haproxy
+from allmende.importers.haproxycfg import parse, split
+from allmende.inventory.load import load
+
+SERVICES = {
+    "wiki": "components:\n  app:\n    image: mediawiki:1.42\n    ports: {http: 80}\n"
+    "    publish: {http: 8081}\n",
+    "mail": "components:\n  server:\n    image: example/mail:1.0\n"
+    "    ports: {smtp: 25, imaps: 993}\n    publish: {smtp: 2525, imaps: 9993}\n",
+    "pages": "components:\n  pages:\n    image: example/pages:1.0\n    ports: {https: 443}\n",
+}
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    root = tmp_path / "inventory"
+    (root / "hosts").mkdir(parents=True)
+    (root / "services").mkdir()
+    (root / "allmende.yaml").write_text("name: test\n")
+    (root / "hosts" / "box.yaml").write_text("address: 10.0.0.5\n")
+    for name, text in SERVICES.items():
+        (root / "services" / f"{name}.yaml").write_text(f"description: {name}\nhost: box\n{text}")
+    return root
+
+
+def run(root: Path, config: str, dry_run: bool = False) -> tuple[dict[str, Any], list[str]]:
+    path = root.parent / "haproxy.cfg"
+    path.write_text(textwrap.dedent(config))
+    report = import_haproxy(path, Options(into=root, environ={}, dry_run=dry_run))
+    services = {s.name: s.data for s in report.services}
+    lines = [line.replace(str(path), "haproxy.cfg") for line in report.lines]
+    return services, lines
+
+
+def test_words_and_sections() -> None:
+    assert split("acl a hdr(host) -i \"x y\" 'z' # comment") == [
+        "acl",
+        "a",
+        "hdr(host)",
+        "-i",
+        "x y",
+        "z",
+    ]
+    sections, problems = parse(
+        "global\n  daemon\nfrontend web\n  bind :80\n  bind {{ ip }}:443 ssl\n"
+    )
+    assert [(s.kind, s.name, s.line) for s in sections] == [
+        ("global", "", 1),
+        ("frontend", "web", 3),
+    ]
+    assert sections[1].lines[1].words == ("bind", "template:443", "ssl")
+    assert problems == [
+        (5, "template markup ({{ }}) read as `template`: render the template first")
+    ]
+
+
+def test_http_routes_by_host_and_path(root: Path) -> None:
+    services, lines = run(
+        root,
+        """
+        defaults
+            mode http
+        frontend http
+            bind :80
+            http-request redirect scheme https unless { path_beg /.well-known/acme-challenge/ }
+            use_backend be_wiki if { hdr(host) -i wiki.example.org }
+        frontend https
+            bind :443 ssl crt /etc/haproxy/certs/
+            acl wiki hdr(host) -i wiki.example.org wiki.example.org:443
+            acl api path_beg /api
+            acl docs hdr_dom(host) -i docs.example.org
+            use_backend be_wiki if wiki api || docs
+            use_backend be_wiki if wiki
+            use_backend be_wiki if { path_beg /.well-known/acme-challenge/ }
+        backend be_wiki
+            server w1 10.0.0.5:8081 check
+        """,
+    )
+    assert services == {
+        "wiki": {
+            "routes": [
+                {"domain": "wiki.example.org", "to": "app.http"},
+                {"domain": "wiki.example.org", "path": "/api", "to": "app.http"},
+                {"domain": "docs.example.org", "to": "app.http"},
+            ]
+        }
+    }
+    assert lines == ["haproxy.cfg:15:1: ACME challenges: the edge answers them itself"]
+    assert [r.domain for r in load(root, {}).services["wiki"].routes] == [
+        "wiki.example.org",
+        "wiki.example.org",
+        "docs.example.org",
+    ]
+
+
+def test_sni_passthrough_and_raw_tcp_ports(root: Path) -> None:
+    services, lines = run(
+        root,
+        """
+        frontend tls
+            mode tcp
+            bind :443
+            tcp-request content accept if { req.ssl_hello_type 1 }
+            use_backend be_pages if { req.ssl_sni -i pages.example.org }
+        listen smtp
+            mode tcp
+            bind :25
+            server s1 10.0.0.5:2525
+        frontend imaps
+            mode tcp
+            bind :993
+            default_backend be_imaps
+        backend be_imaps
+            mode tcp
+            server s1 10.0.0.5:9993
+        backend be_pages
+            mode tcp
+            server p pages:443
+        """,
+    )
+    assert services == {
+        "mail": {
+            "expose": [
+                {"port": 25, "protocol": "tcp", "to": "server.smtp"},
+                {"port": 993, "protocol": "tcp", "to": "server.imaps"},
+            ]
+        },
+        "pages": {
+            "routes": [{"domain": "pages.example.org", "to": "pages.https", "tls": "passthrough"}]
+        },
+    }
+    assert lines == []
+
+
+def test_what_cannot_be_placed_is_reported_with_its_line(root: Path) -> None:
+    services, lines = run(
+        root,
+        """
+        frontend web
+            mode http
+            bind :80
+            acl admin src 192.168.0.0/16
+            use_backend be_admin if admin
+            use_backend be_old if { hdr(host) -i old.example.org }
+            use_backend be_gone if !{ hdr(host) -i x.example.org }
+            default_backend be_old
+        backend be_old
+            server o1 10.0.0.5:8080
+        """,
+    )
+    assert services == {}
+    assert lines == [
+        "haproxy.cfg:6:1: use_backend be_admin: the condition is not on host, path or server name",
+        "haproxy.cfg:8:1: use_backend be_gone: the condition is not on host, path or server name",
+        "haproxy.cfg:9:1: default_backend be_old: a catch-all for any domains, which routes cannot say",
+        "haproxy.cfg:11:1: backend be_old -> 10.0.0.5:8080 matches no published port in services/",
+    ]
+
+
+def test_dry_run_shows_the_merge_and_writes_nothing(root: Path) -> None:
+    before = (root / "services" / "wiki.yaml").read_text()
+    config = "frontend f\n  mode http\n  bind :443 ssl crt x\n"
+    config += "  use_backend b if { hdr(host) -i wiki.example.org }\nbackend b\n  server s 10.0.0.5:8081\n"
+    path = root.parent / "haproxy.cfg"
+    path.write_text(config)
+    report = import_haproxy(path, Options(into=root, environ={}, dry_run=True))
+    assert (root / "services" / "wiki.yaml").read_text() == before
+    assert (
+        report.changes[0]
+        .diff()
+        .endswith("+routes:\n+  - {domain: wiki.example.org, to: app.http}\n")
+    )
