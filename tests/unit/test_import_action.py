@@ -176,7 +176,7 @@ def test_the_command_prints_what_it_did(
 def test_bad_input_is_refused_with_its_message(
     case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    root, env = inventory(tmp_path)
+    root, _ = inventory(tmp_path)
     monkeypatch.chdir(INVALID / case)
     before = snapshot(root)
     code = main(["import", "compose", "compose.yaml", "--host", "box", "--into", str(root)])

@@ -163,7 +163,8 @@ def test_what_cannot_be_placed_is_reported_with_its_line(root: Path) -> None:
     assert lines == [
         "haproxy.cfg:6:1: use_backend be_admin: the condition is not on host, path or server name",
         "haproxy.cfg:8:1: use_backend be_gone: the condition is not on host, path or server name",
-        "haproxy.cfg:9:1: default_backend be_old: a catch-all for any domains, which routes cannot say",
+        "haproxy.cfg:9:1: default_backend be_old: a catch-all for any domain, which routes "
+        "cannot say",
         "haproxy.cfg:11:1: backend be_old -> 10.0.0.5:8080 matches no published port in services/",
     ]
 
@@ -171,7 +172,8 @@ def test_what_cannot_be_placed_is_reported_with_its_line(root: Path) -> None:
 def test_dry_run_shows_the_merge_and_writes_nothing(root: Path) -> None:
     before = (root / "services" / "wiki.yaml").read_text()
     config = "frontend f\n  mode http\n  bind :443 ssl crt x\n"
-    config += "  use_backend b if { hdr(host) -i wiki.example.org }\nbackend b\n  server s 10.0.0.5:8081\n"
+    config += "  use_backend b if { hdr(host) -i wiki.example.org }\n"
+    config += "backend b\n  server s 10.0.0.5:8081\n"
     path = root.parent / "haproxy.cfg"
     path.write_text(config)
     report = import_haproxy(path, Options(into=root, environ={}, dry_run=True))

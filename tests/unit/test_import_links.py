@@ -239,7 +239,8 @@ def test_files_given_with_f_are_merged_with_reset_and_override(tmp_path: Path) -
         "    environment: {A: '1', B: '2'}\n",
     )
     (directory / "prod.yaml").write_text(
-        "services:\n  app:\n    ports: !override ['9090:80']\n    environment:\n      B: !reset null\n"
+        "services:\n  app:\n    ports: !override ['9090:80']\n"
+        "    environment:\n      B: !reset null\n"
     )
     options = Options(
         into=root,

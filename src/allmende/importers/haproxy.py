@@ -327,7 +327,7 @@ class _Mapper:
     ) -> None:
         backend = line.words[1]
         if mode != "tcp" or sni:
-            what = "server names" if sni else "domains"
+            what = "server name" if sni else "domain"
             self.note(
                 line.number,
                 f"default_backend {backend}: a catch-all for any {what}, which routes cannot say",

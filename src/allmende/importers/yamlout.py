@@ -9,7 +9,6 @@ A comment may follow any key; a header comment starts the file. Same data, same 
 from __future__ import annotations
 
 import io
-import json
 import math
 import re
 from typing import Any
