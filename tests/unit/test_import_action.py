@@ -70,7 +70,7 @@ def test_hand_written_values_are_kept_and_new_keys_added(
     service = root / "services" / "blog.yaml"
     text = service.read_text()
     text = text.replace("image: wordpress:6.4", "image: wordpress:6.4.3  # pinned by hand")
-    text = text.replace("description: blog (wordpress, mariadb)", "description: Our blog #")
+    text = text.replace("description: Blog (wordpress, mariadb)", "description: Our blog #")
     service.write_text(text + "routes:\n- domain: blog.example.org  # ours\n  to: app.http\n")
     compose = (directory / "compose.yaml").read_text().replace("6.4", "6.5")
     compose = compose.replace("WORDPRESS_DB_HOST: db", "WORDPRESS_DB_HOST: db\n      TZ: UTC")
@@ -139,7 +139,10 @@ def test_a_missing_host_gets_a_file_to_fill_in(tmp_path: Path) -> None:
     root, env = inventory(tmp_path)
     directory = project(tmp_path, "services:\n  app:\n    image: nginx:1.27\n", "site")
     report = import_compose([directory], Options(into=root, environ=env, host="atena"))
-    assert "hosts/atena.yaml: new host (fill in its address and how to reach it)" in report.lines
+    assert report.lines == [
+        "hosts/atena.yaml: new host (fill in its address and how to reach it; until then its "
+        "published ports are rendered on 127.0.0.1)"
+    ]
     assert load(root, env).hosts["atena"].engine == "compose"
 
 
@@ -163,7 +166,7 @@ def test_the_command_prints_what_it_did(
         del os.environ["ALLMENDE_AGE_KEY"]
     out = capsys.readouterr().out
     assert code == 0
-    assert f"{directory}/compose.yaml -> services/blog.yaml" in out
+    assert f"{directory}/compose.yaml -> service blog" in out
     assert (
         "moved WORDPRESS_DB_PASSWORD of app into the secret store as blog/wordpress-db-password"
         in out

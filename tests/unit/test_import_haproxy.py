@@ -183,3 +183,13 @@ def test_dry_run_shows_the_merge_and_writes_nothing(root: Path) -> None:
         .diff()
         .endswith("+routes:\n+  - {domain: wiki.example.org, to: app.http}\n")
     )
+
+
+def test_a_service_written_as_yml_is_merged_into_that_file(root: Path) -> None:
+    (root / "services" / "wiki.yaml").rename(root / "services" / "wiki.yml")
+    config = "frontend f\n  mode http\n  bind :80\n"
+    config += "  use_backend b if { hdr(host) -i wiki.example.org }\n"
+    config += "backend b\n  server s 10.0.0.5:8081\n"
+    run(root, config)
+    assert not (root / "services" / "wiki.yaml").exists()
+    assert "tls: none" in (root / "services" / "wiki.yml").read_text()

@@ -89,6 +89,15 @@ class Report:
     written: bool = False
 
 
+def service_file(root: Path, name: str) -> str:
+    """Return the file of service ``name``, relative to the inventory: the one there is
+    (``.yaml`` or ``.yml``), else ``services/<name>.yaml``."""
+    for suffix in (".yaml", ".yml"):
+        if (root / "services" / f"{name}{suffix}").is_file():
+            return f"services/{name}{suffix}"
+    return f"services/{name}.yaml"
+
+
 def _write(path: Path, data: bytes) -> None:
     """Replace path with data atomically: readers see the old file or the new, never a part."""
     fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -106,6 +115,7 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def _inventory(root: Path, environ: Mapping[str, str]) -> Inventory:
+    """Return the target inventory loaded. Raise UserError if it is none or does not load."""
     if not (root / COLLECTIVE_FILE).is_file():
         raise UserError(
             f"{root} is not an inventory (it has no {COLLECTIVE_FILE}): pass --into DIR, "
@@ -118,18 +128,34 @@ def _inventory(root: Path, environ: Mapping[str, str]) -> Inventory:
 
 
 def _imported_from(text: str) -> str | None:
-    """Return the source named in a file's import header, or None for a hand-written file."""
-    head = "".join(line[2:] for line in text.splitlines() if line.startswith("# "))
-    if MARK not in head:
-        return None
-    after = head.split(" from ", 1)[1] if " from " in head else ""
-    return after.split(" (", 1)[0].strip()
+    """Return the source named in a file's import header (the line after the one saying
+    ``Imported by``), or None for a hand-written file."""
+    lines = text.splitlines()
+    for number, line in enumerate(lines[:-1]):
+        if not line.startswith("#"):
+            return None
+        if MARK in line:
+            return lines[number + 1].lstrip("# ").strip()
+    return None
 
 
 def _choose(candidates: list[str], source: str, root: Path, taken: set[str]) -> str:
-    """Return the first candidate not taken in this run nor by another import's file."""
+    """Return the service name for a project: the first candidate whose file this project
+    made before, else the first with a hand-written file (merged into), else the first free
+    one; never one taken in this run or made by another import."""
+    existing: list[str] = []
     for name in candidates:
-        path = root / "services" / f"{name}.yaml"
+        path = root / service_file(root, name)
+        if name not in taken and path.is_file():
+            origin = _imported_from(path.read_text(encoding="utf-8", errors="replace"))
+            if origin == source:
+                return name
+            if origin is None:
+                existing.append(name)
+    if existing:
+        return existing[0]
+    for name in candidates:
+        path = root / service_file(root, name)
         if name in taken:
             continue
         if path.is_file():
@@ -139,7 +165,7 @@ def _choose(candidates: list[str], source: str, root: Path, taken: set[str]) -> 
         return name
     base = candidates[0]
     number = 2
-    while f"{base}-{number}" in taken or (root / "services" / f"{base}-{number}.yaml").exists():
+    while f"{base}-{number}" in taken or (root / service_file(root, f"{base}-{number}")).exists():
         number += 1
     return f"{base}-{number}"
 
@@ -181,11 +207,15 @@ def _link(imported: list[Imported], inventory: Inventory) -> None:
 
 
 def _host_stub(host: str, inventory: Inventory, report: Report) -> dict[str, str]:
+    """Return a file for ``host`` if the inventory lacks it (to be filled in), else nothing."""
     if not host:
         raise UserError("say which host runs these projects: --host NAME")
     if host in inventory.hosts:
         return {}
-    report.lines.append(f"hosts/{host}.yaml: new host (fill in its address and how to reach it)")
+    report.lines.append(
+        f"hosts/{host}.yaml: new host (fill in its address and how to reach it; until then "
+        "its published ports are rendered on 127.0.0.1)"
+    )
     hint = did_you_mean(host, inventory.hosts, "host")
     if hint.startswith("did you mean"):
         report.lines.append(f"note: there is no host `{host}` yet ({hint})")
@@ -222,7 +252,9 @@ def _secrets(
 
 
 def _file_text(out: Imported, root: Path, force: bool, report: Report) -> Change | None:
-    relative = f"services/{out.name}.yaml"
+    """Return the change to services/<name>.yaml: new, merged into what is there (conflicts
+    reported), or forced over it; None if the file already says all of it."""
+    relative = service_file(root, out.name)
     path = root / relative
     fresh = dump(out.data, out.comments, out.header)
     if not path.is_file():
@@ -304,7 +336,7 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
             overrides = [(f, str(f)) for f in extra]
             project = read_project(path, str(path), options.environ, options.env_file, overrides)
             names = [options.name] if options.name else compose_importer.candidates(project)
-            name = _choose(names, project.shown, root, taken)
+            name = _choose(names, project.origin, root, taken)
             taken.add(name)
             report.services.append(compose_importer.map_project(project, name, options.host))
         except ImportRefused as exc:
@@ -314,13 +346,37 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
     _link(report.services, inventory)
     secrets: dict[str, str] = {}
     for out in report.services:
-        secrets.update(out.secrets)
         change = _file_text(out, root, options.force, report)
         if change is not None:
             report.changes.append(change)
             files[change.path] = change.after
+        relative = service_file(root, out.name)
+        text = files.get(relative)
+        if text is None:
+            text = (root / relative).read_text(encoding="utf-8")
+        used = _secret_references(text)
+        for name, value in out.secrets.items():
+            if name in used:
+                secrets[name] = value
+            else:
+                report.lines.append(
+                    f"{relative} names another secret where the import has {name}: "
+                    f"{name} is not stored"
+                )
     report.changes += [Change(p, None, t) for p, t in files.items() if p.startswith("hosts/")]
     return _finish(root, options, report, files, secrets)
+
+
+def _secret_references(text: str) -> set[str]:
+    """Return every secret name a service file's components refer to."""
+    document, _ = parse(text.encode(), "service")
+    components = document.data.get("components") if isinstance(document.data, dict) else None
+    return {
+        str(name)
+        for component in (components or {}).values()
+        if isinstance(component, dict)
+        for name in (component.get("secrets") or {}).values()
+    }
 
 
 def import_haproxy(config: Path, options: Options) -> Report:

@@ -23,7 +23,7 @@ dry_run_option = click.option(
 
 def _print(report: Report, dry_run: bool) -> None:
     for out in report.services:
-        click.echo(f"{out.source} -> services/{out.name}.yaml")
+        click.echo(f"{out.source} -> service {out.name}")
         for note in sorted(out.notes):
             click.echo(f"  {note}")
         fields = [k for k in out.kept]

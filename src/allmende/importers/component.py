@@ -40,6 +40,7 @@ _REMOTE = re.compile(r"^(?:[a-z]+://|git@|github\.com/)")
 
 
 def _env_value(project: Project, path: tuple[Any, ...], value: Any) -> str | None:
+    """Return an env value as Compose passes it: text as written (``022`` stays ``022``)."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):
@@ -94,6 +95,7 @@ def environment(ctx: ComponentContext) -> dict[str, str]:
 
 
 def _image(ctx: ComponentContext) -> None:
+    """Map ``image`` (or, for a service that is only built, the name Compose gives it)."""
     image = ctx.compose.get("image")
     build = ctx.compose.get("build")
     if image is not None and not isinstance(image, str):
@@ -127,6 +129,7 @@ def _absolute_build(project: Project, build: Any) -> Any:
 
 
 def _command(ctx: ComponentContext) -> None:
+    """Map ``command``: a string split into words as Compose splits it, a list as it is."""
     command = ctx.compose.get("command")
     if command is None:
         return
@@ -142,6 +145,7 @@ def _command(ctx: ComponentContext) -> None:
 
 
 def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
+    """Map ``depends_on`` (list or mapping) to names; keep it verbatim if it has conditions."""
     given = ctx.compose.get("depends_on")
     if given is None:
         return
@@ -182,6 +186,7 @@ def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
 
 
 def _replicas(ctx: ComponentContext) -> None:
+    """Map ``deploy.replicas`` or ``scale``; keep any other ``deploy`` key verbatim."""
     deploy = ctx.compose.get("deploy")
     scale = ctx.compose.get("scale")
     replicas = deploy.get("replicas") if isinstance(deploy, dict) else None
@@ -197,6 +202,7 @@ def _replicas(ctx: ComponentContext) -> None:
 
 
 def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
+    """Turn Traefik labels into routes; keep every label they do not consume verbatim."""
     given = ctx.compose.get("labels")
     labels = labels_of(given)
     if labels is None:

@@ -39,7 +39,8 @@ COMPONENT_ORDER = (
 )
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:(?P<password>[^@\s]+)@", re.I)
 HEADER = (
-    "Imported by `allmende import compose` from {source} (compose project {project}).\n"
+    "Imported by `allmende import compose` (compose project {project}) from\n"
+    "  {source}\n"
     "Keys the inventory cannot express are kept verbatim under `x-compose`; values that\n"
     "looked secret are in the secret store. Edit freely: importing again keeps your changes."
 )
@@ -54,6 +55,7 @@ def candidates(project: Project) -> list[str]:
 
 
 def _secret_reason(key: str, value: str) -> str | None:
+    """Return why an env value is secret (``looks_secret``, or a URL with a password)."""
     why = looks_secret(key, value)
     if why:
         return why
@@ -196,6 +198,8 @@ def _project_keys(project: Project, out: Imported, definitions: dict[str, Any]) 
 def _provides(
     out: Imported, components: dict[str, dict[str, Any]], contexts: list[ComponentContext]
 ) -> None:
+    """Make the service ``provide`` its first database server (postgres, mariadb and mysql
+    before redis), on its database port."""
     servers = [(c.cname, engine(c.component.get("image"))) for c in contexts]
     servers = [(n, e) for n, e in servers if e]
     if not servers:
@@ -232,9 +236,10 @@ def map_project(project: Project, name: str, host: str) -> Imported:
     out = Imported(
         name=name,
         source=project.shown,
-        header=HEADER.format(source=project.shown, project=project.name),
+        origin=project.origin,
+        header=HEADER.format(source=project.origin, project=project.name),
         data={
-            "description": f"{name} ({images or project.name}), imported from {project.shown}",
+            "description": f"{name.capitalize()} ({images or project.name})",
             "host": host,
         },
     )

@@ -63,12 +63,14 @@ class Source:
 class Project:
     """One compose project, read, interpolated and merged, with where each value was written.
 
-    ``sources`` are its compose files in the order Compose merges them; ``shown`` names them.
+    ``sources`` are its compose files in the order Compose merges them; ``shown`` names them
+    as given, ``origin`` by their absolute paths (the same wherever allmende runs from).
     """
 
     directory: Path
     shown: str
     first: str
+    origin: str
     name: str
     data: dict[str, Any]
     sources: list[Source]
@@ -278,6 +280,7 @@ def read_project(
         directory=directory,
         shown=" + ".join(name for _, name in files),
         first=shown,
+        origin=" + ".join(str(path.absolute()) for path, _ in files),
         name=project_name(str(raw_name)),
         data=data,
         sources=sources,

@@ -131,6 +131,8 @@ def _binds(section: Section) -> list[tuple[int, bool, Line]]:
 
 
 class _Mapper:
+    """Walk the sections of one config, collecting routes, exposed ports and notes."""
+
     def __init__(self, inventory: Inventory, shown: str, sections: list[Section]) -> None:
         self.inventory = inventory
         self.shown = shown
@@ -143,6 +145,7 @@ class _Mapper:
         self.out.notes.append(Note(Location(self.shown, line, 1), kind, message))  # type: ignore[arg-type]
 
     def mode(self, section: Section) -> str:
+        """Return the section's mode: its own, else that of the defaults above it, else tcp."""
         line = section.first("mode")
         if line is not None and len(line.words) > 1:
             return line.words[1]
@@ -173,6 +176,7 @@ class _Mapper:
         return found
 
     def match(self, backend: str, server: Line) -> Target | None:
+        """Return the one component a server line reaches, or None (and a note why)."""
         address = server.words[2]
         if address.startswith(("/", "unix@", "abns@")):
             self.note(server.number, f"backend {backend} -> {address} is a socket, not a service")
@@ -233,6 +237,7 @@ class _Mapper:
         return edge.hosts if edge is not None else ()
 
     def route(self, target: Target, domain: str, path: str, tls: str) -> None:
+        """Add a route to the target's service; the same route by TLS and plain HTTP terminates."""
         routes = self.out.routes.setdefault(target.service, {})
         key = (domain, path)
         current = routes.get(key)
@@ -256,6 +261,7 @@ class _Mapper:
         )
 
     def frontend(self, section: Section) -> None:
+        """Read a frontend or listen section: its rules become routes, its catch-all an expose."""
         mode = self.mode(section)
         binds = _binds(section)
         ssl = any(b[1] for b in binds)

@@ -129,6 +129,8 @@ def service_names(project: str, stem: str, images: Iterable[str]) -> list[str]:
     candidates += functions
     candidates.append(sanitize(project, "service"))
     seen: list[str] = []
+    if valid(project) and project in SOFTWARE:
+        candidates.append(project)  # a file already named after its software is merged into
     for name in candidates:
         if name and valid(name) and name not in GENERIC and name not in seen:
             seen.append(name)

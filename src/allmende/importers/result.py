@@ -46,13 +46,15 @@ class Imported:
 
     ``data`` is the service file's content as plain data; ``comments`` maps key paths to a
     comment written after that key; ``secrets`` maps secret names to the values to store;
-    ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``).
+    ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``). ``source``
+    names the files as given, ``origin`` by their absolute paths.
     """
 
     name: str
     source: str
     header: str
     data: dict[str, Any]
+    origin: str = ""
     comments: dict[KeyPath, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)

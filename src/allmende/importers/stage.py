@@ -28,8 +28,12 @@ def staged(
         stage = Path(temp)
         (stage / COLLECTIVE_FILE).symlink_to((root / COLLECTIVE_FILE).absolute())
         for directory in DIRECTORIES.values():
-            (stage / directory).mkdir()
             source = root / directory
+            if not any(name.startswith(f"{directory}/") for name in files):
+                if source.is_dir():
+                    (stage / directory).symlink_to(source.absolute())
+                continue
+            (stage / directory).mkdir()
             if source.is_dir():
                 for path in source.iterdir():
                     if f"{directory}/{path.name}" not in files:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import re
+from functools import lru_cache
 from typing import Any
 
 import yaml
@@ -53,7 +54,12 @@ def scalar(value: Any, *, flow: bool = False) -> str:
         if math.isinf(value):
             return ".inf" if value > 0 else "-.inf"
         return repr(value)
-    text = str(value)
+    return _text(str(value), flow)
+
+
+@lru_cache(maxsize=8192)
+def _text(text: str, flow: bool) -> str:
+    """Return text as a YAML scalar: plain where that reads back as the same text."""
     analysis = _EMITTER.analyze_scalar(text)
     plain = analysis.allow_flow_plain if flow else analysis.allow_block_plain
     if text and plain and not _typed(text) and text == text.strip():

@@ -281,9 +281,8 @@ class _Planner:
         note = ""
         if published is None and self._on_incus_bridge(host_of):
             # Incus names every instance on its managed bridge: <service>-<component>.incus.
-            address = f"{service}-{component_name}.incus"
-            formatted = server_address(address, port)
-            assert formatted is not None
+            bridged = server_address(f"{service}-{component_name}.incus", port)
+            assert bridged is not None
             return Backend(
                 name=name,
                 mode=mode,
