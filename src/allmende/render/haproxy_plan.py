@@ -290,8 +290,8 @@ class _Planner:
                 component=component_name,
                 port=port_name,
                 host=host_of,
-                address=formatted[0],
-                dns=formatted[1],
+                address=bridged[0],
+                dns=bridged[1],
                 note="",
                 health=self._health(service, component_name, component, port_name, mode),
             )
