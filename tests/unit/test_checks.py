@@ -220,6 +220,8 @@ def test_routes_dns(tmp_path: Path) -> None:
         ("SECRET_KEY: 'x8Jk2mQp9vLr4tWz7yBn3cFd6gHs1aE5'", True),
         ("GITHUB: ghp_abcdefghijklmnopqrstuvwxyz0123456789", True),
         ("OPAQUE: Zq8Xv2Lm9Kp4Rt7Wn3Bc6Fd1Gh5Js0AyE", True),
+        ("DATABASE_URL: 'postgres://wiki:s3cret@database/wiki'", True),
+        ("DATABASE_URL: 'postgres://wiki@database/wiki'", False),
         ("DB_PASSWORD_FILE: /run/secrets/db", False),
         ("DB_PASSWORD: ''", False),
         ("SITE_NAME: Nordlicht", False),

@@ -19,6 +19,7 @@ _TOKEN_SHAPES = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----|^gh[pousr]_[A-Za-z0-9]{20,}|^glpat-|^xox[abps]-"
     r"|^sk_live_|^AKIA[0-9A-Z]{16}$|^AGE-SECRET-KEY-1"
 )
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]+:[^/@\s$]+@", re.IGNORECASE)
 _HARMLESS = {"", "true", "false", "yes", "no", "on", "off", "none", "null", "changeme?"}
 
 
@@ -32,6 +33,8 @@ def looks_secret(key: str, value: str) -> str | None:
     """Given an env name and value, return why the value looks like a secret, or None."""
     if _TOKEN_SHAPES.search(value):
         return "looks like a private key or access token"
+    if _URL_PASSWORD.search(value):
+        return "a URL with a password in it"
     if value.lower() in _HARMLESS or value.startswith(("${", "/", "file:")):
         return None
     if _SECRET_NAME.search(key) and not _NOT_A_VALUE.search(key):
