@@ -16,6 +16,9 @@ ALLOWED = {
     "checks": {"inventory"},
     "render": {"inventory", "checks"},
     "importers": {"inventory", "checks", "render"},
+    "connectors": {"inventory", "execute"},
+    "plan": {"inventory", "render", "connectors"},
+    "state": set(),
     "actions": {
         "inventory",
         "checks",

@@ -27,6 +27,7 @@ COMMANDS = {
     "up": "up",
     "render": "render",
     "import": "importing",
+    "plan": "plan",
 }
 
 

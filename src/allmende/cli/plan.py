@@ -1,0 +1,69 @@
+"""`allmende plan DIR`."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import click
+
+from allmende.actions.plan import plan as plan_action
+from allmende.plan.changes import Plan
+
+#: Exit codes of `allmende plan`.
+NOTHING, FAILED, CHANGES = 0, 2, 3
+
+HEADINGS = {"create": "Create", "update": "Update", "delete": "Delete"}
+
+
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@click.option("--host", help="Only this host.")
+@click.option("--service", help="Only the files rendered from this service.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(directory: Path, host: str | None, service: str | None, as_json: bool) -> int:
+    """Show what `apply` would change on each host to match the inventory in DIRECTORY.
+
+    Reads every host concurrently (hosts without `ssh` are this machine, the others are
+    reached over SSH with host keys checked against known_hosts) and prints each file to
+    Create, Update or Delete with a unified diff (never for files that carry secrets), and the
+    plan's checksum.
+
+    Exit 0 when nothing would change, 3 when something would, 2 when the inventory does not
+    load or a host could not be read (the hosts that could are still shown).
+
+    For tests and staging, ALLMENDE_HOST_ROOT names a directory standing in for `/` on this
+    machine and ALLMENDE_REMOTE_ROOT one on SSH hosts.
+    """
+    result = plan_action(directory, os.environ, host, service)
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        show(result)
+    if result.failed:
+        return FAILED
+    return CHANGES if result.changes else NOTHING
+
+
+def show(result: Plan) -> None:
+    """Print each change with its diff, each host that failed on stderr, and a summary."""
+    for change in result.changes:
+        click.echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
+        for line in change.shown_diff().splitlines():
+            click.echo(f"    {line}")
+    for _, reason in sorted(result.failed.items()):
+        click.echo(f"not planned: {reason}", err=True)
+    counts = ", ".join(f"{result.count(k)} to {k}" for k in ("create", "update", "delete"))
+    hosts = _hosts(len(result.hosts))
+    missing = f"; {_hosts(len(result.failed))} not planned" if result.failed else ""
+    if result.changes:
+        click.echo(
+            f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}).", err=True
+        )
+    else:
+        click.echo(f"No changes on {hosts}{missing}.", err=True)
+
+
+def _hosts(count: int) -> str:
+    return f"{count} host{'s' if count != 1 else ''}"

@@ -1,0 +1,236 @@
+"""Hosts reached over SSH, with asyncssh.
+
+Key authentication only: the key named by ``ALLMENDE_SSH_KEY``, else the keys in ``~/.ssh`` and
+the SSH agent. Host keys are verified against a known_hosts file (``ALLMENDE_KNOWN_HOSTS``,
+else ``~/.ssh/known_hosts``); an unknown or changed host key is refused. ``~/.ssh/config`` is
+not read: the inventory says how a host is reached. Files are read over SFTP;
+``ALLMENDE_REMOTE_ROOT`` (for tests and staging) names a directory on the host that stands in
+for ``/``. ``ALLMENDE_SSH_TIMEOUT`` is the connect timeout in seconds (default 10).
+
+Every asyncssh and OS exception is translated into a UserError here, naming the host, where it
+was reached, and what to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import shlex
+import socket
+import stat
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import asyncssh
+
+from allmende.connectors.base import Connector, FileStat, Ran, under
+from allmende.errors import UserError
+
+
+def known_hosts_path(env: Mapping[str, str]) -> Path:
+    """Return the known_hosts file host keys are checked against."""
+    if env.get("ALLMENDE_KNOWN_HOSTS"):
+        return Path(env["ALLMENDE_KNOWN_HOSTS"])
+    return Path(env.get("HOME") or Path.home()) / ".ssh" / "known_hosts"
+
+
+class SshConnector(Connector):
+    """One host reached over SSH as ``user@address:port``."""
+
+    def __init__(
+        self, host: str, address: str, user: str, port: int, env: Mapping[str, str]
+    ) -> None:
+        self.host = host
+        self.address = address
+        self.user = user
+        self.port = port
+        self.root = env.get("ALLMENDE_REMOTE_ROOT") or "/"
+        self.key = env.get("ALLMENDE_SSH_KEY") or None
+        self.known_hosts = known_hosts_path(env)
+        self.timeout = float(env.get("ALLMENDE_SSH_TIMEOUT") or 10)
+        self.where = f"{user}@{address}:{port}"
+        self._connection: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+
+    # ------------------------------------------------------------------ connecting
+
+    def _error(self, what: str, hint: str = "") -> UserError:
+        tail = f" ({hint})" if hint else ""
+        return UserError(f"{self.host} ({self.where}): {what}{tail}")
+
+    def _keyscan(self) -> str:
+        return f"ssh-keyscan -p {self.port} {self.address} >> {self.known_hosts}"
+
+    async def open(self) -> None:
+        if not self.known_hosts.is_file():
+            raise self._error(
+                f"no known_hosts file at {self.known_hosts} to check the host key against",
+                f"check the host's key fingerprint, then add it: {self._keyscan()}",
+            )
+        options: dict[str, object] = {}
+        if self.key:
+            options["client_keys"] = [self.key]
+            options["agent_path"] = None
+        try:
+            self._connection = await asyncssh.connect(
+                self.address,
+                port=self.port,
+                username=self.user,
+                known_hosts=str(self.known_hosts),
+                config=None,
+                connect_timeout=self.timeout,
+                **options,
+            )
+        except asyncssh.HostKeyNotVerifiable:
+            raise await self._host_key_error() from None
+        except asyncssh.PermissionDenied:
+            raise self._error(
+                f"the login as `{self.user}` was refused: no key was accepted",
+                f"check ssh.user in hosts/{self.host}.yaml and that the public key of "
+                f"{self.key or 'your ~/.ssh key'} is in ~{self.user}/.ssh/authorized_keys "
+                "on the host",
+            ) from None
+        except ConnectionRefusedError:
+            raise self._error(
+                "connection refused", "is sshd running there, and is ssh.port right?"
+            ) from None
+        except TimeoutError:
+            raise self._error(
+                f"no answer within {self.timeout:g} s",
+                "is the host up, the address right, and the port open in its firewall?",
+            ) from None
+        except socket.gaierror as exc:
+            raise self._error(f"cannot resolve {self.address}: {exc.strerror}") from None
+        except asyncssh.KeyImportError as exc:
+            raise self._error(f"cannot use the SSH key {self.key}: {exc}") from None
+        except asyncssh.Error as exc:
+            raise self._error(f"SSH failed: {exc.reason}") from None
+        except OSError as exc:
+            raise self._error(f"cannot connect: {exc.strerror or exc}") from None
+
+    async def _host_key_error(self) -> UserError:
+        """Say whether the key is unknown or changed, show the offered fingerprint, and how to
+        add it once checked."""
+        try:
+            trusted = asyncssh.read_known_hosts(str(self.known_hosts)).match(
+                self.address, self.address, self.port
+            )[0]
+        except (OSError, ValueError, asyncssh.Error):
+            trusted = []
+        offered = ""
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(self.address, self.port, config=None),
+                self.timeout,
+            )
+            if key is not None:
+                offered = f" The host offers {key.get_fingerprint('sha256')}."
+        except (OSError, asyncssh.Error, TimeoutError):
+            pass
+        if trusted:
+            return self._error(
+                f"the host key has CHANGED since it was recorded in {self.known_hosts}; "
+                f"refusing to connect.{offered} If the host was reinstalled, check the new "
+                f"fingerprint with its admin, remove the old line (ssh-keygen -R "
+                f"'[{self.address}]:{self.port}' -f {self.known_hosts}), then add the new one: "
+                f"{self._keyscan()}"
+            )
+        return self._error(
+            f"the host key is unknown (not in {self.known_hosts}); refusing to connect.{offered} "
+            "Check the fingerprint with the host's admin (on the host: ssh-keygen -lf "
+            f"/etc/ssh/ssh_host_ed25519_key.pub), then add it: {self._keyscan()}"
+        )
+
+    async def close(self) -> None:
+        if self._sftp is not None:
+            self._sftp.exit()
+            self._sftp = None
+        if self._connection is not None:
+            self._connection.close()
+            await self._connection.wait_closed()
+            self._connection = None
+
+    def _conn(self) -> asyncssh.SSHClientConnection:
+        if self._connection is None:
+            raise self._error("not connected")
+        return self._connection
+
+    async def _files(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            try:
+                self._sftp = await self._conn().start_sftp_client()
+            except (asyncssh.Error, OSError) as exc:
+                raise self._error(f"cannot start SFTP: {exc}") from None
+        return self._sftp
+
+    # ------------------------------------------------------------------ files and programs
+
+    def _sftp_error(self, path: str, exc: Exception) -> UserError:
+        reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
+        return self._error(f"cannot read {path}: {reason}")
+
+    async def read(self, path: str) -> bytes | None:
+        sftp = await self._files()
+        try:
+            async with sftp.open(under(self.root, path), "rb") as handle:
+                data: bytes = await handle.read()
+                return data
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except (asyncssh.Error, OSError) as exc:
+            raise self._sftp_error(path, exc) from None
+
+    async def stat(self, path: str) -> FileStat | None:
+        sftp = await self._files()
+        remote = under(self.root, path)
+        try:
+            attrs = await sftp.stat(remote)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except (asyncssh.Error, OSError) as exc:
+            raise self._sftp_error(path, exc) from None
+        mode = attrs.permissions or 0
+        if not stat.S_ISREG(mode):
+            raise self._error(f"{path} is not a regular file")
+        data = await self.read(path)
+        if data is None:
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        return FileStat(stat.S_IMODE(mode), attrs.uid or 0, attrs.gid or 0, digest)
+
+    async def list_files(self, root: str) -> list[str]:
+        sftp = await self._files()
+        base = under(self.root, root)
+        prefix = "" if self.root in ("", "/") else self.root.rstrip("/")
+        found: list[str] = []
+        pending = [base]
+        try:
+            while pending:
+                directory = pending.pop()
+                try:
+                    entries = await sftp.readdir(directory)
+                except asyncssh.SFTPNoSuchFile:
+                    continue
+                for entry in entries:
+                    name = str(entry.filename)
+                    if name in (".", ".."):
+                        continue
+                    full = f"{directory.rstrip('/')}/{name}"
+                    mode = entry.attrs.permissions or 0
+                    if stat.S_ISDIR(mode):
+                        pending.append(full)
+                    elif stat.S_ISREG(mode):
+                        found.append(full[len(prefix) :] if prefix else full)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._sftp_error(root, exc) from None
+        return sorted(found)
+
+    async def run(self, argv: Sequence[str]) -> Ran:
+        try:
+            done = await self._conn().run(shlex.join(argv), check=False, encoding=None)
+        except (asyncssh.Error, OSError) as exc:
+            raise self._error(f"cannot run {argv[0]}: {exc}") from None
+        stdout = done.stdout if isinstance(done.stdout, bytes) else b""
+        stderr = done.stderr if isinstance(done.stderr, bytes) else b""
+        status = done.exit_status if done.exit_status is not None else 255
+        return Ran(status, stdout, stderr)

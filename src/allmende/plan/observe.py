@@ -1,0 +1,155 @@
+"""Read what each host has and compare it with what render wants, all hosts at once.
+
+Files are compared by sha256 and mode first; only a file whose content differs is read in full
+for its diff. Deletes come from the manifest allmende keeps on each host
+(``/var/lib/allmende/manifest.json``, written by apply): a file listed there for this host,
+under a path allmende manages, that render no longer wants and that still exists.
+
+Manifest format::
+
+    {"version": 1,
+     "hosts": {"<host>": {"/srv/wiki/compose.yaml": {"sha256": "...", "sources": ["..."]}}}}
+
+Hosts are keyed by name so that two inventory hosts on one machine do not see each other's
+files. Each host is observed concurrently; one that cannot be reached (or whose manifest is
+broken) is reported in ``Plan.failed`` and the others are still planned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import PurePosixPath
+
+from allmende.connectors.base import Connector
+from allmende.errors import UserError
+from allmende.plan.changes import Change, Plan, file_change, sha256
+from allmende.render.output import Rendered
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "/var/lib/allmende/manifest.json"
+
+#: The only places allmende deletes from, whatever a manifest says.
+MANAGED = ("/srv/", "/etc/haproxy/", "/etc/systemd/system/")
+
+
+def wanted_by_host(
+    files: Mapping[str, Rendered], hosts: Sequence[str]
+) -> dict[str, dict[str, Rendered]]:
+    """Given render's files (``<host>/<path without leading slash>``), return each host's files
+    by absolute host path; every host in ``hosts`` is present, files of other hosts and
+    non-host outputs (``dns/``, ``kubernetes/``) are left out."""
+    result: dict[str, dict[str, Rendered]] = {host: {} for host in hosts}
+    for name, rendered in files.items():
+        host, _, rest = name.partition("/")
+        if host in result and rest:
+            result[host]["/" + rest] = rendered
+    return result
+
+
+def manifest_entries(data: bytes | None, host: str) -> dict[str, tuple[str, ...]]:
+    """Given the manifest's bytes (None: no manifest yet), return the files it lists for
+    ``host`` with the inventory files each came from. Raise UserError if it is malformed."""
+    if data is None:
+        return {}
+    try:
+        document = json.loads(data)
+        files = document["hosts"].get(host, {}) if document.get("version") == 1 else None
+        if not isinstance(files, dict):
+            raise ValueError("not a version 1 manifest")
+        return {str(path): tuple(entry.get("sources", ())) for path, entry in files.items()}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UserError(
+            f"{host}: the manifest {MANIFEST} is not one allmende wrote ({exc}); "
+            "move it away and apply again to rewrite it"
+        ) from None
+
+
+def managed(path: str) -> bool:
+    """Return whether ``path`` lies where allmende may delete files."""
+    pure = PurePosixPath(path)
+    return pure.is_absolute() and ".." not in pure.parts and path.startswith(MANAGED)
+
+
+async def observe_host(
+    connector: Connector,
+    wanted: Mapping[str, Rendered],
+    source: str | None = None,
+) -> list[Change]:
+    """Return the changes that bring one (opened) host to ``wanted``. With ``source`` (an
+    inventory file such as ``services/wiki.yaml``), deletes are limited to files that came
+    from it. Raise UserError if the host cannot be read."""
+    host = connector.host
+    paths = sorted(wanted)
+    stats = await asyncio.gather(*(connector.stat(p) for p in paths))
+    differing = [
+        p for p, s in zip(paths, stats, strict=True) if s and s.sha256 != sha256(wanted[p].content)
+    ]
+    contents = dict(
+        zip(differing, await asyncio.gather(*(connector.read(p) for p in differing)), strict=True)
+    )
+    changes: list[Change] = []
+    for path, have in zip(paths, stats, strict=True):
+        want = wanted[path]
+        change = file_change(
+            host,
+            path,
+            want.content,
+            want.mode,
+            have.sha256 if have else None,
+            have.mode if have else None,
+            contents.get(path),
+        )
+        if change is not None:
+            changes.append(change)
+    listed = manifest_entries(await connector.read(MANIFEST), host)
+    gone = []
+    for path, sources in sorted(listed.items()):
+        if path in wanted or (source is not None and source not in sources):
+            continue
+        if not managed(path):
+            log.warning("%s: the manifest lists %s, outside what allmende manages", host, path)
+            continue
+        gone.append(path)
+    for path, have in zip(
+        gone, await asyncio.gather(*(connector.stat(p) for p in gone)), strict=True
+    ):
+        if have is not None:
+            change = file_change(
+                host, path, None, None, have.sha256, have.mode, await connector.read(path)
+            )
+            if change is not None:
+                changes.append(change)
+    return changes
+
+
+async def observe(
+    wanted: Mapping[str, Mapping[str, Rendered]],
+    open_connector: Callable[[str], Connector],
+    source: str | None = None,
+) -> Plan:
+    """Observe every host in ``wanted`` concurrently and return the Plan. A host that cannot be
+    reached or read is put in ``Plan.failed`` with the reason; the others are planned."""
+
+    async def one(host: str) -> list[Change] | str:
+        try:
+            async with open_connector(host) as connector:
+                return await observe_host(connector, wanted[host], source)
+        except UserError as exc:
+            return str(exc)
+
+    hosts = sorted(wanted)
+    results = await asyncio.gather(*(one(h) for h in hosts))
+    changes: list[Change] = []
+    failed: dict[str, str] = {}
+    reached: list[str] = []
+    for host, result in zip(hosts, results, strict=True):
+        if isinstance(result, str):
+            failed[host] = result
+        else:
+            reached.append(host)
+            changes.extend(result)
+    return Plan(tuple(changes), tuple(reached), failed)

@@ -1,0 +1,1 @@
+"""What allmende remembers between runs: one SQLite file."""

@@ -1,0 +1,128 @@
+"""The state database: one SQLite file recording every apply.
+
+Where: ``ALLMENDE_STATE`` if set, else ``$XDG_STATE_HOME/allmende/state.sqlite``, else
+``~/.local/state/allmende/state.sqlite``. The schema version is SQLite's ``user_version``;
+``MIGRATIONS[n]`` brings a database from version ``n`` to ``n + 1``, each in one transaction,
+so an older file is upgraded when opened and a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from allmende.errors import UserError
+
+#: Each step from one schema version to the next; the index is the version it starts from.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE applies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started TEXT NOT NULL,
+        finished TEXT,
+        who TEXT NOT NULL,
+        inventory TEXT NOT NULL,
+        host TEXT NOT NULL,
+        checksum TEXT NOT NULL,
+        changes TEXT NOT NULL,
+        result TEXT
+    );
+    CREATE INDEX applies_host ON applies (host, started);
+    """,
+)
+VERSION = len(MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Apply:
+    """One recorded apply to one host. ``result`` is None while it runs."""
+
+    id: int
+    started: str
+    finished: str | None
+    who: str
+    inventory: str
+    host: str
+    checksum: str
+    changes: list[dict[str, Any]]
+    result: str | None
+
+
+def default_path(env: Mapping[str, str]) -> Path:
+    """Return where the state database lives (see the module docstring)."""
+    if env.get("ALLMENDE_STATE"):
+        return Path(env["ALLMENDE_STATE"])
+    base = env.get("XDG_STATE_HOME") or str(Path(env.get("HOME") or Path.home()) / ".local/state")
+    return Path(base) / "allmende" / "state.sqlite"
+
+
+def now() -> str:
+    """Return the current UTC time as ISO 8601 text, to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    """Open (creating if needed) the state database at ``path``, migrated to ``VERSION``.
+    Raise UserError if it cannot be opened or was written by a newer allmende."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute("PRAGMA busy_timeout = 5000")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > VERSION:
+            db.close()
+            raise UserError(
+                f"the state database {path} is of schema version {version}, newer than this "
+                f"allmende knows ({VERSION}): upgrade allmende"
+            )
+        for step in range(version, VERSION):
+            db.executescript(
+                f"BEGIN IMMEDIATE; {MIGRATIONS[step]} PRAGMA user_version = {step + 1}; COMMIT;"
+            )
+    except (sqlite3.Error, OSError) as exc:
+        raise UserError(f"cannot open the state database {path}: {exc}") from None
+    return db
+
+
+def start_apply(
+    db: sqlite3.Connection,
+    *,
+    who: str,
+    inventory: str,
+    host: str,
+    checksum: str,
+    changes: Sequence[Mapping[str, Any]],
+) -> int:
+    """Record that an apply to ``host`` started, with its plan checksum and changes; return its
+    id for ``finish_apply``."""
+    cursor = db.execute(
+        "INSERT INTO applies (started, who, inventory, host, checksum, changes)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (now(), who, inventory, host, checksum, json.dumps(list(changes), sort_keys=True)),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def finish_apply(db: sqlite3.Connection, apply_id: int, result: str) -> None:
+    """Record how the apply ``apply_id`` ended (``ok``, ``failed: ...``, ``rolled back: ...``)."""
+    db.execute(
+        "UPDATE applies SET finished = ?, result = ? WHERE id = ?", (now(), result, apply_id)
+    )
+
+
+def list_applies(db: sqlite3.Connection, host: str | None = None, limit: int = 50) -> list[Apply]:
+    """Return the latest applies (of ``host`` if given), newest first."""
+    query = "SELECT * FROM applies"
+    parameters: tuple[Any, ...] = ()
+    if host is not None:
+        query += " WHERE host = ?"
+        parameters = (host,)
+    query += " ORDER BY id DESC LIMIT ?"
+    rows = db.execute(query, (*parameters, limit)).fetchall()
+    return [Apply(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8]) for r in rows]

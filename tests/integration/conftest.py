@@ -1,0 +1,97 @@
+"""A real OpenSSH server on 127.0.0.1 for the connector and plan tests (TESTBED §4).
+
+Host key and client key live in a temp directory; ``StrictModes no`` because that directory
+is under /tmp. The server is stopped when the tests using it are done.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+@dataclass(frozen=True)
+class Sshd:
+    """A running sshd: where it listens, and the files a client needs."""
+
+    port: int
+    directory: Path
+    client_key: Path
+    known_hosts: Path
+    host_public_key: str
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 nobody listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def keygen(path: Path) -> None:
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    if not SSHD.exists() or shutil.which("ssh-keygen") is None:
+        pytest.fail("sshd is not installed: run `script/bootstrap test` (openssh-server)")
+    directory = tmp_path_factory.mktemp("sshd")
+    keygen(directory / "host_ed25519")
+    keygen(directory / "client_key")
+    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    port = free_port()
+    config = directory / "sshd_config"
+    config.write_text(
+        f"Port {port}\n"
+        "ListenAddress 127.0.0.1\n"
+        f"HostKey {directory}/host_ed25519\n"
+        f"PidFile {directory}/sshd.pid\n"
+        f"AuthorizedKeysFile {directory}/authorized_keys\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\n"
+        "UsePAM no\n"
+        "StrictModes no\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True, capture_output=True)
+    log = (directory / "sshd.log").open("wb")
+    server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
+    try:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError((directory / "sshd.log").read_text()) from None
+                time.sleep(0.02)
+        public = (directory / "host_ed25519.pub").read_text().strip()
+        known_hosts = directory / "known_hosts"
+        known_hosts.write_text(f"[127.0.0.1]:{port} {public}\n")
+        yield Sshd(port, directory, directory / "client_key", known_hosts, public)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()

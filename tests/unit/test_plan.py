@@ -1,0 +1,216 @@
+"""Plans from desired against observed files, with a fake connector (our own logic only)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from allmende.connectors.base import Connector, FileStat, Ran
+from allmende.errors import UserError
+from allmende.plan.changes import HIDDEN, Change, Plan, file_change, sha256, unified_diff
+from allmende.plan.observe import MANIFEST, manifest_entries, observe, wanted_by_host
+from allmende.render.output import Rendered
+
+
+class FakeHost(Connector):
+    """A host whose files are a dict of path -> (content, mode); unreachable if told so."""
+
+    def __init__(self, host: str, files: dict[str, tuple[bytes, int]], down: bool = False):
+        self.host = host
+        self.files = files
+        self.down = down
+        self.reads: list[str] = []
+        self.closed = False
+
+    async def open(self) -> None:
+        if self.down:
+            raise UserError(f"{self.host} (fake): connection refused")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def read(self, path: str) -> bytes | None:
+        self.reads.append(path)
+        found = self.files.get(path)
+        return found[0] if found else None
+
+    async def stat(self, path: str) -> FileStat | None:
+        found = self.files.get(path)
+        return FileStat(found[1], 0, 0, sha256(found[0])) if found else None
+
+    async def list_files(self, root: str) -> list[str]:
+        return sorted(p for p in self.files if p.startswith(root))
+
+    async def run(self, argv: Sequence[str]) -> Ran:
+        return Ran(0, b"", b"")
+
+
+def rendered(text: str, mode: int = 0o644, source: str = "services/wiki.yaml") -> Rendered:
+    return Rendered(text.encode(), (source,), mode)
+
+
+def manifest(host: str, **paths: str) -> tuple[bytes, int]:
+    files = {path: {"sha256": "", "sources": [source]} for path, source in paths.items()}
+    return json.dumps({"version": 1, "hosts": {host: files}}).encode(), 0o644
+
+
+def run_plan(
+    wanted: dict[str, dict[str, Rendered]], hosts: dict[str, FakeHost], source: str | None = None
+) -> Plan:
+    return asyncio.run(observe(wanted, hosts.__getitem__, source))
+
+
+def test_create_update_unchanged_and_mode() -> None:
+    host = FakeHost(
+        "rack",
+        {
+            "/srv/a/compose.yaml": (b"same\n", 0o644),
+            "/srv/b/compose.yaml": (b"old\n", 0o644),
+            "/srv/c/compose.yaml": (b"same\n", 0o600),
+        },
+    )
+    wanted = {
+        "rack": {
+            "/srv/a/compose.yaml": rendered("same\n"),
+            "/srv/b/compose.yaml": rendered("new\n"),
+            "/srv/c/compose.yaml": rendered("same\n"),
+            "/srv/d/compose.yaml": rendered("fresh\n"),
+        }
+    }
+    plan = run_plan(wanted, {"rack": host})
+    assert [(c.kind, c.path) for c in plan.changes] == [
+        ("update", "/srv/b/compose.yaml"),
+        ("update", "/srv/c/compose.yaml"),
+        ("create", "/srv/d/compose.yaml"),
+    ]
+    update, mode, create = plan.changes
+    assert update.diff.endswith("-old\n+new\n")
+    assert mode.diff == "" and mode.shown_diff() == HIDDEN + "mode 0600 -> 0644\n"
+    assert create.diff.startswith("--- /dev/null\n+++ rack:/srv/d/compose.yaml (rendered)\n")
+    assert host.reads == ["/srv/b/compose.yaml", MANIFEST], "only differing files are read"
+    assert host.closed and plan.hosts == ("rack",)
+
+
+def test_deletes_come_from_the_manifest_only_under_managed_paths() -> None:
+    files = {
+        "/srv/gone/compose.yaml": (b"bye\n", 0o644),
+        "/etc/passwd": (b"root\n", 0o644),
+        MANIFEST: manifest(
+            "rack",
+            **{
+                "/srv/gone/compose.yaml": "services/gone.yaml",
+                "/srv/absent/compose.yaml": "services/gone.yaml",
+                "/etc/passwd": "services/gone.yaml",
+                "/srv/kept/compose.yaml": "services/kept.yaml",
+            },
+        ),
+    }
+    files["/srv/kept/compose.yaml"] = (b"k\n", 0o644)
+    wanted = {"rack": {"/srv/kept/compose.yaml": rendered("k\n")}}
+    plan = run_plan(wanted, {"rack": FakeHost("rack", files)})
+    assert [(c.kind, c.path) for c in plan.changes] == [("delete", "/srv/gone/compose.yaml")]
+    assert plan.changes[0].diff.endswith("-bye\n")
+    narrowed = run_plan(wanted, {"rack": FakeHost("rack", files)}, source="services/kept.yaml")
+    assert narrowed.changes == ()
+
+
+def test_the_manifest_of_another_host_on_the_same_machine_is_ignored() -> None:
+    files = {
+        "/srv/x/compose.yaml": (b"x\n", 0o644),
+        MANIFEST: manifest("other", **{"/srv/x/compose.yaml": "s"}),
+    }
+    assert run_plan({"rack": {}}, {"rack": FakeHost("rack", files)}).changes == ()
+
+
+def test_a_broken_manifest_fails_that_host_only() -> None:
+    hosts = {
+        "rack": FakeHost("rack", {MANIFEST: (b"{not json", 0o644)}),
+        "edge": FakeHost("edge", {}),
+    }
+    plan = run_plan({"rack": {}, "edge": {"/srv/a": rendered("a\n")}}, hosts)
+    assert (
+        "rack: the manifest /var/lib/allmende/manifest.json is not one allmende wrote"
+        in (plan.failed["rack"])
+    )
+    assert plan.hosts == ("edge",) and len(plan.changes) == 1
+
+
+def test_an_unreachable_host_does_not_stop_the_others() -> None:
+    hosts = {"down": FakeHost("down", {}, down=True), "up": FakeHost("up", {})}
+    plan = run_plan({"down": {"/srv/a": rendered("a\n")}, "up": {"/srv/a": rendered("a\n")}}, hosts)
+    assert plan.failed == {"down": "down (fake): connection refused"}
+    assert [(c.host, c.kind) for c in plan.changes] == [("up", "create")]
+
+
+def test_sensitive_files_never_show_their_diff() -> None:
+    change = file_change("rack", "/srv/a/.env", b"PASSWORD=new\n", 0o600, sha256(b"x"), 0o600, b"x")
+    assert change is not None and change.sensitive
+    assert "PASSWORD" not in change.shown_diff()
+    assert change.as_json()["diff"] == HIDDEN
+    plan = Plan((change,), ("rack",))
+    assert "PASSWORD" not in json.dumps(plan.as_json())
+
+
+def test_checksum_covers_hashes_and_modes_not_diffs() -> None:
+    one = Change("update", "rack", "/srv/a", "diff 1", "b1", "a1", 0o644, 0o644)
+    same = Change("update", "rack", "/srv/a", "other diff", "b1", "a1", 0o644, 0o644)
+    other = Change("update", "rack", "/srv/a", "diff 1", "b1", "a2", 0o644, 0o644)
+    moded = Change("update", "rack", "/srv/a", "diff 1", "b1", "a1", 0o644, 0o600)
+    checksum = Plan((one,), ("rack",)).checksum
+    assert checksum == Plan((same,), ("rack",)).checksum
+    assert checksum != Plan((other,), ("rack",)).checksum
+    assert checksum != Plan((moded,), ("rack",)).checksum
+    assert len(checksum) == 64 and Plan((), ()).checksum != checksum
+
+
+def test_unified_diff_text_binary_and_missing_newline() -> None:
+    assert unified_diff("h:/p", b"\xff\xfe", b"x") == "Binary files differ: h:/p\n"
+    text = unified_diff("h:/p", b"a\nb", b"a\nc\n")
+    assert "-b\n\\ No newline at end of file\n+c\n" in text
+    assert unified_diff("h:/p", b"same\n", b"same\n") == ""
+
+
+def test_wanted_by_host_keeps_host_files_only() -> None:
+    files = {
+        "rack/srv/a/compose.yaml": rendered("a"),
+        "edge/etc/haproxy/haproxy.cfg": rendered("h"),
+        "dns/example.org.zone": rendered("z"),
+        "kubernetes/wiki.yaml": rendered("k"),
+    }
+    assert {h: sorted(f) for h, f in wanted_by_host(files, ["rack", "idle"]).items()} == {
+        "rack": ["/srv/a/compose.yaml"],
+        "idle": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "data", [b"[]", b'{"version": 2, "hosts": {}}', b'{"version": 1, "hosts": {"rack": []}}']
+)
+def test_manifest_entries_refuse_what_allmende_did_not_write(data: bytes) -> None:
+    with pytest.raises(UserError, match="not one allmende wrote"):
+        manifest_entries(data, "rack")
+
+
+def test_local_connector_under_a_root(tmp_path: Path) -> None:
+    from allmende.connectors.local import LocalConnector
+
+    (tmp_path / "srv/wiki").mkdir(parents=True)
+    (tmp_path / "srv/wiki/compose.yaml").write_bytes(b"x\n")
+
+    async def go() -> None:
+        async with LocalConnector("here", str(tmp_path)) as host:
+            assert await host.read("/srv/wiki/compose.yaml") == b"x\n"
+            assert await host.read("/srv/none") is None
+            found = await host.stat("/srv/wiki/compose.yaml")
+            assert found is not None and found.sha256 == sha256(b"x\n")
+            assert await host.list_files("/srv") == ["/srv/wiki/compose.yaml"]
+            with pytest.raises(UserError, match="not a regular file"):
+                await host.stat("/srv/wiki")
+            ran = await host.run(["sh", "-c", "echo hi; exit 4"])
+            assert (ran.exit, ran.stdout) == (4, b"hi\n")
+
+    asyncio.run(go())

@@ -1,0 +1,59 @@
+"""The state database: created, migrated, applies recorded and listed."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from allmende.errors import UserError
+from allmende.state.store import (
+    VERSION,
+    default_path,
+    finish_apply,
+    list_applies,
+    open_store,
+    start_apply,
+)
+
+
+def test_default_path_follows_the_environment() -> None:
+    assert default_path({"ALLMENDE_STATE": "/x/s.sqlite"}) == Path("/x/s.sqlite")
+    assert default_path({"XDG_STATE_HOME": "/st"}) == Path("/st/allmende/state.sqlite")
+    assert default_path({"HOME": "/h"}) == Path("/h/.local/state/allmende/state.sqlite")
+
+
+def test_applies_are_recorded_and_listed_newest_first(tmp_path: Path) -> None:
+    path = tmp_path / "deep" / "state.sqlite"
+    db = open_store(path)
+    first = start_apply(
+        db, who="ada", inventory="/inv", host="rack", checksum="c1", changes=[{"kind": "create"}]
+    )
+    finish_apply(db, first, "ok")
+    start_apply(db, who="bob", inventory="/inv", host="edge", checksum="c2", changes=[])
+    db.close()
+    db = open_store(path)
+    applies = list_applies(db)
+    assert [(a.host, a.who, a.result) for a in applies] == [
+        ("edge", "bob", None),
+        ("rack", "ada", "ok"),
+    ]
+    rack = list_applies(db, host="rack")
+    assert rack[0].changes == [{"kind": "create"}] and rack[0].finished is not None
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {VERSION + 1}")
+    db.close()
+    with pytest.raises(UserError, match="newer than this allmende knows"):
+        open_store(path)
+
+
+def test_an_unopenable_path_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(UserError, match="cannot open the state database"):
+        open_store(tmp_path / "file" / "state.sqlite")
