@@ -9,8 +9,6 @@ With ``dry_run`` it stops before writing and says what it would write.
 from __future__ import annotations
 
 import difflib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.importers.stage import staged
 from allmende.importers.textmerge import insert
 from allmende.importers.yamlout import dump
+from allmende.inventory.atomic import write_atomic
 from allmende.inventory.inventory import COLLECTIVE_FILE, Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
@@ -100,17 +99,9 @@ def service_file(root: Path, name: str) -> str:
 
 def _write(path: Path, data: bytes) -> None:
     """Replace path with data atomically: readers see the old file or the new, never a part."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temp.chmod(0o644)
-        temp.replace(path)
+        write_atomic(path, data)
     except OSError as exc:
-        temp.unlink(missing_ok=True)
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 

@@ -15,17 +15,7 @@ from allmende.errors import Problem
 from allmende.importers.composefile import Project
 from allmende.importers.result import Note, NoteKind
 from allmende.inventory.yamlpos import KeyPath
-
-
-def escape(value: Any) -> Any:
-    """Return plain data with every ``$`` in its text written ``$$`` (Compose's literal ``$``)."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, list):
-        return [escape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: escape(v) for k, v in value.items()}
-    return value
+from allmende.render.compose import escape
 
 
 @dataclass

@@ -18,7 +18,6 @@ import contextlib
 import difflib
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,6 +28,7 @@ import pyrage
 from pyrage import x25519
 
 from allmende.errors import SecretError
+from allmende.inventory.atomic import create_new, write_atomic
 
 SECRETS_DIR = "secrets"
 RECIPIENTS_FILE = "recipients.txt"
@@ -186,63 +186,6 @@ def _parse_public_key(text: str) -> str:
         raise SecretError("not a valid age public key: it looks damaged or cut off") from None
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _temp_file(path: Path, data: bytes, mode: int) -> Path:
-    """Write data to a new hidden file next to path, synced to disk; return its path."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    temp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        temp.chmod(mode)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    return temp
-
-
-def _write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace path with data so that readers see the old or the new file, never a part.
-
-    Raise OSError if writing fails; then path is unchanged and no temporary file is left.
-    """
-    temp = _temp_file(path, data, mode)
-    try:
-        temp.replace(path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _create_new(path: Path, data: bytes, mode: int) -> None:
-    """Create path with data, complete or not at all. Raise FileExistsError if it exists."""
-    temp = _temp_file(path, data, mode)
-    try:
-        try:
-            path.hardlink_to(temp)  # atomic, and unlike a rename it never replaces a file
-        except FileExistsError:
-            raise
-        except OSError:  # a file system without hard links: exclusive, if not atomic
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as file:
-                file.write(data)
-                os.fsync(file.fileno())
-    finally:
-        temp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def _make_private_dirs(directory: Path) -> None:
     """Create directory and its missing parents, each readable only by its owner."""
     missing = [d for d in (directory, *directory.parents) if not d.exists()]
@@ -274,7 +217,7 @@ def create_key(root: Path, env: Mapping[str, str] | None = None, comment: str = 
     text = f"# created: {created}\n# public key: {public}\n{identity}\n"
     try:
         _make_private_dirs(path.parent)
-        _create_new(path, text.encode(), 0o600)
+        create_new(path, text.encode(), 0o600)
     except FileExistsError:
         raise SecretError(f"an age key file already exists at {path}; not replacing it") from None
     except OSError as err:
@@ -401,7 +344,7 @@ class SecretStore:
             raise SecretError(f"cannot encrypt {name}: {err}") from None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, ciphertext)
+            write_atomic(path, ciphertext)
         except OSError as err:
             reason = err.strerror or type(err).__name__
             raise SecretError(f"cannot write {self._shown(path)}: {reason}") from None
@@ -492,7 +435,7 @@ class SecretStore:
                 text += "\n"
             text += (f"# {comment.strip()}\n" if comment.strip() else "") + f"{key}\n"
             self.directory.mkdir(parents=True, exist_ok=True)
-            _write_atomic(path, text.encode())
+            write_atomic(path, text.encode())
         except OSError as err:
             raise SecretError(f"cannot write {self._shown(path)}: {err.strerror}") from None
         return True

@@ -279,35 +279,24 @@ class _Planner:
         published = component.publish.get(port_name)
         port = published if published is not None else component.ports[port_name]
         note = ""
+        address: str | None
         if published is None and self._on_incus_bridge(host_of):
             # Incus names every instance on its managed bridge: <service>-<component>.incus.
-            bridged = server_address(f"{service}-{component_name}.incus", port)
-            assert bridged is not None
-            return Backend(
-                name=name,
-                mode=mode,
-                service=service,
-                component=component_name,
-                port=port_name,
-                host=host_of,
-                address=bridged[0],
-                dns=bridged[1],
-                note="",
-                health=self._health(service, component_name, component, port_name, mode),
-            )
-        if published is None:
-            note = (
-                f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
-                f"cannot reach it: publish it (components.{component_name}.publish."
-                f"{port_name} in {self.inventory.file('service', service)}) and render again"
-            )
-        if host_of == self.edge:
-            address: str | None = "127.0.0.1"
+            address = f"{service}-{component_name}.incus"
         else:
-            host = self.inventory.hosts.get(host_of)
-            address = host.address if host is not None else None
-            if not address:
-                note = note or f"{host_of} has no `address`: give it one and render again"
+            if published is None:
+                note = (
+                    f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
+                    f"cannot reach it: publish it (components.{component_name}.publish."
+                    f"{port_name} in {self.inventory.file('service', service)}) and render again"
+                )
+            if host_of == self.edge:
+                address = "127.0.0.1"
+            else:
+                host = self.inventory.hosts.get(host_of)
+                address = host.address if host is not None else None
+                if not address:
+                    note = note or f"{host_of} has no `address`: give it one and render again"
         formatted = server_address(address or "127.0.0.1", port)
         if formatted is None:
             note = note or f"address {address!r} of {host_of} is no IP address or host name"

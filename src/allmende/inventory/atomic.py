@@ -1,0 +1,65 @@
+"""Write files so that readers see the old content or the new, never a part of it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def fsync_dir(directory: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def temp_file(path: Path, data: bytes, mode: int) -> Path:
+    """Write data to a new hidden file next to path, synced to disk; return its path."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        temp.chmod(mode)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return temp
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace path with data so that readers see the old or the new file, never a part.
+
+    Raise OSError if writing fails; then path is unchanged and no temporary file is left.
+    """
+    temp = temp_file(path, data, mode)
+    try:
+        temp.replace(path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def create_new(path: Path, data: bytes, mode: int) -> None:
+    """Create path with data, complete or not at all. Raise FileExistsError if it exists."""
+    temp = temp_file(path, data, mode)
+    try:
+        try:
+            path.hardlink_to(temp)  # atomic, and unlike a rename it never replaces a file
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: exclusive, if not atomic
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as file:
+                file.write(data)
+                os.fsync(file.fileno())
+    finally:
+        temp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
