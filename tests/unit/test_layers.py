@@ -19,6 +19,7 @@ ALLOWED = {
     "connectors": {"inventory", "execute"},
     "plan": {"inventory", "render", "connectors"},
     "state": set(),
+    "apply": {"inventory", "render", "connectors", "plan", "state", "execute"},
     "actions": {
         "inventory",
         "checks",

@@ -4,15 +4,48 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from allmende.actions.render import select
 from allmende.connectors import connect
 from allmende.connectors.base import Connector
+from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.plan.changes import Plan
 from allmende.plan.observe import observe, wanted_by_host
+from allmende.render.output import Rendered
 from allmende.render.targets import render_all
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A plan and what it was made from, for ``apply``."""
+
+    root: Path
+    inventory: Inventory
+    wanted: Mapping[str, Mapping[str, Rendered]]
+    plan: Plan
+    scoped: bool
+
+
+def prepare(
+    root: Path, env: Mapping[str, str], host: str | None = None, service: str | None = None
+) -> Prepared:
+    """Load and render the inventory in ``root`` and read the hosts (only ``host``, only the
+    files of ``service`` if given); return the plan with what it was made from. Raise
+    InventoryError or UserError as `plan` does."""
+    inventory = load(root, env)
+    files = select(inventory, render_all(inventory), host, service)
+    hosts = [host] if host is not None else sorted(inventory.hosts)
+    source = inventory.file("service", service) if service is not None else None
+    wanted = wanted_by_host(files, hosts)
+
+    def opener(name: str) -> Connector:
+        return connect(inventory, name, env)
+
+    plan = asyncio.run(observe(wanted, opener, source))
+    return Prepared(root, inventory, wanted, plan, service is not None)
 
 
 def plan(
@@ -29,12 +62,4 @@ def plan(
     that cannot be reached is in ``Plan.failed``. Raise InventoryError if the inventory does not
     load and UserError for an unknown host or service.
     """
-    inventory = load(root, env)
-    files = select(inventory, render_all(inventory), host, service)
-    hosts = [host] if host is not None else sorted(inventory.hosts)
-    source = inventory.file("service", service) if service is not None else None
-
-    def opener(name: str) -> Connector:
-        return connect(inventory, name, env)
-
-    return asyncio.run(observe(wanted_by_host(files, hosts), opener, source))
+    return prepare(root, env, host, service).plan

@@ -28,6 +28,7 @@ COMMANDS = {
     "render": "render",
     "import": "importing",
     "plan": "plan",
+    "apply": "apply",
 }
 
 

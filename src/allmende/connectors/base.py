@@ -12,12 +12,16 @@ Use a connector as an async context manager: ``async with connect(...) as host: 
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from types import TracebackType
 
-from allmende.errors import InternalError
+from allmende.errors import InternalError, UserError
+
+#: The suffix of the copy ``keep_previous`` makes of a file before it is replaced.
+PREVIOUS = ".allmende-prev"
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,33 @@ def under(root: str, path: str) -> str:
     return str(PurePosixPath(root).joinpath(*pure.parts[1:]))
 
 
+def temp_beside(path: str) -> str:
+    """Return the temp file a new ``path`` is written to before the rename:
+    ``.<name>.allmende-tmp`` in the same directory."""
+    pure = PurePosixPath(path)
+    return str(pure.with_name(f".{pure.name}.allmende-tmp"))
+
+
+def write_error(
+    host: str, where: str, what: str, path: str, number: int | None, reason: str
+) -> UserError:
+    """Translate an OS error number from writing on a host into a UserError saying what it
+    means for the apply."""
+    place = f"{host} ({where})"
+    if number == errno.ENOSPC:
+        return UserError(f"disk full on {host} ({where}) while {what} {path}: nothing was replaced")
+    if number == errno.EDQUOT:
+        return UserError(f"{place}: disk quota exceeded while {what} {path}: nothing was replaced")
+    if number in (errno.EACCES, errno.EPERM):
+        return UserError(
+            f"{place}: permission denied while {what} {path} (does the SSH user own it, or "
+            "should it log in as root?)"
+        )
+    if number == errno.EROFS:
+        return UserError(f"{place}: read-only file system while {what} {path}")
+    return UserError(f"{place}: cannot finish {what} {path}: {reason}")
+
+
 class Connector:
     """Base of the connectors: one host, reached one way. Subclasses override every method."""
 
@@ -57,6 +88,13 @@ class Connector:
     host: str
     #: How it is reached, for messages (``local``, ``root@203.0.113.5:22``).
     where: str = ""
+    #: The directory standing in for ``/`` on the host (``/`` in production).
+    root: str = "/"
+
+    def real(self, path: str) -> str:
+        """Return where the host path ``path`` really is on the host (under ``root``), for
+        programs run there."""
+        return under(self.root, path)
 
     async def open(self) -> None:
         """Reach the host. Raise UserError if it cannot be reached or trusted."""
@@ -80,6 +118,48 @@ class Connector:
 
     async def run(self, argv: Sequence[str]) -> Ran:
         """Run a program on the host from an argument list and return what it did."""
+        raise NotImplementedError
+
+    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+        """Write ``data`` with ``mode`` to the temp file beside ``path`` (``temp_beside``),
+        creating missing directories, flushed to disk; return the temp's host path. Nothing
+        live changes. Raise UserError (disk full, permission denied ...), leaving no temp."""
+        raise NotImplementedError
+
+    async def rename(self, source: str, target: str) -> None:
+        """Atomically replace ``target`` by ``source`` (same directory). Raise UserError."""
+        raise NotImplementedError
+
+    async def write_atomic(self, path: str, data: bytes, mode: int) -> None:
+        """Replace ``path`` by ``data`` with ``mode`` atomically: temp file beside it, fsync,
+        rename. A reader sees the old file or the new one, never a part. Raise UserError."""
+        temp = await self.write_temp(path, data, mode)
+        try:
+            await self.rename(temp, path)
+        except UserError:
+            await self.remove(temp)
+            raise
+
+    async def remove(self, path: str) -> None:
+        """Delete the file ``path`` if it exists. Raise UserError if it cannot be deleted."""
+        raise NotImplementedError
+
+    async def keep_previous(self, path: str) -> None:
+        """Copy the current ``path`` (if any) to ``path + PREVIOUS`` with its mode, atomically,
+        so the file can be rolled back after it is replaced. Raise UserError."""
+        data = await self.read(path)
+        if data is None:
+            return
+        found = await self.stat(path)
+        await self.write_atomic(path + PREVIOUS, data, found.mode if found else 0o600)
+
+    async def make_dir(self, path: str) -> bool:
+        """Create the directory ``path`` (and missing parents) atomically: return True if this
+        call created it, False if it already existed. Raise UserError otherwise."""
+        raise NotImplementedError
+
+    async def remove_dir(self, path: str) -> None:
+        """Delete the empty directory ``path`` if it exists. Raise UserError."""
         raise NotImplementedError
 
     async def __aenter__(self) -> Connector:

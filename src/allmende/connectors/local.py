@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from allmende import execute
-from allmende.connectors.base import Connector, FileStat, Ran, under
+from allmende.connectors.base import Connector, FileStat, Ran, temp_beside, under, write_error
 from allmende.errors import UserError
 
 
@@ -65,3 +65,61 @@ class LocalConnector(Connector):
     async def run(self, argv: Sequence[str]) -> Ran:
         done = await asyncio.to_thread(execute.run, list(argv), check=False)
         return Ran(done.returncode, done.stdout, done.stderr)
+
+    def _write_fail(self, what: str, path: str, exc: OSError) -> UserError:
+        return write_error(self.host, self.where, what, path, exc.errno, exc.strerror or str(exc))
+
+    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+        temp = temp_beside(path)
+        local = self._path(temp)
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.fchmod(descriptor, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
+        except OSError as exc:
+            local.unlink(missing_ok=True)
+            raise self._write_fail("writing", path, exc) from None
+        return temp
+
+    async def rename(self, source: str, target: str) -> None:
+        try:
+            self._path(source).replace(self._path(target))
+            directory = os.open(self._path(target).parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            raise self._write_fail("replacing", target, exc) from None
+
+    async def remove(self, path: str) -> None:
+        try:
+            self._path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            raise self._write_fail("deleting", path, exc) from None
+
+    async def make_dir(self, path: str) -> bool:
+        local = self._path(path)
+        try:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.mkdir()
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise self._write_fail("creating", path, exc) from None
+        return True
+
+    async def remove_dir(self, path: str) -> None:
+        try:
+            self._path(path).rmdir()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._write_fail("deleting", path, exc) from None

@@ -14,16 +14,18 @@ was reached, and what to do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import shlex
 import socket
 import stat
 from collections.abc import Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import asyncssh
 
-from allmende.connectors.base import Connector, FileStat, Ran, under
+from allmende.connectors.base import Connector, FileStat, Ran, temp_beside, under, write_error
 from allmende.errors import UserError
 
 
@@ -234,3 +236,86 @@ class SshConnector(Connector):
         stderr = done.stderr if isinstance(done.stderr, bytes) else b""
         status = done.exit_status if done.exit_status is not None else 255
         return Ran(status, stdout, stderr)
+
+    def _write_fail(self, what: str, path: str, exc: Exception) -> UserError:
+        number: int | None = None
+        if isinstance(exc, asyncssh.SFTPNoSpaceOnFilesystem):
+            number = errno.ENOSPC
+        elif isinstance(exc, asyncssh.SFTPQuotaExceeded):
+            number = errno.EDQUOT
+        elif isinstance(exc, asyncssh.SFTPPermissionDenied):
+            number = errno.EACCES
+        elif isinstance(exc, asyncssh.SFTPWriteProtect):
+            number = errno.EROFS
+        elif isinstance(exc, OSError):
+            number = exc.errno
+        reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
+        return write_error(self.host, self.where, what, path, number, reason)
+
+    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+        sftp = await self._files()
+        temp = temp_beside(path)
+        remote = under(self.root, temp)
+        try:
+            await sftp.makedirs(str(PurePosixPath(remote).parent), exist_ok=True)
+            attrs = asyncssh.SFTPAttrs(permissions=0o600)
+            async with sftp.open(remote, "wb", attrs) as handle:
+                await sftp.chmod(remote, mode)
+                await handle.write(data)
+                await handle.fsync()
+        except (asyncssh.Error, OSError) as exc:
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await sftp.remove(remote)
+            if isinstance(exc, asyncssh.SFTPFailure) and await self._full(remote, len(data)):
+                raise write_error(
+                    self.host, self.where, "writing", path, errno.ENOSPC, "disk full"
+                ) from None
+            raise self._write_fail("writing", path, exc) from None
+        return temp
+
+    async def _full(self, remote: str, size: int) -> bool:
+        """Return whether the file system of ``remote`` has less than ``size`` bytes free (an
+        SFTP v3 server reports a full disk only as "Failure")."""
+        sftp = await self._files()
+        try:
+            info = await sftp.statvfs(str(PurePosixPath(remote).parent))
+        except (asyncssh.Error, OSError):
+            return False
+        return bool(info.bavail * info.frsize < size + info.frsize)
+
+    async def rename(self, source: str, target: str) -> None:
+        sftp = await self._files()
+        try:
+            await sftp.posix_rename(under(self.root, source), under(self.root, target))
+        except (asyncssh.Error, OSError) as exc:
+            raise self._write_fail("replacing", target, exc) from None
+
+    async def remove(self, path: str) -> None:
+        sftp = await self._files()
+        try:
+            await sftp.remove(under(self.root, path))
+        except asyncssh.SFTPNoSuchFile:
+            pass
+        except (asyncssh.Error, OSError) as exc:
+            raise self._write_fail("deleting", path, exc) from None
+
+    async def make_dir(self, path: str) -> bool:
+        sftp = await self._files()
+        remote = under(self.root, path)
+        try:
+            await sftp.makedirs(str(PurePosixPath(remote).parent), exist_ok=True)
+            await sftp.mkdir(remote)
+        except (asyncssh.Error, OSError) as exc:
+            if await sftp.isdir(remote):
+                return False
+            raise self._write_fail("creating", path, exc) from None
+        return True
+
+    async def remove_dir(self, path: str) -> None:
+        sftp = await self._files()
+        try:
+            await sftp.rmdir(under(self.root, path))
+        except asyncssh.SFTPNoSuchFile:
+            pass
+        except (asyncssh.Error, OSError) as exc:
+            raise self._write_fail("deleting", path, exc) from None

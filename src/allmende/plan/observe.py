@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
@@ -36,17 +37,25 @@ MANIFEST = "/var/lib/allmende/manifest.json"
 MANAGED = ("/srv/", "/etc/haproxy/", "/etc/systemd/system/")
 
 
+def file_mode(path: str, rendered: Rendered) -> int:
+    """Return the mode a rendered file is written with: 0600 under any ``secrets/`` directory,
+    else the renderer's."""
+    if "secrets" in PurePosixPath(path).parts[:-1]:
+        return 0o600
+    return rendered.mode
+
+
 def wanted_by_host(
     files: Mapping[str, Rendered], hosts: Sequence[str]
 ) -> dict[str, dict[str, Rendered]]:
     """Given render's files (``<host>/<path without leading slash>``), return each host's files
     by absolute host path; every host in ``hosts`` is present, files of other hosts and
-    non-host outputs (``dns/``, ``kubernetes/``) are left out."""
+    non-host outputs (``dns/``, ``kubernetes/``) are left out. Modes follow ``file_mode``."""
     result: dict[str, dict[str, Rendered]] = {host: {} for host in hosts}
     for name, rendered in files.items():
         host, _, rest = name.partition("/")
         if host in result and rest:
-            result[host]["/" + rest] = rendered
+            result[host]["/" + rest] = replace(rendered, mode=file_mode("/" + rest, rendered))
     return result
 
 

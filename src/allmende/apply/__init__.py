@@ -1,0 +1,1 @@
+"""Apply a plan to the hosts: write files atomically under a per-host lock (``files``, ``lock``)."""

@@ -1,0 +1,62 @@
+"""A per-host lock so that two applies never interleave on one host.
+
+The lock is the directory ``/var/lib/allmende/apply.lock``: creating a directory is atomic, so
+exactly one apply gets it. Inside, ``holder.json`` says who holds it, since when, and from
+where. A lock older than ``STALE`` is from an apply that died; it is taken over, and the log
+says whose it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from allmende.connectors.base import Connector
+from allmende.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LOCK = "/var/lib/allmende/apply.lock"
+HOLDER = f"{LOCK}/holder.json"
+#: After this many seconds a lock is considered left behind by an apply that died.
+STALE = 3600.0
+
+
+def describe(holder: bytes | None) -> tuple[str, float | None]:
+    """Return who holds the lock (for messages) and since when (epoch seconds, None if the
+    holder file is missing or unreadable)."""
+    try:
+        data = json.loads(holder or b"")
+        since = float(data["since"])
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(since))
+        return f"{data.get('who', '?')} (pid {data.get('pid', '?')}) since {when}", since
+    except (ValueError, KeyError, TypeError):
+        return "an unknown apply", None
+
+
+@asynccontextmanager
+async def host_lock(
+    connector: Connector, who: str, pid: int, now: float | None = None
+) -> AsyncIterator[None]:
+    """Hold the apply lock of the (opened) host while the block runs. Raise UserError if another
+    apply holds it (and it is not stale)."""
+    started = time.time() if now is None else now
+    if not await connector.make_dir(LOCK):
+        holder, since = describe(await connector.read(HOLDER))
+        if since is None or started - since < STALE:
+            raise UserError(
+                f"{connector.host}: another apply is running there, held by {holder} "
+                f"({LOCK}); wait for it to finish. If it died, the lock is taken over after "
+                f"{STALE / 3600:g} h, or remove {LOCK} on the host by hand"
+            )
+        log.warning("%s: taking over the stale apply lock of %s", connector.host, holder)
+    info = {"who": who, "pid": pid, "since": started}
+    await connector.write_atomic(HOLDER, json.dumps(info).encode(), 0o644)
+    try:
+        yield
+    finally:
+        await connector.remove(HOLDER)
+        await connector.remove_dir(LOCK)

@@ -1,0 +1,216 @@
+"""The proxy part of apply: keep HAProxy running and reload it with a new configuration.
+
+HAProxy runs in master-worker mode (TESTBED.md section 1): one master process, controlled on
+its master socket, and a worker that serves. A reload makes the master re-execute itself with
+the new configuration and start a new worker; the old worker finishes its connections, so no
+request is lost. If the new configuration does not load, the master keeps the old worker
+serving and ``show proc`` counts the failure (``[failed: N]``).
+
+Starting: where nothing answers on the master socket, HAProxy is started as a daemon,
+``haproxy -W -D -S <master.sock>,mode,600 -p <pidfile> -f <cfg>``. On a host with systemd
+(``/run/systemd/system`` exists) the Debian unit does the same under systemd's care
+(``systemctl enable --now haproxy``, with ``-S /run/haproxy/master.sock`` added to its
+``EXTRAOPTS`` in ``/etc/default/haproxy``); this module starts the daemon either way, which is
+what the tests exercise.
+
+Every program runs on the host through ``Connector.run`` with an argument list; the master
+socket is spoken to by a small fixed Python program run there with ``python3 -c``, the socket
+path and the command passed as arguments.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from allmende.connectors.base import Connector, Ran
+from allmende.errors import UserError
+
+#: Sends one command (argv[2]) to the unix socket argv[1] and prints the answer. Exit 3 when
+#: nothing listens there.
+MASTER_CLI = """\
+import socket, sys
+try:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(5)
+    s.connect(sys.argv[1])
+except OSError as e:
+    sys.stderr.write(str(e) + "\\n")
+    sys.exit(3)
+s.sendall(sys.argv[2].encode() + b"\\n")
+s.shutdown(socket.SHUT_WR)
+out = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c:
+            break
+        out += c
+except OSError:
+    pass
+sys.stdout.write(out.decode(errors="replace"))
+"""
+
+#: How long to wait for the master to answer after a start or a reload.
+WAIT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class ProxyPaths:
+    """Where HAProxy's configuration, master socket and pidfile are on the host."""
+
+    config: str = "/etc/haproxy/haproxy.cfg"
+    master_socket: str = "/run/haproxy/master.sock"
+    pidfile: str = "/run/haproxy/haproxy.pid"
+
+
+@dataclass(frozen=True)
+class Processes:
+    """What ``show proc`` says: the master's reload and failure counts, the current workers."""
+
+    master: int
+    reloads: int
+    failed: int
+    workers: frozenset[int]
+
+
+_MASTER = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.MULTILINE)
+_WORKER = re.compile(r"^(\d+)\s+worker\b")
+
+
+def parse_show_proc(text: str) -> Processes | None:
+    """Return the processes ``show proc`` lists, or None if ``text`` is not its answer."""
+    master = _MASTER.search(text)
+    if master is None:
+        return None
+    workers: set[int] = set()
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("#"):
+            section = line
+            continue
+        match = _WORKER.match(line)
+        if match and section.strip() == "# workers":
+            workers.add(int(match.group(1)))
+    return Processes(
+        int(master.group(1)), int(master.group(2)), int(master.group(3)), frozenset(workers)
+    )
+
+
+def _said(ran: Ran) -> str:
+    return (ran.stdout + ran.stderr).decode(errors="replace")
+
+
+def _alerts(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if "[ALERT]" in line]
+    return "\n".join(lines) if lines else text.strip()
+
+
+async def master_cli(connector: Connector, paths: ProxyPaths, command: str) -> str | None:
+    """Send one command to the master socket; return the answer, or None if nothing listens."""
+    ran = await connector.run(["python3", "-c", MASTER_CLI, paths.master_socket, command])
+    if ran.exit == 3:
+        return None
+    if ran.exit != 0:
+        raise UserError(
+            f"{connector.host}: cannot speak to the HAProxy master socket "
+            f"{paths.master_socket}: {_said(ran).strip()}"
+        )
+    return ran.stdout.decode(errors="replace")
+
+
+async def show_proc(connector: Connector, paths: ProxyPaths) -> Processes | None:
+    """Return what the master says about its processes, or None if no master answers."""
+    answer = await master_cli(connector, paths, "show proc")
+    return None if answer is None else parse_show_proc(answer)
+
+
+async def _wait(
+    connector: Connector, paths: ProxyPaths, done: Callable[[Processes], bool]
+) -> Processes | None:
+    """Poll ``show proc`` until ``done(processes)`` holds; return the last answer."""
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        processes = await show_proc(connector, paths)
+        if processes is not None and done(processes):
+            return processes
+        if time.monotonic() > deadline:
+            return processes
+        await asyncio.sleep(0.1)
+
+
+async def validate(connector: Connector, paths: ProxyPaths) -> None:
+    """Raise UserError with HAProxy's ALERT lines if it rejects the configuration."""
+    ran = await connector.run(["haproxy", "-c", "-f", paths.config])
+    if ran.exit != 0:
+        raise UserError(
+            f"{connector.host}: HAProxy rejects {paths.config}, nothing was reloaded:\n"
+            f"{_alerts(_said(ran))}"
+        )
+
+
+async def ensure_running(connector: Connector, paths: ProxyPaths = ProxyPaths()) -> Processes:
+    """Start HAProxy in master-worker mode unless a master answers on the master socket, and
+    return its processes once it answers with a worker. Raise UserError if it does not start."""
+    processes = await show_proc(connector, paths)
+    if processes is not None and processes.workers:
+        return processes
+    if processes is None:
+        await validate(connector, paths)
+        for directory in {
+            str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)
+        }:
+            await connector.run(["mkdir", "-p", directory])
+        start = ["haproxy", "-W", "-D", "-S", f"{paths.master_socket},mode,600"]
+        ran = await connector.run([*start, "-p", paths.pidfile, "-f", paths.config])
+        if ran.exit != 0:
+            raise UserError(
+                f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(_said(ran))}"
+            )
+    processes = await _wait(connector, paths, lambda p: bool(p.workers))
+    if processes is None or not processes.workers:
+        raise UserError(
+            f"{connector.host}: HAProxy started but its master socket {paths.master_socket} "
+            f"shows no worker within {WAIT_SECONDS:.0f} s"
+        )
+    return processes
+
+
+async def reload(connector: Connector, paths: ProxyPaths = ProxyPaths()) -> Processes:
+    """Validate the configuration, reload HAProxy through its master socket, and return its
+    processes once a new worker serves. Raise UserError if HAProxy rejects the configuration
+    (the old worker keeps serving) or no master answers."""
+    await validate(connector, paths)
+    before = await show_proc(connector, paths)
+    if before is None:
+        raise UserError(
+            f"{connector.host}: no HAProxy master answers on {paths.master_socket}: "
+            "start it first (apply does)"
+        )
+    await master_cli(connector, paths, "reload")  # the master re-executes: the answer is cut
+
+    def settled(now: Processes) -> bool:
+        return now.reloads > before.reloads and (
+            now.failed > before.failed or bool(now.workers - before.workers)
+        )
+
+    after = await _wait(connector, paths, settled)
+    if after is not None and after.failed > before.failed:
+        said = (await connector.run(["haproxy", "-c", "-f", paths.config])).stderr
+        hint = _alerts(said.decode(errors="replace")) if b"[ALERT]" in said else ""
+        raise UserError(
+            f"{connector.host}: HAProxy kept the old configuration: loading {paths.config} "
+            f"failed (failed reloads {before.failed} -> {after.failed}); the old worker still "
+            "serves. HAProxy writes the [ALERT] lines to its log (a port in use, a missing "
+            f"certificate){': ' + hint if hint else ''}"
+        )
+    if after is None or not settled(after):
+        raise UserError(
+            f"{connector.host}: HAProxy did not confirm the reload within {WAIT_SECONDS:.0f} s "
+            f"(show proc before: {before}, after: {after})"
+        )
+    return after

@@ -1,0 +1,294 @@
+"""`allmende apply` against a real sshd on 127.0.0.1 and the local machine.
+
+The inventory is the nordlicht fixture with `rack` reached over SSH (the real sshd) and
+`gateway` and `build` as the local machine; both roots are temp directories
+(ALLMENDE_REMOTE_ROOT, ALLMENDE_HOST_ROOT). The rendered haproxy.cfg names certificates that
+only exist on a real edge, so the tests put a small config the real `haproxy -c` accepts in its
+place (or one it rejects).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.conftest import BASE
+from tests.integration.conftest import Sshd
+
+import allmende.actions.plan as plan_action
+from allmende.apply.lock import LOCK
+from allmende.cli.main import main
+from allmende.inventory.inventory import Inventory
+from allmende.plan.observe import MANIFEST
+from allmende.render.output import Rendered
+from allmende.render.targets import render_all
+from allmende.state.store import list_applies, open_store
+
+HAPROXY = "/etc/haproxy/haproxy.cfg"
+VALID = (
+    "global\n    maxconn 100\n"
+    "defaults\n    mode http\n    timeout connect 1s\n    timeout client 1s\n"
+    "    timeout server 1s\n"
+    "frontend web\n    bind 127.0.0.1:18080\n    default_backend app\n"
+    "backend app\n    server one 127.0.0.1:18081\n"
+)
+
+
+@dataclass
+class Site:
+    inventory: Path
+    remote: Path
+    local: Path
+    state: Path
+    haproxy: list[str]
+
+
+def write_host(root: Path, name: str, ssh: str | None) -> None:
+    path = root / "hosts" / f"{name}.yaml"
+    lines = [
+        line for line in path.read_text().splitlines() if not line.startswith(("ssh:", "address:"))
+    ]
+    if ssh is not None:
+        lines += ["address: 127.0.0.1", f"ssh: {ssh}"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture
+def site(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Site]:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(BASE, inventory)
+    write_host(inventory, "rack", f"{{user: root, port: {sshd.port}}}")
+    write_host(inventory, "gateway", None)
+    write_host(inventory, "build", None)
+    remote, local = tmp_path / "remote", tmp_path / "local"
+    remote.mkdir()
+    local.mkdir()
+    env = {
+        "HOME": str(tmp_path),
+        "USER": "tester",
+        "ALLMENDE_SSH_KEY": str(sshd.client_key),
+        "ALLMENDE_KNOWN_HOSTS": str(sshd.known_hosts),
+        "ALLMENDE_REMOTE_ROOT": str(remote),
+        "ALLMENDE_HOST_ROOT": str(local),
+        "ALLMENDE_SSH_TIMEOUT": "5",
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    result = Site(inventory, remote, local, tmp_path / "state.sqlite", [VALID])
+
+    def rendered(inventory: Inventory) -> dict[str, Rendered]:
+        files = render_all(inventory)
+        name = "gateway" + HAPROXY
+        files[name] = Rendered(result.haproxy[0].encode(), files[name].sources)
+        return files
+
+    monkeypatch.setattr(plan_action, "render_all", rendered)
+    yield result
+
+
+def apply(capsys: pytest.CaptureFixture[str], site: Site, *args: str) -> tuple[int, str, str]:
+    code = main(["apply", str(site.inventory), *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def host_files(root: Path) -> dict[str, bytes]:
+    return {
+        "/" + str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_apply_writes_both_hosts_then_nothing_then_exactly_the_change(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = apply(capsys, site, "--yes")
+    assert code == 0, err
+    assert "Create rack:/srv/wiki/compose.yaml" in out
+    assert "Applied gateway." in err and "Applied rack." in err
+    wanted = render_all(plan_action.load(site.inventory, {}))
+    for name, rendered in wanted.items():
+        host, _, rest = name.partition("/")
+        root = {"rack": site.remote, "gateway": site.local}.get(host)
+        if root is None or rest == HAPROXY[1:]:
+            continue
+        assert (root / rest).read_bytes() == rendered.content
+        assert (root / rest).stat().st_mode & 0o777 == rendered.mode
+    assert (site.local / HAPROXY[1:]).read_text() == VALID
+    manifest = json.loads((site.remote / MANIFEST[1:]).read_text())
+    assert "/srv/wiki/compose.yaml" in manifest["hosts"]["rack"]
+    assert "services/wiki.yaml" in manifest["hosts"]["rack"]["/srv/wiki/compose.yaml"]["sources"]
+    assert "gateway" in json.loads((site.local / MANIFEST[1:]).read_text())["hosts"]
+    assert not list(site.remote.rglob("*.allmende-tmp")) and not (site.remote / LOCK[1:]).exists()
+
+    started = time.monotonic()
+    code, out, err = apply(capsys, site)  # no --yes: nothing to ask
+    assert (code, out) == (0, ""), err
+    assert "Nothing to do." in err
+    assert time.monotonic() - started < 3
+
+    before = host_files(site.remote)
+    wiki = site.inventory / "services/wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    code, out, err = apply(capsys, site, "--yes")
+    assert code == 0, err
+    assert "Plan: 0 to create, 1 to update, 0 to delete on 3 hosts" in err
+    after = host_files(site.remote)
+    changed = {p for p in after if before.get(p) != after[p]}
+    assert changed == {"/srv/wiki/compose.yaml", "/srv/wiki/compose.yaml.allmende-prev", MANIFEST}
+    assert after["/srv/wiki/compose.yaml.allmende-prev"] == before["/srv/wiki/compose.yaml"]
+    assert b"Polar" in after["/srv/wiki/compose.yaml"]
+
+    with open_store(site.state) as db:
+        applies = list_applies(db)
+    assert [(a.host, a.result, a.who) for a in applies[:3]] == [
+        ("rack", "ok", "tester"),
+        ("rack", "ok", "tester"),
+        ("gateway", "ok", "tester"),
+    ]
+    assert applies[0].changes[0]["path"] == "/srv/wiki/compose.yaml"
+
+
+def test_removed_services_are_deleted_and_a_large_delete_needs_force(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
+    (site.inventory / "services/wiki.yaml").unlink()
+    (site.inventory / "services/git.yaml").unlink()
+    code, out, err = apply(capsys, site, "--yes", "--host", "rack")
+    assert code == 2
+    assert "deletes 6 of the 9 files allmende manages on rack (more than half)" in err
+    assert "--force" in err
+    assert (site.remote / "srv/wiki/compose.yaml").exists()
+
+    code, out, err = apply(capsys, site, "--yes", "--host", "rack", "--force")
+    assert code == 0, err
+    assert "Delete rack:/srv/wiki/compose.yaml" in out
+    assert not (site.remote / "srv/wiki/compose.yaml").exists()
+    assert not (site.remote / "etc/systemd/system/allmende-backup-git.timer").exists()
+    assert (site.remote / "srv/wiki/compose.yaml.allmende-prev").exists()
+    assert (site.remote / "srv/database/compose.yaml").exists()
+    manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
+    assert "/srv/wiki/compose.yaml" not in manifest and "/srv/database/compose.yaml" in manifest
+    assert apply(capsys, site, "--host", "rack")[0] == 0
+
+
+def test_a_config_haproxy_rejects_replaces_nothing_on_that_host(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert apply(capsys, site, "--yes", "--host", "gateway")[0] == 0
+    pages = site.local / "srv/pages/compose.yaml"
+    pages.write_text("edited by hand\n")
+    site.haproxy[0] = VALID + "backend broken\n    no-such-keyword here\n"
+    code, _, err = apply(capsys, site, "--yes", "--host", "gateway")
+    assert code == 2
+    assert f"gateway: `haproxy -c -f` rejects the new {HAPROXY}" in err
+    assert "no-such-keyword" in err
+    assert (site.local / HAPROXY[1:]).read_text() == VALID
+    assert pages.read_text() == "edited by hand\n"
+    assert not list(site.local.rglob("*.allmende-tmp"))
+    with open_store(site.state) as db:
+        assert (list_applies(db)[0].result or "").startswith(
+            "failed: gateway: `haproxy -c -f` rejects"
+        )
+
+
+def test_a_held_lock_refuses_and_a_stale_one_is_taken_over(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lock = site.remote / LOCK[1:]
+    lock.mkdir(parents=True)
+    holder = {"who": "kim", "pid": 4242, "since": time.time() - 60}
+    (lock / "holder.json").write_text(json.dumps(holder))
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack")
+    assert code == 2
+    assert "rack: another apply is running there, held by kim (pid 4242) since" in err
+    assert not (site.remote / "srv/wiki/compose.yaml").exists()
+
+    holder["since"] = time.time() - 7200
+    (lock / "holder.json").write_text(json.dumps(holder))
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack")
+    assert code == 0, err
+    assert (site.remote / "srv/wiki/compose.yaml").exists()
+    assert not lock.exists()
+
+
+def test_a_changed_plan_checksum_is_refused(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", "00ff")
+    assert code == 2
+    assert "the plan changed since it was shown" in err
+    assert not (site.remote / "srv").exists()
+
+
+def test_without_yes_a_no_applies_nothing(
+    site: Site, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("click.confirm", lambda *a, **k: False)
+    code, _, err = apply(capsys, site, "--host", "rack")
+    assert code == 2 and "Nothing was applied." in err
+    assert not (site.remote / "srv").exists()
+
+
+@pytest.fixture(params=["gateway", "rack"])
+def tiny_disk(site: Site, request: pytest.FixtureRequest) -> Iterator[tuple[str, Path]]:
+    """Mount a 64 KiB tmpfs as the root of the local host (gateway) or of the SSH host (rack)
+    (needs root and CAP_SYS_ADMIN)."""
+    host = request.param
+    root = site.local if host == "gateway" else site.remote
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield host, root
+    finally:
+        subprocess.run(["umount", str(root)], check=True)
+
+
+def test_a_full_disk_replaces_nothing(
+    site: Site, tiny_disk: tuple[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    host, root = tiny_disk
+    assert apply(capsys, site, "--yes", "--host", host)[0] == 0
+    before = host_files(root)
+    filler = root / "filler"
+    with contextlib.suppress(OSError), filler.open("wb") as handle:
+        while True:
+            handle.write(b"x" * 1024)
+            handle.flush()
+    site.haproxy[0] = VALID + "# a longer config\n" * 200
+    wiki = site.inventory / "services/wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    code, _, err = apply(capsys, site, "--yes", "--host", host)
+    assert code == 2
+    assert f"disk full on {host} (" in err
+    assert "nothing was replaced" in err
+    filler.unlink()
+    live = {p: c for p, c in host_files(root).items() if not p.endswith(".allmende-prev")}
+    assert live == before
+
+
+def test_one_service_then_the_rest(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--service", "wiki")
+    assert code == 0, err
+    assert (site.remote / "srv/wiki/compose.yaml").exists()
+    assert not (site.remote / "srv/git").exists()
+    manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
+    assert all("wiki" in path for path in manifest)
+    assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
+    manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
+    assert len(manifest) == 9
+    assert apply(capsys, site, "--yes", "--host", "rack", "--service", "git")[0] == 0
+    assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 9
