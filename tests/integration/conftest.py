@@ -95,3 +95,15 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
             server.kill()
             server.wait()
         log.close()
+
+
+def write_host(root: Path, name: str, ssh: str | None) -> None:
+    """Make host ``name`` of the inventory at ``root`` an SSH host (``ssh`` given, on 127.0.0.1)
+    or this machine (``ssh`` None)."""
+    path = root / "hosts" / f"{name}.yaml"
+    lines = [
+        line for line in path.read_text().splitlines() if not line.startswith(("ssh:", "address:"))
+    ]
+    if ssh is not None:
+        lines += ["address: 127.0.0.1", f"ssh: {ssh}"]
+    path.write_text("\n".join(lines) + "\n")

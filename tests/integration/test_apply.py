@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import BASE
-from tests.integration.conftest import Sshd
+from tests.integration.conftest import Sshd, write_host
 
 import allmende.actions.plan as plan_action
 from allmende.apply.lock import LOCK
@@ -48,16 +48,6 @@ class Site:
     local: Path
     state: Path
     haproxy: list[str]
-
-
-def write_host(root: Path, name: str, ssh: str | None) -> None:
-    path = root / "hosts" / f"{name}.yaml"
-    lines = [
-        line for line in path.read_text().splitlines() if not line.startswith(("ssh:", "address:"))
-    ]
-    if ssh is not None:
-        lines += ["address: 127.0.0.1", f"ssh: {ssh}"]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import BASE
-from tests.integration.conftest import Sshd, free_port, keygen
+from tests.integration.conftest import Sshd, free_port, keygen, write_host
 
 from allmende.cli.main import main
 from allmende.connectors.ssh import SshConnector
@@ -33,16 +33,6 @@ class Setup:
     remote: Path
     local: Path
     env: dict[str, str]
-
-
-def write_host(root: Path, name: str, ssh: str | None) -> None:
-    path = root / "hosts" / f"{name}.yaml"
-    lines = [
-        line for line in path.read_text().splitlines() if not line.startswith(("ssh:", "address:"))
-    ]
-    if ssh is not None:
-        lines += ["address: 127.0.0.1", f"ssh: {ssh}"]
-    path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture
