@@ -8,12 +8,12 @@ Each size runs in a fresh process so that its peak memory (max RSS) is its own.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from fresh import measure
 
 HOSTS = 50
 
@@ -96,18 +96,9 @@ def main(argv: list[str]) -> None:
     sizes = [int(a) for a in argv] or [100, 1000, 10000]
     print(f"{'services':>9} {'load+check s':>13} {'per 1000':>9} {'docs s':>8} {'peak MiB':>9}")
     for size in sizes:
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--one", str(size)], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            raise SystemExit(f"size {size} failed")
-        figures = json.loads(output)
+        figures, peak = measure(__file__, str(size))
         per = figures["load_check_s"] / size * 1000
         docs = figures.get("docs_s", float("nan"))
-        peak = usage.ru_maxrss / 1024
         print(f"{size:>9} {figures['load_check_s']:>13.3f} {per:>9.3f} {docs:>8.2f} {peak:>9.1f}")
 
 

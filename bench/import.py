@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from fresh import measure
 
 HARNESS = Path(__file__).parents[1] / "tests" / "integration" / "test_import_corpus.py"
 
@@ -119,16 +119,7 @@ def main(argv: list[str]) -> None:
         print(json.dumps(figures))
         return
     for mode in ("each", "all"):
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--one", mode], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            raise SystemExit(f"{mode} failed")
-        figures = json.loads(output)
-        peak = usage.ru_maxrss / 1024
+        figures, peak = measure(__file__, mode)
         print(f"{mode}: {json.dumps(figures)}; peak {peak:.1f} MiB")
 
 

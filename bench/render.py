@@ -9,8 +9,6 @@ the one bench/check.py generates (50 compose hosts, one edge, a database per hos
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from check import generate
+from fresh import measure
 
 
 def one(services: int) -> dict[str, float]:
@@ -52,19 +51,11 @@ def main(argv: list[str]) -> None:
         f"{'peak MiB':>9}"
     )
     for size in sizes:
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--one", str(size)], stdout=subprocess.PIPE, text=True
-        )
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        if status != 0:
-            raise SystemExit(f"size {size} failed")
-        f = json.loads(output)
+        f, peak = measure(__file__, str(size))
         per = f["render_s"] / size * 1000
         print(
             f"{size:>9} {f['render_s']:>9.3f} {per:>9.3f} {f['files']:>7} {f['mib']:>11} "
-            f"{usage.ru_maxrss / 1024:>9.1f}"
+            f"{peak:>9.1f}"
         )
 
 

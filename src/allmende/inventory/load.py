@@ -135,15 +135,14 @@ def _resolvable(
     A file that failed to load is not reported again as an unknown name, and a reference next
     to a value that failed validation (in the same component, say) is not reported either.
     """
-    missing = {
-        f"`{name}`"
+    unloaded = frozenset(
+        name
         for (kind, name) in files
         if kind in ("host", "service")
         and name not in (inventory.hosts if kind == "host" else inventory.services)
-    }
+    )
     return [
         p
-        for p in resolve(inventory)
-        if not any(name in p.message for name in missing)
-        and (p.location.file, _scope(p.keypath)) not in failed
+        for p in resolve(inventory, unloaded)
+        if (p.location.file, _scope(p.keypath)) not in failed
     ]

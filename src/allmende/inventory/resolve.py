@@ -14,8 +14,9 @@ from allmende.inventory.yamlpos import KeyPath, dotted
 
 
 class _Resolver:
-    def __init__(self, inventory: Inventory) -> None:
+    def __init__(self, inventory: Inventory, unloaded: frozenset[str]) -> None:
         self.inv = inventory
+        self.unloaded = unloaded
         self.problems: list[Problem] = []
         self.offering = sorted(n for n, s in inventory.services.items() if s.provides is not None)
 
@@ -25,6 +26,8 @@ class _Resolver:
     def unknown(
         self, kind: Kind, name: str, path: KeyPath, what: str, value: str, known: list[str]
     ) -> None:
+        if value in self.unloaded:
+            return  # its file did not load; that problem is already reported
         self.add(kind, name, path, f"unknown {what} `{value}`", did_you_mean(value, known, what))
 
     # ------------------------------------------------------------------ collective
@@ -238,9 +241,13 @@ class _Resolver:
                     )
 
 
-def resolve(inventory: Inventory) -> Iterator[Problem]:
-    """Given a loaded inventory, yield a Problem for every reference that does not resolve."""
-    resolver = _Resolver(inventory)
+def resolve(inventory: Inventory, unloaded: frozenset[str] = frozenset()) -> Iterator[Problem]:
+    """Given a loaded inventory, yield a Problem for every reference that does not resolve.
+
+    Names in ``unloaded`` (hosts and services whose files failed to load) are not reported as
+    unknown: their own problems say why they are missing.
+    """
+    resolver = _Resolver(inventory, unloaded)
     resolver.collective()
     resolver.hosts()
     resolver.services()
