@@ -112,9 +112,15 @@ def inventory(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def out(inventory: Path, tmp_path: Path) -> Path:
+def env(tmp_path: Path) -> dict[str, str]:
+    """An environment whose state database (which keeps the zone serials) is under tmp_path."""
+    return {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
+
+
+@pytest.fixture
+def out(inventory: Path, tmp_path: Path, env: dict[str, str]) -> Path:
     out = tmp_path / "out"
-    render(inventory, out, {}, targets=("dns",))
+    render(inventory, out, env, targets=("dns",))
     return out
 
 
@@ -217,20 +223,22 @@ def soa_serial(zone: str) -> int:
     return int(next(iter(answer(f"{zone}.", "SOA"))).split()[2])
 
 
-def test_the_serial_moves_only_with_the_content(knot: Knot, inventory: Path, out: Path) -> None:
+def test_the_serial_moves_only_with_the_content(
+    knot: Knot, inventory: Path, out: Path, env: dict[str, str]
+) -> None:
     zone_file = out / "dns" / "nordlicht.example.zone"
     assert serial(zone_file.read_bytes()) == 1
-    render(inventory, out, {}, targets=("dns",))
+    render(inventory, out, env, targets=("dns",))
     knot.reload()
     assert serial(zone_file.read_bytes()) == soa_serial("nordlicht.example") == 1
     gateway = inventory / "hosts" / "gateway.yaml"
     gateway.write_text(gateway.read_text().replace(EDGE_V4, "198.51.100.8"))
-    render(inventory, out, {}, targets=("dns",))
+    render(inventory, out, env, targets=("dns",))
     knot.reload()
     assert serial(zone_file.read_bytes()) == soa_serial("nordlicht.example") == 2
     assert soa_serial("lab.nordlicht.example") == 2
     assert answer("wiki.nordlicht.example.", "A") == {"198.51.100.8"}
     assert answer("ci.lab.nordlicht.example.", "A") == {"198.51.100.8"}
-    render(inventory, out, {}, targets=("dns",))
+    render(inventory, out, env, targets=("dns",))
     knot.reload()
     assert serial(zone_file.read_bytes()) == soa_serial("nordlicht.example") == 2

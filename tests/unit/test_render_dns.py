@@ -196,17 +196,18 @@ def test_the_serial_stays_while_the_content_does() -> None:
 def test_the_render_action_carries_the_serial(tmp_path: Path) -> None:
     root = shutil.copytree(RENDER_DNS, tmp_path / "inventory")
     out = tmp_path / "out"
+    env = {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
     zone = out / "dns/nordlicht.example.zone"
-    render_action(root, out, {}, targets=("dns",))
+    render_action(root, out, env, targets=("dns",))
     assert zones.serial(zone.read_bytes()) == 1
-    render_action(root, out, {}, targets=("dns",))
+    render_action(root, out, env, targets=("dns",))
     assert zones.serial(zone.read_bytes()) == 1
     gateway = root / "hosts/gateway.yaml"
     gateway.write_text(gateway.read_text().replace("198.51.100.7", "198.51.100.8"))
-    render_action(root, out, {}, targets=("dns",))
+    render_action(root, out, env, targets=("dns",))
     assert zones.serial(zone.read_bytes()) == 2
     assert b"198.51.100.8" in zone.read_bytes()
-    render_action(root, out, {}, targets=("dns",))
+    render_action(root, out, env, targets=("dns",))
     assert zones.serial(zone.read_bytes()) == 2
     assert zones.serial((out / "dns/lab.nordlicht.example.zone").read_bytes()) == 2
 
@@ -214,7 +215,8 @@ def test_the_render_action_carries_the_serial(tmp_path: Path) -> None:
 def test_the_render_action_warns_about_skipped_zones(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    render_action(RENDER_DNS, tmp_path / "out", {}, targets=("dns",))
+    env = {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
+    render_action(RENDER_DNS, tmp_path / "out", env, targets=("dns",))
     assert "no zone file for nordlicht.org: it has no nameservers" in caplog.text
 
 

@@ -1,4 +1,4 @@
-"""The state database: created, migrated, applies recorded and listed."""
+"""The state database: created, migrated, applies and zone serials recorded and listed."""
 
 from __future__ import annotations
 
@@ -9,12 +9,16 @@ import pytest
 
 from allmende.errors import UserError
 from allmende.state.store import (
+    MIGRATIONS,
     VERSION,
+    ZoneSerial,
     default_path,
     finish_apply,
     list_applies,
     open_store,
+    record_zone_serial,
     start_apply,
+    zone_serials,
 )
 
 
@@ -57,3 +61,24 @@ def test_an_unopenable_path_is_a_user_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(UserError, match="cannot open the state database"):
         open_store(tmp_path / "file" / "state.sqlite")
+
+
+def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(f"{MIGRATIONS[0]} PRAGMA user_version = 1;")
+    old.execute(
+        "INSERT INTO applies (started, who, inventory, host, checksum, changes, result)"
+        " VALUES ('2024-01-01T00:00:00+00:00', 'ada', '/inv', 'rack', 'c', '[]', 'ok')"
+    )
+    old.commit()
+    old.close()
+    db = open_store(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == VERSION >= 2
+    assert [a.who for a in list_applies(db)] == ["ada"]
+    assert zone_serials(db, "/inv") == {}
+    record_zone_serial(db, "/inv", "example.org", ZoneSerial(3, "abc"))
+    record_zone_serial(db, "/inv", "example.org", ZoneSerial(4, "def"))
+    record_zone_serial(db, "/other", "example.org", ZoneSerial(9, "xyz"))
+    assert zone_serials(db, "/inv") == {"example.org": ZoneSerial(4, "def")}
+    db.close()

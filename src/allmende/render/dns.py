@@ -29,13 +29,17 @@ A zone is not rendered (``skipped`` says why) when it has no nameservers (no zon
 without ``nameservers``), or when a nameserver inside the zone has no A or AAAA record: neither
 would load in a name server.
 
-The serial is 1 here, so that rendering stays a pure function; ``with_serial`` carries the
-serial of the previously rendered file forward: the same while nothing else changed, one more
-when something did.
+The serial is 1 here, so that rendering stays a pure function. It is a plain counter (not
+YYYYMMDDnn): ``serial_for`` picks it from what was rendered before, as serials with the
+``content_hash`` of the zone they were given to: the highest known serial while the zone is the
+same but for its serial, the one after it (``next_serial``) when anything else changed.
+``with_serial`` does that against one previously rendered file; the render action also asks the
+state database, so that a serial survives a render without the zones or into a fresh directory.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import re
 from collections.abc import Iterable
@@ -364,20 +368,54 @@ def serial(zone: bytes) -> int | None:
     return int(match.group(2)) if match else None
 
 
+def without_serial(zone: bytes) -> bytes:
+    """Return a rendered zone with its SOA serial replaced by 0 (unchanged without an SOA)."""
+    return _SOA.sub(lambda m: m.group(1) + b"0", zone, count=1)
+
+
+def content_hash(zone: bytes) -> str:
+    """Return the SHA-256 (hex) of a rendered zone without its serial: what decides whether a
+    zone changed."""
+    return hashlib.sha256(without_serial(zone)).hexdigest()
+
+
+def set_serial(zone: bytes, number: int) -> bytes:
+    """Return a rendered zone with ``number`` as its SOA serial."""
+    return _SOA.sub(lambda m: m.group(1) + str(number).encode(), zone, count=1)
+
+
+def next_serial(number: int) -> int:
+    """Return the serial after ``number``: one more, modulo 2**32 and skipping 0, which RFC 1982
+    serial arithmetic counts as an increase even where it wraps."""
+    return (number + 1) % 2**32 or 1
+
+
+def serial_for(zone: bytes, known: Iterable[tuple[int, str]]) -> int:
+    """Given a freshly rendered zone and the serials it was given before, each with the
+    ``content_hash`` of the zone it was given to, return its serial now.
+
+    That is the highest known serial when every zone known under it had the same content as
+    this one, else the serial after the highest; ``INITIAL_SERIAL`` when nothing is known.
+    """
+    known = list(known)
+    if not known:
+        return INITIAL_SERIAL
+    highest = max(number for number, _ in known)
+    digest = content_hash(zone)
+    if all(h == digest for number, h in known if number == highest):
+        return highest
+    return next_serial(highest)
+
+
 def with_serial(new: bytes, previous: bytes | None) -> bytes:
     """Given a freshly rendered zone and the one rendered before (None when there is none),
-    return the new zone with its serial carried forward.
+    return the new zone with its serial carried forward (``serial_for``).
 
     When the two are equal but for the serial, the previous serial stays; otherwise the new one
-    is the previous plus one (modulo 2**32, skipping 0, as RFC 1982 serial arithmetic allows).
-    Without a previous file (or one without an SOA line) the new zone is returned unchanged.
+    is the previous plus one (``next_serial``). Without a previous file (or one without an SOA
+    line) the new zone is returned unchanged.
     """
     old = serial(previous) if previous is not None else None
     if previous is None or old is None or serial(new) is None:
         return new
-
-    def blank(zone: bytes) -> bytes:
-        return _SOA.sub(lambda m: m.group(1) + b"0", zone, count=1)
-
-    number = old if blank(new) == blank(previous) else (old + 1) % 2**32 or 1
-    return _SOA.sub(lambda m: m.group(1) + str(number).encode(), new, count=1)
+    return set_serial(new, serial_for(new, [(old, content_hash(previous))]))

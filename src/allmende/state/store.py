@@ -1,9 +1,14 @@
-"""The state database: one SQLite file recording every apply.
+"""The state database: one SQLite file recording every apply and the serial of every rendered
+DNS zone.
 
 Where: ``ALLMENDE_STATE`` if set, else ``$XDG_STATE_HOME/allmende/state.sqlite``, else
 ``~/.local/state/allmende/state.sqlite``. The schema version is SQLite's ``user_version``;
 ``MIGRATIONS[n]`` brings a database from version ``n`` to ``n + 1``, each in one transaction,
 so an older file is upgraded when opened and a newer one is refused.
+
+An inventory is named by its resolved root directory, as text. Zone serials are kept per
+inventory and zone, with the hash of the zone they were last given to, and stay when a zone
+leaves the inventory, so that it continues from there should it come back.
 """
 
 from __future__ import annotations
@@ -34,6 +39,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX applies_host ON applies (host, started);
     """,
+    """
+    CREATE TABLE zone_serials (
+        inventory TEXT NOT NULL,
+        zone TEXT NOT NULL,
+        serial INTEGER NOT NULL,
+        content TEXT NOT NULL,
+        updated TEXT NOT NULL,
+        PRIMARY KEY (inventory, zone)
+    );
+    """,
 )
 VERSION = len(MIGRATIONS)
 
@@ -51,6 +66,15 @@ class Apply:
     checksum: str
     changes: list[dict[str, Any]]
     result: str | None
+
+
+@dataclass(frozen=True)
+class ZoneSerial:
+    """The serial a zone of an inventory was last rendered with, and the hash of its content
+    without the serial (``render.dns.content_hash``)."""
+
+    serial: int
+    content: str
 
 
 def default_path(env: Mapping[str, str]) -> Path:
@@ -126,3 +150,24 @@ def list_applies(db: sqlite3.Connection, host: str | None = None, limit: int = 5
     query += " ORDER BY id DESC LIMIT ?"
     rows = db.execute(query, (*parameters, limit)).fetchall()
     return [Apply(r[0], r[1], r[2], r[3], r[4], r[5], r[6], json.loads(r[7]), r[8]) for r in rows]
+
+
+def zone_serials(db: sqlite3.Connection, inventory: str) -> dict[str, ZoneSerial]:
+    """Return the last serial of every zone recorded for ``inventory``, by zone name."""
+    rows = db.execute(
+        "SELECT zone, serial, content FROM zone_serials WHERE inventory = ?", (inventory,)
+    ).fetchall()
+    return {zone: ZoneSerial(number, content) for zone, number, content in rows}
+
+
+def record_zone_serial(
+    db: sqlite3.Connection, inventory: str, zone: str, serial: ZoneSerial
+) -> None:
+    """Record ``serial`` as the last serial of ``zone`` in ``inventory``, replacing the one
+    before."""
+    db.execute(
+        "INSERT INTO zone_serials (inventory, zone, serial, content, updated)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (inventory, zone) DO UPDATE SET"
+        " serial = excluded.serial, content = excluded.content, updated = excluded.updated",
+        (inventory, zone, serial.serial, serial.content, now()),
+    )
