@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from allmende.checks import ports
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
 from allmende.inventory.inventory import Inventory
@@ -145,3 +146,67 @@ def routes_dns(ctx: Context) -> Iterator[Finding]:
                         f"{inv.where('zone', zone, ('records', j))}",
                         "remove the record: routes make their own A/AAAA records",
                     )
+
+
+def _free_port(inventory: Inventory, host: str, wanted: int) -> int:
+    """Return a port to suggest publishing on ``host``: ``wanted`` (8000 more when it needs
+    root: 80 becomes 8080), or the next one up that nothing on the host uses yet."""
+    used = {
+        use.port
+        for use in [*ports.published(inventory), *ports.edge(inventory)]
+        if use.host == host
+    }
+    port = wanted if wanted >= 1024 else wanted + 8000
+    while port in used and port < 65535:
+        port += 1
+    return port
+
+
+def _edges(names: list[str]) -> str:
+    """Return edge hosts as a message names them: edge host `a`, edge hosts `a`, `b`."""
+    return ("edge host " if len(names) == 1 else "edge hosts ") + ", ".join(f"`{n}`" for n in names)
+
+
+@rule(
+    "routes.reachable",
+    "error",
+    "The edge reaches a component only on a published port (or, on an Incus host it runs on "
+    "or in, by name on the bridge); a route or exposed port it cannot reach answers 503, or "
+    "nothing, forever.",
+    "publish the port under the component's `publish`",
+)
+def routes_reachable(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    for name, service in sorted(inv.services.items()):
+        targets = [(("routes", i, "to"), r.to) for i, r in enumerate(service.routes)] + [
+            (("expose", i, "to"), e.to) for i, e in enumerate(service.expose)
+        ]
+        for path, target in targets:
+            unpublished: list[str] = []
+            nowhere: list[str] = []
+            for edge in derive.edges_of(inv, name):
+                reach = derive.reach(inv, edge, name, target)
+                if reach is None or reach.reachable:
+                    continue  # an unknown target is a load error; see inventory.validate
+                (nowhere if reach.published else unpublished).append(edge)
+            component, port = derive.split_target(target)
+            if unpublished:
+                number = _free_port(inv, service.host, service.components[component].ports[port])
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"{_edges(unpublished)} cannot reach {target}: it is not published on "
+                    f"`{service.host}`",
+                    f"publish it: `publish: {{{port}: {number}}}` under components.{component} "
+                    f"in {inv.file('service', name)}",
+                )
+            if nowhere:
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"{_edges(nowhere)} cannot reach {target}: host `{service.host}` has no "
+                    "`address`",
+                    f"give `{service.host}` an `address` in {inv.file('host', service.host)}",
+                )

@@ -228,3 +228,68 @@ def domain_edges(inventory: Inventory) -> dict[str, tuple[str, ...]]:
 def maintained_by(inventory: Inventory, person: str) -> list[str]:
     """Return the services a person maintains, sorted."""
     return sorted(n for n, s in inventory.services.items() if person in s.maintainers)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How an edge host reaches one port of a service's component, or why it cannot.
+
+    ``address`` and ``port`` are what the edge connects to: the published port on the host's
+    address (127.0.0.1 when the service runs on the edge host itself), or the port itself by
+    name on the Incus bridge. ``address`` is None when the host has no address to connect to.
+    """
+
+    host: str
+    address: str | None
+    port: int
+    published: bool
+    bridge: bool
+
+    @property
+    def reachable(self) -> bool:
+        """Return whether the edge can connect at all."""
+        return (self.published or self.bridge) and self.address is not None
+
+
+def on_incus_bridge(inventory: Inventory, edge: str, host: str) -> bool:
+    """Return whether the edge host ``edge`` sits on the Incus host ``host`` (is it, or runs in
+    it), so that it reaches that host's system containers by name on the bridge."""
+    incus = inventory.hosts.get(host)
+    if incus is None or incus.engine != "incus":
+        return False
+    current: str | None = edge
+    seen: set[str] = set()
+    while current is not None and current not in seen:
+        if current == host:
+            return True
+        seen.add(current)
+        parent = inventory.hosts.get(current)
+        current = parent.parent if parent is not None else None
+    return False
+
+
+def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach | None:
+    """Return how the edge host ``edge`` reaches ``<component>.<port>`` of ``service``, or
+    None when the service has no such component or port.
+
+    A published port is reached on the service host's ``address``, or on 127.0.0.1 when the
+    service runs on the edge host itself. An unpublished port of a container on an Incus host
+    the edge runs on or in is reached by name on the Incus bridge,
+    ``<service>-<component>.incus``. Any other unpublished port cannot be reached.
+    """
+    component_name, port_name = split_target(target)
+    owner = inventory.services[service]
+    component = owner.components.get(component_name)
+    if component is None or port_name not in component.ports:
+        return None
+    published = component.publish.get(port_name)
+    port = published if published is not None else component.ports[port_name]
+    if published is None and on_incus_bridge(inventory, edge, owner.host):
+        # Incus names every instance on its managed bridge: <service>-<component>.incus.
+        return Reach(owner.host, f"{service}-{component_name}.incus", port, False, True)
+    if owner.host == edge:
+        address: str | None = "127.0.0.1"
+    else:
+        host = inventory.hosts.get(owner.host)
+        address = (host.address or None) if host is not None else None
+    return Reach(owner.host, address, port, published is not None, False)

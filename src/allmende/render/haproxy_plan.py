@@ -20,7 +20,8 @@ The decisions, in one place:
   127.0.0.1 when the service runs on the edge host itself. An unpublished port of a system
   container on an Incus host that the edge runs on or in is reached by name on the Incus
   bridge, ``<service>-<component>.incus:<port>``. Any other port that is not published
-  cannot be reached: its server is rendered disabled, with the reason.
+  cannot be reached: its server is rendered disabled, with the reason. The decision is
+  ``derive.reach``, which the check ``routes.reachable`` applies as well.
 
 Everything that ends up in the configuration is either validated here (domains, host names)
 or encoded so that it cannot break out of its place (paths, identifiers, comments).
@@ -275,28 +276,18 @@ class _Planner:
         while name in self.names:
             name = f"{name}_"
         self.names.add(name)
-        host_of = self.inventory.services[service].host
-        published = component.publish.get(port_name)
-        port = published if published is not None else component.ports[port_name]
+        reach = derive.reach(self.inventory, self.edge, service, f"{component_name}.{port_name}")
+        assert reach is not None, "backend() makes backends of existing ports only"
+        host_of, address, port = reach.host, reach.address, reach.port
         note = ""
-        address: str | None
-        if published is None and self._on_incus_bridge(host_of):
-            # Incus names every instance on its managed bridge: <service>-<component>.incus.
-            address = f"{service}-{component_name}.incus"
-        else:
-            if published is None:
-                note = (
-                    f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
-                    f"cannot reach it: publish it (components.{component_name}.publish."
-                    f"{port_name} in {self.inventory.file('service', service)}) and render again"
-                )
-            if host_of == self.edge:
-                address = "127.0.0.1"
-            else:
-                host = self.inventory.hosts.get(host_of)
-                address = host.address if host is not None else None
-                if not address:
-                    note = note or f"{host_of} has no `address`: give it one and render again"
+        if not reach.published and not reach.bridge:
+            note = (
+                f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
+                f"cannot reach it: publish it (components.{component_name}.publish."
+                f"{port_name} in {self.inventory.file('service', service)}) and render again"
+            )
+        elif address is None:
+            note = f"{host_of} has no `address`: give it one and render again"
         formatted = server_address(address or "127.0.0.1", port)
         if formatted is None:
             note = note or f"address {address!r} of {host_of} is no IP address or host name"
@@ -315,22 +306,6 @@ class _Planner:
             note=note,
             health=health,
         )
-
-    def _on_incus_bridge(self, host_of: str) -> bool:
-        """Return whether the edge sits on the Incus host ``host_of`` (is it, or runs in it),
-        so that it reaches that host's system containers by name on the bridge."""
-        host = self.inventory.hosts.get(host_of)
-        if host is None or host.engine != "incus":
-            return False
-        current: str | None = self.edge
-        seen: set[str] = set()
-        while current is not None and current not in seen:
-            if current == host_of:
-                return True
-            seen.add(current)
-            parent = self.inventory.hosts.get(current)
-            current = parent.parent if parent is not None else None
-        return False
 
     def _health(
         self, service: str, component_name: str, component: Component, port_name: str, mode: Mode
