@@ -185,3 +185,6 @@ def http_get(url: str, timeout: float = 20) -> str:
             if time.monotonic() > deadline:
                 pytest.fail(f"{url} did not answer within {timeout} s: {error}", pytrace=False)
             time.sleep(0.2)
+
+
+from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)
