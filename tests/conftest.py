@@ -36,3 +36,29 @@ def overlay(case: Path, into: Path) -> Path:
 def nordlicht(tmp_path: Path) -> Path:
     """A writable copy of the valid base inventory."""
     return overlay(FIXTURES / "empty-overlay", tmp_path / "inventory")
+
+
+def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
+    """Give the copied ``inventory`` a new age key at ``key``: its recipients become that key
+    alone and every secret it names gets the value ``value of <name>``, encrypted to it (the
+    bundled inventories are encrypted to keys nobody has). Return the values by name."""
+    from allmende.inventory.load import load
+    from allmende.inventory.secrets import SecretStore, create_key
+
+    env = {"ALLMENDE_AGE_KEY": str(key)}
+    (inventory / "secrets" / "recipients.txt").unlink(missing_ok=True)
+    create_key(inventory, env)
+    store = SecretStore(inventory, env)
+    loaded = load(inventory, env)
+    names = sorted(
+        {
+            secret
+            for service in loaded.services.values()
+            for component in service.components.values()
+            for secret in component.secrets.values()
+        }
+    )
+    values = {name: f"value of {name}".encode() for name in names}
+    for name, value in values.items():
+        store.set(name, value)
+    return values

@@ -32,17 +32,11 @@ from pathlib import Path
 import pytest
 from tests.end_to_end.test_haproxy import EDGE_FIXTURE, need, prepared_copy, start, stop
 
-from allmende.apply.proxy import (
-    Processes,
-    ProxyPaths,
-    ensure_running,
-    parse_show_proc,
-    reload,
-    show_proc,
-)
+from allmende.apply.proxy import ensure_running, reload
 from allmende.connectors.local import LocalConnector
 from allmende.errors import UserError
 from allmende.inventory.load import load
+from allmende.plan.proxy import Processes, ProxyPaths, parse_show_proc, show_proc
 from allmende.render.haproxy import render
 
 HTTP, HTTPS, EXPOSED = 18180, 18543, 18125

@@ -4,7 +4,8 @@ The inventory is the nordlicht fixture with `rack` reached over SSH (the real ss
 `gateway` and `build` as the local machine; both roots are temp directories
 (ALLMENDE_REMOTE_ROOT, ALLMENDE_HOST_ROOT). The rendered haproxy.cfg names certificates that
 only exist on a real edge, so the tests put a small config the real `haproxy -c` accepts in its
-place (or one it rejects).
+place (or one it rejects). No engine actions are planned here (there is no Docker on the
+test machine): the engines, the proxy and rollback are driven for real by the end-to-end tests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.conftest import BASE
+from tests.conftest import BASE, own_secrets
 from tests.integration.conftest import Sshd, write_host
 
 import allmende.actions.plan as plan_action
@@ -70,6 +71,8 @@ def site(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         "ALLMENDE_SSH_TIMEOUT": "5",
         "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
     }
+    own_secrets(inventory, tmp_path / "age.key")
+    env["ALLMENDE_AGE_KEY"] = str(tmp_path / "age.key")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     result = Site(inventory, remote, local, tmp_path / "state.sqlite", [VALID])
@@ -80,7 +83,13 @@ def site(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         files[name] = Rendered(result.haproxy[0].encode(), files[name].sources)
         return files
 
+    async def no_actions(*args: object) -> list[object]:
+        return []
+
     monkeypatch.setattr(plan_action, "render_all", rendered)
+    # The engines and the proxy are driven for real in tests/end_to_end/test_apply_demo.py;
+    # these tests are about the files.
+    monkeypatch.setattr(plan_action, "plan_actions", no_actions)
     yield result
 
 
@@ -156,7 +165,7 @@ def test_removed_services_are_deleted_and_a_large_delete_needs_force(
     (site.inventory / "services/git.yaml").unlink()
     code, out, err = apply(capsys, site, "--yes", "--host", "rack")
     assert code == 2
-    assert "deletes 6 of the 9 files allmende manages on rack (more than half)" in err
+    assert "deletes 7 of the 10 files allmende manages on rack (more than half)" in err
     assert "--force" in err
     assert (site.remote / "srv/wiki/compose.yaml").exists()
 
@@ -279,6 +288,6 @@ def test_one_service_then_the_rest(site: Site, capsys: pytest.CaptureFixture[str
     assert all("wiki" in path for path in manifest)
     assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
     manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
-    assert len(manifest) == 9
+    assert len(manifest) == 10
     assert apply(capsys, site, "--yes", "--host", "rack", "--service", "git")[0] == 0
-    assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 9
+    assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 10

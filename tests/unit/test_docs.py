@@ -426,13 +426,23 @@ def test_without_graphviz_the_site_is_built_without_the_picture(
 
 def test_up_without_serving_checks_and_builds(tmp_path: Path) -> None:
     out = tmp_path / "site"
-    result = CliRunner().invoke(cli, ["up", str(ESCAPE), "--out", str(out), "--no-serve"])
+    command = ["up", str(ESCAPE), "--out", str(out), "--no-serve", "--no-apply"]
+    result = CliRunner().invoke(cli, command)
     assert result.exit_code == 0, result.output
     assert "[secrets.plaintext]" in result.output  # findings as `check` prints them
     assert "2 errors" in result.output
     assert re.search(r"Wrote \d+ pages to ", result.output)
     assert "Serving" not in result.output
     assert (out / "index.html").is_file()
+
+
+def test_up_applies_nothing_when_the_check_finds_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "site"
+    assert main(["up", str(ESCAPE), "--out", str(out), "--no-serve"]) == 2
+    assert "Not applied: the check found errors; fix them first." in capsys.readouterr().err
+    assert (out / "index.html").is_file()  # the docs show the findings all the same
 
 
 def test_docs_command_says_how_many_pages_and_where(tmp_path: Path) -> None:

@@ -13,8 +13,9 @@ from collections import Counter
 from collections.abc import Mapping
 
 from allmende.actions.plan import Prepared
-from allmende.apply.files import apply_files
+from allmende.apply.host import HostPlan, apply_host
 from allmende.apply.lock import host_lock
+from allmende.apply.verify import TIMEOUT
 from allmende.connectors import connect
 from allmende.errors import UserError
 from allmende.state.store import default_path, finish_apply, open_store, start_apply
@@ -53,27 +54,36 @@ def apply(prepared: Prepared, env: Mapping[str, str]) -> dict[str, str]:
     and record each in the state database. Return each host's result: ``ok`` or why it failed
     (nothing of that host was replaced unless said otherwise)."""
     plan = prepared.plan
-    hosts = sorted({c.host for c in plan.changes})
+    hosts = sorted({c.host for c in plan.changes} | {a.host for a in plan.actions})
     user = who(env)
     db = open_store(default_path(env))
     inventory_name = str(prepared.root.resolve())
 
     async def one(host: str) -> str:
         changes = [c for c in plan.changes if c.host == host]
+        actions = [a for a in plan.actions if a.host == host]
         record = start_apply(
             db,
             who=user,
             inventory=inventory_name,
             host=host,
             checksum=plan.checksum,
-            changes=[c.canonical() for c in changes],
+            changes=[c.canonical() for c in changes] + [a.canonical() for a in actions],
+        )
+        part = HostPlan(
+            prepared.inventory,
+            changes,
+            actions,
+            prepared.wanted[host],
+            prepared.scoped,
+            float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
         )
         try:
             async with (
                 connect(prepared.inventory, host, env) as connector,
                 host_lock(connector, user, os.getpid()),
             ):
-                await apply_files(connector, changes, prepared.wanted[host], prepared.scoped)
+                await apply_host(connector, part)
         except UserError as exc:
             finish_apply(db, record, f"failed: {exc}")
             return str(exc)

@@ -12,7 +12,10 @@ from allmende.connectors import connect
 from allmende.connectors.base import Connector
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
-from allmende.plan.changes import Plan
+from allmende.inventory.secrets import SecretStore
+from allmende.plan.changes import Action, Change, Plan
+from allmende.plan.deliver import host_files, needs_secrets
+from allmende.plan.engines import plan_actions
 from allmende.plan.observe import observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
@@ -36,15 +39,22 @@ def prepare(
     files of ``service`` if given); return the plan with what it was made from. Raise
     InventoryError or UserError as `plan` does."""
     inventory = load(root, env)
-    files = select(inventory, render_all(inventory), host, service)
     hosts = [host] if host is not None else sorted(inventory.hosts)
+    store = SecretStore(root, env) if needs_secrets(inventory, hosts, service) else None
+    rendered = host_files(inventory, render_all(inventory), store, service)
+    files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)
 
     def opener(name: str) -> Connector:
         return connect(inventory, name, env)
 
-    plan = asyncio.run(observe(wanted, opener, source))
+    async def act(
+        connector: Connector, changes: list[Change], files: Mapping[str, Rendered]
+    ) -> list[Action]:
+        return await plan_actions(connector, inventory, changes, files, service)
+
+    plan = asyncio.run(observe(wanted, opener, source, act))
     return Prepared(root, inventory, wanted, plan, service is not None)
 
 

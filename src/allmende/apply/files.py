@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from allmende.connectors.base import Connector
+from allmende.connectors.base import PREVIOUS, Connector
 from allmende.errors import UserError
 from allmende.plan.changes import Change, sha256
 from allmende.plan.observe import MANIFEST, file_mode
@@ -60,9 +61,9 @@ def new_manifest(
 
 
 async def _check_unchanged(connector: Connector, changes: Sequence[Change]) -> None:
-    for change in changes:
-        found = await connector.stat(change.path)
-        now = found.sha256 if found else None
+    found = await connector.stat_many([c.path for c in changes])
+    for change, have in zip(changes, found, strict=True):
+        now = have.sha256 if have else None
         if now != change.before:
             raise UserError(
                 f"{connector.host}:{change.path} changed since the plan was made; nothing was "
@@ -70,11 +71,27 @@ async def _check_unchanged(connector: Connector, changes: Sequence[Change]) -> N
             )
 
 
-async def _validate(connector: Connector, path: str, temp: str) -> None:
+async def _validate(
+    connector: Connector, path: str, temp: str, content: bytes, staged: Mapping[str, str]
+) -> None:
+    """Check the temp of ``path`` with its validator, if it has one. A file it names that is
+    staged too (``staged``: host path -> temp) is checked in its new version: the check runs on
+    a copy naming the other temps instead."""
     validator = VALIDATORS.get(PurePosixPath(path).name)
     if validator is None:
         return
-    ran = await connector.run([*validator, connector.real(temp)])
+    others = {p: t for p, t in staged.items() if p != path and p.encode() in content}
+    checked = temp
+    if others:
+        text = content
+        for other, other_temp in others.items():
+            text = text.replace(other.encode(), connector.real(other_temp).encode())
+        checked = await connector.write_temp(f"{path}-check", text, 0o600)
+    try:
+        ran = await connector.run([*validator, connector.real(checked)])
+    finally:
+        if checked != temp:
+            await connector.remove(checked)
     if ran.exit == 127:
         raise UserError(
             f"{connector.host}: `{validator[0]}` is not installed there, so {path} cannot be "
@@ -82,13 +99,100 @@ async def _validate(connector: Connector, path: str, temp: str) -> None:
         )
     if ran.exit != 0:
         said = (ran.stderr + ran.stdout).decode(errors="replace").strip()
-        said = said.replace(connector.real(temp), path)
+        said = said.replace(connector.real(checked), path)
+        for other, other_temp in others.items():
+            said = said.replace(connector.real(other_temp), other)
         alerts = [line for line in said.splitlines() if "[ALERT]" in line]
         said = "\n".join(alerts) if alerts else said
         raise UserError(
             f"{connector.host}: `{' '.join(validator)}` rejects the new {path}, so nothing "
             f"on this host was replaced:\n{said[-2000:]}"
         )
+
+
+@dataclass
+class Staged:
+    """One host's changes written to temps, checked, and not yet live."""
+
+    changes: Sequence[Change]
+    temps: list[tuple[str, str]] = field(default_factory=list)
+    manifest_before: bytes | None = None
+    committed: list[Change] = field(default_factory=list)
+
+
+async def stage(
+    connector: Connector, changes: Sequence[Change], wanted: Mapping[str, Rendered]
+) -> Staged:
+    """Steps 1 to 4 on the opened, locked host: nothing live changes. Raise UserError, with
+    every temp removed, if a file changed since the plan, the disk is full or a validator
+    rejects a file."""
+    await _check_unchanged(connector, changes)
+    for change in changes:
+        if change.kind != "create":
+            await connector.keep_previous(change.path)
+    staged = Staged(changes)
+    try:
+        for change in changes:
+            if change.kind == "delete":
+                continue
+            rendered = wanted[change.path]
+            temp = await connector.write_temp(
+                change.path, rendered.content, file_mode(change.path, rendered)
+            )
+            staged.temps.append((temp, change.path))
+        temps = {path: temp for temp, path in staged.temps}
+        for temp, path in staged.temps:
+            await _validate(connector, path, temp, wanted[path].content, temps)
+    except UserError:
+        await discard(connector, staged)
+        raise
+    return staged
+
+
+async def discard(connector: Connector, staged: Staged) -> None:
+    """Remove the temps of a staged apply that will not go live."""
+    for temp, _ in staged.temps:
+        await connector.remove(temp)
+
+
+async def commit(
+    connector: Connector,
+    staged: Staged,
+    wanted: Mapping[str, Rendered],
+    scoped: bool = False,
+) -> None:
+    """Step 5: rename every temp over its target, delete what the plan deletes, rewrite the
+    manifest. Each change done is kept in ``staged.committed`` for ``rollback``."""
+    staged.manifest_before = await connector.read(MANIFEST)
+    by_path = {c.path: c for c in staged.changes}
+    for temp, path in staged.temps:
+        await connector.rename(temp, path)
+        staged.committed.append(by_path[path])
+    deletes = [c for c in staged.changes if c.kind == "delete"]
+    for change in deletes:
+        await connector.remove(change.path)
+        staged.committed.append(change)
+    manifest = new_manifest(
+        staged.manifest_before, connector.host, wanted, [c.path for c in deletes], scoped
+    )
+    await connector.write_atomic(MANIFEST, manifest, 0o644)
+
+
+async def rollback(connector: Connector, staged: Staged) -> None:
+    """Put back what ``commit`` changed: each replaced or deleted file from its previous
+    version, each created file removed, the manifest as it was. Temps not yet renamed are
+    removed."""
+    done = {c.path for c in staged.committed}
+    for temp, path in staged.temps:
+        if path not in done:
+            await connector.remove(temp)
+    for change in reversed(staged.committed):
+        if change.kind == "create":
+            await connector.remove(change.path)
+        else:
+            await connector.rename(change.path + PREVIOUS, change.path)
+    if staged.manifest_before is not None:
+        await connector.write_atomic(MANIFEST, staged.manifest_before, 0o644)
 
 
 async def apply_files(
@@ -99,36 +203,11 @@ async def apply_files(
 ) -> None:
     """Apply one host's ``changes`` (from a plan of ``wanted``, its rendered files by path) on
     the opened, locked host, then rewrite the manifest. Raise UserError, having replaced
-    nothing, if a file changed since the plan, the disk is full or a validator rejects a file."""
-    await _check_unchanged(connector, changes)
-    writes = [c for c in changes if c.kind != "delete"]
-    deletes = [c for c in changes if c.kind == "delete"]
-    for change in changes:
-        if change.kind != "create":
-            await connector.keep_previous(change.path)
-    staged: list[tuple[str, str]] = []
+    nothing, if a file changed since the plan, the disk is full or a validator rejects a file;
+    a failure while renaming puts back what was renamed."""
+    staged = await stage(connector, changes, wanted)
     try:
-        for change in writes:
-            rendered = wanted[change.path]
-            temp = await connector.write_temp(
-                change.path, rendered.content, file_mode(change.path, rendered)
-            )
-            staged.append((temp, change.path))
-        for temp, path in staged:
-            await _validate(connector, path, temp)
+        await commit(connector, staged, wanted, scoped)
     except UserError:
-        for temp, _ in staged:
-            await connector.remove(temp)
+        await rollback(connector, staged)
         raise
-    for temp, path in staged:
-        await connector.rename(temp, path)
-    for change in deletes:
-        await connector.remove(change.path)
-    manifest = new_manifest(
-        await connector.read(MANIFEST),
-        connector.host,
-        wanted,
-        [c.path for c in deletes],
-        scoped,
-    )
-    await connector.write_atomic(MANIFEST, manifest, 0o644)

@@ -2,14 +2,17 @@
 
 The lock is the directory ``/var/lib/allmende/apply.lock``: creating a directory is atomic, so
 exactly one apply gets it. Inside, ``holder.json`` says who holds it, since when, and from
-where. A lock older than ``STALE`` is from an apply that died; it is taken over, and the log
-says whose it was.
+where. A lock is taken over (and the log says whose it was) when it was left by an apply that
+died: one started from this same machine whose process is gone (killed, power cut), or any
+older than ``STALE``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +26,26 @@ LOCK = "/var/lib/allmende/apply.lock"
 HOLDER = f"{LOCK}/holder.json"
 #: After this many seconds a lock is considered left behind by an apply that died.
 STALE = 3600.0
+
+
+def alive(pid: int) -> bool:
+    """Return whether a process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def dead_here(holder: bytes | None) -> bool:
+    """Return whether the holder is an apply started from this machine that no longer runs."""
+    try:
+        data = json.loads(holder or b"")
+        return bool(data.get("from") == socket.gethostname() and not alive(int(data["pid"])))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
 
 
 def describe(holder: bytes | None) -> tuple[str, float | None]:
@@ -45,15 +68,17 @@ async def host_lock(
     apply holds it (and it is not stale)."""
     started = time.time() if now is None else now
     if not await connector.make_dir(LOCK):
-        holder, since = describe(await connector.read(HOLDER))
-        if since is None or started - since < STALE:
+        data = await connector.read(HOLDER)
+        holder, since = describe(data)
+        if not dead_here(data) and (since is None or started - since < STALE):
             raise UserError(
                 f"{connector.host}: another apply is running there, held by {holder} "
                 f"({LOCK}); wait for it to finish. If it died, the lock is taken over after "
-                f"{STALE / 3600:g} h, or remove {LOCK} on the host by hand"
+                f"{STALE / 3600:g} h (at once from the machine it ran on), or remove {LOCK} on "
+                "the host by hand"
             )
         log.warning("%s: taking over the stale apply lock of %s", connector.host, holder)
-    info = {"who": who, "pid": pid, "since": started}
+    info = {"who": who, "pid": pid, "since": started, "from": socket.gethostname()}
     await connector.write_atomic(HOLDER, json.dumps(info).encode(), 0o644)
     try:
         yield

@@ -21,112 +21,21 @@ path and the command passed as arguments.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from allmende.connectors.base import Connector, Ran
+from allmende.connectors.base import Connector
 from allmende.errors import UserError
-
-#: Sends one command (argv[2]) to the unix socket argv[1] and prints the answer. Exit 3 when
-#: nothing listens there.
-MASTER_CLI = """\
-import socket, sys
-try:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.stderr.write(str(e) + "\\n")
-    sys.exit(3)
-s.sendall(sys.argv[2].encode() + b"\\n")
-s.shutdown(socket.SHUT_WR)
-out = b""
-try:
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        out += c
-except OSError:
-    pass
-sys.stdout.write(out.decode(errors="replace"))
-"""
+from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, said, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
 WAIT_SECONDS = 10.0
 
 
-@dataclass(frozen=True)
-class ProxyPaths:
-    """Where HAProxy's configuration, master socket and pidfile are on the host."""
-
-    config: str = "/etc/haproxy/haproxy.cfg"
-    master_socket: str = "/run/haproxy/master.sock"
-    pidfile: str = "/run/haproxy/haproxy.pid"
-
-
-@dataclass(frozen=True)
-class Processes:
-    """What ``show proc`` says: the master's reload and failure counts, the current workers."""
-
-    master: int
-    reloads: int
-    failed: int
-    workers: frozenset[int]
-
-
-_MASTER = re.compile(r"^(\d+)\s+master\s+(\d+)\s+\[failed:\s*(\d+)\]", re.MULTILINE)
-_WORKER = re.compile(r"^(\d+)\s+worker\b")
-
-
-def parse_show_proc(text: str) -> Processes | None:
-    """Return the processes ``show proc`` lists, or None if ``text`` is not its answer."""
-    master = _MASTER.search(text)
-    if master is None:
-        return None
-    workers: set[int] = set()
-    section = ""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            section = line
-            continue
-        match = _WORKER.match(line)
-        if match and section.strip() == "# workers":
-            workers.add(int(match.group(1)))
-    return Processes(
-        int(master.group(1)), int(master.group(2)), int(master.group(3)), frozenset(workers)
-    )
-
-
-def _said(ran: Ran) -> str:
-    return (ran.stdout + ran.stderr).decode(errors="replace")
-
-
 def _alerts(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if "[ALERT]" in line]
     return "\n".join(lines) if lines else text.strip()
-
-
-async def master_cli(connector: Connector, paths: ProxyPaths, command: str) -> str | None:
-    """Send one command to the master socket; return the answer, or None if nothing listens."""
-    ran = await connector.run(["python3", "-c", MASTER_CLI, paths.master_socket, command])
-    if ran.exit == 3:
-        return None
-    if ran.exit != 0:
-        raise UserError(
-            f"{connector.host}: cannot speak to the HAProxy master socket "
-            f"{paths.master_socket}: {_said(ran).strip()}"
-        )
-    return ran.stdout.decode(errors="replace")
-
-
-async def show_proc(connector: Connector, paths: ProxyPaths) -> Processes | None:
-    """Return what the master says about its processes, or None if no master answers."""
-    answer = await master_cli(connector, paths, "show proc")
-    return None if answer is None else parse_show_proc(answer)
 
 
 async def _wait(
@@ -149,11 +58,11 @@ async def validate(connector: Connector, paths: ProxyPaths) -> None:
     if ran.exit != 0:
         raise UserError(
             f"{connector.host}: HAProxy rejects {paths.config}, nothing was reloaded:\n"
-            f"{_alerts(_said(ran))}"
+            f"{_alerts(said(ran))}"
         )
 
 
-async def ensure_running(connector: Connector, paths: ProxyPaths = ProxyPaths()) -> Processes:
+async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
     """Start HAProxy in master-worker mode unless a master answers on the master socket, and
     return its processes once it answers with a worker. Raise UserError if it does not start."""
     processes = await show_proc(connector, paths)
@@ -169,7 +78,7 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = ProxyPaths())
         ran = await connector.run([*start, "-p", paths.pidfile, "-f", paths.config])
         if ran.exit != 0:
             raise UserError(
-                f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(_said(ran))}"
+                f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(said(ran))}"
             )
     processes = await _wait(connector, paths, lambda p: bool(p.workers))
     if processes is None or not processes.workers:
@@ -180,7 +89,7 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = ProxyPaths())
     return processes
 
 
-async def reload(connector: Connector, paths: ProxyPaths = ProxyPaths()) -> Processes:
+async def reload(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
     """Validate the configuration, reload HAProxy through its master socket, and return its
     processes once a new worker serves. Raise UserError if HAProxy rejects the configuration
     (the old worker keeps serving) or no master answers."""

@@ -36,22 +36,26 @@ def apply(
     force: bool,
     plan_checksum: str | None,
 ) -> int:
-    """Bring the hosts to the inventory in DIRECTORY: show the plan, ask, then write its files.
+    """Bring the hosts to the inventory in DIRECTORY: show the plan, ask, then carry it out.
 
-    Each host's files are written under a lock on that host (/var/lib/allmende/apply.lock):
-    all new files go to temp files beside their targets first and are checked by the real tool
-    where there is one (`haproxy -c` for haproxy.cfg); only when all of a host's files are
-    written and accepted are they renamed into place, the previous version of each kept as
-    `<file>.allmende-prev`. Files under a `secrets/` directory get mode 0600. Every apply is
-    recorded in the state database (ALLMENDE_STATE).
+    Each host is applied under a lock on that host (/var/lib/allmende/apply.lock), as one
+    transaction: all new files go to temp files beside their targets first and are checked by
+    the real tool where there is one (`haproxy -c` for haproxy.cfg, with stand-in certificates
+    written for names that have none yet); only when all of a host's files are written and
+    accepted are they renamed into place, the previous version of each kept as
+    `<file>.allmende-prev`. Secret values are decrypted now and written with mode 0600 under
+    /srv/<service>/secrets/. Then HAProxy is started or gracefully reloaded through its master
+    socket, changed services are brought up through the host's engine and waited for until
+    healthy, and their monitors are run (ALLMENDE_VERIFY_TIMEOUT seconds, default 60). If any
+    of that fails, the host's files and services are rolled back and the message says why.
+    Every apply is recorded in the state database (ALLMENDE_STATE).
 
     Refuses a plan that deletes more than 10 files, or more than half the files of a host,
-    without --force. Exit 0 when applied or nothing to do, 2 when a host failed (the message
-    says why; nothing of that host was replaced).
+    without --force. Exit 0 when applied or nothing to do, 2 when a host failed.
     """
     prepared = prepare(directory, os.environ, host, service)
     plan = prepared.plan
-    if not plan.changes:
+    if plan.empty:
         show(plan)
         if plan.failed:
             return FAILED

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import click
@@ -27,8 +28,10 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool) 
 
     Reads every host concurrently (hosts without `ssh` are this machine, the others are
     reached over SSH with host keys checked against known_hosts) and prints each file to
-    Create, Update or Delete with a unified diff (never for files that carry secrets), and the
-    plan's checksum.
+    Create, Update or Delete with a unified diff (never for files that carry secrets), then
+    what the engines will do (bring a service up because its files change or it does not run,
+    bring a removed one down, start or reload HAProxy, reload systemd) with the exact commands,
+    and the plan's checksum.
 
     Exit 0 when nothing would change, 3 when something would, 2 when the inventory does not
     load or a host could not be read (the hosts that could are still shown).
@@ -43,7 +46,7 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool) 
         show(result)
     if result.failed:
         return FAILED
-    return CHANGES if result.changes else NOTHING
+    return NOTHING if result.empty else CHANGES
 
 
 def show(result: Plan) -> None:
@@ -52,12 +55,18 @@ def show(result: Plan) -> None:
         click.echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
         for line in change.shown_diff().splitlines():
             click.echo(f"    {line}")
+    for action in result.actions:
+        click.echo(f"Then on {action.host}: {action.shown()}")
+        for command in action.commands:
+            click.echo(f"    $ {shlex.join(command)}")
     for _, reason in sorted(result.failed.items()):
         click.echo(f"not planned: {reason}", err=True)
     counts = ", ".join(f"{result.count(k)} to {k}" for k in ("create", "update", "delete"))
+    if result.actions:
+        counts += f", {_count(len(result.actions), 'engine action')}"
     hosts = _hosts(len(result.hosts))
     missing = f"; {_hosts(len(result.failed))} not planned" if result.failed else ""
-    if result.changes:
+    if not result.empty:
         click.echo(
             f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}).", err=True
         )
@@ -66,4 +75,8 @@ def show(result: Plan) -> None:
 
 
 def _hosts(count: int) -> str:
-    return f"{count} host{'s' if count != 1 else ''}"
+    return _count(count, "host")
+
+
+def _count(count: int, what: str) -> str:
+    return f"{count} {what}{'s' if count != 1 else ''}"

@@ -1,17 +1,23 @@
-"""`allmende up DIR`: check, build the docs and the picture, and serve them on 127.0.0.1."""
+"""`allmende up DIR`: the main job. Check, plan, apply (asking), then serve the docs."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import click
 
+from allmende.actions.apply import apply as apply_action
+from allmende.actions.apply import refuse_large_deletes
 from allmende.actions.check import check as check_action
 from allmende.actions.docs import write
+from allmende.actions.plan import prepare
 from allmende.actions.serve import serve
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
+from allmende.cli.plan import show
+from allmende.errors import UserError
 
 
 @click.command()
@@ -24,19 +30,36 @@ from allmende.cli.docs import site_option, summary
     show_default=True,
     help="Port on 127.0.0.1 (0: any free one).",
 )
+@click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
+@click.option("--no-apply", is_flag=True, help="Check and build the docs only; change no host.")
 @click.option("--no-serve", is_flag=True, help="Build the site, do not serve it.")
-def up(directory: Path, out: Path, port: int, no_serve: bool) -> int:
-    """Check the inventory in DIRECTORY, build its docs and serve them on 127.0.0.1.
+def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serve: bool) -> int:
+    """Check the inventory in DIRECTORY, apply it to the hosts, build its docs and serve them.
 
-    Findings are printed as `allmende check` prints them; error findings do not stop `up`
-    (they are shown on the site). Exit 2 when the inventory does not load, 0 on Ctrl-C.
+    1. check: findings are printed as `allmende check` prints them; any error finding means
+       nothing is applied (the docs still show it);
+    2. plan and apply, as `allmende apply` does: the plan is shown, then applied after you
+       confirm (or with --yes; without a terminal to ask at and without --yes nothing is
+       applied);
+    3. the docs site is built (with the findings) and served on 127.0.0.1 until Ctrl-C.
+
+    Exit 2 when the inventory does not load; else, with --no-serve, 2 when a host was not
+    applied, 0 otherwise; 0 on Ctrl-C.
     """
     inventory, report = check_action(directory, os.environ)
     print_report(directory, report)
+    applied = True
+    if no_apply:
+        pass
+    elif report.errors:
+        click.echo("Not applied: the check found errors; fix them first.", err=True)
+        applied = False
+    else:
+        applied = _plan_and_apply(directory, yes)
     paths = write(inventory, report, out)
     click.echo(summary(paths, out))
     if no_serve:
-        return 0
+        return 0 if applied else 2
     server = serve(out, port)
     actual = server.server_address[1]
     name = inventory.collective.name
@@ -48,3 +71,38 @@ def up(directory: Path, out: Path, port: int, no_serve: bool) -> int:
     finally:
         server.server_close()
     return 0
+
+
+def _plan_and_apply(directory: Path, yes: bool) -> bool:
+    """Plan, ask, apply; print what happened. Return whether every host is as planned."""
+    try:
+        prepared = prepare(directory, os.environ)
+    except UserError as exc:
+        click.echo(f"Not applied: {exc}", err=True)
+        return False
+    plan = prepared.plan
+    show(plan)
+    if plan.empty:
+        if not plan.failed:
+            click.echo("Nothing to do.", err=True)
+        return not plan.failed
+    try:
+        refuse_large_deletes(prepared)
+    except UserError as exc:
+        click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
+        return False
+    if not yes:
+        if not sys.stdin.isatty():
+            click.echo("Not applied: no terminal to ask at; run again with --yes.", err=True)
+            return False
+        if not click.confirm("Apply this plan?", err=True):
+            click.echo("Nothing was applied.", err=True)
+            return False
+    good = not plan.failed
+    for host, result in sorted(apply_action(prepared, os.environ).items()):
+        if result == "ok":
+            click.echo(f"Applied {host}.", err=True)
+        else:
+            click.echo(f"not applied: {result}", err=True)
+            good = False
+    return good

@@ -12,6 +12,7 @@ Use a connector as an async context manager: ``async with connect(...) as host: 
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -111,13 +112,24 @@ class Connector:
         none. Raise UserError if the path is something else (a directory) or unreadable."""
         raise NotImplementedError
 
+    async def stat_many(self, paths: Sequence[str]) -> list[FileStat | None]:
+        """Return ``stat`` of each of ``paths``, in their order; a connector that can asks the
+        host once for all of them. Raise the UserError ``stat`` raises for the first path
+        (in order) that is not a regular file or is unreadable."""
+        found = await asyncio.gather(*(self.stat(p) for p in paths), return_exceptions=True)
+        for result in found:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in found if not isinstance(r, BaseException)]
+
     async def list_files(self, root: str) -> list[str]:
         """Return the absolute host paths of the regular files under ``root`` (recursively),
         sorted; empty when ``root`` does not exist."""
         raise NotImplementedError
 
-    async def run(self, argv: Sequence[str]) -> Ran:
-        """Run a program on the host from an argument list and return what it did."""
+    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
+        """Run a program on the host from an argument list, with ``input`` on its standard
+        input (else none), and return what it did."""
         raise NotImplementedError
 
     async def write_temp(self, path: str, data: bytes, mode: int) -> str:

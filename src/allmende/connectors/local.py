@@ -62,8 +62,8 @@ class LocalConnector(Connector):
                     found.append("/" + str(local.relative_to(self._path("/"))))
         return sorted(found)
 
-    async def run(self, argv: Sequence[str]) -> Ran:
-        done = await asyncio.to_thread(execute.run, list(argv), check=False)
+    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
+        done = await asyncio.to_thread(execute.run, list(argv), input=input, check=False)
         return Ran(done.returncode, done.stdout, done.stderr)
 
     def _write_fail(self, what: str, path: str, exc: OSError) -> UserError:

@@ -291,6 +291,13 @@ class Host(Extensible):
     engine: Literal["compose", "swarm", "kubernetes", "incus", "systemd"] = Field(
         "compose", description="What runs the services on this host."
     )
+    runtime: Literal["docker", "podman"] = Field(
+        "docker",
+        description="What runs the containers there, and so how apply drives the engine: "
+        "`docker` (`docker compose`, or `docker-compose` where the plugin is missing; "
+        "`kubectl apply`; `docker stack deploy`) or `podman` (`podman-compose`; "
+        "`podman kube play`).",
+    )
     provider: str | None = Field(None, description="Who hosts it (free text, for the docs).")
     location: str | None = Field(None, description="Where it stands (free text, for the docs).")
     resources: Resources | None = Field(None, description="What the machine has.")

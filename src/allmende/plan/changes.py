@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["create", "update", "delete"]
+Verb = Literal["up", "down", "start-proxy", "reload-proxy", "reload-systemd"]
 
 #: Shown instead of the diff of a file that carries (or would carry) a secret value.
 HIDDEN = "(diff not shown: the file carries secret values)\n"
@@ -69,20 +70,56 @@ class Change:
 
 
 @dataclass(frozen=True)
+class Action:
+    """One thing apply does on a host after (``down``: before) writing its files."""
+
+    host: str
+    verb: Verb
+    subject: str
+    reason: str
+    commands: tuple[tuple[str, ...], ...] = ()
+
+    def canonical(self) -> dict[str, Any]:
+        """Return what a plan's checksum covers."""
+        return {
+            "host": self.host,
+            "verb": self.verb,
+            "subject": self.subject,
+            "commands": [list(c) for c in self.commands],
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        """Return the action as plain data for ``--json``."""
+        return {**self.canonical(), "reason": self.reason}
+
+    def shown(self) -> str:
+        """Return the action as one line for people."""
+        return f"{self.verb} {self.subject}: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Plan:
     """The changes for every host reached, and why the others could not be planned."""
 
     changes: tuple[Change, ...]
     hosts: tuple[str, ...]
     failed: Mapping[str, str] = field(default_factory=dict)
+    actions: tuple[Action, ...] = ()
 
     @property
     def checksum(self) -> str:
-        """Return the sha256 of the canonical JSON of the changes, in order."""
+        """Return the sha256 of the canonical JSON of the changes and actions, in order."""
         canonical = json.dumps(
-            [c.canonical() for c in self.changes], sort_keys=True, separators=(",", ":")
+            [c.canonical() for c in self.changes] + [a.canonical() for a in self.actions],
+            sort_keys=True,
+            separators=(",", ":"),
         )
         return hashlib.sha256(canonical.encode()).hexdigest()
+
+    @property
+    def empty(self) -> bool:
+        """Whether applying would do nothing at all."""
+        return not self.changes and not self.actions
 
     def count(self, kind: Kind) -> int:
         """Return how many changes are of ``kind``."""
@@ -95,6 +132,7 @@ class Plan:
             "hosts": list(self.hosts),
             "failed": dict(sorted(self.failed.items())),
             "changes": [c.as_json() for c in self.changes],
+            "actions": [a.as_json() for a in self.actions],
         }
 
 

@@ -1,9 +1,10 @@
 """Read what each host has and compare it with what render wants, all hosts at once.
 
-Files are compared by sha256 and mode first; only a file whose content differs is read in full
-for its diff. Deletes come from the manifest allmende keeps on each host
-(``/var/lib/allmende/manifest.json``, written by apply): a file listed there for this host,
-under a path allmende manages, that render no longer wants and that still exists.
+Files are compared by sha256 and mode first (all of a host's files in one ``stat_many``); only
+a file whose content differs is read in full for its diff. Deletes come from the manifest
+allmende keeps on each host (``/var/lib/allmende/manifest.json``, written by apply): a file
+listed there for this host, under a path allmende manages, that render no longer wants and that
+still exists.
 
 Manifest format::
 
@@ -20,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
-from allmende.plan.changes import Change, Plan, file_change, sha256
+from allmende.plan.changes import Action, Change, Plan, file_change, sha256
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ async def observe_host(
     from it. Raise UserError if the host cannot be read."""
     host = connector.host
     paths = sorted(wanted)
-    stats = await asyncio.gather(*(connector.stat(p) for p in paths))
+    stats = await connector.stat_many(paths)
     differing = [
         p for p, s in zip(paths, stats, strict=True) if s and s.sha256 != sha256(wanted[p].content)
     ]
@@ -123,9 +124,7 @@ async def observe_host(
             log.warning("%s: the manifest lists %s, outside what allmende manages", host, path)
             continue
         gone.append(path)
-    for path, have in zip(
-        gone, await asyncio.gather(*(connector.stat(p) for p in gone)), strict=True
-    ):
+    for path, have in zip(gone, await connector.stat_many(gone), strict=True):
         if have is not None:
             change = file_change(
                 host, path, None, None, have.sha256, have.mode, await connector.read(path)
@@ -135,24 +134,33 @@ async def observe_host(
     return changes
 
 
+#: Given an opened host, its file changes and its wanted files: the actions that follow.
+Actor = Callable[[Connector, list[Change], Mapping[str, Rendered]], Awaitable[list[Action]]]
+
+
 async def observe(
     wanted: Mapping[str, Mapping[str, Rendered]],
     open_connector: Callable[[str], Connector],
     source: str | None = None,
+    act: Actor | None = None,
 ) -> Plan:
-    """Observe every host in ``wanted`` concurrently and return the Plan. A host that cannot be
-    reached or read is put in ``Plan.failed`` with the reason; the others are planned."""
+    """Observe every host in ``wanted`` concurrently and return the Plan, with the actions
+    ``act`` finds on each host. A host that cannot be reached or read is put in
+    ``Plan.failed`` with the reason; the others are planned."""
 
-    async def one(host: str) -> list[Change] | str:
+    async def one(host: str) -> tuple[list[Change], list[Action]] | str:
         try:
             async with open_connector(host) as connector:
-                return await observe_host(connector, wanted[host], source)
+                found = await observe_host(connector, wanted[host], source)
+                actions = await act(connector, found, wanted[host]) if act else []
+                return found, actions
         except UserError as exc:
             return str(exc)
 
     hosts = sorted(wanted)
     results = await asyncio.gather(*(one(h) for h in hosts))
     changes: list[Change] = []
+    actions: list[Action] = []
     failed: dict[str, str] = {}
     reached: list[str] = []
     for host, result in zip(hosts, results, strict=True):
@@ -160,5 +168,6 @@ async def observe(
             failed[host] = result
         else:
             reached.append(host)
-            changes.extend(result)
-    return Plan(tuple(changes), tuple(reached), failed)
+            changes.extend(result[0])
+            actions.extend(result[1])
+    return Plan(tuple(changes), tuple(reached), failed, tuple(actions))

@@ -115,8 +115,8 @@ def example_yaml(context: Context) -> tuple[str, str, str | None]:
     """Return (service name, YAML of an example service built from real names, host).
 
     The example runs on the host most services run on, is maintained by the first person,
-    routes a name under the first managed domain (or publishes the first free port when there
-    is no domain) and is valid as it stands.
+    publishes the first free port of that host (the edge reaches the service there), routes a
+    name under the first managed domain when there is one, and is valid as it stands.
     """
     inventory = context.inventory
     name, description = next(
@@ -135,9 +135,8 @@ def example_yaml(context: Context) -> tuple[str, str, str | None]:
         (f"    image: ghcr.io/example/{name}:1.2.3", "a pinned tag, never latest"),
         ("    ports: {http: 8080}", "inside the container"),
     ]
-    if not domains:
-        port = host_pages.free_port(context, host) if host else 8080
-        rows.append((f"    publish: {{http: {port}}}", "free on the host: see Ports"))
+    port = host_pages.free_port(context, host) if host else 8080
+    rows.append((f"    publish: {{http: {port}}}", "free on the host: see Ports"))
     rows += [
         ("    volumes: {data: /data}", f"on the host: /srv/{name}/data"),
         ("    healthcheck: {http: /, port: http}", ""),
@@ -184,9 +183,9 @@ def _add_service(context: Context) -> Section:
         Step(line("Choose the host it runs on: ", *host_list, ".")),
         Step(
             line(
-                "If it needs a port on the host, take a free one from ",
+                "Take a free port on the host from ",
                 Link("the port registry", page="ports"),
-                "; with a route through the edge it usually needs none.",
+                ": the edge reaches the service there, and so can people on the host's network.",
             )
         ),
         Step(line("Write ", Code(f"services/{name}.yaml"), ", for example:"), yaml),

@@ -1,0 +1,160 @@
+"""Apply one host's part of a plan, as one transaction: all of it takes, or the host is put back.
+
+On the opened, locked host, in this order:
+
+1. stand-in certificates for every PEM the new ``certs.list`` names and the host lacks
+   (``apply.certs``), so that the new HAProxy configuration can be checked and loaded;
+2. every file staged beside its target and checked (``apply.files.stage``): a file HAProxy
+   rejects, a full disk, a file changed since the plan stop here, and nothing live changed;
+3. services removed from the inventory brought down (while their files still exist);
+4. the files renamed into place, deletes done, the manifest written (``commit``);
+5. systemd reloaded and timers enabled where units changed;
+6. each changed or stopped service brought up, providers first, and waited for until it runs
+   and its health checks pass (``apply.engines``); then HAProxy started or gracefully reloaded
+   through its master socket (last, so that every server it checks already answers);
+7. the monitors of every service brought up (and, after a proxy reload, of every service the
+   edge serves) run until they pass (``apply.verify``).
+
+If any of 4 to 7 fails, the host is rolled back: services new in this apply are brought down,
+every file is put back from its previous version (``rollback``), the services that were changed
+are brought up again on their previous files, and HAProxy is reloaded with its previous
+configuration. The error then says what failed and that the host was rolled back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from allmende.apply.certs import ensure_certificates
+from allmende.apply.engines import run_action, wait_up
+from allmende.apply.files import Staged, commit, discard, rollback, stage
+from allmende.apply.proxy import ensure_running, reload
+from allmende.apply.verify import TIMEOUT, verify
+from allmende.connectors.base import Connector
+from allmende.errors import UserError
+from allmende.inventory import derive
+from allmende.inventory.inventory import Inventory
+from allmende.plan.changes import Action, Change
+from allmende.plan.engines import PROXY_FILES, Driver, find_driver
+from allmende.render.output import Rendered
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostPlan:
+    """One host's part of a plan, and what it was made from."""
+
+    inventory: Inventory
+    changes: Sequence[Change]
+    actions: Sequence[Action]
+    wanted: Mapping[str, Rendered]
+    scoped: bool = False
+    verify_timeout: float = TIMEOUT
+
+
+@dataclass
+class Done:
+    """What an apply did on one host, for the record and for rollback."""
+
+    started_proxy: bool = False
+    reloaded_proxy: bool = False
+    up: list[str] = field(default_factory=list)
+    stand_ins: list[str] = field(default_factory=list)
+
+
+async def apply_host(connector: Connector, plan: HostPlan) -> Done:
+    """Apply ``plan`` on the opened, locked host (see the module docstring). Return what was
+    done. Raise UserError saying what failed and, after step 4, that the host was rolled
+    back."""
+    done = Done()
+    certs = plan.wanted.get(PROXY_FILES[1])
+    if certs is not None:
+        done.stand_ins = await ensure_certificates(connector, certs.content)
+    staged = await stage(connector, plan.changes, plan.wanted)
+    model = plan.inventory.hosts[connector.host]
+    driver = await find_driver(connector, model.engine, model.runtime)
+    try:
+        for action in plan.actions:
+            if action.verb == "down":
+                await run_action(connector, action)
+    except UserError:
+        await discard(connector, staged)
+        raise
+    try:
+        await commit(connector, staged, plan.wanted, plan.scoped)
+        await _after_files(connector, plan, driver, done)
+    except UserError as exc:
+        log.warning("%s: %s; rolling back", connector.host, exc)
+        problems = await _roll_back(connector, plan, driver, staged, done)
+        tail = (
+            "; rolling back left problems: " + "; ".join(problems)
+            if problems
+            else "; the host was rolled back to its previous files and services"
+        )
+        raise UserError(f"{exc}{tail}") from None
+    return done
+
+
+async def _after_files(connector: Connector, plan: HostPlan, driver: Driver, done: Done) -> None:
+    for action in plan.actions:
+        if action.verb == "reload-systemd":
+            await run_action(connector, action)
+    for action in plan.actions:
+        if action.verb == "up":
+            done.up.append(action.subject)
+            await run_action(connector, action)
+            await wait_up(connector, driver, plan.inventory, action.subject)
+    # The proxy last: HAProxy marks a server down at its first failed check, so the services
+    # it will route to must already answer.
+    for action in plan.actions:
+        if action.verb == "start-proxy":
+            await ensure_running(connector)
+            done.started_proxy = True
+        elif action.verb == "reload-proxy":
+            await reload(connector)
+            done.reloaded_proxy = True
+    watched = list(done.up)
+    if done.started_proxy or done.reloaded_proxy:
+        watched += derive.served_by(plan.inventory, connector.host)
+    failed = await verify(plan.inventory, sorted(set(watched)), plan.verify_timeout)
+    if failed:
+        raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
+
+
+async def _roll_back(
+    connector: Connector, plan: HostPlan, driver: Driver, staged: Staged, done: Done
+) -> list[str]:
+    """Put the host back; return what could not be put back."""
+    problems: list[str] = []
+    created = {c.path for c in staged.committed if c.kind == "create"}
+    new_services = [s for s in done.up if driver.drives and driver.project_file(s) in created]
+    for service in new_services:
+        try:
+            await run_action(
+                connector, Action(connector.host, "down", service, "rollback", driver.down(service))
+            )
+        except UserError as exc:
+            problems.append(str(exc))
+    try:
+        await rollback(connector, staged)
+    except UserError as exc:
+        return [*problems, str(exc)]
+    for service in done.up:
+        if service in new_services:
+            continue
+        try:
+            await run_action(
+                connector, Action(connector.host, "up", service, "rollback", driver.up(service))
+            )
+        except UserError as exc:
+            problems.append(str(exc))
+    proxy_changed = any(c.path in PROXY_FILES and c.kind == "update" for c in staged.committed)
+    if proxy_changed and (done.reloaded_proxy or done.started_proxy):
+        try:
+            await reload(connector)
+        except UserError as exc:
+            problems.append(str(exc))
+    return problems

@@ -1,0 +1,364 @@
+"""The engine part of a plan: what runs on each host, and what apply will do about it.
+
+Every host has an engine (``compose``, ``swarm``, ``kubernetes``; ``incus`` and ``systemd``
+hosts get files only) and a runtime (``docker`` or ``podman``) that says which program drives
+it. ``Driver`` turns that into commands, always argument lists run on the host itself:
+
+============  ==========================================  ===============================
+engine        docker                                      podman
+============  ==========================================  ===============================
+compose       ``docker compose -p S -f F up -d``          ``podman-compose -p S -f F up -d``
+              (``docker-compose`` without the plugin)
+kubernetes    ``kubectl apply -f secrets -f F``           ``podman kube play --replace F``
+swarm         ``docker stack deploy -c F S``              (not supported: docker only)
+============  ==========================================  ===============================
+
+``F`` is the service's project file on the host (``/srv/<service>/compose.yaml``,
+``kubernetes.yaml``, ``stack.yaml``). A service is brought up when any of its files changes or
+when the engine shows it is not running (a container exited, a component is missing), so an
+apply after a crash or a killed apply converges; a service whose project file is deleted is
+brought down first. Services that provide databases come before the services that use them.
+
+The engine's view is read with one command per host: ``ps -a --format json`` filtered on the
+label ``org.allmende.service`` that every rendered container carries (compose), ``kubectl get``
+of the Deployments and StatefulSets managed by allmende, ``docker stack ls``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from allmende.connectors.base import Connector
+from allmende.errors import UserError
+from allmende.inventory.inventory import Inventory
+from allmende.plan.changes import Action, Change
+from allmende.plan.proxy import PATHS, show_proc
+
+log = logging.getLogger(__name__)
+
+#: The project file of a service, by engine.
+PROJECT_FILES = {"compose": "compose.yaml", "kubernetes": "kubernetes.yaml", "swarm": "stack.yaml"}
+#: Where HAProxy's files are; a change there means a reload.
+PROXY_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/haproxy/certs.list")
+UNITS = "/etc/systemd/system/"
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the engine shows of one service: each component's state (``running``,
+    ``exited`` ...) and health (``healthy``, ``unhealthy``, ``starting`` or empty)."""
+
+    states: Mapping[str, str] = field(default_factory=dict)
+    health: Mapping[str, str] = field(default_factory=dict)
+    containers: Mapping[str, str] = field(default_factory=dict)
+
+    def missing(self, components: Sequence[str]) -> list[str]:
+        """Return the components of ``components`` that do not run, with their state."""
+        return [
+            f"{c} {self.states[c]}" if c in self.states else f"{c} missing"
+            for c in components
+            if self.states.get(c) != "running"
+        ]
+
+
+@dataclass(frozen=True)
+class Driver:
+    """How to drive one host's engine. ``compose`` is the compose command found on the host
+    (``docker compose``, ``docker-compose`` or ``podman-compose``)."""
+
+    engine: str
+    runtime: str
+    compose: tuple[str, ...] = ()
+
+    @property
+    def drives(self) -> bool:
+        """Whether apply runs anything for services on this host."""
+        return self.engine in PROJECT_FILES
+
+    def project_file(self, service: str) -> str:
+        """Return the host path of a service's project file."""
+        return f"/srv/{service}/{PROJECT_FILES[self.engine]}"
+
+    def up(self, service: str) -> tuple[tuple[str, ...], ...]:
+        """Return the commands that bring ``service`` to its project file."""
+        project = self.project_file(service)
+        if self.engine == "compose":
+            return ((*self.compose, "-p", service, "-f", project, "up", "-d"),)
+        if self.engine == "kubernetes":
+            if self.runtime == "podman":
+                return (("podman", "kube", "play", "--replace", project),)
+            secrets = f"/srv/{service}/secrets/kubernetes.yaml"
+            return (("kubectl", "apply", "-f", secrets, "-f", project),)
+        return (("docker", "stack", "deploy", "--prune", "-c", project, service),)
+
+    def down(self, service: str) -> tuple[tuple[str, ...], ...]:
+        """Return the commands that stop and remove ``service`` (its data stays)."""
+        project = self.project_file(service)
+        if self.engine == "compose":
+            return ((*self.compose, "-p", service, "-f", project, "down"),)
+        if self.engine == "kubernetes":
+            if self.runtime == "podman":
+                return (("podman", "kube", "down", project),)
+            return (("kubectl", "delete", "--ignore-not-found", "-f", project),)
+        return (("docker", "stack", "rm", service),)
+
+    def observe(self) -> tuple[str, ...] | None:
+        """Return the command that lists what runs, or None where nothing is read."""
+        if self.engine == "compose":
+            label = "label=org.allmende.service"
+            return (self.runtime, "ps", "-a", "--filter", label, "--format", "json")
+        if self.engine == "kubernetes" and self.runtime == "docker":
+            selector = "app.kubernetes.io/managed-by=allmende"
+            return (
+                "kubectl",
+                "get",
+                "deployments,statefulsets",
+                "-A",
+                "-l",
+                selector,
+                "-o",
+                "json",
+            )
+        return None
+
+
+def parse_ps(output: bytes) -> dict[str, Running]:
+    """Parse ``docker ps``/``podman ps --format json`` (a JSON array, or one object per line)
+    into each service's components, by the labels allmende renders."""
+    text = output.decode(errors="replace").strip()
+    if not text:
+        return {}
+    try:
+        loaded = json.loads(text)
+        rows = loaded if isinstance(loaded, list) else [loaded]
+    except ValueError:
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    states: dict[str, dict[str, str]] = {}
+    health: dict[str, dict[str, str]] = {}
+    names: dict[str, dict[str, str]] = {}
+    for row in rows:
+        labels = row.get("Labels") or {}
+        if isinstance(labels, str):  # docker: "a=b,c=d"
+            labels = dict(p.split("=", 1) for p in labels.split(",") if "=" in p)
+        service = labels.get("org.allmende.service")
+        component = labels.get("org.allmende.component")
+        if not service or not component:
+            continue
+        state = str(row.get("State") or "").lower()
+        status = str(row.get("Status") or "")
+        raw_names = row.get("Names") or []
+        name = raw_names[0] if isinstance(raw_names, list) and raw_names else str(raw_names)
+        # With several containers of one component, a running one wins.
+        if states.get(service, {}).get(component) == "running" and state != "running":
+            continue
+        states.setdefault(service, {})[component] = state
+        names.setdefault(service, {})[component] = name
+        for word in ("unhealthy", "healthy", "starting"):
+            if f"({word})" in status or f"(health: {word})" in status:
+                health.setdefault(service, {})[component] = word
+                break
+    return {s: Running(states[s], health.get(s, {}), names.get(s, {})) for s in sorted(states)}
+
+
+def parse_kubectl(output: bytes) -> dict[str, Running]:
+    """Parse ``kubectl get ... -o json`` into each service's components: ``running`` when
+    every replica is ready."""
+    document = json.loads(output or b"{}")
+    result: dict[str, dict[str, str]] = {}
+    for item in document.get("items", []):
+        labels = item.get("metadata", {}).get("labels", {})
+        service = labels.get("app.kubernetes.io/part-of")
+        component = labels.get("app.kubernetes.io/name")
+        if not service or not component:
+            continue
+        wanted = item.get("spec", {}).get("replicas", 1)
+        ready = item.get("status", {}).get("readyReplicas", 0)
+        result.setdefault(service, {})[component] = "running" if ready >= wanted else "starting"
+    return {s: Running(result[s]) for s in sorted(result)}
+
+
+async def find_driver(connector: Connector, engine: str, runtime: str) -> Driver:
+    """Return the driver of an (opened) host; for docker compose, find out whether the
+    plugin is there or only the older ``docker-compose``."""
+    if engine != "compose":
+        return Driver(engine, runtime)
+    if runtime == "podman":
+        return Driver(engine, runtime, ("podman-compose",))
+    plugin = await connector.run(["docker", "compose", "version"])
+    if plugin.exit == 0:
+        return Driver(engine, runtime, ("docker", "compose"))
+    return Driver(engine, runtime, ("docker-compose",))
+
+
+async def observe_engine(connector: Connector, driver: Driver) -> dict[str, Running] | None:
+    """Return what the host's engine runs, by service; None where nothing is read. Raise
+    UserError if the engine cannot be asked (not installed, not running)."""
+    command = driver.observe()
+    if command is None:
+        return None
+    ran = await connector.run(command)
+    if ran.exit != 0:
+        said = (ran.stderr or ran.stdout).decode(errors="replace").strip()
+        hint = (
+            f"install {command[0]} there, or set `runtime:` in the host's file"
+            if ran.exit == 127
+            else "is it running?"
+        )
+        raise UserError(
+            f"{connector.host}: `{' '.join(command[:2])}` failed (exit {ran.exit}): "
+            f"{said[-500:]}; {hint}"
+        )
+    try:
+        if driver.engine == "compose":
+            return parse_ps(ran.stdout)
+        return parse_kubectl(ran.stdout)
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise UserError(
+            f"{connector.host}: cannot read what `{' '.join(command[:2])}` answered: {exc}"
+        ) from None
+
+
+def order(inventory: Inventory, services: Sequence[str]) -> list[str]:
+    """Return ``services`` with every database provider before the services that use it,
+    else by name."""
+    rank: dict[str, int] = {}
+
+    def depth(name: str, seen: frozenset[str] = frozenset()) -> int:
+        if name in rank:
+            return rank[name]
+        service = inventory.services.get(name)
+        providers = [] if service is None else [u.database.split("/")[0] for u in service.uses]
+        level = 0
+        for provider in providers:
+            if provider in inventory.services and provider not in seen:
+                level = max(level, depth(provider, seen | {name}) + 1)
+        rank[name] = level
+        return level
+
+    return sorted(services, key=lambda s: (depth(s), s))
+
+
+def service_of(path: str) -> str | None:
+    """Return the service a host path belongs to (``/srv/<service>/...``), else None."""
+    parts = PurePosixPath(path).parts
+    return parts[2] if len(parts) > 3 and parts[1] == "srv" else None
+
+
+def engine_actions(
+    inventory: Inventory,
+    host: str,
+    driver: Driver,
+    changes: Sequence[Change],
+    wanted: Mapping[str, object],
+    running: Mapping[str, Running] | None,
+) -> list[Action]:
+    """Return the engine actions on ``host``: ``down`` for services whose project file goes,
+    then ``up`` (providers first) for services whose files change or that do not run."""
+    if not driver.drives:
+        return []
+    changed = {service_of(c.path) for c in changes}
+    deleted = {
+        service_of(c.path)
+        for c in changes
+        if c.kind == "delete" and PurePosixPath(c.path).name == PROJECT_FILES[driver.engine]
+    }
+    actions = [
+        Action(host, "down", s, "removed from the inventory", driver.down(s))
+        for s in sorted(x for x in deleted if x)
+    ]
+    here = [
+        s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
+    ]
+    for service in here:
+        if service in changed:
+            reason = "its files change"
+        elif running is not None:
+            components = [
+                name
+                for name, c in inventory.services[service].components.items()
+                if c.image is not None
+            ]
+            missing = running.get(service, Running()).missing(components)
+            if not missing:
+                continue
+            reason = "not running: " + ", ".join(missing)
+        else:
+            continue
+        actions.append(Action(host, "up", service, reason, driver.up(service)))
+    return actions
+
+
+def host_actions(
+    host: str,
+    changes: Sequence[Change],
+    wanted: Mapping[str, object],
+    proxy_running: bool | None,
+    systemd: bool,
+) -> list[Action]:
+    """Return the proxy and systemd actions on ``host``: start HAProxy where it is wanted and
+    no master answers, reload it when its files change; reload systemd when units change on
+    a host that runs systemd."""
+    actions: list[Action] = []
+    if PROXY_FILES[0] in wanted:
+        if proxy_running is False:
+            actions.append(Action(host, "start-proxy", "haproxy", "no HAProxy master answers"))
+        elif any(c.path in PROXY_FILES for c in changes):
+            actions.append(Action(host, "reload-proxy", "haproxy", "its configuration changes"))
+    units = sorted(PurePosixPath(c.path).name for c in changes if c.path.startswith(UNITS))
+    if units and systemd:
+        timers = tuple(
+            PurePosixPath(p).name
+            for p in sorted(wanted)
+            if p.startswith(UNITS) and p.endswith(".timer")
+        )
+        gone = tuple(
+            PurePosixPath(c.path).name
+            for c in changes
+            if c.kind == "delete" and c.path.startswith(UNITS) and c.path.endswith(".timer")
+        )
+        commands: tuple[tuple[str, ...], ...] = (("systemctl", "daemon-reload"),)
+        if gone:
+            commands = (("systemctl", "disable", "--now", *gone), *commands)
+        if timers:
+            commands += (("systemctl", "enable", "--now", *timers),)
+        actions.append(
+            Action(host, "reload-systemd", "units", "units change: " + ", ".join(units), commands)
+        )
+    return actions
+
+
+async def has_systemd(connector: Connector) -> bool:
+    """Return whether the host runs systemd (``/run/systemd/system`` exists there)."""
+    return (await connector.run(["test", "-d", "/run/systemd/system"])).exit == 0
+
+
+async def plan_actions(
+    connector: Connector,
+    inventory: Inventory,
+    changes: Sequence[Change],
+    wanted: Mapping[str, object],
+    service: str | None = None,
+) -> list[Action]:
+    """Return every action apply takes on the (opened) host after its file ``changes``,
+    reading the engine and the proxy where they matter (only ``service``'s if given). Raise
+    UserError if the engine cannot be asked."""
+    host = connector.host
+    model = inventory.hosts[host]
+    driver = await find_driver(connector, model.engine, model.runtime)
+    actions: list[Action] = []
+    if driver.drives:
+        projects = [p for p in wanted if PurePosixPath(p).name == PROJECT_FILES[driver.engine]]
+        leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
+        running = await observe_engine(connector, driver) if projects or leaving else None
+        actions += engine_actions(inventory, host, driver, changes, wanted, running)
+    if service is not None:
+        return [a for a in actions if a.subject == service]
+    proxy: bool | None = None
+    if PROXY_FILES[0] in wanted:
+        proxy = await show_proc(connector, PATHS) is not None
+    systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
+    return actions + host_actions(host, changes, wanted, proxy, systemd)
