@@ -8,7 +8,8 @@ under one temp directory (``RemoteHost.paths``)::
 
     /srv  /etc/haproxy  /var/lib/allmende  /run/haproxy  /etc/systemd/system
     /etc/containers   holds only the containers.conf and storage.conf of the ``podman`` fixture,
-                      so a plain ``podman`` over SSH uses the test storage and its image
+                      so a plain ``podman`` over SSH uses the test storage and its image, and
+                      the machine's policy.json
     /usr/local/bin    holds only ``podman-compose``, a link to the one of this virtualenv
 
 Everything started over SSH (``haproxy -W -D``, ``podman``, ``podman-compose``, conmon)
@@ -330,6 +331,10 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Ite
         ("CONTAINERS_STORAGE_CONF", "storage.conf"),
     ):
         shutil.copyfile(podman.env[variable], paths["/etc/containers"] / name)
+    # The machine's image trust policy: `kube play` builds its pause image locally and needs it.
+    policy = Path("/etc/containers/policy.json")
+    if policy.exists():
+        shutil.copyfile(policy, paths["/etc/containers"] / "policy.json")
     (paths["/usr/local/bin"] / "podman-compose").symlink_to(PODMAN_COMPOSE)
 
     _keygen(directory / "host_ed25519")

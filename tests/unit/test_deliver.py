@@ -15,7 +15,7 @@ from allmende.errors import SecretError
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
-from allmende.plan.deliver import host_files, needs_secrets, secret_files
+from allmende.plan.deliver import host_files, needs_secrets, secret_files, secret_names
 from allmende.plan.engines import Driver
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
@@ -195,41 +195,28 @@ def test_needs_secrets(setup: Setup) -> None:
     assert not needs_secrets(inventory, ["plain-cluster"], service="board")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="swarm stacks name external Swarm secrets <service>_<flat name> that render/swarm.py "
-    "says are 'created at apply time', but deliver writes plain files under "
-    "/srv/<svc>/secrets/ that no stack names and Driver.up only runs `docker stack deploy`: "
-    "nothing creates the Swarm secrets, so the deploy fails with 'secret not found'",
-)
 def test_every_secret_a_swarm_stack_names_is_delivered_or_created(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
     stack = yaml.safe_load(files["swarm/srv/accounts/stack.yaml"].content)
-    commands = Driver("swarm", "docker").up("accounts")
+    commands = Driver("swarm", "docker").up("accounts", secret_names(setup.inventory, "accounts"))
     for name, secret in stack["secrets"].items():
         if "file" in secret:
             assert f"swarm/srv/accounts/{secret['file'].removeprefix('./')}" in files
         else:
             assert secret.get("external")
-            assert any("secret" in c and "create" in c and name in c for c in commands), name
+            assert any("docker secret create" in " ".join(c) and name in c for c in commands), name
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Driver.up for kubernetes on podman runs `podman kube play --replace "
-    "/srv/<svc>/kubernetes.yaml` only: the Secrets deliver writes to "
-    "/srv/<svc>/secrets/kubernetes.yaml never reach podman, so pods reading them fail",
-)
 def test_podman_kube_play_gets_the_delivered_secrets(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
     assert "cluster/srv/board/secrets/kubernetes.yaml" in files
-    commands = Driver("kubernetes", "podman").up("board")
+    commands = Driver("kubernetes", "podman").up("board", secret_names(setup.inventory, "board"))
     assert any("/srv/board/secrets/kubernetes.yaml" in c for c in commands)
 
 
 def test_kubectl_apply_gets_the_delivered_secrets(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
-    (command,) = Driver("kubernetes", "docker").up("board")
+    (command,) = Driver("kubernetes", "docker").up("board", secret_names(setup.inventory, "board"))
     named = [command[i + 1] for i, word in enumerate(command) if word == "-f"]
     assert named == ["/srv/board/secrets/kubernetes.yaml", "/srv/board/kubernetes.yaml"]
     for path in named:

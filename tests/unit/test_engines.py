@@ -372,7 +372,7 @@ def test_compose_commands(compose: tuple[str, ...]) -> None:
 def test_kubernetes_with_docker_applies_the_secrets_and_the_manifest() -> None:
     driver = Driver("kubernetes", "docker")
     assert driver.project_file("board") == "/srv/board/kubernetes.yaml"
-    assert driver.up("board") == (
+    assert driver.up("board", ["board-token"]) == (
         (
             "kubectl",
             "apply",
@@ -398,7 +398,21 @@ def test_kubernetes_with_podman_plays_the_manifest() -> None:
         ("podman", "kube", "play", "--replace", "/srv/board/kubernetes.yaml"),
     )
     assert driver.down("board") == (("podman", "kube", "down", "/srv/board/kubernetes.yaml"),)
-    assert driver.observe() is None
+    assert driver.observe() == (
+        "podman",
+        "ps",
+        "-a",
+        "--filter",
+        "label=app.kubernetes.io/managed-by=allmende",
+        "--format",
+        "json",
+    )
+    # With secrets, kube play makes podman secrets of the Secret objects first (dropping the
+    # old ones, which it would not replace).
+    forget, secrets, play = driver.up("board", ["board-token"])
+    assert forget[:2] == ("sh", "-c") and forget[-1] == "board-token"
+    assert secrets == ("podman", "kube", "play", "/srv/board/secrets/kubernetes.yaml")
+    assert play == ("podman", "kube", "play", "--replace", "/srv/board/kubernetes.yaml")
 
 
 def test_swarm_deploys_the_stack() -> None:
@@ -645,12 +659,6 @@ def test_kubernetes_up_only_names_files_the_host_gets() -> None:
     assert command[-1] == "/srv/board/kubernetes.yaml"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Driver.up (kubernetes, docker) always passes -f /srv/<svc>/secrets/kubernetes.yaml, "
-    "but deliver.secret_files makes that file only for services with secrets: "
-    "`kubectl apply` fails with 'the path ... does not exist' for a service without any",
-)
 def test_kubernetes_up_of_a_service_without_secrets_names_no_missing_file() -> None:
     # notes (on plain-cluster) has no secrets, so no secrets file is delivered for it.
     (command,) = Driver("kubernetes", "docker").up("notes")
@@ -728,9 +736,11 @@ def test_deleted_timers_are_disabled_before_the_reload() -> None:
         delete("rack", f"{UNITS}/allmende-backup-git.timer"),
         delete("rack", f"{UNITS}/allmende-backup-git.service"),
     ]
-    (action,) = host_actions("rack", changes, wanted_here, None, systemd=True)
-    assert action.commands == (
-        ("systemctl", "disable", "--now", "allmende-backup-git.timer"),
+    # Disabling is a "down": apply runs it before the unit files are deleted.
+    down, reload = host_actions("rack", changes, wanted_here, None, systemd=True)
+    assert down.verb == "down"
+    assert down.commands == (("systemctl", "disable", "--now", "allmende-backup-git.timer"),)
+    assert reload.commands == (
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "--now", "allmende-backup-wiki.timer"),
     )

@@ -75,14 +75,9 @@ def test_garbage_is_not_a_dead_holder(data: bytes | None) -> None:
     assert dead_here(data) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="dead_here lets OverflowError from os.kill escape (it catches ValueError, KeyError, "
-    "TypeError, AttributeError only): a holder.json with a pid beyond a C int crashes "
-    "host_lock instead of being treated as unreadable",
-)
-def test_a_pid_too_large_for_the_system_is_garbage() -> None:
-    assert dead_here(holder(2**40)) is False
+def test_a_pid_too_large_for_the_system_is_no_running_apply() -> None:
+    # No process can have it: the holder is not running, so its lock is taken over.
+    assert dead_here(holder(2**40)) is True
 
 
 def test_a_lock_left_by_a_dead_apply_here_is_taken_over(tmp_path: Path) -> None:

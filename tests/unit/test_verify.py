@@ -297,12 +297,6 @@ def test_tls_to_a_routed_domain_on_an_explicit_port(tmp_path: Path, tls_server: 
     assert run(inv, ["vault"]) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="verify.probe calls target(..., scheme=None) for tls monitors, so a tls monitor on "
-    "port 443 of a routed domain (what derive.monitors makes for every passthrough route) "
-    "goes to the edge's port 443 instead of its https_port",
-)
 def test_a_passthrough_route_is_probed_on_the_edges_https_port(
     tmp_path: Path, tls_server: int
 ) -> None:

@@ -32,7 +32,7 @@ def alive(pid: int) -> bool:
     """Return whether a process ``pid`` runs on this machine."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError, ValueError):
         return False
     except PermissionError:
         return True

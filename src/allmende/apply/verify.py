@@ -73,7 +73,7 @@ async def probe(inventory: Inventory, monitor: Monitor) -> str | None:
             return await _http(inventory, monitor)
         hostport = monitor.tcp or monitor.tls or ""
         host, port = _split(hostport)
-        where = target(inventory, host, port, None)
+        where = target(inventory, host, port, "https" if monitor.tls is not None else None)
         context = None
         if monitor.tls is not None:
             context = ssl.create_default_context()

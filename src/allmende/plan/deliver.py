@@ -22,6 +22,11 @@ from allmende.inventory.secrets import SecretStore
 from allmende.render.output import Rendered, flat_name, yaml_text
 
 
+def secret_names(inventory: Inventory, service: str) -> list[str]:
+    """Return the flat names of the secrets ``service`` reads, sorted."""
+    return list(_secrets(inventory, service))
+
+
 def _secrets(inventory: Inventory, service: str) -> dict[str, str]:
     """Return a service's secret names by flat name, sorted."""
     names = {

@@ -20,8 +20,10 @@ apply after a crash or a killed apply converges; a service whose project file is
 brought down first. Services that provide databases come before the services that use them.
 
 The engine's view is read with one command per host: ``ps -a --format json`` filtered on the
-label ``org.allmende.service`` that every rendered container carries (compose), ``kubectl get``
-of the Deployments and StatefulSets managed by allmende, ``docker stack ls``.
+label ``org.allmende.service`` that every rendered container carries (compose), or on
+``app.kubernetes.io/managed-by=allmende`` (Kubernetes under podman, whose containers carry the
+pod's labels), ``kubectl get`` of the Deployments and StatefulSets managed by allmende. Swarm
+services are not read: they are brought up when their files change.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from allmende.connectors.base import Connector
 from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change
+from allmende.plan.deliver import secret_names
 from allmende.plan.proxy import PATHS, show_proc
 
 log = logging.getLogger(__name__)
@@ -83,17 +86,31 @@ class Driver:
         """Return the host path of a service's project file."""
         return f"/srv/{service}/{PROJECT_FILES[self.engine]}"
 
-    def up(self, service: str) -> tuple[tuple[str, ...], ...]:
-        """Return the commands that bring ``service`` to its project file."""
+    def up(self, service: str, secrets: Sequence[str] = ()) -> tuple[tuple[str, ...], ...]:
+        """Return the commands that bring ``service`` to its project file; ``secrets`` are the
+        flat names of the secrets it reads (``plan.deliver`` writes their files)."""
         project = self.project_file(service)
         if self.engine == "compose":
             return ((*self.compose, "-p", service, "-f", project, "up", "-d"),)
+        manifest = f"/srv/{service}/secrets/kubernetes.yaml"
+        if self.engine == "kubernetes" and self.runtime == "podman":
+            play = ("podman", "kube", "play", "--replace", project)
+            if not secrets:
+                return (play,)
+            # kube play makes a podman secret of each Secret, and will not replace one.
+            forget = ("sh", "-c", 'podman secret rm "$@" >/dev/null 2>&1; exit 0', "sh")
+            return ((*forget, *secrets), ("podman", "kube", "play", manifest), play)
         if self.engine == "kubernetes":
-            if self.runtime == "podman":
-                return (("podman", "kube", "play", "--replace", project),)
-            secrets = f"/srv/{service}/secrets/kubernetes.yaml"
-            return (("kubectl", "apply", "-f", secrets, "-f", project),)
-        return (("docker", "stack", "deploy", "--prune", "-c", project, service),)
+            files = ("-f", manifest) if secrets else ()
+            return (("kubectl", "apply", *files, "-f", project),)
+        # Swarm secrets cannot change: each is created once, from its file, under the name
+        # the stack gives it (``<service>_<flat name>``).
+        create = 'docker secret inspect "$1" >/dev/null 2>&1 || docker secret create "$1" "$2"'
+        made = tuple(
+            ("sh", "-c", create, "sh", f"{service}_{flat}", f"/srv/{service}/secrets/{flat}")
+            for flat in secrets
+        )
+        return (*made, ("docker", "stack", "deploy", "--prune", "-c", project, service))
 
     def down(self, service: str) -> tuple[tuple[str, ...], ...]:
         """Return the commands that stop and remove ``service`` (its data stays)."""
@@ -111,24 +128,24 @@ class Driver:
         if self.engine == "compose":
             label = "label=org.allmende.service"
             return (self.runtime, "ps", "-a", "--filter", label, "--format", "json")
-        if self.engine == "kubernetes" and self.runtime == "docker":
-            selector = "app.kubernetes.io/managed-by=allmende"
-            return (
-                "kubectl",
-                "get",
-                "deployments,statefulsets",
-                "-A",
-                "-l",
-                selector,
-                "-o",
-                "json",
-            )
+        selector = "app.kubernetes.io/managed-by=allmende"
+        if self.engine == "kubernetes" and self.runtime == "podman":
+            return ("podman", "ps", "-a", "--filter", f"label={selector}", "--format", "json")
+        if self.engine == "kubernetes":
+            kinds = "deployments,statefulsets"
+            return ("kubectl", "get", kinds, "-A", "-l", selector, "-o", "json")
         return None
 
 
-def parse_ps(output: bytes) -> dict[str, Running]:
+#: The labels that name a container's service and component: compose, then Kubernetes.
+COMPOSE_LABELS = ("org.allmende.service", "org.allmende.component")
+KUBERNETES_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/name")
+
+
+def parse_ps(output: bytes, keys: tuple[str, str] = COMPOSE_LABELS) -> dict[str, Running]:
     """Parse ``docker ps``/``podman ps --format json`` (a JSON array, or one object per line)
-    into each service's components, by the labels allmende renders."""
+    into each service's components, by the labels allmende renders (``keys``: the labels of
+    the service and of the component)."""
     text = output.decode(errors="replace").strip()
     if not text:
         return {}
@@ -144,8 +161,8 @@ def parse_ps(output: bytes) -> dict[str, Running]:
         labels = row.get("Labels") or {}
         if isinstance(labels, str):  # docker: "a=b,c=d"
             labels = dict(p.split("=", 1) for p in labels.split(",") if "=" in p)
-        service = labels.get("org.allmende.service")
-        component = labels.get("org.allmende.component")
+        service = labels.get(keys[0])
+        component = labels.get(keys[1])
         if not service or not component:
             continue
         state = str(row.get("State") or "").lower()
@@ -215,6 +232,8 @@ async def observe_engine(connector: Connector, driver: Driver) -> dict[str, Runn
     try:
         if driver.engine == "compose":
             return parse_ps(ran.stdout)
+        if driver.runtime == "podman":
+            return parse_ps(ran.stdout, KUBERNETES_LABELS)
         return parse_kubectl(ran.stdout)
     except (ValueError, AttributeError, TypeError) as exc:
         raise UserError(
@@ -288,7 +307,8 @@ def engine_actions(
             reason = "not running: " + ", ".join(missing)
         else:
             continue
-        actions.append(Action(host, "up", service, reason, driver.up(service)))
+        secrets = sorted(secret_names(inventory, service))
+        actions.append(Action(host, "up", service, reason, driver.up(service, secrets)))
     return actions
 
 
@@ -320,9 +340,10 @@ def host_actions(
             for c in changes
             if c.kind == "delete" and c.path.startswith(UNITS) and c.path.endswith(".timer")
         )
+        if gone:  # a "down": run before the unit files go
+            disable = (("systemctl", "disable", "--now", *gone),)
+            actions.append(Action(host, "down", "timers", "their services left", disable))
         commands: tuple[tuple[str, ...], ...] = (("systemctl", "daemon-reload"),)
-        if gone:
-            commands = (("systemctl", "disable", "--now", *gone), *commands)
         if timers:
             commands += (("systemctl", "enable", "--now", *timers),)
         actions.append(
