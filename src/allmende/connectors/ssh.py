@@ -243,6 +243,8 @@ class SshConnector(Connector):
         return FileStat(stat.S_IMODE(mode), attrs.uid or 0, attrs.gid or 0, digest)
 
     async def stat_many(self, paths: Sequence[str]) -> list[FileStat | None]:
+        """Hash every path with one run of ``STAT_MANY`` on the host; where there is no
+        python3 (exit 127), fall back to ``stat`` per file over SFTP."""
         if not paths:
             return []
         lines = "".join(json.dumps(self.real(p)) + "\n" for p in paths).encode()
@@ -250,7 +252,7 @@ class SshConnector(Connector):
         if ran.exit == 127:
             log.debug("%s: no python3 there, hashing each file over SFTP", self.host)
             return await super().stat_many(paths)
-        answers = ran.stdout.decode(errors="replace").splitlines()
+        answers = ran.stdout.splitlines()
         if ran.exit != 0 or len(answers) != len(paths):
             said = (ran.stderr or ran.stdout).decode(errors="replace").strip()
             raise self._error(
@@ -270,7 +272,8 @@ class SshConnector(Connector):
                     continue
             except (ValueError, KeyError, TypeError, AttributeError):
                 raise self._error(
-                    f"unexpected answer about {path} from python3: {answer!r}"
+                    f"unexpected answer about {path} from python3: "
+                    f"{answer.decode(errors='replace')[:200]!r}"
                 ) from None
             if error == "irregular":
                 raise self._error(f"{path} is not a regular file")
