@@ -79,8 +79,10 @@ def test_a_published_port_is_reached_on_another_host_and_on_the_edge_host(
     assert findings(tmp_path, files) == []
     reach = derive.reach(inventory(tmp_path / "i", files), "gateway", "tools", "app.http")
     assert reach is not None and reach.reachable
+    # On the edge host itself: the address the port is published on (compose binds the
+    # host's IP), not 127.0.0.1, where nothing listens.
     assert (reach.address, reach.port) == (
-        ("127.0.0.1", 8095) if host == "gateway" else ("192.0.2.10", 8095)
+        ("198.51.100.7", 8095) if host == "gateway" else ("192.0.2.10", 8095)
     )
 
 

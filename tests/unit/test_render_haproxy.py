@@ -305,10 +305,11 @@ def test_tcp_and_http_use_of_one_port_get_two_backends(nordlicht: Path) -> None:
 # --------------------------------------------------------------------------- backends
 
 
-def test_backend_on_the_edge_host_uses_loopback_others_their_address() -> None:
+def test_backend_on_the_edge_host_uses_where_it_is_published_others_their_address() -> None:
+    # pages runs on the edge host, whose compose publishes on the host's IP.
     text = config(BASE)
     assert section(text, "backend pages_web_https from tcp")[-1] == (
-        "server web 127.0.0.1:8443 check"
+        "server web 198.51.100.7:8443 check"
     )
     assert section(text, "backend git_app_http from http")[-1] == "server app 192.0.2.10:8082 check"
 

@@ -16,8 +16,9 @@ Up to step 4 nothing live has changed and the temps are removed on failure.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -110,6 +111,25 @@ async def _validate(
         )
 
 
+#: How many files are written to one host at the same time.
+CONCURRENT = 16
+
+
+async def _each(step: Callable[[str], Awaitable[None]], paths: Sequence[str]) -> None:
+    """Run ``step`` for every path, ``CONCURRENT`` at a time, all of them even when some
+    fail; then raise the first UserError."""
+    gate = asyncio.Semaphore(CONCURRENT)
+
+    async def one(path: str) -> None:
+        async with gate:
+            await step(path)
+
+    results = await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 @dataclass
 class Staged:
     """One host's changes written to temps, checked, and not yet live."""
@@ -127,19 +147,22 @@ async def stage(
     every temp removed, if a file changed since the plan, the disk is full or a validator
     rejects a file."""
     await _check_unchanged(connector, changes)
-    for change in changes:
-        if change.kind != "create":
-            await connector.keep_previous(change.path)
+    await _each(connector.keep_previous, [c.path for c in changes if c.kind != "create"])
     staged = Staged(changes)
+    writes = [c.path for c in changes if c.kind != "delete"]
+    # Directories first, one after the other (parents before children), then the files at
+    # once: over SSH each write is a dozen round trips.
+    for directory in sorted({str(PurePosixPath(p).parent) for p in writes}):
+        await connector.make_dir(directory)
+
+    async def write(path: str) -> None:
+        rendered = wanted[path]
+        temp = await connector.write_temp(path, rendered.content, file_mode(path, rendered))
+        staged.temps.append((temp, path))
+
     try:
-        for change in changes:
-            if change.kind == "delete":
-                continue
-            rendered = wanted[change.path]
-            temp = await connector.write_temp(
-                change.path, rendered.content, file_mode(change.path, rendered)
-            )
-            staged.temps.append((temp, change.path))
+        await _each(write, writes)
+        staged.temps.sort(key=lambda pair: writes.index(pair[1]))
         temps = {path: temp for temp, path in staged.temps}
         for temp, path in staged.temps:
             await _validate(connector, path, temp, wanted[path].content, temps)

@@ -6,6 +6,7 @@ surface agrees on what "the backup of this service" or "the databases on that ho
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import (
     Collective,
     Component,
+    Host,
     Keep,
     Monitor,
     Service,
@@ -268,12 +270,25 @@ def on_incus_bridge(inventory: Inventory, edge: str, host: str) -> bool:
     return False
 
 
+def published_ip(host: Host) -> str | None:
+    """Given a host, return the IP its published ports bind to: its address if that is an IP,
+    127.0.0.1 if it has none (the local machine), None if its address is a DNS name (then
+    they bind every address)."""
+    if host.address is None:
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(host.address))
+    except ValueError:
+        return None
+
+
 def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach | None:
     """Return how the edge host ``edge`` reaches ``<component>.<port>`` of ``service``, or
     None when the service has no such component or port.
 
-    A published port is reached on the service host's ``address``, or on 127.0.0.1 when the
-    service runs on the edge host itself. An unpublished port of a container on an Incus host
+    A published port is reached on the service host's ``address``; when the service runs on
+    the edge host itself, on the address its ports are published on (``published_ip``: the
+    host's IP, else 127.0.0.1). An unpublished port of a container on an Incus host
     the edge runs on or in is reached by name on the Incus bridge,
     ``<service>-<component>.incus``. Any other unpublished port cannot be reached.
     """
@@ -288,7 +303,7 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
         # Incus names every instance on its managed bridge: <service>-<component>.incus.
         return Reach(owner.host, f"{service}-{component_name}.incus", port, False, True)
     if owner.host == edge:
-        address: str | None = "127.0.0.1"
+        address: str | None = published_ip(inventory.hosts[edge]) or "127.0.0.1"
     else:
         host = inventory.hosts.get(owner.host)
         address = (host.address or None) if host is not None else None

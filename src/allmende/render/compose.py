@@ -26,12 +26,12 @@ One project per service (``name: <service>``), one Compose service per component
 
 from __future__ import annotations
 
-import ipaddress
 import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
@@ -191,21 +191,10 @@ def environment(component: Component) -> dict[str, str]:
     return dict(sorted(env.items()))
 
 
-def published_ip(host: Host) -> str | None:
-    """Given a host, return the IP its published ports bind to: its address if that is an IP,
-    127.0.0.1 if it has none (the local machine), None if its address is a DNS name."""
-    if host.address is None:
-        return "127.0.0.1"
-    try:
-        return str(ipaddress.ip_address(host.address))
-    except ValueError:
-        return None
-
-
 def ports(host: Host, component: Component) -> list[str]:
     """Given a host and a component, return ``"<ip>:<publish>:<port>"`` for every published
     port, by port name; without the ip where the host's address is a name."""
-    ip = published_ip(host)
+    ip = derive.published_ip(host)
     if ip is not None and ":" in ip:
         ip = f"[{ip}]"
     prefix = f"{ip}:" if ip is not None else ""
@@ -362,7 +351,7 @@ def notes(context: Context, networks: Networks) -> list[str]:
             "Ports are published on 127.0.0.1: the host has no address, so it is the machine "
             "allmende runs on."
         )
-    elif published and published_ip(context.host) is None:
+    elif published and derive.published_ip(context.host) is None:
         lines.append(
             f"Ports are published on every address of the host: its address "
             f"`{context.host.address}` is a DNS name, and Compose binds to IPs only."

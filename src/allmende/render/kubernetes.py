@@ -38,6 +38,7 @@ import re
 from collections import Counter
 from typing import Any
 
+from allmende.inventory import derive
 from allmende.inventory.derive import split_target
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Route, seconds
@@ -193,7 +194,7 @@ def service(context: Context, name: str, component: Component) -> dict[str, Any]
 
 def container_ports(context: Context, component: Component) -> list[dict[str, Any]]:
     """Given a component, return its container ports, with host ports where it publishes."""
-    ip = compose.published_ip(context.host)
+    ip = derive.published_ip(context.host)
     result: list[dict[str, Any]] = []
     for port, number in sorted(component.ports.items()):
         entry: dict[str, Any] = {}
