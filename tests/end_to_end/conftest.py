@@ -1,6 +1,6 @@
 """Fixtures of the end-to-end tests: the real programs allmende drives, on loopback only.
 
-``podman`` is a rootful Podman (TESTBED.md section 7) that keeps everything in one temporary
+``podman`` is a rootful Podman that keeps everything in one temporary
 directory: its own containers.conf (runc, cgroupfs, ulimits this machine allows) and
 storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
 CONTAINERS_STORAGE_CONF, so the machine's own images, containers and networks are never touched.

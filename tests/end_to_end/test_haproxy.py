@@ -1,4 +1,4 @@
-"""The rendered HAProxy configuration, run by the real HAProxy (TESTBED.md section 1).
+"""The rendered HAProxy configuration, run by the real HAProxy.
 
 * Every ``haproxy.cfg`` rendered from every example inventory and valid fixture passes
   ``haproxy -c`` without warnings (but "could not resolve address": this machine has no DNS).

@@ -1,4 +1,4 @@
-"""A real OpenSSH server on 127.0.0.1 for the connector and plan tests (TESTBED §4).
+"""A real OpenSSH server on 127.0.0.1 for the connector and plan tests.
 
 Host key and client key live in a temp directory; ``StrictModes no`` because that directory
 is under /tmp. The server is stopped when the tests using it are done.

@@ -45,7 +45,7 @@ class FakeHost(Connector):
     async def list_files(self, root: str) -> list[str]:
         return sorted(p for p in self.files if p.startswith(root))
 
-    async def run(self, argv: Sequence[str]) -> Ran:
+    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
         return Ran(0, b"", b"")
 
 

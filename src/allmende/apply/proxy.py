@@ -1,17 +1,17 @@
 """The proxy part of apply: keep HAProxy running and reload it with a new configuration.
 
-HAProxy runs in master-worker mode (TESTBED.md section 1): one master process, controlled on
+HAProxy runs in master-worker mode: one master process, controlled on
 its master socket, and a worker that serves. A reload makes the master re-execute itself with
 the new configuration and start a new worker; the old worker finishes its connections, so no
 request is lost. If the new configuration does not load, the master keeps the old worker
 serving and ``show proc`` counts the failure (``[failed: N]``).
 
-Starting: where nothing answers on the master socket, HAProxy is started as a daemon,
-``haproxy -W -D -S <master.sock>,mode,600 -p <pidfile> -f <cfg>``. On a host with systemd
-(``/run/systemd/system`` exists) the Debian unit does the same under systemd's care
-(``systemctl enable --now haproxy``, with ``-S /run/haproxy/master.sock`` added to its
-``EXTRAOPTS`` in ``/etc/default/haproxy``); this module starts the daemon either way, which is
-what the tests exercise.
+Starting: where nothing answers on the master socket and the host runs systemd
+(``/run/systemd/system`` exists), the Debian unit (``haproxy -Ws``, master-worker under
+systemd) gets a drop-in, ``/etc/systemd/system/haproxy.service.d/allmende.conf``, naming the
+master socket in its ``EXTRAOPTS``, and is enabled and restarted (once: a Debian HAProxy that
+ran without the socket). Elsewhere HAProxy is started as a daemon,
+``haproxy -W -D -S <master.sock>,mode,600 -p <pidfile> -f <cfg>``.
 
 Every program runs on the host through ``Connector.run`` with an argument list; the master
 socket is spoken to by a small fixed Python program run there with ``python3 -c``, the socket
@@ -27,6 +27,7 @@ from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
+from allmende.plan.engines import has_systemd
 from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, said, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
@@ -70,16 +71,10 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Pro
         return processes
     if processes is None:
         await validate(connector, paths)
-        for directory in {
-            str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)
-        }:
-            await connector.run(["mkdir", "-p", directory])
-        start = ["haproxy", "-W", "-D", "-S", f"{paths.master_socket},mode,600"]
-        ran = await connector.run([*start, "-p", paths.pidfile, "-f", paths.config])
-        if ran.exit != 0:
-            raise UserError(
-                f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(said(ran))}"
-            )
+        if await has_systemd(connector):
+            await _start_unit(connector, paths)
+        else:
+            await _start_daemon(connector, paths)
     processes = await _wait(connector, paths, lambda p: bool(p.workers))
     if processes is None or not processes.workers:
         raise UserError(
@@ -87,6 +82,50 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Pro
             f"shows no worker within {WAIT_SECONDS:.0f} s"
         )
     return processes
+
+
+async def _start_daemon(connector: Connector, paths: ProxyPaths) -> None:
+    for directory in {str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)}:
+        await connector.run(["mkdir", "-p", directory])
+    start = ["haproxy", "-W", "-D", "-S", f"{paths.master_socket},mode,600"]
+    ran = await connector.run([*start, "-p", paths.pidfile, "-f", paths.config])
+    if ran.exit != 0:
+        raise UserError(
+            f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(said(ran))}"
+        )
+
+
+#: The drop-in that gives the Debian unit allmende's master socket.
+DROP_IN = "/etc/systemd/system/haproxy.service.d/allmende.conf"
+
+
+def drop_in(paths: ProxyPaths) -> bytes:
+    """Return the drop-in for the Debian ``haproxy.service``: its ``EXTRAOPTS`` name the master
+    socket (the unit already runs ``haproxy -Ws``, master-worker under systemd)."""
+    return (
+        "# Written by allmende: HAProxy's master socket, through which it is reloaded.\n"
+        "[Service]\n"
+        f'Environment="CONFIG={paths.config}" "PIDFILE={paths.pidfile}" '
+        f'"EXTRAOPTS=-S {paths.master_socket},mode,600"\n'
+        f"RuntimeDirectory={PurePosixPath(paths.master_socket).parent.name}\n"
+        "RuntimeDirectoryPreserve=yes\n"
+    ).encode()
+
+
+async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
+    """Run HAProxy as the Debian unit, with the drop-in; restart it once if it ran without."""
+    await connector.write_atomic(DROP_IN, drop_in(paths), 0o644)
+    for command in (
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "haproxy"],
+        ["systemctl", "restart", "haproxy"],
+    ):
+        ran = await connector.run(command)
+        if ran.exit != 0:
+            raise UserError(
+                f"{connector.host}: `{' '.join(command)}` failed (exit {ran.exit}): "
+                f"{said(ran).strip()[-1000:]}; see `journalctl -u haproxy` there"
+            )
 
 
 async def reload(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
