@@ -130,6 +130,13 @@ async def _each(step: Callable[[str], Awaitable[None]], paths: Sequence[str]) ->
             raise result
 
 
+def _make_dir(connector: Connector) -> Callable[[str], Awaitable[None]]:
+    async def make(path: str) -> None:
+        await connector.make_dir(path)
+
+    return make
+
+
 @dataclass
 class Staged:
     """One host's changes written to temps, checked, and not yet live."""
@@ -150,10 +157,12 @@ async def stage(
     await _each(connector.keep_previous, [c.path for c in changes if c.kind != "create"])
     staged = Staged(changes)
     writes = [c.path for c in changes if c.kind != "delete"]
-    # Directories first, one after the other (parents before children), then the files at
-    # once: over SSH each write is a dozen round trips.
-    for directory in sorted({str(PurePosixPath(p).parent) for p in writes}):
-        await connector.make_dir(directory)
+    # Directories first, parents before children (those of one depth at once), then the
+    # files at once: over SSH each write is several round trips.
+    directories = {PurePosixPath(p).parent for p in writes}
+    for depth in sorted({len(d.parts) for d in directories}):
+        level = sorted(str(d) for d in directories if len(d.parts) == depth)
+        await _each(_make_dir(connector), level)
 
     async def write(path: str) -> None:
         rendered = wanted[path]
@@ -188,9 +197,13 @@ async def commit(
     manifest. Each change done is kept in ``staged.committed`` for ``rollback``."""
     staged.manifest_before = await connector.read(MANIFEST)
     by_path = {c.path: c for c in staged.changes}
-    for temp, path in staged.temps:
-        await connector.rename(temp, path)
+    temps = dict((path, temp) for temp, path in staged.temps)
+
+    async def rename(path: str) -> None:
+        await connector.rename(temps[path], path)
         staged.committed.append(by_path[path])
+
+    await _each(rename, [path for _, path in staged.temps])
     deletes = [c for c in staged.changes if c.kind == "delete"]
     for change in deletes:
         await connector.remove(change.path)

@@ -92,6 +92,8 @@ class SshConnector(Connector):
         self._connection: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_starting = asyncio.Lock()
+        #: Directories known to exist on the host (real paths): no round trips to check them.
+        self._dirs: set[str] = set()
 
     # ------------------------------------------------------------------ connecting
 
@@ -336,8 +338,11 @@ class SshConnector(Connector):
         sftp = await self._files()
         temp = temp_beside(path)
         remote = under(self.root, temp)
+        parent = str(PurePosixPath(remote).parent)
         try:
-            await sftp.makedirs(str(PurePosixPath(remote).parent), exist_ok=True)
+            if parent not in self._dirs:
+                await sftp.makedirs(parent, exist_ok=True)
+                self._dirs.add(parent)
             attrs = asyncssh.SFTPAttrs(permissions=0o600)
             async with sftp.open(remote, "wb", attrs) as handle:
                 await sftp.chmod(remote, mode)
@@ -382,8 +387,11 @@ class SshConnector(Connector):
     async def make_dir(self, path: str) -> bool:
         sftp = await self._files()
         remote = under(self.root, path)
+        parent = str(PurePosixPath(remote).parent)
         try:
-            await sftp.makedirs(str(PurePosixPath(remote).parent), exist_ok=True)
+            if parent not in self._dirs:
+                await sftp.makedirs(parent, exist_ok=True)
+                self._dirs.add(parent)
             await sftp.mkdir(remote)
         except (asyncssh.Error, OSError) as exc:
             if await sftp.isdir(remote):
@@ -393,6 +401,7 @@ class SshConnector(Connector):
 
     async def remove_dir(self, path: str) -> None:
         sftp = await self._files()
+        self._dirs.discard(under(self.root, path))
         try:
             await sftp.rmdir(under(self.root, path))
         except asyncssh.SFTPNoSuchFile:
