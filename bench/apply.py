@@ -40,26 +40,12 @@ from typing import Any
 
 from fresh import measure
 
-SSHD = Path("/usr/sbin/sshd")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.sshd_setup import SSHD, prepare
+
 IMAGE = "localhost/allmende-test/busybox:1"
 TARGET_SERVICES = 100
 TARGET_SECONDS = 2.0
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 nobody listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
 
 
 def start_sshd(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -67,26 +53,7 @@ def start_sshd(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     its port once it accepts connections."""
     if not SSHD.exists() or shutil.which("ssh-keygen") is None:
         raise SystemExit("sshd is not installed: run `script/bootstrap test` (openssh-server)")
-    keygen(directory / "host_ed25519")
-    keygen(directory / "client_key")
-    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    port = free_port()
-    config = directory / "sshd_config"
-    config.write_text(
-        f"Port {port}\n"
-        "ListenAddress 127.0.0.1\n"
-        f"HostKey {directory}/host_ed25519\n"
-        f"PidFile {directory}/sshd.pid\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\n"
-        "UsePAM no\n"
-        "StrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True, capture_output=True)
+    config, port = prepare(directory)
     log = (directory / "sshd.log").open("wb")
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
     log.close()

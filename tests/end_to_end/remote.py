@@ -60,11 +60,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
+from tests.sshd_setup import SSHD, prepare
 
 if TYPE_CHECKING:  # not at run time: conftest.py imports this module
     from tests.end_to_end.conftest import Podman
 
-SSHD = Path("/usr/sbin/sshd")
 #: The directory of podman's network namespaces, shared between namespace and machine.
 NETNS = "/run/netns"
 MS_BIND, MS_REC, MS_PRIVATE, MS_SHARED = 0x1000, 0x4000, 0x40000, 0x100000
@@ -235,21 +235,6 @@ def _enter(binds: dict[str, str], argv: list[str]) -> None:
     os.execv(argv[0], argv)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
-
-
 def _mount_ns(pid: int | str) -> str | None:
     try:
         return str(Path(f"/proc/{pid}/ns/mnt").readlink())
@@ -337,26 +322,7 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Ite
         shutil.copyfile(policy, paths["/etc/containers"] / "policy.json")
     (paths["/usr/local/bin"] / "podman-compose").symlink_to(PODMAN_COMPOSE)
 
-    _keygen(directory / "host_ed25519")
-    _keygen(directory / "client_key")
-    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    port = _free_port()
-    config = directory / "sshd_config"
-    config.write_text(
-        f"Port {port}\n"
-        "ListenAddress 127.0.0.1\n"
-        f"HostKey {directory}/host_ed25519\n"
-        f"PidFile {directory}/sshd.pid\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\n"
-        "UsePAM no\n"
-        "StrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True, capture_output=True)
+    config, port = prepare(directory)
     _share_netns()
     log_path = directory / "sshd.log"
     with log_path.open("wb") as log:

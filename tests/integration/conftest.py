@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.sshd_setup import SSHD, free_port, keygen, prepare
 
-SSHD = Path("/usr/sbin/sshd")
+__all__ = ["SSHD", "Sshd", "free_port", "keygen", "sshd", "write_host"]
 
 
 @dataclass(frozen=True)
@@ -30,47 +31,12 @@ class Sshd:
     host_public_key: str
 
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 nobody listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
-        check=True,
-        capture_output=True,
-    )
-
-
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     if not SSHD.exists() or shutil.which("ssh-keygen") is None:
         pytest.fail("sshd is not installed: run `script/bootstrap test` (openssh-server)")
     directory = tmp_path_factory.mktemp("sshd")
-    keygen(directory / "host_ed25519")
-    keygen(directory / "client_key")
-    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
-    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    port = free_port()
-    config = directory / "sshd_config"
-    config.write_text(
-        f"Port {port}\n"
-        "ListenAddress 127.0.0.1\n"
-        f"HostKey {directory}/host_ed25519\n"
-        f"PidFile {directory}/sshd.pid\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\n"
-        "PasswordAuthentication no\n"
-        "KbdInteractiveAuthentication no\n"
-        "PermitRootLogin prohibit-password\n"
-        "UsePAM no\n"
-        "StrictModes no\n"
-        "Subsystem sftp internal-sftp\n"
-    )
-    subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True, capture_output=True)
+    config, port = prepare(directory)
     log = (directory / "sshd.log").open("wb")
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
     try:

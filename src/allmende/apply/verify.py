@@ -14,6 +14,7 @@ a connection; ``tls`` a TLS handshake. Each is tried until it passes or the time
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from dataclasses import dataclass
@@ -89,6 +90,8 @@ async def probe(inventory: Inventory, monitor: Monitor) -> str | None:
             5,
         )
         writer.close()
+        with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+            await asyncio.wait_for(writer.wait_closed(), 5)
         return None
     except (OSError, ValueError, TimeoutError, httpx.HTTPError) as exc:
         return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -72,12 +73,17 @@ def apply(
     if not yes and not click.confirm("Apply this plan?", err=True):
         click.echo("Nothing was applied.", err=True)
         return FAILED
-    results = apply_action(prepared, os.environ)
-    code = FAILED if plan.failed else DONE
+    applied = report(apply_action(prepared, os.environ))
+    return DONE if applied and not plan.failed else FAILED
+
+
+def report(results: Mapping[str, str]) -> bool:
+    """Print each host's result of an apply; return whether every host was applied."""
+    good = True
     for name, result in sorted(results.items()):
         if result == "ok":
             click.echo(f"Applied {name}.", err=True)
         else:
             click.echo(f"not applied: {result}", err=True)
-            code = FAILED
-    return code
+            good = False
+    return good

@@ -1,0 +1,65 @@
+"""What a test or benchmark needs to run its own OpenSSH server on 127.0.0.1: keys, a config,
+a free port. Used by the integration tests' ``sshd``, the end-to-end ``remote_host`` and
+``bench/apply.py``; each starts the server its own way."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+SSHD = Path("/usr/sbin/sshd")
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 nobody listens on (right now)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def keygen(path: Path) -> None:
+    """Write a new ed25519 key pair without passphrase at ``path`` and ``path.pub``."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
+
+
+def prepare(directory: Path) -> tuple[Path, int]:
+    """Write into ``directory`` a host key, a client key (``client_key``) allowed to log in,
+    and an ``sshd_config`` listening on a free port of 127.0.0.1 (keys only, root allowed,
+    ``StrictModes no`` as the directory is under /tmp, internal SFTP), checked by ``sshd -t``.
+    Return the config and the port."""
+    keygen(directory / "host_ed25519")
+    keygen(directory / "client_key")
+    shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
+    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    port = free_port()
+    config = directory / "sshd_config"
+    config.write_text(
+        f"Port {port}\n"
+        "ListenAddress 127.0.0.1\n"
+        f"HostKey {directory}/host_ed25519\n"
+        f"PidFile {directory}/sshd.pid\n"
+        f"AuthorizedKeysFile {directory}/authorized_keys\n"
+        "PasswordAuthentication no\n"
+        "KbdInteractiveAuthentication no\n"
+        "PermitRootLogin prohibit-password\n"
+        "UsePAM no\n"
+        "StrictModes no\n"
+        "Subsystem sftp internal-sftp\n"
+    )
+    subprocess.run([str(SSHD), "-t", "-f", str(config)], check=True, capture_output=True)
+    return config, port
+
+
+def known_hosts(directory: Path, port: int) -> Path:
+    """Write ``known_hosts`` in ``directory`` trusting its host key on 127.0.0.1:port."""
+    public = (directory / "host_ed25519.pub").read_text().strip()
+    path = directory / "known_hosts"
+    path.write_text(f"[127.0.0.1]:{port} {public}\n")
+    return path
