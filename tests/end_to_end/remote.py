@@ -60,8 +60,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple
 
 import pytest
-from tests.sshd_setup import SSHD, prepare
 
+# Also run as a script in the new namespace (see the end): no ``tests`` imports at the top.
 if TYPE_CHECKING:  # not at run time: conftest.py imports this module
     from tests.end_to_end.conftest import Podman
 
@@ -301,6 +301,8 @@ def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.fixture(scope="session")
 def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Iterator[RemoteHost]:
     """A real sshd on 127.0.0.1 in its own mount namespace; see the module docstring."""
+    from tests.sshd_setup import SSHD, prepare
+
     missing = [p for p in ("ssh-keygen", "ssh", "unshare", "nsenter") if not shutil.which(p)]
     if not SSHD.exists():
         missing.append(str(SSHD))
