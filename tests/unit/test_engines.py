@@ -416,9 +416,11 @@ def test_kubernetes_with_podman_plays_the_manifest() -> None:
 
 
 def test_swarm_deploys_the_stack() -> None:
-    driver = Driver("swarm", "docker")
+    driver = Driver("swarm", "docker", host="swarm")
     assert driver.project_file("ledger") == "/srv/ledger/stack.yaml"
-    (up,) = driver.up("ledger")
+    label, up = driver.up("ledger")
+    # The node is labelled with the host's name, which the stack's placement asks for.
+    assert label[:2] == ("sh", "-c") and "--label-add" in label[2] and label[-1] == "swarm"
     assert up[:3] == ("docker", "stack", "deploy")
     assert up[up.index("-c") + 1] == "/srv/ledger/stack.yaml"
     assert up[-1] == "ledger"
@@ -476,7 +478,7 @@ def test_find_driver_picks_the_compose_program(
 ) -> None:
     host = FakeEngineHost("rack", {("docker", "compose", "version"): Ran(plugin, b"", b"")})
     driver = asyncio.run(find_driver(host, engine, runtime))
-    assert driver == Driver(engine, runtime, compose)
+    assert (driver.engine, driver.runtime, driver.compose) == (engine, runtime, compose)
 
 
 def test_observe_engine_parses_what_the_host_answered() -> None:

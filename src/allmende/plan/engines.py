@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from allmende.connectors.base import Connector
+from allmende.connectors.base import Connector, under
 from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change
@@ -76,6 +76,11 @@ class Driver:
     engine: str
     runtime: str
     compose: tuple[str, ...] = ()
+    #: The directory standing in for ``/`` on the host (``Connector.root``): commands name
+    #: files where they really are.
+    root: str = "/"
+    #: The host's name in the inventory (Swarm nodes are labelled with it).
+    host: str = ""
 
     @property
     def drives(self) -> bool:
@@ -86,13 +91,17 @@ class Driver:
         """Return the host path of a service's project file."""
         return f"/srv/{service}/{PROJECT_FILES[self.engine]}"
 
+    def real(self, path: str) -> str:
+        """Return where the host path ``path`` really is (under ``root``)."""
+        return under(self.root, path)
+
     def up(self, service: str, secrets: Sequence[str] = ()) -> tuple[tuple[str, ...], ...]:
         """Return the commands that bring ``service`` to its project file; ``secrets`` are the
         flat names of the secrets it reads (``plan.deliver`` writes their files)."""
-        project = self.project_file(service)
+        project = self.real(self.project_file(service))
         if self.engine == "compose":
             return ((*self.compose, "-p", service, "-f", project, "up", "-d"),)
-        manifest = f"/srv/{service}/secrets/kubernetes.yaml"
+        manifest = self.real(f"/srv/{service}/secrets/kubernetes.yaml")
         if self.engine == "kubernetes" and self.runtime == "podman":
             play = ("podman", "kube", "play", "--replace", project)
             if not secrets:
@@ -107,14 +116,31 @@ class Driver:
         # the stack gives it (``<service>_<flat name>``).
         create = 'docker secret inspect "$1" >/dev/null 2>&1 || docker secret create "$1" "$2"'
         made = tuple(
-            ("sh", "-c", create, "sh", f"{service}_{flat}", f"/srv/{service}/secrets/{flat}")
+            (
+                "sh",
+                "-c",
+                create,
+                "sh",
+                f"{service}_{flat}",
+                self.real(f"/srv/{service}/secrets/{flat}"),
+            )
             for flat in secrets
         )
-        return (*made, ("docker", "stack", "deploy", "--prune", "-c", project, service))
+        # The stack places its tasks on the node labelled with the host's name: this one.
+        label = (
+            "sh",
+            "-c",
+            'docker node update --label-add "allmende.host=$1" '
+            '"$(docker info --format "{{.Swarm.NodeID}}")"',
+            "sh",
+            self.host,
+        )
+        deploy = ("docker", "stack", "deploy", "--prune", "-c", project, service)
+        return (label, *made, deploy)
 
     def down(self, service: str) -> tuple[tuple[str, ...], ...]:
         """Return the commands that stop and remove ``service`` (its data stays)."""
-        project = self.project_file(service)
+        project = self.real(self.project_file(service))
         if self.engine == "compose":
             return ((*self.compose, "-p", service, "-f", project, "down"),)
         if self.engine == "kubernetes":
@@ -202,13 +228,13 @@ async def find_driver(connector: Connector, engine: str, runtime: str) -> Driver
     """Return the driver of an (opened) host; for docker compose, find out whether the
     plugin is there or only the older ``docker-compose``."""
     if engine != "compose":
-        return Driver(engine, runtime)
+        return Driver(engine, runtime, root=connector.root, host=connector.host)
     if runtime == "podman":
-        return Driver(engine, runtime, ("podman-compose",))
+        return Driver(engine, runtime, ("podman-compose",), connector.root)
     plugin = await connector.run(["docker", "compose", "version"])
     if plugin.exit == 0:
-        return Driver(engine, runtime, ("docker", "compose"))
-    return Driver(engine, runtime, ("docker-compose",))
+        return Driver(engine, runtime, ("docker", "compose"), connector.root)
+    return Driver(engine, runtime, ("docker-compose",), connector.root)
 
 
 async def observe_engine(connector: Connector, driver: Driver) -> dict[str, Running] | None:
