@@ -1,6 +1,7 @@
 """Compose projects: ``<host>/srv/<service>/compose.yaml`` for every service on a compose host.
 
-One project per service (``name: <service>``), one Compose service per component with an image
+One project per service, named by its directory ``/srv/<service>`` (no ``name:``, which
+docker-compose 1.x rejects), one Compose service per component with an image
 (``system:`` components are Incus containers, another target). The decisions:
 
 - Ports are published only where ``publish`` says, as ``"<ip>:<publish>:<port>"``: the host's
@@ -103,7 +104,9 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
         name: merge(escape(compose_service(context, networks, name, c)), extension(c))
         for name, c in image_components(context.service)
     }
-    result: dict[str, Any] = {"name": context.name, "services": services}
+    # No top-level `name`: the directory /srv/<service> names the project, and the older
+    # docker-compose (1.x, still what many hosts run) rejects the key.
+    result: dict[str, Any] = {"services": services}
     declared = network_declarations(networks, {})
     if declared:
         result["networks"] = declared

@@ -1,4 +1,4 @@
-"""`allmende apply` to a Swarm host: a real dockerd (Debian's docker.io) of the test's own,
+"""`allmende apply` to Docker hosts: a real dockerd (Debian's docker.io) of the test's own,
 a one-node swarm on 127.0.0.1, the host being this machine (files under ALLMENDE_HOST_ROOT).
 
 dockerd keeps everything in a temp directory (data root, socket, no iptables, no bridge, the
@@ -192,3 +192,53 @@ def test_a_swarm_stack_is_deployed_with_its_secret_and_updated(
         assert "Nothing to do." in capsys.readouterr().err
     finally:
         docker.run("stack", "rm", "board", check=False)
+
+
+def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_back(
+    docker: Docker,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inventory = tmp_path / "inventory"
+    write_inventory(inventory, "hello")
+    (inventory / "hosts" / "manager.yaml").write_text(
+        "description: this machine, with Docker\nengine: compose\n"  # runtime: docker
+    )
+    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
+    create_key(inventory, env)
+    SecretStore(inventory, env).set("board/token", b"s3cret")
+    host = tmp_path / "host"
+    host.mkdir()
+    for key, value in {
+        "DOCKER_HOST": docker.env["DOCKER_HOST"],
+        "ALLMENDE_HOST_ROOT": str(host),
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+        **env,
+    }.items():
+        monkeypatch.setenv(key, value)
+    compose = f"{host}/srv/board/compose.yaml"
+    try:
+        assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
+        out = capsys.readouterr().out
+        # This Docker has no compose plugin: the older docker-compose is used.
+        assert f"$ docker-compose -p board -f {compose} up -d" in out
+        (name,) = docker.run("ps", "--filter", "label=org.allmende.service=board", "-q").split()
+        assert "healthy" in docker.run("inspect", "--format", "{{.State.Health.Status}}", name)
+        body = docker.run(
+            "exec", name, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/cgi-bin/env"
+        )
+        assert "GREETING=hello" in body
+        assert docker.run("exec", name, "cat", "/run/secrets/board-token") == "s3cret"
+
+        docker.run("stop", "-t", "0", name)
+        assert main(["plan", str(inventory)]) == 3
+        assert "up board: not running: web exited" in capsys.readouterr().out
+        assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
+        assert docker.run("ps", "--filter", "label=org.allmende.service=board", "-q").strip()
+    finally:
+        subprocess.run(
+            ["docker-compose", "-p", "board", "-f", compose, "down", "-t", "0"],
+            env=docker.env,
+            capture_output=True,
+        )
