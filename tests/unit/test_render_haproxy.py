@@ -355,7 +355,9 @@ def test_health_check_from_the_components_healthcheck() -> None:
         "http-check expect status 200",
         "timeout check 5s",
     ]
-    assert backend[-1] == "server app 192.0.2.10:8081 check inter 30s fall 3"
+    assert backend[-1] == (
+        "server app 192.0.2.10:8081 check inter 30s fastinter 2s downinter 2s fall 3"
+    )
 
 
 def test_health_check_on_another_port(nordlicht: Path) -> None:
@@ -371,13 +373,17 @@ def test_health_check_on_another_port(nordlicht: Path) -> None:
         "http-check send meth GET uri /ready?full=1 ver HTTP/1.1 hdr host tools.nordlicht.example"
         in backend
     )
-    assert backend[-1] == "server app 192.0.2.10:8090 check port 9090 inter 10s fall 2"
+    assert backend[-1] == (
+        "server app 192.0.2.10:8090 check port 9090 inter 10s fastinter 2s downinter 2s fall 2"
+    )
     unpublished = component.replace("port: admin", "port: debug")
     write(nordlicht, "services/tools.yaml", service("rack", routes, component=unpublished))
     backend = section(config(nordlicht), "backend tools_app_http from http")
     assert "option httpchk" not in backend
     assert any("port debug is not published" in line for line in backend)
-    assert backend[-1] == "server app 192.0.2.10:8090 check inter 10s fall 2"
+    assert backend[-1] == (
+        "server app 192.0.2.10:8090 check inter 10s fastinter 2s downinter 2s fall 2"
+    )
 
 
 # --------------------------------------------------------------------------- listening

@@ -30,14 +30,14 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     one per TCP ``expose``, to its TCP backend. UDP cannot go through HAProxy: a comment says so.
 ``backend acme``, ``terminate-tls``, ``no-route`` and ``<service>_<component>_<port>``
     the last is one per routed or exposed port, reaching the published port on the service
-    host's address (127.0.0.1 when the service runs on the edge host), with the component's
-    healthcheck as HAProxy check. An unpublished port is rendered as a disabled server with
-    the reason.
+    host's address (on the edge host itself: where compose publishes it), with the component's
+    healthcheck as HAProxy check (its interval while up, every 2 s while down). An unpublished
+    port is rendered as a disabled server with the reason.
 
 HTTP routes match the Host header without port, lowercased, and the path by prefix with
 exact-or-slash semantics, the longest prefix first. Every file listed in ``certs.list`` must
-exist before HAProxy starts (the certificate job writes a self-signed stand-in until the real
-certificate arrives); each holds the certificate chain and the private key in one PEM file.
+exist before HAProxy starts (apply writes a self-signed stand-in until the real certificate
+arrives); each holds the certificate chain and the private key in one PEM file.
 """
 
 from __future__ import annotations
@@ -324,7 +324,10 @@ def _server(backend: Backend) -> str:
         if health.port is not None:
             words.append(f"port {health.port}")
         if health.interval is not None:
-            words.append(f"inter {health.interval}")
+            # Only while up is the service's own interval kept: a server that is down (or
+            # changing state, as during a redeploy) is checked every 2 s, so it is back in
+            # seconds rather than after two full intervals.
+            words.append(f"inter {health.interval} fastinter 2s downinter 2s")
         if health.retries is not None:
             words.append(f"fall {health.retries}")
     if backend.dns:
