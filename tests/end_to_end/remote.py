@@ -7,6 +7,7 @@ namespace is the machine's). In that namespace these directories are bind mounts
 under one temp directory (``RemoteHost.paths``)::
 
     /srv  /etc/haproxy  /var/lib/allmende  /run/haproxy  /etc/systemd/system
+    /var/lib/haproxy  HAProxy's chroot, where its TLS-terminating listener has its socket
     /etc/containers   holds only the containers.conf and storage.conf of the ``podman`` fixture,
                       so a plain ``podman`` over SSH uses the test storage and its image, and
                       the machine's policy.json
@@ -76,6 +77,7 @@ MOUNTS = (
     "/var/lib/allmende",
     "/run/haproxy",
     "/etc/systemd/system",
+    "/var/lib/haproxy",
     "/etc/containers",
     "/usr/local/bin",
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -321,3 +322,27 @@ def _managed(demo: Demo) -> list[str]:
 
     manifest = json.loads(demo.host.local(MANIFEST).read_text())
     return sorted(manifest["hosts"]["local"])
+
+
+def test_a_configuration_haproxy_cannot_load_keeps_the_old_worker_and_is_rolled_back(
+    demo: Demo, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(capsys, "apply", str(demo.inventory), "--yes")[0] == 0
+    config = demo.host.local("/etc/haproxy/haproxy.cfg")
+    before = config.read_bytes()
+    # The new HTTPS port is taken by another program: `haproxy -c` accepts the file, but the
+    # reload cannot bind it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        collective = yaml.safe_load((demo.inventory / "allmende.yaml").read_text())
+        collective["edge"]["https_port"] = taken.getsockname()[1]
+        (demo.inventory / "allmende.yaml").write_text(yaml.safe_dump(collective))
+
+        code, _, err = run_cli(capsys, "apply", str(demo.inventory), "--yes")
+        assert code == 2
+        assert "HAProxy kept the old configuration" in err
+        assert "rolled back" in err
+        assert config.read_bytes() == before
+        status, body = demo.get("wiki.nordlicht.example", "/cgi-bin/env")
+        assert status == 200 and "DB_NAME=wiki" in body

@@ -202,12 +202,15 @@ def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_
 ) -> None:
     inventory = tmp_path / "inventory"
     write_inventory(inventory, "hello")
+    # Another name than the stack's: Swarm removes a stack's network some time after it.
+    board = inventory / "services" / "board.yaml"
+    board.rename(inventory / "services" / "notes.yaml")
     (inventory / "hosts" / "manager.yaml").write_text(
         "description: this machine, with Docker\nengine: compose\n"  # runtime: docker
     )
     env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
     create_key(inventory, env)
-    SecretStore(inventory, env).set("board/token", b"s3cret")
+    SecretStore(inventory, env).set("board/token", b"s3cret")  # still named by board
     host = tmp_path / "host"
     host.mkdir()
     for key, value in {
@@ -217,13 +220,13 @@ def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_
         **env,
     }.items():
         monkeypatch.setenv(key, value)
-    compose = f"{host}/srv/board/compose.yaml"
+    compose = f"{host}/srv/notes/compose.yaml"
     try:
         assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         # This Docker has no compose plugin: the older docker-compose is used.
-        assert f"$ docker-compose -p board -f {compose} up -d" in out
-        (name,) = docker.run("ps", "--filter", "label=org.allmende.service=board", "-q").split()
+        assert f"$ docker-compose -p notes -f {compose} up -d" in out
+        (name,) = docker.run("ps", "--filter", "label=org.allmende.service=notes", "-q").split()
         assert "healthy" in docker.run("inspect", "--format", "{{.State.Health.Status}}", name)
         body = docker.run(
             "exec", name, "wget", "-q", "-O", "-", "http://127.0.0.1:8080/cgi-bin/env"
@@ -233,12 +236,12 @@ def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_
 
         docker.run("stop", "-t", "0", name)
         assert main(["plan", str(inventory)]) == 3
-        assert "up board: not running: web exited" in capsys.readouterr().out
+        assert "up notes: not running: web exited" in capsys.readouterr().out
         assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
-        assert docker.run("ps", "--filter", "label=org.allmende.service=board", "-q").strip()
+        assert docker.run("ps", "--filter", "label=org.allmende.service=notes", "-q").strip()
     finally:
         subprocess.run(
-            ["docker-compose", "-p", "board", "-f", compose, "down", "-t", "0"],
+            ["docker-compose", "-p", "notes", "-f", compose, "down", "-t", "0"],
             env=docker.env,
             capture_output=True,
         )

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from allmende.apply.files import new_manifest
 from allmende.connectors.base import Connector, Ran
 from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
@@ -29,6 +30,7 @@ from allmende.plan.engines import (
     parse_kubectl,
     parse_ps,
     service_of,
+    unrecorded,
 )
 from allmende.plan.observe import wanted_by_host
 from allmende.render.output import Rendered
@@ -552,6 +554,26 @@ def test_an_unchanged_service_that_is_missing_is_brought_up() -> None:
     actions = rack_actions([], running)
     assert [(a.verb, a.subject, a.reason) for a in actions] == [
         ("up", "git", "not running: app missing")
+    ]
+
+
+def test_a_service_whose_last_apply_died_before_it_came_up_is_brought_up() -> None:
+    # Its files are in place (no change) and its old containers run, but the manifest, which
+    # apply writes last, still records the previous files.
+    files = wanted(BASE, "rack")
+    recorded = {p: r for p, r in files.items() if not p.startswith("/srv/wiki/")}
+    stale = dict(files)
+    stale["/srv/wiki/compose.yaml"] = Rendered(b"the previous compose.yaml", ())
+    manifest = new_manifest(None, "rack", stale, [], False)
+    assert unrecorded(manifest, "rack", files) == {"wiki"}
+    assert unrecorded(new_manifest(None, "rack", files, [], False), "rack", files) == set()
+    assert unrecorded(None, "rack", files) == set()  # a host allmende never applied to
+    assert recorded  # the other services' files are recorded as they are
+    actions = engine_actions(
+        inventory(BASE), "rack", COMPOSE, [], files, all_running(BASE, RACK), {"wiki"}
+    )
+    assert [(a.verb, a.subject, a.reason) for a in actions] == [
+        ("up", "wiki", "the apply that wrote its files did not finish")
     ]
 
 

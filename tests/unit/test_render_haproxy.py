@@ -156,12 +156,14 @@ def test_passthrough_and_terminated_share_the_https_port() -> None:
     assert "use_backend pages_web_https if { req.ssl_sni -i pages.nordlicht.example }" in https
     assert https[-1] == "default_backend terminate-tls"
     terminate = section(text, "frontend https-terminate from http")
+    # A unix socket the master binds by its full path and the chrooted worker reaches inside
+    # its chroot.
     assert terminate[0] == (
-        "bind abns@allmende-gateway-https accept-proxy ssl crt-list /etc/haproxy/certs.list "
-        "alpn h2,http/1.1"
+        "bind unix@/var/lib/haproxy/allmende-gateway-https.sock user haproxy mode 600 "
+        "accept-proxy ssl crt-list /etc/haproxy/certs.list alpn h2,http/1.1"
     )
     assert section(text, "backend terminate-tls from tcp") == [
-        "server https-terminate abns@allmende-gateway-https send-proxy-v2"
+        "server https-terminate unix@/allmende-gateway-https.sock send-proxy-v2"
     ]
     assert "mode tcp" in section(text, "defaults tcp")
     assert "backend pages_web_https from tcp" in text.splitlines()

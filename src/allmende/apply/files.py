@@ -9,7 +9,8 @@ fails before a live file is touched:
    its mode (0600 under any ``secrets/`` directory); a full disk stops here;
 4. validate the temps with the real tool where one exists (``haproxy -c -f`` for
    ``haproxy.cfg``); a rejected file stops here;
-5. rename every temp over its target, delete what the plan deletes, and write the manifest.
+5. rename every temp over its target and delete what the plan deletes;
+6. once what follows the files has worked (``apply.host``), write the manifest.
 
 Up to step 4 nothing live has changed and the temps are removed on failure.
 """
@@ -145,6 +146,7 @@ class Staged:
     temps: list[tuple[str, str]] = field(default_factory=list)
     manifest_before: bytes | None = None
     committed: list[Change] = field(default_factory=list)
+    recorded: bool = False
 
 
 async def stage(
@@ -187,14 +189,9 @@ async def discard(connector: Connector, staged: Staged) -> None:
         await connector.remove(temp)
 
 
-async def commit(
-    connector: Connector,
-    staged: Staged,
-    wanted: Mapping[str, Rendered],
-    scoped: bool = False,
-) -> None:
-    """Step 5: rename every temp over its target, delete what the plan deletes, rewrite the
-    manifest. Each change done is kept in ``staged.committed`` for ``rollback``."""
+async def commit(connector: Connector, staged: Staged) -> None:
+    """Step 5: rename every temp over its target and delete what the plan deletes. Each change
+    done is kept in ``staged.committed`` for ``rollback``."""
     staged.manifest_before = await connector.read(MANIFEST)
     by_path = {c.path: c for c in staged.changes}
     temps = dict((path, temp) for temp, path in staged.temps)
@@ -204,14 +201,22 @@ async def commit(
         staged.committed.append(by_path[path])
 
     await _each(rename, [path for _, path in staged.temps])
-    deletes = [c for c in staged.changes if c.kind == "delete"]
-    for change in deletes:
-        await connector.remove(change.path)
-        staged.committed.append(change)
-    manifest = new_manifest(
-        staged.manifest_before, connector.host, wanted, [c.path for c in deletes], scoped
-    )
+    for change in staged.changes:
+        if change.kind == "delete":
+            await connector.remove(change.path)
+            staged.committed.append(change)
+
+
+async def record(
+    connector: Connector, staged: Staged, wanted: Mapping[str, Rendered], scoped: bool = False
+) -> None:
+    """Step 6, once everything that follows the files has worked: write the manifest. Until
+    then it names the files of the last apply that finished, so that a plan after an apply
+    that died half-way still brings up what that apply did not."""
+    deleted = [c.path for c in staged.changes if c.kind == "delete"]
+    manifest = new_manifest(staged.manifest_before, connector.host, wanted, deleted, scoped)
     await connector.write_atomic(MANIFEST, manifest, 0o644)
+    staged.recorded = True
 
 
 async def rollback(connector: Connector, staged: Staged) -> None:
@@ -227,7 +232,7 @@ async def rollback(connector: Connector, staged: Staged) -> None:
             await connector.remove(change.path)
         else:
             await connector.rename(change.path + PREVIOUS, change.path)
-    if staged.manifest_before is not None:
+    if staged.recorded and staged.manifest_before is not None:
         await connector.write_atomic(MANIFEST, staged.manifest_before, 0o644)
 
 
@@ -243,7 +248,8 @@ async def apply_files(
     a failure while renaming puts back what was renamed."""
     staged = await stage(connector, changes, wanted)
     try:
-        await commit(connector, staged, wanted, scoped)
+        await commit(connector, staged)
+        await record(connector, staged, wanted, scoped)
     except UserError:
         await rollback(connector, staged)
         raise

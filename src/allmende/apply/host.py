@@ -13,7 +13,9 @@ On the opened, locked host, in this order:
    and its health checks pass (``apply.engines``); then HAProxy started or gracefully reloaded
    through its master socket (last, so that every server it checks already answers);
 7. the monitors of every service brought up (and, after a proxy reload, of every service the
-   edge serves) run until they pass (``apply.verify``).
+   edge serves) run until they pass (``apply.verify``);
+8. the manifest written: only now, so that after an apply that died between 4 and 8 the plan
+   still sees the services whose new files never came up.
 
 If any of 4 to 7 fails, the host is rolled back: services new in this apply are brought down,
 every file is put back from its previous version (``rollback``), the services that were changed
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 
 from allmende.apply.certs import ensure_certificates
 from allmende.apply.engines import run_action, wait_up
-from allmende.apply.files import Staged, commit, discard, rollback, stage
+from allmende.apply.files import Staged, commit, discard, record, rollback, stage
 from allmende.apply.proxy import ensure_running, reload
 from allmende.apply.verify import TIMEOUT, verify
 from allmende.connectors.base import Connector
@@ -84,8 +86,9 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         await discard(connector, staged)
         raise
     try:
-        await commit(connector, staged, plan.wanted, plan.scoped)
+        await commit(connector, staged)
         await _after_files(connector, plan, driver, done)
+        await record(connector, staged, plan.wanted, plan.scoped)
     except UserError as exc:
         log.warning("%s: %s; rolling back", connector.host, exc)
         problems = await _roll_back(connector, plan, driver, staged, done)

@@ -30,16 +30,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector, under
 from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
-from allmende.plan.changes import Action, Change
+from allmende.plan.changes import Action, Change, sha256
 from allmende.plan.deliver import secret_names
+from allmende.plan.observe import MANIFEST, manifest_hashes
 from allmende.plan.proxy import PATHS, show_proc
+from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -300,9 +302,11 @@ def engine_actions(
     changes: Sequence[Change],
     wanted: Mapping[str, object],
     running: Mapping[str, Running] | None,
+    unfinished: Collection[str] = (),
 ) -> list[Action]:
     """Return the engine actions on ``host``: ``down`` for services whose project file goes,
-    then ``up`` (providers first) for services whose files change or that do not run."""
+    then ``up`` (providers first) for services whose files change, that do not run, or whose
+    last apply did not finish (``unfinished``: their files are not as the manifest records)."""
     if not driver.drives:
         return []
     changed = {service_of(c.path) for c in changes}
@@ -321,6 +325,8 @@ def engine_actions(
     for service in here:
         if service in changed:
             reason = "its files change"
+        elif service in unfinished:
+            reason = "the apply that wrote its files did not finish"
         elif running is not None:
             components = [
                 name
@@ -378,6 +384,20 @@ def host_actions(
     return actions
 
 
+def unrecorded(manifest: bytes | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
+    """Return the services with a file whose wanted hash is not the one the manifest records
+    (apply writes the manifest last: such a service's files may be in place while the apply
+    that wrote them died before bringing it up). A host without a manifest has none."""
+    if manifest is None:
+        return set()
+    recorded = manifest_hashes(manifest, host)
+    return {
+        service
+        for path, rendered in wanted.items()
+        if (service := service_of(path)) and recorded.get(path) != sha256(rendered.content)
+    }
+
+
 async def has_systemd(connector: Connector) -> bool:
     """Return whether the host runs systemd (``/run/systemd/system`` exists there)."""
     return (await connector.run(["test", "-d", "/run/systemd/system"])).exit == 0
@@ -387,7 +407,7 @@ async def plan_actions(
     connector: Connector,
     inventory: Inventory,
     changes: Sequence[Change],
-    wanted: Mapping[str, object],
+    wanted: Mapping[str, Rendered],
     service: str | None = None,
 ) -> list[Action]:
     """Return every action apply takes on the (opened) host after its file ``changes``,
@@ -401,7 +421,8 @@ async def plan_actions(
         projects = [p for p in wanted if PurePosixPath(p).name == PROJECT_FILES[driver.engine]]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
         running = await observe_engine(connector, driver) if projects or leaving else None
-        actions += engine_actions(inventory, host, driver, changes, wanted, running)
+        unfinished = unrecorded(await connector.read(MANIFEST), host, wanted)
+        actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
     if service is not None:
         return [a for a in actions if a.subject == service]
     proxy: bool | None = None

@@ -78,6 +78,16 @@ def manifest_entries(data: bytes | None, host: str) -> dict[str, tuple[str, ...]
         ) from None
 
 
+def manifest_hashes(data: bytes, host: str) -> dict[str, str]:
+    """Return the sha256 the manifest records for each of ``host``'s files ({} if it is not
+    readable: ``manifest_entries`` reports that)."""
+    try:
+        files = json.loads(data)["hosts"].get(host, {})
+        return {str(p): str(e.get("sha256")) for p, e in files.items() if isinstance(e, dict)}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
 def managed(path: str) -> bool:
     """Return whether ``path`` lies where allmende may delete files."""
     pure = PurePosixPath(path)

@@ -24,8 +24,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     reads the SNI of the TLS ClientHello: passthrough names go to their TCP backend still
     encrypted (it holds its own certificate), every other connection to ``https-terminate``.
 ``frontend https-terminate``
-    listens on an abstract socket only, takes the client's address from the PROXY protocol,
-    terminates TLS with the certificates listed in ``certs.list`` and routes like ``http``.
+    listens on a unix socket in the chroot only, takes the client's address from the PROXY
+    protocol, terminates TLS with the certificates listed in ``certs.list`` and routes like
+    ``http``.
 ``frontend expose-<port>``
     one per TCP ``expose``, to its TCP backend. UDP cannot go through HAProxy: a comment says so.
 ``backend acme``, ``terminate-tls``, ``no-route`` and ``<service>_<component>_<port>``
@@ -115,9 +116,17 @@ defaults tcp
 """
 
 
-def terminate_socket(edge: str) -> str:
-    """Return the abstract socket between ``https`` and ``https-terminate`` of an edge."""
-    return f"abns@allmende-{ident(edge)}-https"
+#: The chroot of the workers (the global section says so).
+CHROOT = "/var/lib/haproxy"
+
+
+def terminate_socket(edge: str, inside_chroot: bool = False) -> str:
+    """Return the unix socket between ``https`` and ``https-terminate`` of an edge: the master
+    binds it by its full path, the chrooted workers connect to it by the path inside the
+    chroot. Not an abstract (``abns@``) socket: with one, HAProxy 2.6 loses master and worker
+    when a reload fails (a port in use), instead of keeping the old worker serving."""
+    name = f"allmende-{ident(edge)}-https.sock"
+    return f"unix@/{name}" if inside_chroot else f"unix@{CHROOT}/{name}"
 
 
 def _bind(p: EdgePlan, port: int) -> str:
@@ -280,7 +289,8 @@ def _terminate_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
     return _section(
         "frontend https-terminate from http",
         [
-            f"bind {socket} accept-proxy ssl crt-list {CRT_LIST} alpn h2,http/1.1",
+            f"bind {socket} user haproxy mode 600 accept-proxy ssl crt-list {CRT_LIST} "
+            "alpn h2,http/1.1",
             "http-request del-header X-Forwarded-For",
             "http-request set-header X-Forwarded-Proto https",
             *acls.definitions(),
@@ -409,7 +419,7 @@ def config(p: EdgePlan) -> str:
         sections.append(
             _section(
                 "backend terminate-tls from tcp",
-                [f"server https-terminate {terminate_socket(p.edge)} send-proxy-v2"],
+                [f"server https-terminate {terminate_socket(p.edge, True)} send-proxy-v2"],
             )
         )
     sections += [_backend(b) for b in p.backends]
