@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,7 +40,7 @@ from typing import Any
 from fresh import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.sshd_setup import SSHD, prepare
+from tests.sshd_setup import SSHD, prepare, wait_for
 
 IMAGE = "localhost/allmende-test/busybox:1"
 TARGET_SERVICES = 100
@@ -57,16 +56,10 @@ def start_sshd(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     log = (directory / "sshd.log").open("wb")
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
     log.close()
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                stop_sshd(server)
-                raise SystemExit((directory / "sshd.log").read_text()) from None
-            time.sleep(0.02)
+    failed = wait_for(port, server, directory / "sshd.log")
+    if failed is not None:
+        stop_sshd(server)
+        raise SystemExit(failed)
     public = (directory / "host_ed25519.pub").read_text().strip()
     (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
     return server, port

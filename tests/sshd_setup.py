@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 SSHD = Path("/usr/sbin/sshd")
@@ -63,3 +64,17 @@ def known_hosts(directory: Path, port: int) -> Path:
     path = directory / "known_hosts"
     path.write_text(f"[127.0.0.1]:{port} {public}\n")
     return path
+
+
+def wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> str | None:
+    """Wait up to 5 s until the sshd ``server`` accepts connections on 127.0.0.1:port; return
+    None when it does, else what its log says."""
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return None
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                return log.read_text()
+            time.sleep(0.02)

@@ -51,7 +51,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -289,15 +288,11 @@ def _clean_podman(host: RemoteHost) -> None:
 
 
 def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 5
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"sshd did not start:\n{log.read_text()}", pytrace=False)
-            time.sleep(0.02)
+    from tests.sshd_setup import wait_for
+
+    failed = wait_for(port, server, log)
+    if failed is not None:
+        pytest.fail(f"sshd did not start:\n{failed}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,13 @@ is under /tmp. The server is stopped when the tests using it are done.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.sshd_setup import SSHD, free_port, keygen, prepare
+from tests.sshd_setup import SSHD, free_port, keygen, prepare, wait_for
 
 __all__ = ["SSHD", "Sshd", "free_port", "keygen", "sshd", "write_host"]
 
@@ -40,15 +38,9 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     log = (directory / "sshd.log").open("wb")
     server = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=log)
     try:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((directory / "sshd.log").read_text()) from None
-                time.sleep(0.02)
+        failed = wait_for(port, server, directory / "sshd.log")
+        if failed is not None:
+            raise RuntimeError(failed)
         public = (directory / "host_ed25519.pub").read_text().strip()
         known_hosts = directory / "known_hosts"
         known_hosts.write_text(f"[127.0.0.1]:{port} {public}\n")
