@@ -9,6 +9,7 @@ environment, so a request shows which service answered); HAProxy is the edge on 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -168,6 +169,17 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
     # Providers first: the database's network must exist before the wiki joins it.
     ups = [out.index(f"Then on local: up {name}:") for name in ("database", "pad", "wiki")]
     assert ups == sorted(ups)
+    code, out, _ = run_cli(capsys, "plan", str(demo.inventory), "--json")
+    planned = json.loads(out)
+    assert code == 3
+    assert [(a["verb"], a["subject"]) for a in planned["actions"]] == [
+        ("up", "database"),
+        ("up", "pad"),
+        ("up", "wiki"),
+        ("start-proxy", "haproxy"),
+    ]
+    secret = next(c for c in planned["changes"] if c["path"].endswith("wiki-db-password"))
+    assert secret["mode_after"] == "0600" and "value of" not in secret["diff"]
 
     code, out, err = run_cli(capsys, "apply", str(demo.inventory), "--yes")
     assert code == 0, err
@@ -318,8 +330,6 @@ def test_an_apply_killed_half_way_leaves_no_half_written_file_and_the_next_conve
 
 
 def _managed(demo: Demo) -> list[str]:
-    import json
-
     manifest = json.loads(demo.host.local(MANIFEST).read_text())
     return sorted(manifest["hosts"]["local"])
 
