@@ -183,6 +183,19 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
 
     code, out, err = run_cli(capsys, "apply", str(demo.inventory), "--yes")
     assert code == 0, err
+    # Each step as it is done, then the result.
+    steps = [line.strip() for line in err.splitlines() if line.startswith("  local: ")]
+    assert steps == [
+        "local: 13 files in place",
+        "local: database: up (its files change)",
+        "local: database: running",
+        "local: pad: up (its files change)",
+        "local: pad: running",
+        "local: wiki: up (its files change)",
+        "local: wiki: running",
+        "local: HAProxy started",
+        "local: monitors pass: database, pad, wiki",
+    ]
     assert "Applied local." in err
 
     status, body = demo.get("wiki.nordlicht.example", "/cgi-bin/env")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from allmende.actions.plan import Prepared
 from allmende.apply.host import HostPlan, apply_host
@@ -49,7 +49,9 @@ def who(env: Mapping[str, str]) -> str:
     return env.get("USER") or env.get("LOGNAME") or f"uid {os.getuid()}"
 
 
-def apply(prepared: Prepared, env: Mapping[str, str]) -> dict[str, str]:
+def apply(
+    prepared: Prepared, env: Mapping[str, str], say: Callable[[str], None] = lambda line: None
+) -> dict[str, str]:
     """Apply the plan's changes on every host that has some, concurrently, each under its lock,
     and record each in the state database. Return each host's result: ``ok`` or why it failed
     (nothing of that host was replaced unless said otherwise)."""
@@ -77,6 +79,7 @@ def apply(prepared: Prepared, env: Mapping[str, str]) -> dict[str, str]:
             prepared.wanted[host],
             prepared.scoped,
             float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
+            lambda line: say(f"{host}: {line}"),
         )
         try:
             async with (

@@ -26,7 +26,7 @@ configuration. The error then says what failed and that the host was rolled back
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from allmende.apply.certs import ensure_certificates
@@ -55,6 +55,8 @@ class HostPlan:
     wanted: Mapping[str, Rendered]
     scoped: bool = False
     verify_timeout: float = TIMEOUT
+    #: Told each step as it is done, one line without the host's name (for people watching).
+    say: Callable[[str], None] = field(default=lambda line: None, repr=False)
 
 
 @dataclass
@@ -87,10 +89,12 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         raise
     try:
         await commit(connector, staged)
+        plan.say(f"{len(staged.committed)} files in place")
         await _after_files(connector, plan, driver, done)
         await record(connector, staged, plan.wanted, plan.scoped)
     except UserError as exc:
         log.warning("%s: %s; rolling back", connector.host, exc)
+        plan.say("failed: rolling back")
         problems = await _roll_back(connector, plan, driver, staged, done)
         tail = (
             "; rolling back left problems: " + "; ".join(problems)
@@ -108,23 +112,29 @@ async def _after_files(connector: Connector, plan: HostPlan, driver: Driver, don
     for action in plan.actions:
         if action.verb == "up":
             done.up.append(action.subject)
+            plan.say(f"{action.subject}: up ({action.reason})")
             await run_action(connector, action)
             await wait_up(connector, driver, plan.inventory, action.subject)
+            plan.say(f"{action.subject}: running")
     # The proxy last: HAProxy marks a server down at its first failed check, so the services
     # it will route to must already answer.
     for action in plan.actions:
         if action.verb == "start-proxy":
             await ensure_running(connector)
             done.started_proxy = True
+            plan.say("HAProxy started")
         elif action.verb == "reload-proxy":
             await reload(connector)
             done.reloaded_proxy = True
+            plan.say("HAProxy reloaded")
     watched = list(done.up)
     if done.started_proxy or done.reloaded_proxy:
         watched += derive.served_by(plan.inventory, connector.host)
     failed = await verify(plan.inventory, sorted(set(watched)), plan.verify_timeout)
     if failed:
         raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
+    if watched:
+        plan.say(f"monitors pass: {', '.join(sorted(set(watched)))}")
 
 
 async def _roll_back(

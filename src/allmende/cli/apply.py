@@ -73,8 +73,13 @@ def apply(
     if not yes and not click.confirm("Apply this plan?", err=True):
         click.echo("Nothing was applied.", err=True)
         return FAILED
-    applied = report(apply_action(prepared, os.environ))
+    applied = report(apply_action(prepared, os.environ, progress))
     return DONE if applied and not plan.failed else FAILED
+
+
+def progress(line: str) -> None:
+    """Print one step of an apply as it is done."""
+    click.echo(f"  {line}", err=True)
 
 
 def report(results: Mapping[str, str]) -> bool:

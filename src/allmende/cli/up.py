@@ -14,7 +14,7 @@ from allmende.actions.check import check as check_action
 from allmende.actions.docs import write
 from allmende.actions.plan import prepare
 from allmende.actions.serve import serve
-from allmende.cli.apply import report
+from allmende.cli.apply import progress, report
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
 from allmende.cli.plan import show
@@ -99,4 +99,4 @@ def _plan_and_apply(directory: Path, yes: bool) -> bool:
         if not click.confirm("Apply this plan?", err=True):
             click.echo("Nothing was applied.", err=True)
             return False
-    return report(apply_action(prepared, os.environ)) and not plan.failed
+    return report(apply_action(prepared, os.environ, progress)) and not plan.failed
