@@ -40,7 +40,7 @@ from typing import Any
 from fresh import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.sshd_setup import SSHD, prepare, wait_for
+from tests.sshd_setup import SSHD, known_hosts, prepare, wait_for
 
 IMAGE = "localhost/allmende-test/busybox:1"
 TARGET_SERVICES = 100
@@ -60,8 +60,7 @@ def start_sshd(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     if failed is not None:
         stop_sshd(server)
         raise SystemExit(failed)
-    public = (directory / "host_ed25519.pub").read_text().strip()
-    (directory / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
+    known_hosts(directory, port)
     return server, port
 
 
@@ -247,9 +246,7 @@ def main(argv: list[str]) -> None:
         try:
             if delay:
                 port = delay_proxy(port, delay)
-                public = (Path(sshd_dir) / "host_ed25519.pub").read_text().strip()
-                with (Path(sshd_dir) / "known_hosts").open("a") as known_hosts:
-                    known_hosts.write(f"[127.0.0.1]:{port} {public}\n")
+                known_hosts(Path(sshd_dir), port)
             print(
                 f"{'services':>9} {'files':>6} {'first apply s':>14} {'no-op plan s':>13} "
                 f"{'no-op apply s':>14} {'peak MiB':>9}"

@@ -59,10 +59,12 @@ def prepare(directory: Path) -> tuple[Path, int]:
 
 
 def known_hosts(directory: Path, port: int) -> Path:
-    """Write ``known_hosts`` in ``directory`` trusting its host key on 127.0.0.1:port."""
+    """Add to ``known_hosts`` in ``directory`` its host key on 127.0.0.1:port; return the
+    file."""
     public = (directory / "host_ed25519.pub").read_text().strip()
     path = directory / "known_hosts"
-    path.write_text(f"[127.0.0.1]:{port} {public}\n")
+    with path.open("a") as entries:
+        entries.write(f"[127.0.0.1]:{port} {public}\n")
     return path
 
 

@@ -130,6 +130,15 @@ class RemoteHost:
                 return directory.joinpath(*pure.relative_to(mount).parts)
         raise ValueError(f"{path} is not under one of {', '.join(self.paths)}")
 
+    def empty(self, *mounts: str) -> None:
+        """Remove everything a test left in these directories of the namespace (of MOUNTS)."""
+        for mount in mounts:
+            for child in self.local(mount).iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+
     def run(
         self,
         argv: Sequence[str],
@@ -299,6 +308,7 @@ def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
 def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Iterator[RemoteHost]:
     """A real sshd on 127.0.0.1 in its own mount namespace; see the module docstring."""
     from tests.sshd_setup import SSHD, prepare
+    from tests.sshd_setup import known_hosts as trust
 
     missing = [p for p in ("ssh-keygen", "ssh", "unshare", "nsenter") if not shutil.which(p)]
     if not SSHD.exists():
@@ -350,9 +360,7 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Ite
         namespace = _mount_ns(server.pid)
         if namespace is None or namespace == _mount_ns("self"):
             pytest.fail("sshd is not in a mount namespace of its own", pytrace=False)
-        public = (directory / "host_ed25519.pub").read_text().strip()
-        known_hosts = directory / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{port} {public}\n")
+        known_hosts = trust(directory, port)
         ssh_argv = (
             "ssh",
             "-F",

@@ -143,12 +143,7 @@ def demo(
     if pidfile.exists():
         remote_host.run(["kill", pidfile.read_text().split()[0]])
         time.sleep(0.5)
-    for mount in ("/srv", "/etc/haproxy", "/var/lib/allmende", "/run/haproxy"):
-        for child in remote_host.local(mount).iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+    remote_host.empty("/srv", "/etc/haproxy", "/var/lib/allmende", "/run/haproxy")
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -126,6 +126,26 @@ components:
     )
 
 
+def this_machine(
+    inventory: Path, tmp_path: Path, docker: Docker, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Store the secret ``board/token`` (``s3cret``) under a key of the test, point allmende
+    at this machine (its root a temp directory) and the test's dockerd; return the root."""
+    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
+    create_key(inventory, env)
+    SecretStore(inventory, env).set("board/token", b"s3cret")
+    host = tmp_path / "host"
+    host.mkdir()
+    for key, value in {
+        "DOCKER_HOST": docker.env["DOCKER_HOST"],
+        "ALLMENDE_HOST_ROOT": str(host),
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+        **env,
+    }.items():
+        monkeypatch.setenv(key, value)
+    return host
+
+
 def served(docker: Docker, path: str) -> str:
     """Return what the board's running task answers on ``path``, from inside it."""
     deadline = time.monotonic() + 60
@@ -155,18 +175,7 @@ def test_a_swarm_stack_is_deployed_with_its_secret_and_updated(
 ) -> None:
     inventory = tmp_path / "inventory"
     write_inventory(inventory, "hello")
-    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
-    create_key(inventory, env)
-    SecretStore(inventory, env).set("board/token", b"s3cret")
-    host = tmp_path / "host"
-    host.mkdir()
-    for key, value in {
-        "DOCKER_HOST": docker.env["DOCKER_HOST"],
-        "ALLMENDE_HOST_ROOT": str(host),
-        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
-        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
-    }.items():
-        monkeypatch.setenv(key, value)
+    host = this_machine(inventory, tmp_path, docker, monkeypatch)
     try:
         assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
@@ -208,18 +217,7 @@ def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_
     (inventory / "hosts" / "manager.yaml").write_text(
         "description: this machine, with Docker\nengine: compose\n"  # runtime: docker
     )
-    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key")}
-    create_key(inventory, env)
-    SecretStore(inventory, env).set("board/token", b"s3cret")  # still named by board
-    host = tmp_path / "host"
-    host.mkdir()
-    for key, value in {
-        "DOCKER_HOST": docker.env["DOCKER_HOST"],
-        "ALLMENDE_HOST_ROOT": str(host),
-        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
-        **env,
-    }.items():
-        monkeypatch.setenv(key, value)
+    host = this_machine(inventory, tmp_path, docker, monkeypatch)  # the secret: board/token
     compose = f"{host}/srv/notes/compose.yaml"
     try:
         assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err

@@ -4,7 +4,6 @@ the pod; the next apply has nothing to do; a dead container is seen and brought 
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,12 +51,7 @@ def node(
     manifest = "/srv/board/kubernetes.yaml"
     if remote_host.local(manifest).exists():
         remote_host.run(["podman", "kube", "down", manifest])
-    for mount in ("/srv", "/var/lib/allmende"):
-        for child in remote_host.local(mount).iterdir():
-            if child.is_dir():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+    remote_host.empty("/srv", "/var/lib/allmende")
 
 
 def test_a_kubernetes_service_is_played_replaced_and_then_left_alone(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.sshd_setup import SSHD, free_port, keygen, prepare, wait_for
+from tests.sshd_setup import SSHD, free_port, keygen, known_hosts, prepare, wait_for
 
 __all__ = ["SSHD", "Sshd", "free_port", "keygen", "sshd", "write_host"]
 
@@ -42,9 +42,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         if failed is not None:
             raise RuntimeError(failed)
         public = (directory / "host_ed25519.pub").read_text().strip()
-        known_hosts = directory / "known_hosts"
-        known_hosts.write_text(f"[127.0.0.1]:{port} {public}\n")
-        yield Sshd(port, directory, directory / "client_key", known_hosts, public)
+        trusted = known_hosts(directory, port)
+        yield Sshd(port, directory, directory / "client_key", trusted, public)
     finally:
         server.terminate()
         try:

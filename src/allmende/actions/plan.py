@@ -50,9 +50,12 @@ def prepare(
         return connect(inventory, name, env)
 
     async def act(
-        connector: Connector, changes: list[Change], files: Mapping[str, Rendered]
+        connector: Connector,
+        changes: list[Change],
+        files: Mapping[str, Rendered],
+        manifest: bytes | None,
     ) -> list[Action]:
-        return await plan_actions(connector, inventory, changes, files, service)
+        return await plan_actions(connector, inventory, changes, files, manifest, service)
 
     plan = asyncio.run(observe(wanted, opener, source, act))
     return Prepared(root, inventory, wanted, plan, service is not None)

@@ -116,7 +116,7 @@ async def _validate(
 CONCURRENT = 16
 
 
-async def _each(step: Callable[[str], Awaitable[None]], paths: Sequence[str]) -> None:
+async def _each(step: Callable[[str], Awaitable[object]], paths: Sequence[str]) -> None:
     """Run ``step`` for every path, ``CONCURRENT`` at a time, all of them even when some
     fail; then raise the first UserError."""
     gate = asyncio.Semaphore(CONCURRENT)
@@ -129,13 +129,6 @@ async def _each(step: Callable[[str], Awaitable[None]], paths: Sequence[str]) ->
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-def _make_dir(connector: Connector) -> Callable[[str], Awaitable[None]]:
-    async def make(path: str) -> None:
-        await connector.make_dir(path)
-
-    return make
 
 
 @dataclass
@@ -164,7 +157,7 @@ async def stage(
     directories = {PurePosixPath(p).parent for p in writes}
     for depth in sorted({len(d.parts) for d in directories}):
         level = sorted(str(d) for d in directories if len(d.parts) == depth)
-        await _each(_make_dir(connector), level)
+        await _each(connector.make_dir, level)
 
     async def write(path: str) -> None:
         rendered = wanted[path]

@@ -25,8 +25,10 @@ import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
+from allmende.apply.engines import run_action
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
+from allmende.plan.changes import Action
 from allmende.plan.engines import has_systemd
 from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, said, show_proc
 
@@ -115,17 +117,13 @@ def drop_in(paths: ProxyPaths) -> bytes:
 async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
     """Run HAProxy as the Debian unit, with the drop-in; restart it once if it ran without."""
     await connector.write_atomic(DROP_IN, drop_in(paths), 0o644)
-    for command in (
-        ["systemctl", "daemon-reload"],
-        ["systemctl", "enable", "haproxy"],
-        ["systemctl", "restart", "haproxy"],
-    ):
-        ran = await connector.run(command)
-        if ran.exit != 0:
-            raise UserError(
-                f"{connector.host}: `{' '.join(command)}` failed (exit {ran.exit}): "
-                f"{said(ran).strip()[-1000:]}; see `journalctl -u haproxy` there"
-            )
+    commands = (
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "haproxy"),
+        ("systemctl", "restart", "haproxy"),
+    )
+    reason = "see `journalctl -u haproxy` there"
+    await run_action(connector, Action(connector.host, "start-proxy", "haproxy", reason, commands))
 
 
 async def reload(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:

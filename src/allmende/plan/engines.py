@@ -39,7 +39,7 @@ from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change, sha256
 from allmende.plan.deliver import secret_names
-from allmende.plan.observe import MANIFEST, manifest_hashes
+from allmende.plan.observe import manifest_hashes
 from allmende.plan.proxy import PATHS, show_proc
 from allmende.render.output import Rendered
 
@@ -408,11 +408,13 @@ async def plan_actions(
     inventory: Inventory,
     changes: Sequence[Change],
     wanted: Mapping[str, Rendered],
+    manifest: bytes | None,
     service: str | None = None,
 ) -> list[Action]:
     """Return every action apply takes on the (opened) host after its file ``changes``,
-    reading the engine and the proxy where they matter (only ``service``'s if given). Raise
-    UserError if the engine cannot be asked."""
+    reading the engine and the proxy where they matter (only ``service``'s if given); the
+    host's ``manifest`` tells which services an unfinished apply left. Raise UserError if the
+    engine cannot be asked."""
     host = connector.host
     model = inventory.hosts[host]
     driver = await find_driver(connector, model.engine, model.runtime)
@@ -421,7 +423,7 @@ async def plan_actions(
         projects = [p for p in wanted if PurePosixPath(p).name == PROJECT_FILES[driver.engine]]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
         running = await observe_engine(connector, driver) if projects or leaving else None
-        unfinished = unrecorded(await connector.read(MANIFEST), host, wanted)
+        unfinished = unrecorded(manifest, host, wanted)
         actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
     if service is not None:
         return [a for a in actions if a.subject == service]

@@ -98,10 +98,11 @@ async def observe_host(
     connector: Connector,
     wanted: Mapping[str, Rendered],
     source: str | None = None,
-) -> list[Change]:
-    """Return the changes that bring one (opened) host to ``wanted``. With ``source`` (an
-    inventory file such as ``services/wiki.yaml``), deletes are limited to files that came
-    from it. Raise UserError if the host cannot be read."""
+) -> tuple[list[Change], bytes | None]:
+    """Return the changes that bring one (opened) host to ``wanted``, and its manifest (None:
+    none yet), where deletes come from. With ``source`` (an inventory file such as
+    ``services/wiki.yaml``), deletes are limited to files that came from it. Raise UserError
+    if the host cannot be read."""
     host = connector.host
     paths = sorted(wanted)
     stats = await connector.stat_many(paths)
@@ -125,7 +126,8 @@ async def observe_host(
         )
         if change is not None:
             changes.append(change)
-    listed = manifest_entries(await connector.read(MANIFEST), host)
+    manifest = await connector.read(MANIFEST)
+    listed = manifest_entries(manifest, host)
     gone = []
     for path, sources in sorted(listed.items()):
         if path in wanted or (source is not None and source not in sources):
@@ -141,11 +143,14 @@ async def observe_host(
             )
             if change is not None:
                 changes.append(change)
-    return changes
+    return changes, manifest
 
 
-#: Given an opened host, its file changes and its wanted files: the actions that follow.
-Actor = Callable[[Connector, list[Change], Mapping[str, Rendered]], Awaitable[list[Action]]]
+#: Given an opened host, its file changes, its wanted files and its manifest (None: none yet):
+#: the actions that follow.
+Actor = Callable[
+    [Connector, list[Change], Mapping[str, Rendered], bytes | None], Awaitable[list[Action]]
+]
 
 
 async def observe(
@@ -161,8 +166,8 @@ async def observe(
     async def one(host: str) -> tuple[list[Change], list[Action]] | str:
         try:
             async with open_connector(host) as connector:
-                found = await observe_host(connector, wanted[host], source)
-                actions = await act(connector, found, wanted[host]) if act else []
+                found, manifest = await observe_host(connector, wanted[host], source)
+                actions = await act(connector, found, wanted[host], manifest) if act else []
                 return found, actions
         except UserError as exc:
             return str(exc)
