@@ -10,8 +10,15 @@ reported as an internal error with a traceback and a request to report it.
     ├── UserError                 a mistake or situation the user can fix (exit 2)
     │   ├── InventoryError        the inventory does not load: carries every Problem at once
     │   ├── SecretError           the secret store or its key is missing, unreadable or wrong
-    │   ├── ToolMissing           an outside program allmende drives is not installed
-    │   └── CommandFailed         an outside program ran and failed
+    │   ├── CommandFailed         a program ran and failed (``host`` None: on this machine)
+    │   │   ├── ToolMissing       the program is not installed where it was run
+    │   │   └── CommandTimedOut   the program did not finish in time
+    │   ├── HostError             something about one host (``host``)
+    │   │   ├── Unreachable       the host cannot be reached or trusted
+    │   │   └── LockHeld          another apply holds the host's lock
+    │   ├── UnsafePlan            the plan deletes more than is safe without --force
+    │   ├── PlanChanged           the plan or a host changed since the plan was shown
+    │   └── ApplyFailed           a host's apply failed (``rolled_back``, ``problems``)
     └── InternalError             a bug: an invariant of allmende itself did not hold
 """
 
@@ -76,12 +83,84 @@ class SecretError(UserError):
     """The secret store, its key, or one secret is missing, unreadable or wrong."""
 
 
-class ToolMissing(UserError):
-    """An outside program allmende drives is not installed."""
-
-
 class CommandFailed(UserError):
-    """An outside program ran and failed; the message names it and says what it printed."""
+    """A program ran and failed; the message names it, where it ran and what it printed.
+
+    ``host`` is the inventory host it ran on (None: this machine, outside any host),
+    ``argv`` the command with secrets masked, ``exit`` its exit status (None when it never
+    finished) and ``output`` the tail of what it printed.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        host: str | None = None,
+        argv: Sequence[str] = (),
+        exit: int | None = None,
+        output: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.host = host
+        self.argv = tuple(argv)
+        self.exit = exit
+        self.output = output
+
+
+class ToolMissing(CommandFailed):
+    """A program allmende drives is not installed where it was to run."""
+
+
+class CommandTimedOut(CommandFailed):
+    """A program did not finish within its time."""
+
+
+class HostError(UserError):
+    """Something about one host went wrong; ``host`` names it."""
+
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(message)
+        self.host = host
+
+
+class Unreachable(HostError):
+    """A host cannot be reached or trusted (connection, login, host key)."""
+
+
+class LockHeld(HostError):
+    """Another apply holds the host's lock."""
+
+
+class UnsafePlan(UserError):
+    """The plan does more than is safe without ``--force`` (many deletes)."""
+
+
+class PlanChanged(UserError):
+    """The plan, or a file on a host, changed since the plan was shown: nothing was applied."""
+
+
+class ApplyFailed(HostError):
+    """A host's apply failed. ``cause`` is the first error; ``rolled_back`` says whether the
+    host was put back as it was; ``problems`` lists what the clean-up then failed to do."""
+
+    def __init__(
+        self,
+        host: str,
+        cause: UserError,
+        *,
+        rolled_back: bool,
+        problems: Sequence[str] = (),
+    ) -> None:
+        if problems:
+            tail = "; rolling back left problems: " + "; ".join(problems)
+        elif rolled_back:
+            tail = "; the host was rolled back to its previous files and services"
+        else:
+            tail = ""
+        super().__init__(host, f"{cause}{tail}")
+        self.cause = cause
+        self.rolled_back = rolled_back
+        self.problems = tuple(problems)
 
 
 class InternalError(AllmendeError):

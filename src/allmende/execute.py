@@ -2,7 +2,9 @@
 
 Commands are argument lists built by pure functions, never shell strings. Each run is logged
 with the values of secrets masked; a missing program raises ToolMissing with how to install it,
-and a failing one raises CommandFailed with what it printed.
+one that runs too long CommandTimedOut, and a failing one CommandFailed with what it printed.
+Programs on hosts run through ``Connector.run``, which uses this module for the local machine
+and interprets exit statuses the same way for every host (``allmende.connectors.base``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from allmende.errors import CommandFailed, ToolMissing
+from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +42,27 @@ class Result:
     seconds: float
 
 
-def masked(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:
-    """Return the command line as text for logs, with every secret value replaced by ***."""
-    text = " ".join(argv)
+def masked(argv: Sequence[str] | str, secrets: Sequence[str] = ()) -> str:
+    """Return the command line (or any text) for logs and messages, with every secret value
+    replaced by *** and every argument that spans lines (a program given with ``-c``) shown as
+    ``<program of N lines>``."""
+    if isinstance(argv, str):
+        text = argv
+    else:
+        text = " ".join(
+            f"<program of {a.count(chr(10)) + 1} lines>" if "\n" in a.strip() else a for a in argv
+        )
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
     return text
+
+
+def tail(stdout: bytes, stderr: bytes, secrets: Sequence[str] = (), limit: int = 2000) -> str:
+    """Return the end of what a program printed (its errors, else its output) as text, secrets
+    masked, at most ``limit`` characters."""
+    said = stderr.decode(errors="replace").strip() or stdout.decode(errors="replace").strip()
+    return masked(said, secrets)[-limit:]
 
 
 def require(program: str) -> str:
@@ -88,18 +104,20 @@ def run(
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
-        raise CommandFailed(f"`{shown}` did not finish within {timeout:.0f} s") from exc
+        raise CommandTimedOut(
+            f"`{shown}` did not finish within {timeout:.0f} s",
+            argv=[masked(a, secrets) for a in argv],
+        ) from exc
     result = Result(
         tuple(argv), done.returncode, done.stdout, done.stderr, time.monotonic() - started
     )
     log.debug("%s exited %d after %.2f s", argv[0], done.returncode, result.seconds)
     if check and done.returncode != 0:
-        said = (
-            done.stderr.decode(errors="replace").strip()
-            or done.stdout.decode(errors="replace").strip()
+        said = tail(done.stdout, done.stderr, secrets)
+        raise CommandFailed(
+            f"`{shown}` failed (exit {done.returncode}): {said}",
+            argv=[masked(a, secrets) for a in argv],
+            exit=done.returncode,
+            output=said,
         )
-        for secret in secrets:
-            if secret:
-                said = said.replace(secret, "***")
-        raise CommandFailed(f"`{shown}` failed (exit {done.returncode}): {said[-2000:]}")
     return result

@@ -32,7 +32,7 @@ from tests.conftest import EXAMPLES, own_secrets
 from tests.end_to_end.conftest import IMAGE, free_port
 from tests.end_to_end.remote import RemoteHost
 
-import allmende.actions.plan as plan_action
+from allmende.actions.plan import Seams
 from allmende.cli.main import main
 from allmende.inventory.inventory import Inventory
 from allmende.plan.observe import MANIFEST
@@ -276,8 +276,8 @@ def test_a_configuration_haproxy_rejects_changes_nothing(
         files[name] = Rendered(text, files[name].sources)
         return files
 
-    monkeypatch.setattr(plan_action, "render_all", broken)
-    code, _, err = run_cli(capsys, "apply", str(demo.inventory), "--yes")
+    code = main(["apply", str(demo.inventory), "--yes"], seams=Seams(render=broken))
+    _, err = capsys.readouterr()
     assert code == 2
     assert "rejects the new /etc/haproxy/haproxy.cfg" in err
     assert "no-such-keyword" in err

@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 from tests.sshd_setup import SSHD, free_port, keygen, known_hosts, prepare, wait_for
 
+from allmende.actions.plan import Seams
+from allmende.plan.changes import Action
+
 __all__ = ["SSHD", "Sshd", "free_port", "keygen", "sshd", "write_host"]
 
 
@@ -64,3 +67,13 @@ def write_host(root: Path, name: str, ssh: str | None) -> None:
     if ssh is not None:
         lines += ["address: 127.0.0.1", f"ssh: {ssh}"]
     path.write_text("\n".join(lines) + "\n")
+
+
+async def no_actions(*args: object) -> list[Action]:
+    """Find no actions after the files: no engine, no proxy (they are driven for real in
+    tests/end_to_end; the integration tests are about the files)."""
+    return []
+
+
+#: Plan and apply files only.
+FILES_ONLY = Seams(actions=no_actions)

@@ -16,17 +16,18 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 from tests.conftest import BASE, own_secrets
-from tests.integration.conftest import Sshd, write_host
+from tests.integration.conftest import FILES_ONLY, Sshd, write_host
 
-import allmende.actions.plan as plan_action
+from allmende.actions.plan import Seams
 from allmende.apply.lock import LOCK
 from allmende.cli.main import main
 from allmende.inventory.inventory import Inventory
+from allmende.inventory.load import load
 from allmende.plan.observe import MANIFEST
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
@@ -49,6 +50,19 @@ class Site:
     local: Path
     state: Path
     haproxy: list[str]
+
+    def rendered(self, inventory: Inventory) -> dict[str, Rendered]:
+        """Render, with the small haproxy.cfg of the test in place of the edge's."""
+        files = render_all(inventory)
+        name = "gateway" + HAPROXY
+        files[name] = Rendered(self.haproxy[0].encode(), files[name].sources)
+        return files
+
+    @property
+    def seams(self) -> Seams:
+        """Files only: the engines and the proxy are driven for real in
+        tests/end_to_end/test_apply_demo.py; these tests are about the files."""
+        return replace(FILES_ONLY, render=self.rendered)
 
 
 @pytest.fixture
@@ -77,24 +91,11 @@ def site(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
         monkeypatch.setenv(key, value)
     result = Site(inventory, remote, local, tmp_path / "state.sqlite", [VALID])
 
-    def rendered(inventory: Inventory) -> dict[str, Rendered]:
-        files = render_all(inventory)
-        name = "gateway" + HAPROXY
-        files[name] = Rendered(result.haproxy[0].encode(), files[name].sources)
-        return files
-
-    async def no_actions(*args: object) -> list[object]:
-        return []
-
-    monkeypatch.setattr(plan_action, "render_all", rendered)
-    # The engines and the proxy are driven for real in tests/end_to_end/test_apply_demo.py;
-    # these tests are about the files.
-    monkeypatch.setattr(plan_action, "plan_actions", no_actions)
     yield result
 
 
 def apply(capsys: pytest.CaptureFixture[str], site: Site, *args: str) -> tuple[int, str, str]:
-    code = main(["apply", str(site.inventory), *args])
+    code = main(["apply", str(site.inventory), *args], seams=site.seams)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -114,7 +115,7 @@ def test_apply_writes_both_hosts_then_nothing_then_exactly_the_change(
     assert code == 0, err
     assert "Create rack:/srv/wiki/compose.yaml" in out
     assert "Applied gateway." in err and "Applied rack." in err
-    wanted = render_all(plan_action.load(site.inventory, {}))
+    wanted = render_all(load(site.inventory, {}))
     for name, rendered in wanted.items():
         host, _, rest = name.partition("/")
         root = {"rack": site.remote, "gateway": site.local}.get(host)
@@ -222,9 +223,20 @@ def test_a_held_lock_refuses_and_a_stale_one_is_taken_over(
 
 
 def test_a_changed_plan_checksum_is_refused(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", "00ff")
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", "00ff00ff")
     assert code == 2
     assert "the plan changed since it was shown" in err
+    assert not (site.remote / "srv").exists()
+
+
+@pytest.mark.parametrize("checksum", ["", "00ff", "not-hex-at-all"])
+def test_a_plan_checksum_too_short_to_mean_anything_is_refused(
+    site: Site, capsys: pytest.CaptureFixture[str], checksum: str
+) -> None:
+    code, out, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", checksum)
+    assert code == 2
+    assert "give at least 8 hex digits of the checksum" in err
+    assert out == ""  # refused before anything was planned
     assert not (site.remote / "srv").exists()
 
 

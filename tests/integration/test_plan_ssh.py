@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import BASE, own_secrets
-from tests.integration.conftest import Sshd, free_port, keygen, write_host
+from tests.integration.conftest import FILES_ONLY, Sshd, free_port, keygen, write_host
+from tests.unit.test_plan import executor_reads_exit_statuses_alike
 
-import allmende.actions.plan as plan_action
 from allmende.cli.main import main
 from allmende.connectors.ssh import SshConnector
 from allmende.errors import UserError
@@ -60,17 +60,11 @@ def setup(sshd: Sshd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     env["ALLMENDE_AGE_KEY"] = str(tmp_path / "age.key")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-
-    async def no_actions(*args: object) -> list[object]:
-        return []
-
-    # Engines are driven for real in tests/end_to_end; these tests are about the files.
-    monkeypatch.setattr(plan_action, "plan_actions", no_actions)
     yield Setup(inventory, remote, local, env)
 
 
 def plan(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(["plan", *args])
+    code = main(["plan", *args], seams=FILES_ONLY)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -228,7 +222,10 @@ def test_the_ssh_connector_reads_lists_and_runs(sshd: Sshd, tmp_path: Path) -> N
             assert await host.stat("/srv/nothing") is None
             assert await host.list_files("/srv") == ["/srv/wiki/compose.yaml"]
             assert await host.list_files("/nothing") == []
-            ran = await host.run(["sh", "-c", 'printf %s "$1"; exit 3', "sh", "it's; $HOME"])
+            ran = await host.run(
+                ["sh", "-c", 'printf %s "$1"; exit 3', "sh", "it's; $HOME"], ok=(0, 3)
+            )
             assert (ran.exit, ran.stdout) == (3, b"it's; $HOME")
+            await executor_reads_exit_statuses_alike(host)
 
     asyncio.run(go())

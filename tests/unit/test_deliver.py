@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 import yaml
 
+from allmende.engines.base import Site
+from allmende.engines.kubernetes import ENGINE as KUBERNETES
+from allmende.engines.swarm import ENGINE as SWARM
 from allmende.errors import SecretError
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.deliver import host_files, needs_secrets, secret_files, secret_names
-from allmende.plan.engines import Driver
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from tests.conftest import FIXTURES, own_secrets
@@ -198,7 +200,9 @@ def test_needs_secrets(setup: Setup) -> None:
 def test_every_secret_a_swarm_stack_names_is_delivered_or_created(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
     stack = yaml.safe_load(files["swarm/srv/accounts/stack.yaml"].content)
-    commands = Driver("swarm", "docker").up("accounts", secret_names(setup.inventory, "accounts"))
+    commands = SWARM.up(
+        Site("swarm", "docker"), "accounts", secret_names(setup.inventory, "accounts")
+    )
     for name, secret in stack["secrets"].items():
         if "file" in secret:
             assert f"swarm/srv/accounts/{secret['file'].removeprefix('./')}" in files
@@ -210,13 +214,17 @@ def test_every_secret_a_swarm_stack_names_is_delivered_or_created(setup: Setup) 
 def test_podman_kube_play_gets_the_delivered_secrets(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
     assert "cluster/srv/board/secrets/kubernetes.yaml" in files
-    commands = Driver("kubernetes", "podman").up("board", secret_names(setup.inventory, "board"))
+    commands = KUBERNETES.up(
+        Site("cluster", "podman"), "board", secret_names(setup.inventory, "board")
+    )
     assert any("/srv/board/secrets/kubernetes.yaml" in c for c in commands)
 
 
 def test_kubectl_apply_gets_the_delivered_secrets(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
-    (command,) = Driver("kubernetes", "docker").up("board", secret_names(setup.inventory, "board"))
+    (command,) = KUBERNETES.up(
+        Site("cluster", "docker"), "board", secret_names(setup.inventory, "board")
+    )
     named = [command[i + 1] for i, word in enumerate(command) if word == "-f"]
     assert named == ["/srv/board/secrets/kubernetes.yaml", "/srv/board/kubernetes.yaml"]
     for path in named:

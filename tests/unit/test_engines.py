@@ -1,8 +1,10 @@
-"""The engine part of a plan (allmende.plan.engines): reading what runs, and what apply does."""
+"""The engines (allmende.engines), and the actions a plan takes through them
+(allmende.plan.actions)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Sequence
 from functools import cache
@@ -12,33 +14,41 @@ from typing import Any
 import pytest
 import yaml
 
+from allmende import engines
 from allmende.apply.files import new_manifest
-from allmende.connectors.base import Connector, Ran
-from allmende.errors import UserError
+from allmende.apply.host import HostPlan, apply_host
+from allmende.connectors.base import Ran
+from allmende.engines import find_driver
+from allmende.engines.base import Driver, Running, Site, observe
+from allmende.engines.containers import parse_ps
+from allmende.engines.kubernetes import parse_kubectl
+from allmende.errors import ApplyFailed, UserError
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
-from allmende.plan.changes import Action, Change, Plan
-from allmende.plan.deliver import host_files
-from allmende.plan.engines import (
-    Driver,
-    Running,
+from allmende.plan.actions import (
     engine_actions,
-    find_driver,
     host_actions,
-    observe_engine,
     order,
-    parse_kubectl,
-    parse_ps,
+    plan_actions,
     service_of,
     unrecorded,
 )
+from allmende.plan.changes import Action, Change, Plan, file_change, sha256
+from allmende.plan.deliver import host_files, secret_names
 from allmende.plan.observe import wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from tests.conftest import BASE, FIXTURES
+from tests.memory import MemoryHost
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 DOCKER_COMPOSE = ("docker", "compose")
+
+
+def bound(name: str, runtime: str, program: tuple[str, ...] = (), host: str = "rack") -> Driver:
+    found = engines.engine(name)
+    assert found is not None
+    return Driver(found, Site(host, runtime, "/", program))
 
 
 @cache
@@ -351,8 +361,7 @@ def test_kubectl_with_nothing_deployed() -> None:
 )
 def test_compose_commands(compose: tuple[str, ...]) -> None:
     runtime = "podman" if compose == ("podman-compose",) else "docker"
-    driver = Driver("compose", runtime, compose)
-    assert driver.drives
+    driver = bound("compose", runtime, compose)
     assert driver.project_file("wiki") == "/srv/wiki/compose.yaml"
     assert driver.up("wiki") == (
         (*compose, "-p", "wiki", "-f", "/srv/wiki/compose.yaml", "up", "-d"),
@@ -360,7 +369,7 @@ def test_compose_commands(compose: tuple[str, ...]) -> None:
     assert driver.down("wiki") == (
         (*compose, "-p", "wiki", "-f", "/srv/wiki/compose.yaml", "down"),
     )
-    assert driver.observe() == (
+    assert driver.engine.observe(driver.site) == (
         runtime,
         "ps",
         "-a",
@@ -372,7 +381,7 @@ def test_compose_commands(compose: tuple[str, ...]) -> None:
 
 
 def test_kubernetes_with_docker_applies_the_secrets_and_the_manifest() -> None:
-    driver = Driver("kubernetes", "docker")
+    driver = bound("kubernetes", "docker")
     assert driver.project_file("board") == "/srv/board/kubernetes.yaml"
     assert driver.up("board", ["board-token"]) == (
         (
@@ -387,7 +396,7 @@ def test_kubernetes_with_docker_applies_the_secrets_and_the_manifest() -> None:
     assert driver.down("board") == (
         ("kubectl", "delete", "--ignore-not-found", "-f", "/srv/board/kubernetes.yaml"),
     )
-    observe = driver.observe()
+    observe = driver.engine.observe(driver.site)
     assert observe is not None
     assert observe[:3] == ("kubectl", "get", "deployments,statefulsets")
     assert "app.kubernetes.io/managed-by=allmende" in observe
@@ -395,12 +404,12 @@ def test_kubernetes_with_docker_applies_the_secrets_and_the_manifest() -> None:
 
 
 def test_kubernetes_with_podman_plays_the_manifest() -> None:
-    driver = Driver("kubernetes", "podman")
+    driver = bound("kubernetes", "podman")
     assert driver.up("board") == (
         ("podman", "kube", "play", "--replace", "/srv/board/kubernetes.yaml"),
     )
     assert driver.down("board") == (("podman", "kube", "down", "/srv/board/kubernetes.yaml"),)
-    assert driver.observe() == (
+    assert driver.engine.observe(driver.site) == (
         "podman",
         "ps",
         "-a",
@@ -418,7 +427,7 @@ def test_kubernetes_with_podman_plays_the_manifest() -> None:
 
 
 def test_swarm_deploys_the_stack() -> None:
-    driver = Driver("swarm", "docker", host="swarm")
+    driver = bound("swarm", "docker", host="swarm")
     assert driver.project_file("ledger") == "/srv/ledger/stack.yaml"
     label, up = driver.up("ledger")
     # The node is labelled with the host's name, which the stack's placement asks for.
@@ -431,16 +440,31 @@ def test_swarm_deploys_the_stack() -> None:
 
 @pytest.mark.parametrize("engine", ["incus", "systemd"])
 def test_hosts_that_only_get_files_are_not_driven(engine: str) -> None:
-    driver = Driver(engine, "docker")
-    assert not driver.drives
-    assert driver.observe() is None
+    assert engines.engine(engine) is None
+    assert asyncio.run(find_driver(MemoryHost("rack"), engine, "docker")) is None
+
+
+def test_every_engine_has_the_same_shape() -> None:
+    assert sorted(engines.engines()) == ["compose", "kubernetes", "swarm"]
+    for engine in engines.engines().values():
+        site = Site("rack", engine.runtimes[0])
+        assert engine.project("wiki") == f"/srv/wiki/{engine.project_file}"
+        assert engine.up(site, "wiki") and engine.down(site, "wiki")
+        for command in (*engine.up(site, "wiki", ["wiki-key"]), *engine.down(site, "wiki")):
+            assert all(isinstance(word, str) for word in command)
+
+
+def test_swarm_cannot_be_driven_with_podman() -> None:
+    with pytest.raises(UserError, match="engine swarm cannot be driven with runtime podman"):
+        asyncio.run(find_driver(MemoryHost("rack"), "swarm", "podman"))
 
 
 def test_the_kubernetes_manifest_labels_are_the_ones_observe_selects_and_parses() -> None:
     documents = yaml.safe_load_all(rendered(ENGINES)["kubernetes/board.yaml"].content)
     workloads = [d for d in documents if d["kind"] in ("Deployment", "StatefulSet")]
     assert sorted(d["metadata"]["name"] for d in workloads) == ["db", "web", "worker"]
-    observe = Driver("kubernetes", "docker").observe()
+    cluster = bound("kubernetes", "docker")
+    observe = cluster.engine.observe(cluster.site)
     assert observe is not None
     key, _, value = observe[observe.index("-l") + 1].partition("=")
     for document in workloads:
@@ -451,19 +475,6 @@ def test_the_kubernetes_manifest_labels_are_the_ones_observe_selects_and_parses(
 
 
 # --------------------------------------------------------------------------- find/observe
-
-
-class FakeEngineHost(Connector):
-    """A host that answers each program with a fixed Ran, and records what ran."""
-
-    def __init__(self, host: str, answers: dict[tuple[str, ...], Ran]) -> None:
-        self.host = host
-        self.answers = answers
-        self.ran: list[tuple[str, ...]] = []
-
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
-        self.ran.append(tuple(argv))
-        return self.answers.get(tuple(argv), Ran(127, b"", b"sh: not found"))
 
 
 @pytest.mark.parametrize(
@@ -478,34 +489,35 @@ class FakeEngineHost(Connector):
 def test_find_driver_picks_the_compose_program(
     engine: str, runtime: str, plugin: int, compose: tuple[str, ...]
 ) -> None:
-    host = FakeEngineHost("rack", {("docker", "compose", "version"): Ran(plugin, b"", b"")})
-    driver = asyncio.run(find_driver(host, engine, runtime))
-    assert (driver.engine, driver.runtime, driver.compose) == (engine, runtime, compose)
+    host = MemoryHost("rack", programs={("docker", "compose", "version"): Ran(plugin, b"", b"")})
+    found = asyncio.run(find_driver(host, engine, runtime))
+    assert found is not None
+    assert (found.engine.name, found.site.runtime, found.site.program) == (engine, runtime, compose)
 
 
 def test_observe_engine_parses_what_the_host_answered() -> None:
-    driver = Driver("compose", "podman", ("podman-compose",))
-    command = driver.observe()
+    driver = bound("compose", "podman", ("podman-compose",))
+    command = driver.engine.observe(driver.site)
     assert command is not None
-    host = FakeEngineHost("rack", {command: Ran(0, json.dumps(PODMAN_PS).encode(), b"")})
-    seen = asyncio.run(observe_engine(host, driver))
+    host = MemoryHost("rack", programs={command: Ran(0, json.dumps(PODMAN_PS).encode(), b"")})
+    seen = asyncio.run(observe(host, driver))
     assert seen is not None
     assert seen["pages"].missing(["web"]) == ["web exited"]
 
 
 def test_observe_engine_says_what_to_do_when_the_engine_is_missing() -> None:
-    host = FakeEngineHost("rack", {})
-    with pytest.raises(UserError, match=r"rack: `docker ps` failed \(exit 127\).*install docker"):
-        asyncio.run(observe_engine(host, Driver("compose", "docker", DOCKER_COMPOSE)))
+    host = MemoryHost("rack")
+    with pytest.raises(UserError, match=r"rack: `docker` is not installed there.*install docker"):
+        asyncio.run(observe(host, bound("compose", "docker", DOCKER_COMPOSE)))
 
 
 def test_observe_engine_refuses_an_answer_it_cannot_read() -> None:
-    driver = Driver("compose", "docker", DOCKER_COMPOSE)
-    command = driver.observe()
+    driver = bound("compose", "docker", DOCKER_COMPOSE)
+    command = driver.engine.observe(driver.site)
     assert command is not None
-    host = FakeEngineHost("rack", {command: Ran(0, b"Error: something {not json", b"")})
+    host = MemoryHost("rack", programs={command: Ran(0, b"Error: something {not json", b"")})
     with pytest.raises(UserError, match="cannot read what `docker ps` answered"):
-        asyncio.run(observe_engine(host, driver))
+        asyncio.run(observe(host, driver))
 
 
 # --------------------------------------------------------------------------- engine_actions
@@ -520,7 +532,7 @@ def all_running(root: Path, services: Sequence[str]) -> dict[str, Running]:
 
 
 RACK = ("database", "git", "wiki")
-COMPOSE = Driver("compose", "docker", DOCKER_COMPOSE)
+COMPOSE = bound("compose", "docker", DOCKER_COMPOSE)
 
 
 def rack_actions(
@@ -656,8 +668,13 @@ def test_components_without_an_image_need_not_run() -> None:
 
 def test_hosts_with_files_only_get_no_engine_actions() -> None:
     changes = [update("rack", "/srv/wiki/compose.yaml")]
-    driver = Driver("incus", "docker")
-    assert engine_actions(inventory(BASE), "rack", driver, changes, wanted(BASE, "rack"), {}) == []
+    model = inventory(BASE)
+    incus = model.hosts["rack"].model_copy(update={"engine": "incus"})
+    model = dataclasses.replace(model, hosts={**model.hosts, "rack": incus})
+    host = MemoryHost("rack")
+    actions = asyncio.run(plan_actions(host, model, changes, wanted(BASE, "rack"), None))
+    assert actions == []
+    assert host.ran == []
 
 
 def test_service_of() -> None:
@@ -678,14 +695,14 @@ def delivered_paths(root: Path, host: str) -> set[str]:
 
 def test_kubernetes_up_only_names_files_the_host_gets() -> None:
     # board has secrets; its secrets file is made by deliver (with a store): see test_deliver.
-    (command,) = Driver("kubernetes", "docker").up("board")
+    (command,) = bound("kubernetes", "docker").up("board")
     assert "/srv/board/kubernetes.yaml" in delivered_paths(ENGINES, "cluster")
     assert command[-1] == "/srv/board/kubernetes.yaml"
 
 
 def test_kubernetes_up_of_a_service_without_secrets_names_no_missing_file() -> None:
     # notes (on plain-cluster) has no secrets, so no secrets file is delivered for it.
-    (command,) = Driver("kubernetes", "docker").up("notes")
+    (command,) = bound("kubernetes", "docker").up("notes")
     files = [command[i + 1] for i, word in enumerate(command) if word == "-f"]
     assert set(files) <= delivered_paths(ENGINES, "plain-cluster")
 
@@ -818,3 +835,62 @@ def test_a_plan_with_only_actions_is_not_empty() -> None:
         }
     ]
     assert up.shown() == "up git: not running: app exited"
+
+
+# --------------------------------------------------------------------------- rollback
+
+
+def rolled_back_commands(secrets_existed: bool) -> list[tuple[str, ...]]:
+    """Apply a broken change of board (Kubernetes on a kubectl cluster) on an in-memory host
+    and return the commands the rollback ran after the failed ``kubectl apply``."""
+    model = inventory(ENGINES)
+    project, manifest = "/srv/board/kubernetes.yaml", "/srv/board/secrets/kubernetes.yaml"
+    files = {project: (b"old\n", 0o644)}
+    if secrets_existed:
+        files[manifest] = (b"old secrets\n", 0o600)
+    host = MemoryHost("cluster", files)
+
+    def kubectl(command: tuple[str, ...], input: bytes | None) -> Ran:
+        broken = b"broken" in host.files[command[-1]][0]
+        return Ran(1, b"", b"error: broken manifest") if broken else Ran(0, b"", b"")
+
+    host.answer(["kubectl", "apply"], kubectl)
+    site = bound("kubernetes", "docker", host="cluster")
+    wanted = {project: Rendered(b"broken\n", ("services/board.yaml",), 0o644)}
+    if not secrets_existed:
+        wanted[manifest] = Rendered(b"new secrets\n", ("services/board.yaml",), 0o600)
+    changes = []
+    for path, rendered in wanted.items():
+        have = host.files.get(path)
+        digest = sha256(have[0]) if have else None
+        change = file_change("cluster", path, rendered.content, rendered.mode, digest, 0o644)
+        assert change is not None
+        changes.append(change)
+    secrets = secret_names(model, "board")
+    up = Action("cluster", "up", "board", "its files change", site.up("board", secrets))
+    plan = HostPlan(model, changes, [up], wanted, verify_timeout=1)
+    with pytest.raises(ApplyFailed) as failed:
+        asyncio.run(apply_host(host, plan))
+    assert failed.value.rolled_back and not failed.value.problems
+    assert host.files[project][0] == b"old\n"
+    assert (manifest in host.files) == secrets_existed
+    applies = [c for c in host.ran if c[:2] == ("kubectl", "apply")]
+    assert applies[0] == up.commands[0]
+    return applies[1:]
+
+
+def test_a_kubernetes_rollback_applies_the_previous_secrets_with_the_manifest() -> None:
+    (again,) = rolled_back_commands(secrets_existed=True)
+    assert again == (
+        "kubectl",
+        "apply",
+        "-f",
+        "/srv/board/secrets/kubernetes.yaml",
+        "-f",
+        "/srv/board/kubernetes.yaml",
+    )
+
+
+def test_a_kubernetes_rollback_does_not_name_secrets_the_failed_apply_created() -> None:
+    (again,) = rolled_back_commands(secrets_existed=False)
+    assert again == ("kubectl", "apply", "-f", "/srv/board/kubernetes.yaml")

@@ -4,49 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+import time
 from pathlib import Path
 
 import pytest
 
-from allmende.connectors.base import Connector, FileStat, Ran
-from allmende.errors import UserError
+from allmende.connectors.base import Connector
+from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserError
 from allmende.plan.changes import HIDDEN, Change, Plan, file_change, sha256, unified_diff
 from allmende.plan.observe import MANIFEST, manifest_entries, observe, wanted_by_host
 from allmende.render.output import Rendered
-
-
-class FakeHost(Connector):
-    """A host whose files are a dict of path -> (content, mode); unreachable if told so."""
-
-    def __init__(self, host: str, files: dict[str, tuple[bytes, int]], down: bool = False):
-        self.host = host
-        self.files = files
-        self.down = down
-        self.reads: list[str] = []
-        self.closed = False
-
-    async def open(self) -> None:
-        if self.down:
-            raise UserError(f"{self.host} (fake): connection refused")
-
-    async def close(self) -> None:
-        self.closed = True
-
-    async def read(self, path: str) -> bytes | None:
-        self.reads.append(path)
-        found = self.files.get(path)
-        return found[0] if found else None
-
-    async def stat(self, path: str) -> FileStat | None:
-        found = self.files.get(path)
-        return FileStat(found[1], 0, 0, sha256(found[0])) if found else None
-
-    async def list_files(self, root: str) -> list[str]:
-        return sorted(p for p in self.files if p.startswith(root))
-
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
-        return Ran(0, b"", b"")
+from tests.memory import MemoryHost
 
 
 def rendered(text: str, mode: int = 0o644, source: str = "services/wiki.yaml") -> Rendered:
@@ -59,13 +27,13 @@ def manifest(host: str, **paths: str) -> tuple[bytes, int]:
 
 
 def run_plan(
-    wanted: dict[str, dict[str, Rendered]], hosts: dict[str, FakeHost], source: str | None = None
+    wanted: dict[str, dict[str, Rendered]], hosts: dict[str, MemoryHost], source: str | None = None
 ) -> Plan:
     return asyncio.run(observe(wanted, hosts.__getitem__, source))
 
 
 def test_create_update_unchanged_and_mode() -> None:
-    host = FakeHost(
+    host = MemoryHost(
         "rack",
         {
             "/srv/a/compose.yaml": (b"same\n", 0o644),
@@ -111,10 +79,10 @@ def test_deletes_come_from_the_manifest_only_under_managed_paths() -> None:
     }
     files["/srv/kept/compose.yaml"] = (b"k\n", 0o644)
     wanted = {"rack": {"/srv/kept/compose.yaml": rendered("k\n")}}
-    plan = run_plan(wanted, {"rack": FakeHost("rack", files)})
+    plan = run_plan(wanted, {"rack": MemoryHost("rack", files)})
     assert [(c.kind, c.path) for c in plan.changes] == [("delete", "/srv/gone/compose.yaml")]
     assert plan.changes[0].diff.endswith("-bye\n")
-    narrowed = run_plan(wanted, {"rack": FakeHost("rack", files)}, source="services/kept.yaml")
+    narrowed = run_plan(wanted, {"rack": MemoryHost("rack", files)}, source="services/kept.yaml")
     assert narrowed.changes == ()
 
 
@@ -123,13 +91,13 @@ def test_the_manifest_of_another_host_on_the_same_machine_is_ignored() -> None:
         "/srv/x/compose.yaml": (b"x\n", 0o644),
         MANIFEST: manifest("other", **{"/srv/x/compose.yaml": "s"}),
     }
-    assert run_plan({"rack": {}}, {"rack": FakeHost("rack", files)}).changes == ()
+    assert run_plan({"rack": {}}, {"rack": MemoryHost("rack", files)}).changes == ()
 
 
 def test_a_broken_manifest_fails_that_host_only() -> None:
     hosts = {
-        "rack": FakeHost("rack", {MANIFEST: (b"{not json", 0o644)}),
-        "edge": FakeHost("edge", {}),
+        "rack": MemoryHost("rack", {MANIFEST: (b"{not json", 0o644)}),
+        "edge": MemoryHost("edge", {}),
     }
     plan = run_plan({"rack": {}, "edge": {"/srv/a": rendered("a\n")}}, hosts)
     assert (
@@ -140,9 +108,9 @@ def test_a_broken_manifest_fails_that_host_only() -> None:
 
 
 def test_an_unreachable_host_does_not_stop_the_others() -> None:
-    hosts = {"down": FakeHost("down", {}, down=True), "up": FakeHost("up", {})}
+    hosts = {"down": MemoryHost("down", {}, down=True), "up": MemoryHost("up", {})}
     plan = run_plan({"down": {"/srv/a": rendered("a\n")}, "up": {"/srv/a": rendered("a\n")}}, hosts)
-    assert plan.failed == {"down": "down (fake): connection refused"}
+    assert plan.failed == {"down": "down (memory): connection refused"}
     assert [(c.host, c.kind) for c in plan.changes] == [("up", "create")]
 
 
@@ -210,7 +178,34 @@ def test_local_connector_under_a_root(tmp_path: Path) -> None:
             assert await host.list_files("/srv") == ["/srv/wiki/compose.yaml"]
             with pytest.raises(UserError, match="not a regular file"):
                 await host.stat("/srv/wiki")
-            ran = await host.run(["sh", "-c", "echo hi; exit 4"])
+            ran = await host.run(["sh", "-c", "echo hi; exit 4"], ok=(0, 4))
             assert (ran.exit, ran.stdout) == (4, b"hi\n")
+            await executor_reads_exit_statuses_alike(host)
 
     asyncio.run(go())
+
+
+async def executor_reads_exit_statuses_alike(host: Connector) -> None:
+    """What every connector's ``run`` does with a failure, a missing program, a run too long
+    and a secret in the command (the SSH tests call this over a real sshd too)."""
+    with pytest.raises(CommandFailed) as failed:
+        await host.run(
+            ["sh", "-c", "echo the password is hunter2 >&2; exit 5", "hunter2"],
+            secrets=["hunter2"],
+            what="up wiki",
+        )
+    error = failed.value
+    assert not isinstance(error, ToolMissing)
+    assert (error.host, error.exit) == (host.host, 5)
+    assert str(error).startswith(f"{host.host}: up wiki: `sh -c")
+    assert "the password is ***" in str(error) and "hunter2" not in str(error)
+    assert error.output == "the password is ***"
+    with pytest.raises(ToolMissing, match=f"{host.host}: `no-such-program-here` is not installed"):
+        await host.run(["no-such-program-here", "--version"])
+    assert not await host.succeeds(["no-such-program-here"])
+    assert not await host.succeeds(["false"])
+    assert await host.succeeds(["true"])
+    started = time.monotonic()
+    with pytest.raises(CommandTimedOut, match="did not finish within 1 s"):
+        await host.run(["sleep", "30"], timeout=1)
+    assert time.monotonic() - started < 10

@@ -5,10 +5,10 @@ for real; this machine has no systemd, so the unit path is checked by the comman
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 
 from allmende.apply.proxy import DROP_IN, ensure_running
-from allmende.connectors.base import Connector, Ran
+from allmende.connectors.base import Ran
+from tests.memory import MemoryHost
 
 SHOW_PROC = (
     "#<PID>          <type>          <reloads>       <uptime>        <version>\n"
@@ -18,38 +18,40 @@ SHOW_PROC = (
 )
 
 
-class Host(Connector):
-    """Records what it is asked to do; the master answers once something started it."""
+class Host(MemoryHost):
+    """Records what it is asked to run; the master answers once something started it."""
 
     def __init__(self, systemd: bool) -> None:
-        self.host = "gateway"
-        self.systemd = systemd
+        super().__init__("gateway")
         self.started = False
-        self.commands: list[list[str]] = []
-        self.written: dict[str, tuple[bytes, int]] = {}
+        self.answer(["python3"], self.master)
+        self.answer(["test", "-d"], Ran(0 if systemd else 1, b"", b""))
+        self.answer(["systemctl", "restart"], self.start)
+        self.answer(["systemctl"], Ran(0, b"", b""))
+        self.answer(["haproxy"], self.start)
+        self.answer(["mkdir"], Ran(0, b"", b""))
 
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
-        command = list(argv)
-        if command[0] == "python3":  # the master socket
-            if not self.started:
-                return Ran(3, b"", b"connection refused")
-            return Ran(0, SHOW_PROC.encode(), b"")
-        self.commands.append(command)
-        if command[:2] == ["test", "-d"]:
-            return Ran(0 if self.systemd else 1, b"", b"")
-        if command[:2] == ["systemctl", "restart"] or (command[0] == "haproxy" and "-D" in command):
+    def master(self, command: tuple[str, ...], input: bytes | None) -> Ran:
+        if not self.started:
+            return Ran(3, b"", b"connection refused")
+        return Ran(0, SHOW_PROC.encode(), b"")
+
+    def start(self, command: tuple[str, ...], input: bytes | None) -> Ran:
+        if command[0] == "systemctl" or "-D" in command:
             self.started = True
         return Ran(0, b"", b"")
 
-    async def write_atomic(self, path: str, data: bytes, mode: int) -> None:
-        self.written[path] = (data, mode)
+    @property
+    def commands(self) -> list[list[str]]:
+        """Every command run but those speaking to the master socket."""
+        return [list(c) for c in self.ran if c[0] != "python3"]
 
 
 def test_under_systemd_the_debian_unit_gets_the_master_socket_and_is_restarted() -> None:
     host = Host(systemd=True)
     processes = asyncio.run(ensure_running(host))
     assert processes.workers == frozenset({4243})
-    text = host.written[DROP_IN][0].decode()
+    text = host.text(DROP_IN)
     assert '"EXTRAOPTS=-S /run/haproxy/master.sock,mode,600"' in text
     assert "[Service]" in text
     started = [c for c in host.commands if c[0] in ("systemctl", "haproxy")]
@@ -64,7 +66,7 @@ def test_under_systemd_the_debian_unit_gets_the_master_socket_and_is_restarted()
 def test_without_systemd_haproxy_starts_as_a_daemon_with_pidfile_and_master_socket() -> None:
     host = Host(systemd=False)
     asyncio.run(ensure_running(host))
-    assert DROP_IN not in host.written
+    assert DROP_IN not in host.files
     (daemon,) = [c for c in host.commands if c[0] == "haproxy" and "-D" in c]
     assert daemon == [
         "haproxy",

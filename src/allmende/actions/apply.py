@@ -1,36 +1,59 @@
 """The `apply` verb: bring the hosts to the plan, one lock and one recorded apply per host.
 
 ``prepare`` (in actions.plan) computes the plan together with what it was computed from;
-``refuse_large_deletes`` is the blast-radius guard; ``apply`` writes the plan's files on each
-host concurrently and records every host's apply in the state database.
+``refuse_large_deletes`` is the blast-radius guard; ``apply`` carries out the plan on each host
+concurrently and records every host's apply in the state database. ``plan_and_apply`` is the
+one flow every surface uses: plan, show, check the checksum and the blast radius, ask, apply.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
-from allmende.actions.plan import Prepared
-from allmende.apply.host import HostPlan, apply_host
+from allmende.actions.plan import Prepared, Seams, prepare
+from allmende.apply.host import Done, HostPlan, apply_host
 from allmende.apply.lock import host_lock
 from allmende.apply.verify import TIMEOUT
-from allmende.connectors import connect
-from allmende.errors import UserError
+from allmende.errors import PlanChanged, UnsafePlan, UserError
+from allmende.plan.changes import Plan
 from allmende.state.store import default_path, finish_apply, open_store, start_apply
 
 #: More deletes than this in one apply need --force.
 MAX_DELETES = 10
+#: The fewest hex digits of a plan checksum that ``--plan-checksum`` accepts.
+CHECKSUM_DIGITS = 8
+
+
+@dataclass(frozen=True)
+class HostResult:
+    """How the apply went on one host: what was done, or the error that stopped it
+    (``ApplyFailed`` says whether the host was rolled back; ``LockHeld``, ``Unreachable`` and
+    ``PlanChanged`` mean nothing was changed there)."""
+
+    host: str
+    done: Done | None = None
+    error: UserError | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the host is now as planned."""
+        return self.error is None
 
 
 def refuse_large_deletes(prepared: Prepared) -> None:
-    """Raise UserError if the plan deletes more than ``MAX_DELETES`` files, or more than half
+    """Raise UnsafePlan if the plan deletes more than ``MAX_DELETES`` files, or more than half
     the files allmende manages on a host (``--force`` skips this check)."""
     plan = prepared.plan
     total = plan.count("delete")
     if total > MAX_DELETES:
-        raise UserError(
+        raise UnsafePlan(
             f"the plan deletes {total} files (more than {MAX_DELETES}); check it, then apply "
             "with --force"
         )
@@ -38,10 +61,31 @@ def refuse_large_deletes(prepared: Prepared) -> None:
     for host, count in sorted(deletes.items()):
         managed = len(prepared.wanted.get(host, {})) + count
         if count * 2 > managed:
-            raise UserError(
+            raise UnsafePlan(
                 f"the plan deletes {count} of the {managed} files allmende manages on {host} "
                 "(more than half); check it, then apply with --force"
             )
+
+
+def valid_checksum(expected: str) -> str:
+    """Return ``expected`` if it is ``CHECKSUM_DIGITS`` to 64 hex digits (a prefix of a plan's
+    checksum). Raise UserError otherwise: a shorter prefix would match too many plans."""
+    if not re.fullmatch(rf"[0-9a-fA-F]{{{CHECKSUM_DIGITS},64}}", expected):
+        raise UserError(
+            f"--plan-checksum {expected!r}: give at least {CHECKSUM_DIGITS} hex digits of the "
+            "checksum `allmende plan` printed"
+        )
+    return expected.lower()
+
+
+def check_checksum(plan: Plan, expected: str) -> None:
+    """Raise PlanChanged if the plan's checksum does not start with ``expected`` (see
+    ``valid_checksum``)."""
+    if not plan.checksum.startswith(valid_checksum(expected)):
+        raise PlanChanged(
+            f"the plan changed since it was shown (checksum {plan.checksum[:16]}, not "
+            f"{expected[:16]}); nothing was applied: look at the new plan and apply again"
+        )
 
 
 def who(env: Mapping[str, str]) -> str:
@@ -51,17 +95,16 @@ def who(env: Mapping[str, str]) -> str:
 
 def apply(
     prepared: Prepared, env: Mapping[str, str], say: Callable[[str], None] = lambda line: None
-) -> dict[str, str]:
-    """Apply the plan's changes on every host that has some, concurrently, each under its lock,
-    and record each in the state database. Return each host's result: ``ok`` or why it failed
-    (nothing of that host was replaced unless said otherwise)."""
+) -> dict[str, HostResult]:
+    """Apply the plan on every host that has something to do, concurrently, each under its
+    lock, and record each in the state database. Return each host's result."""
     plan = prepared.plan
     hosts = sorted({c.host for c in plan.changes} | {a.host for a in plan.actions})
     user = who(env)
     db = open_store(default_path(env))
     inventory_name = str(prepared.root.resolve())
 
-    async def one(host: str) -> str:
+    async def one(host: str) -> HostResult:
         changes = [c for c in plan.changes if c.host == host]
         actions = [a for a in plan.actions if a.host == host]
         record = start_apply(
@@ -83,21 +126,74 @@ def apply(
         )
         try:
             async with (
-                connect(prepared.inventory, host, env) as connector,
+                prepared.seams.connect(prepared.inventory, host, env) as connector,
                 host_lock(connector, user, os.getpid()),
             ):
-                await apply_host(connector, part)
+                done = await apply_host(connector, part)
         except UserError as exc:
             finish_apply(db, record, f"failed: {exc}")
-            return str(exc)
+            return HostResult(host, error=exc)
         finish_apply(db, record, "ok")
-        return "ok"
+        return HostResult(host, done=done)
 
-    async def every() -> list[str]:
+    async def every() -> list[HostResult]:
         return await asyncio.gather(*(one(h) for h in hosts))
 
     try:
         results = asyncio.run(every())
     finally:
         db.close()
-    return dict(zip(hosts, results, strict=True))
+    return {r.host: r for r in results}
+
+
+Status = Literal["nothing to do", "declined", "applied"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``plan_and_apply`` did: the plan, whether it was applied, and each host's result."""
+
+    prepared: Prepared
+    status: Status
+    results: Mapping[str, HostResult] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether every host is as planned: nothing failed to be read or applied, and the
+        plan was not declined."""
+        if self.status == "declined" or self.prepared.plan.failed:
+            return False
+        return all(r.ok for r in self.results.values())
+
+
+def plan_and_apply(
+    root: Path,
+    env: Mapping[str, str],
+    *,
+    show: Callable[[Plan], None],
+    confirm: Callable[[Plan], bool],
+    say: Callable[[str], None] = lambda line: None,
+    host: str | None = None,
+    service: str | None = None,
+    force: bool = False,
+    checksum: str | None = None,
+    seams: Seams | None = None,
+) -> Outcome:
+    """Plan (only ``host``, only ``service`` if given), ``show`` the plan, and unless it is empty
+    check ``checksum`` (if given) and the blast radius (unless ``force``), ``confirm``, and
+    apply, telling each step to ``say``. Raise PlanChanged, UnsafePlan, or the UserError of a
+    plan that cannot be made (an inventory that does not load, a secret that cannot be read)."""
+    if checksum is not None:
+        valid_checksum(checksum)
+    prepared = prepare(root, env, host, service, seams)
+    plan = prepared.plan
+    show(plan)
+    if plan.empty:
+        return Outcome(prepared, "nothing to do")
+    if checksum is not None:
+        check_checksum(plan, checksum)
+    if not force:
+        refuse_large_deletes(prepared)
+    if not confirm(plan):
+        return Outcome(prepared, "declined")
+    return Outcome(prepared, "applied", apply(prepared, env, say))

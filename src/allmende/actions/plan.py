@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from allmende.actions.render import select
@@ -13,12 +13,30 @@ from allmende.connectors.base import Connector
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
+from allmende.plan.actions import plan_actions
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.deliver import host_files, needs_secrets
-from allmende.plan.engines import plan_actions
 from allmende.plan.observe import observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
+
+#: Given an opened host, the inventory, its file changes, its wanted files, its manifest and
+#: the service the plan is limited to: the actions that follow the files.
+Actor = Callable[
+    [Connector, Inventory, list[Change], Mapping[str, Rendered], bytes | None, str | None],
+    Awaitable[list[Action]],
+]
+
+
+@dataclass(frozen=True)
+class Seams:
+    """The outside world as plan and apply meet it: what renders the files, how a host is
+    reached, and what finds the actions that follow the files on a host. Every surface uses
+    the defaults; tests put their own in (an in-memory host, files without an engine)."""
+
+    render: Callable[[Inventory], dict[str, Rendered]] = field(default=render_all)
+    connect: Callable[[Inventory, str, Mapping[str, str]], Connector] = field(default=connect)
+    actions: Actor = field(default=plan_actions)
 
 
 @dataclass(frozen=True)
@@ -30,24 +48,30 @@ class Prepared:
     wanted: Mapping[str, Mapping[str, Rendered]]
     plan: Plan
     scoped: bool
+    seams: Seams = field(default_factory=Seams)
 
 
 def prepare(
-    root: Path, env: Mapping[str, str], host: str | None = None, service: str | None = None
+    root: Path,
+    env: Mapping[str, str],
+    host: str | None = None,
+    service: str | None = None,
+    seams: Seams | None = None,
 ) -> Prepared:
     """Load and render the inventory in ``root`` and read the hosts (only ``host``, only the
     files of ``service`` if given); return the plan with what it was made from. Raise
     InventoryError or UserError as `plan` does."""
+    seams = seams or Seams()
     inventory = load(root, env)
     hosts = [host] if host is not None else sorted(inventory.hosts)
     store = SecretStore(root, env) if needs_secrets(inventory, hosts, service) else None
-    rendered = host_files(inventory, render_all(inventory), store, service)
+    rendered = host_files(inventory, seams.render(inventory), store, service)
     files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)
 
     def opener(name: str) -> Connector:
-        return connect(inventory, name, env)
+        return seams.connect(inventory, name, env)
 
     async def act(
         connector: Connector,
@@ -55,10 +79,10 @@ def prepare(
         files: Mapping[str, Rendered],
         manifest: bytes | None,
     ) -> list[Action]:
-        return await plan_actions(connector, inventory, changes, files, manifest, service)
+        return await seams.actions(connector, inventory, changes, files, manifest, service)
 
     plan = asyncio.run(observe(wanted, opener, source, act))
-    return Prepared(root, inventory, wanted, plan, service is not None)
+    return Prepared(root, inventory, wanted, plan, service is not None, seams)
 
 
 def plan(
@@ -66,6 +90,7 @@ def plan(
     env: Mapping[str, str],
     host: str | None = None,
     service: str | None = None,
+    seams: Seams | None = None,
 ) -> Plan:
     """Load the inventory in ``root``, render it, read every host (or only ``host``)
     concurrently and return the Plan of file changes (only those of ``service`` if given).
@@ -75,4 +100,4 @@ def plan(
     that cannot be reached is in ``Plan.failed``. Raise InventoryError if the inventory does not
     load and UserError for an unknown host or service.
     """
-    return prepare(root, env, host, service).plan
+    return prepare(root, env, host, service, seams).plan

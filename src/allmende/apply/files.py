@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import PREVIOUS, Connector
-from allmende.errors import UserError
+from allmende.errors import CommandFailed, PlanChanged, ToolMissing, UserError
 from allmende.plan.changes import Change, sha256
 from allmende.plan.observe import MANIFEST, file_mode
 from allmende.render.output import Rendered
@@ -67,7 +67,7 @@ async def _check_unchanged(connector: Connector, changes: Sequence[Change]) -> N
     for change, have in zip(changes, found, strict=True):
         now = have.sha256 if have else None
         if now != change.before:
-            raise UserError(
+            raise PlanChanged(
                 f"{connector.host}:{change.path} changed since the plan was made; nothing was "
                 "applied to this host: run apply again to see the new plan"
             )
@@ -90,18 +90,14 @@ async def _validate(
             text = text.replace(other.encode(), connector.real(other_temp).encode())
         checked = await connector.write_temp(f"{path}-check", text, 0o600)
     try:
-        ran = await connector.run([*validator, connector.real(checked)])
-    finally:
-        if checked != temp:
-            await connector.remove(checked)
-    if ran.exit == 127:
+        await connector.run([*validator, connector.real(checked)], timeout=120.0)
+    except ToolMissing:
         raise UserError(
             f"{connector.host}: `{validator[0]}` is not installed there, so {path} cannot be "
             f"checked before it goes live; install it on the host. Nothing was replaced"
-        )
-    if ran.exit != 0:
-        said = (ran.stderr + ran.stdout).decode(errors="replace").strip()
-        said = said.replace(connector.real(checked), path)
+        ) from None
+    except CommandFailed as exc:
+        said = exc.output.replace(connector.real(checked), path)
         for other, other_temp in others.items():
             said = said.replace(connector.real(other_temp), other)
         alerts = [line for line in said.splitlines() if "[ALERT]" in line]
@@ -109,7 +105,10 @@ async def _validate(
         raise UserError(
             f"{connector.host}: `{' '.join(validator)}` rejects the new {path}, so nothing "
             f"on this host was replaced:\n{said[-2000:]}"
-        )
+        ) from None
+    finally:
+        if checked != temp:
+            await connector.remove(checked)
 
 
 #: How many files are written to one host at the same time.
@@ -227,22 +226,3 @@ async def rollback(connector: Connector, staged: Staged) -> None:
             await connector.rename(change.path + PREVIOUS, change.path)
     if staged.recorded and staged.manifest_before is not None:
         await connector.write_atomic(MANIFEST, staged.manifest_before, 0o644)
-
-
-async def apply_files(
-    connector: Connector,
-    changes: Sequence[Change],
-    wanted: Mapping[str, Rendered],
-    scoped: bool = False,
-) -> None:
-    """Apply one host's ``changes`` (from a plan of ``wanted``, its rendered files by path) on
-    the opened, locked host, then rewrite the manifest. Raise UserError, having replaced
-    nothing, if a file changed since the plan, the disk is full or a validator rejects a file;
-    a failure while renaming puts back what was renamed."""
-    staged = await stage(connector, changes, wanted)
-    try:
-        await commit(connector, staged)
-        await record(connector, staged, wanted, scoped)
-    except UserError:
-        await rollback(connector, staged)
-        raise

@@ -35,11 +35,14 @@ from allmende.apply.files import Staged, commit, discard, record, rollback, stag
 from allmende.apply.proxy import ensure_running, reload
 from allmende.apply.verify import TIMEOUT, verify
 from allmende.connectors.base import Connector
-from allmende.errors import UserError
+from allmende.engines import find_driver
+from allmende.engines.base import Driver
+from allmende.errors import ApplyFailed, PlanChanged, UserError
 from allmende.inventory import derive
 from allmende.inventory.inventory import Inventory
+from allmende.plan.actions import PROXY_FILES
 from allmende.plan.changes import Action, Change
-from allmende.plan.engines import PROXY_FILES, Driver, find_driver
+from allmende.plan.deliver import secret_names
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -66,51 +69,55 @@ class Done:
     started_proxy: bool = False
     reloaded_proxy: bool = False
     up: list[str] = field(default_factory=list)
-    stand_ins: list[str] = field(default_factory=list)
+    files: int = 0
 
 
 async def apply_host(connector: Connector, plan: HostPlan) -> Done:
     """Apply ``plan`` on the opened, locked host (see the module docstring). Return what was
-    done. Raise UserError saying what failed and, after step 4, that the host was rolled
-    back."""
+    done. Raise PlanChanged if a file changed since the plan (nothing was applied), else
+    ApplyFailed with the first error, saying whether the host was rolled back and what the
+    rollback could not put back."""
     done = Done()
-    certs = plan.wanted.get(PROXY_FILES[1])
-    if certs is not None:
-        done.stand_ins = await ensure_certificates(connector, certs.content)
-    staged = await stage(connector, plan.changes, plan.wanted)
-    model = plan.inventory.hosts[connector.host]
-    driver = await find_driver(connector, model.engine, model.runtime)
     try:
+        certs = plan.wanted.get(PROXY_FILES[1])
+        if certs is not None:
+            await ensure_certificates(connector, certs.content)
+        staged = await stage(connector, plan.changes, plan.wanted)
+    except PlanChanged:
+        raise
+    except UserError as exc:
+        raise ApplyFailed(connector.host, exc, rolled_back=False) from None
+    try:
+        model = plan.inventory.hosts[connector.host]
+        driver = await find_driver(connector, model.engine, model.runtime)
         for action in plan.actions:
             if action.verb == "down":
                 await run_action(connector, action)
-    except UserError:
+    except UserError as exc:
         await discard(connector, staged)
-        raise
+        raise ApplyFailed(connector.host, exc, rolled_back=False) from None
     try:
         await commit(connector, staged)
-        plan.say(f"{len(staged.committed)} files in place")
+        done.files = len(staged.committed)
+        plan.say(f"{done.files} files in place")
         await _after_files(connector, plan, driver, done)
         await record(connector, staged, plan.wanted, plan.scoped)
     except UserError as exc:
-        log.warning("%s: %s; rolling back", connector.host, exc)
+        log.info("%s: %s; rolling back", connector.host, exc)
         plan.say("failed: rolling back")
         problems = await _roll_back(connector, plan, driver, staged, done)
-        tail = (
-            "; rolling back left problems: " + "; ".join(problems)
-            if problems
-            else "; the host was rolled back to its previous files and services"
-        )
-        raise UserError(f"{exc}{tail}") from None
+        raise ApplyFailed(connector.host, exc, rolled_back=True, problems=problems) from None
     return done
 
 
-async def _after_files(connector: Connector, plan: HostPlan, driver: Driver, done: Done) -> None:
+async def _after_files(
+    connector: Connector, plan: HostPlan, driver: Driver | None, done: Done
+) -> None:
     for action in plan.actions:
         if action.verb == "reload-systemd":
             await run_action(connector, action)
     for action in plan.actions:
-        if action.verb == "up":
+        if action.verb == "up" and driver is not None:
             done.up.append(action.subject)
             plan.say(f"{action.subject}: up ({action.reason})")
             await run_action(connector, action)
@@ -137,31 +144,42 @@ async def _after_files(connector: Connector, plan: HostPlan, driver: Driver, don
         plan.say(f"monitors pass: {', '.join(sorted(set(watched)))}")
 
 
+def previous_up(driver: Driver, inventory: Inventory, service: str, created: set[str]) -> Action:
+    """Return the action that brings ``service`` up again on its previous files: the engine's
+    ``up``, as the plan builds it, with the secrets whose files existed before this apply
+    (those it created are gone again)."""
+    kept = [
+        flat
+        for flat in secret_names(inventory, service)
+        if not any(p in created for p in driver.engine.secret_paths(service, flat))
+    ]
+    return Action(driver.site.host, "up", service, "rollback", driver.up(service, kept))
+
+
 async def _roll_back(
-    connector: Connector, plan: HostPlan, driver: Driver, staged: Staged, done: Done
+    connector: Connector, plan: HostPlan, driver: Driver | None, staged: Staged, done: Done
 ) -> list[str]:
     """Put the host back; return what could not be put back."""
     problems: list[str] = []
     created = {c.path for c in staged.committed if c.kind == "create"}
-    new_services = [s for s in done.up if driver.drives and driver.project_file(s) in created]
-    for service in new_services:
-        try:
-            await run_action(
-                connector, Action(connector.host, "down", service, "rollback", driver.down(service))
-            )
-        except UserError as exc:
-            problems.append(str(exc))
+    new_services = []
+    if driver is not None:
+        new_services = [s for s in done.up if driver.project_file(s) in created]
+        for service in new_services:
+            down = Action(connector.host, "down", service, "rollback", driver.down(service))
+            try:
+                await run_action(connector, down)
+            except UserError as exc:
+                problems.append(str(exc))
     try:
         await rollback(connector, staged)
     except UserError as exc:
         return [*problems, str(exc)]
     for service in done.up:
-        if service in new_services:
+        if service in new_services or driver is None:
             continue
         try:
-            await run_action(
-                connector, Action(connector.host, "up", service, "rollback", driver.up(service))
-            )
+            await run_action(connector, previous_up(driver, plan.inventory, service, created))
         except UserError as exc:
             problems.append(str(exc))
     proxy_changed = any(c.path in PROXY_FILES and c.kind == "update" for c in staged.committed)

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from allmende.connectors.base import Connector
-from allmende.errors import UserError
+from allmende.errors import LockHeld
 
 log = logging.getLogger(__name__)
 
@@ -64,18 +64,19 @@ def describe(holder: bytes | None) -> tuple[str, float | None]:
 async def host_lock(
     connector: Connector, who: str, pid: int, now: float | None = None
 ) -> AsyncIterator[None]:
-    """Hold the apply lock of the (opened) host while the block runs. Raise UserError if another
+    """Hold the apply lock of the (opened) host while the block runs. Raise LockHeld if another
     apply holds it (and it is not stale)."""
     started = time.time() if now is None else now
     if not await connector.make_dir(LOCK):
         data = await connector.read(HOLDER)
         holder, since = describe(data)
         if not dead_here(data) and (since is None or started - since < STALE):
-            raise UserError(
+            raise LockHeld(
+                connector.host,
                 f"{connector.host}: another apply is running there, held by {holder} "
                 f"({LOCK}); wait for it to finish. If it died, the lock is taken over after "
                 f"{STALE / 3600:g} h (at once from the machine it ran on), or remove {LOCK} on "
-                "the host by hand"
+                "the host by hand",
             )
         log.warning("%s: taking over the stale apply lock of %s", connector.host, holder)
     info = {"who": who, "pid": pid, "since": started, "from": socket.gethostname()}

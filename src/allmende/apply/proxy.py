@@ -14,8 +14,8 @@ ran without the socket). Elsewhere HAProxy is started as a daemon,
 ``haproxy -W -D -S <master.sock>,mode,600 -p <pidfile> -f <cfg>``.
 
 Every program runs on the host through ``Connector.run`` with an argument list; the master
-socket is spoken to by a small fixed Python program run there with ``python3 -c``, the socket
-path and the command passed as arguments.
+socket is spoken to by a small fixed Python program run there (``allmende.onhost.master_cli``),
+the socket path and the command passed as arguments.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from pathlib import PurePosixPath
 
 from allmende.apply.engines import run_action
 from allmende.connectors.base import Connector
-from allmende.errors import UserError
+from allmende.errors import CommandFailed, UserError
+from allmende.plan.actions import has_systemd
 from allmende.plan.changes import Action
-from allmende.plan.engines import has_systemd
-from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, said, show_proc
+from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
 WAIT_SECONDS = 10.0
@@ -57,12 +57,13 @@ async def _wait(
 
 async def validate(connector: Connector, paths: ProxyPaths) -> None:
     """Raise UserError with HAProxy's ALERT lines if it rejects the configuration."""
-    ran = await connector.run(["haproxy", "-c", "-f", paths.config])
-    if ran.exit != 0:
+    try:
+        await connector.run(["haproxy", "-c", "-f", paths.config], timeout=60.0)
+    except CommandFailed as exc:
         raise UserError(
             f"{connector.host}: HAProxy rejects {paths.config}, nothing was reloaded:\n"
-            f"{_alerts(said(ran))}"
-        )
+            f"{_alerts(exc.output)}"
+        ) from None
 
 
 async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
@@ -87,14 +88,17 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Pro
 
 
 async def _start_daemon(connector: Connector, paths: ProxyPaths) -> None:
-    for directory in {str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)}:
+    for directory in sorted(
+        {str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)}
+    ):
         await connector.run(["mkdir", "-p", directory])
     start = ["haproxy", "-W", "-D", "-S", f"{paths.master_socket},mode,600"]
-    ran = await connector.run([*start, "-p", paths.pidfile, "-f", paths.config])
-    if ran.exit != 0:
+    try:
+        await connector.run([*start, "-p", paths.pidfile, "-f", paths.config], timeout=60.0)
+    except CommandFailed as exc:
         raise UserError(
-            f"{connector.host}: HAProxy did not start (exit {ran.exit}):\n{_alerts(said(ran))}"
-        )
+            f"{connector.host}: HAProxy did not start (exit {exc.exit}):\n{_alerts(exc.output)}"
+        ) from None
 
 
 #: The drop-in that gives the Debian unit allmende's master socket.
@@ -146,7 +150,7 @@ async def reload(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
 
     after = await _wait(connector, paths, settled)
     if after is not None and after.failed > before.failed:
-        said = (await connector.run(["haproxy", "-c", "-f", paths.config])).stderr
+        said = (await connector.run(["haproxy", "-c", "-f", paths.config], ok=None)).stderr
         hint = _alerts(said.decode(errors="replace")) if b"[ALERT]" in said else ""
         raise UserError(
             f"{connector.host}: HAProxy kept the old configuration: loading {paths.config} "

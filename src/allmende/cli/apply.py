@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import click
 
-from allmende.actions.apply import apply as apply_action
-from allmende.actions.apply import refuse_large_deletes
-from allmende.actions.plan import prepare
-from allmende.cli.plan import show
-from allmende.errors import UserError
+from allmende.actions.apply import HostResult, Outcome, plan_and_apply
+from allmende.cli.plan import seams, show
+from allmende.plan.changes import Plan
 
 #: Exit codes of `allmende apply`.
 DONE, FAILED = 0, 2
@@ -27,7 +26,8 @@ DONE, FAILED = 0, 2
 @click.option(
     "--plan-checksum",
     metavar="SUM",
-    help="Apply only if the plan still has this checksum (as `plan` printed it; a prefix will do).",
+    help="Apply only if the plan still has this checksum (as `plan` printed it; at least its "
+    "first 8 hex digits).",
 )
 def apply(
     directory: Path,
@@ -45,36 +45,44 @@ def apply(
     written for names that have none yet); only when all of a host's files are written and
     accepted are they renamed into place, the previous version of each kept as
     `<file>.allmende-prev`. Secret values are decrypted now and written with mode 0600 under
-    /srv/<service>/secrets/. Then HAProxy is started or gracefully reloaded through its master
-    socket, changed services are brought up through the host's engine and waited for until
-    healthy, and their monitors are run (ALLMENDE_VERIFY_TIMEOUT seconds, default 60). If any
-    of that fails, the host's files and services are rolled back and the message says why.
-    Every apply is recorded in the state database (ALLMENDE_STATE).
+    /srv/<service>/secrets/. Then changed services are brought up through the host's engine
+    and waited for until healthy, HAProxy is started or gracefully reloaded through its master
+    socket, and the monitors are run (ALLMENDE_VERIFY_TIMEOUT seconds, default 60). If any of
+    that fails, the host's files and services are rolled back and the message says why. Every
+    apply is recorded in the state database (ALLMENDE_STATE).
 
-    Refuses a plan that deletes more than 10 files, or more than half the files of a host,
-    without --force. Exit 0 when applied or nothing to do, 2 when a host failed.
+    Asks before applying; without a terminal to ask at, applies only with --yes. Refuses a
+    plan that deletes more than 10 files, or more than half the files of a host, without
+    --force. Exit 0 when applied or nothing to do, 2 when a host failed or nothing was applied.
     """
-    prepared = prepare(directory, os.environ, host, service)
-    plan = prepared.plan
-    if plan.empty:
-        show(plan)
-        if plan.failed:
-            return FAILED
-        click.echo("Nothing to do.", err=True)
-        return DONE
-    show(plan)
-    if plan_checksum is not None and not plan.checksum.startswith(plan_checksum.lower()):
-        raise UserError(
-            f"the plan changed since it was shown (checksum {plan.checksum[:16]}, not "
-            f"{plan_checksum[:16]}); nothing was applied: look at the new plan and apply again"
-        )
-    if not force:
-        refuse_large_deletes(prepared)
-    if not yes and not click.confirm("Apply this plan?", err=True):
-        click.echo("Nothing was applied.", err=True)
-        return FAILED
-    applied = report(apply_action(prepared, os.environ, progress))
-    return DONE if applied and not plan.failed else FAILED
+    outcome = plan_and_apply(
+        directory,
+        os.environ,
+        show=show,
+        confirm=confirmer(yes),
+        say=progress,
+        host=host,
+        service=service,
+        force=force,
+        checksum=plan_checksum,
+        seams=seams(),
+    )
+    return DONE if tell(outcome) else FAILED
+
+
+def confirmer(yes: bool) -> Callable[[Plan], bool]:
+    """Return how to ask whether to apply a shown plan: yes with --yes, else at a terminal;
+    without a terminal, no (and say so)."""
+
+    def confirm(plan: Plan) -> bool:
+        if yes:
+            return True
+        if not sys.stdin.isatty():
+            click.echo("No terminal to ask at: run again with --yes to apply.", err=True)
+            return False
+        return click.confirm("Apply this plan?", err=True)
+
+    return confirm
 
 
 def progress(line: str) -> None:
@@ -82,13 +90,23 @@ def progress(line: str) -> None:
     click.echo(f"  {line}", err=True)
 
 
-def report(results: Mapping[str, str]) -> bool:
+def tell(outcome: Outcome) -> bool:
+    """Print how ``plan_and_apply`` ended; return whether every host is as planned."""
+    if outcome.status == "nothing to do":
+        if not outcome.prepared.plan.failed:
+            click.echo("Nothing to do.", err=True)
+    elif outcome.status == "declined":
+        click.echo("Nothing was applied.", err=True)
+    else:
+        report(outcome.results)
+    return outcome.ok
+
+
+def report(results: Mapping[str, HostResult]) -> bool:
     """Print each host's result of an apply; return whether every host was applied."""
-    good = True
     for name, result in sorted(results.items()):
-        if result == "ok":
+        if result.ok:
             click.echo(f"Applied {name}.", err=True)
         else:
-            click.echo(f"not applied: {result}", err=True)
-            good = False
-    return good
+            click.echo(f"not applied: {result.error}", err=True)
+    return all(r.ok for r in results.values())

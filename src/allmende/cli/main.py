@@ -11,11 +11,15 @@ import keyword
 import logging
 import sys
 import traceback
+from typing import TYPE_CHECKING
 
 import click
 
 from allmende import __version__
 from allmende.errors import UserError
+
+if TYPE_CHECKING:
+    from allmende.actions.plan import Seams
 
 #: Each module under allmende.cli that holds one command (or group), and that command's name.
 COMMANDS = {
@@ -57,10 +61,11 @@ def cli(verbose: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the command line and return the exit code."""
+def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
+    """Run the command line and return the exit code. ``seams`` replace how plan and apply
+    render, reach hosts and find actions (for tests; see ``actions.plan.Seams``)."""
     try:
-        result = cli.main(args=argv, prog_name="allmende", standalone_mode=False)
+        result = cli.main(args=argv, prog_name="allmende", standalone_mode=False, obj=seams)
     except UserError as exc:
         click.echo(str(exc), err=True)
         return exc.exit_code

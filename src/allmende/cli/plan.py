@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from allmende.actions.plan import Seams
 from allmende.actions.plan import plan as plan_action
 from allmende.plan.changes import Plan
 
@@ -39,7 +40,7 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool) 
     For tests and staging, ALLMENDE_HOST_ROOT names a directory standing in for `/` on this
     machine and ALLMENDE_REMOTE_ROOT one on SSH hosts.
     """
-    result = plan_action(directory, os.environ, host, service)
+    result = plan_action(directory, os.environ, host, service, seams())
     if as_json:
         click.echo(json.dumps(result.as_json(), indent=2))
     else:
@@ -47,6 +48,13 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool) 
     if result.failed:
         return FAILED
     return NOTHING if result.empty else CHANGES
+
+
+def seams() -> Seams | None:
+    """Return the seams the command line was started with (``main(..., seams=...)``), if any."""
+    context = click.get_current_context(silent=True)
+    found = context.find_object(Seams) if context is not None else None
+    return found
 
 
 def show(result: Plan) -> None:

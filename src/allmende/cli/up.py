@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import click
 
-from allmende.actions.apply import apply as apply_action
-from allmende.actions.apply import refuse_large_deletes
+from allmende.actions.apply import plan_and_apply
 from allmende.actions.check import check as check_action
 from allmende.actions.docs import write
-from allmende.actions.plan import prepare
 from allmende.actions.serve import serve
-from allmende.cli.apply import progress, report
+from allmende.cli.apply import confirmer, progress, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
-from allmende.cli.plan import show
-from allmende.errors import UserError
+from allmende.cli.plan import seams, show
+from allmende.errors import UnsafePlan, UserError
 
 
 @click.command()
@@ -75,28 +72,21 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
 
 
 def _plan_and_apply(directory: Path, yes: bool) -> bool:
-    """Plan, ask, apply; print what happened. Return whether every host is as planned."""
+    """Plan, ask, apply, as `allmende apply` does; print what happened instead of failing.
+    Return whether every host is as planned."""
     try:
-        prepared = prepare(directory, os.environ)
+        outcome = plan_and_apply(
+            directory,
+            os.environ,
+            show=show,
+            confirm=confirmer(yes),
+            say=progress,
+            seams=seams(),
+        )
+    except UnsafePlan as exc:
+        click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
+        return False
     except UserError as exc:
         click.echo(f"Not applied: {exc}", err=True)
         return False
-    plan = prepared.plan
-    show(plan)
-    if plan.empty:
-        if not plan.failed:
-            click.echo("Nothing to do.", err=True)
-        return not plan.failed
-    try:
-        refuse_large_deletes(prepared)
-    except UserError as exc:
-        click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
-        return False
-    if not yes:
-        if not sys.stdin.isatty():
-            click.echo("Not applied: no terminal to ask at; run again with --yes.", err=True)
-            return False
-        if not click.confirm("Apply this plan?", err=True):
-            click.echo("Nothing was applied.", err=True)
-            return False
-    return report(apply_action(prepared, os.environ, progress)) and not plan.failed
+    return tell(outcome)

@@ -7,6 +7,12 @@ them under another root for tests and staging (``ALLMENDE_HOST_ROOT`` for the lo
 and are not affected by that root. Every foreign exception is translated into
 ``allmende.errors`` here, so callers only ever see a ``UserError`` (or a bug).
 
+``Connector.run`` is the one executor for programs on hosts: each subclass only starts the
+program (``_spawn``); ``run`` logs the command (secrets masked), bounds it with a timeout and
+reads its exit status in one place: a status outside ``ok`` raises ``CommandFailed`` naming the
+host, the command and the tail of what it printed, exit 127 (the program is not there) raises
+``ToolMissing`` on every connector alike, and a run past its timeout ``CommandTimedOut``.
+
 Use a connector as an async context manager: ``async with connect(...) as host: ...``.
 """
 
@@ -14,12 +20,23 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Sequence
+import logging
+import time
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from types import TracebackType
 
-from allmende.errors import InternalError, UserError
+from allmende.errors import CommandFailed, CommandTimedOut, InternalError, ToolMissing, UserError
+from allmende.execute import masked, tail
+
+log = logging.getLogger(__name__)
+
+#: How long a program on a host may run, in seconds, unless a caller says otherwise (bringing
+#: a service up may pull images).
+TIMEOUT = 900.0
+#: The exit status of a shell (and of SSH) when the program does not exist.
+NOT_FOUND = 127
 
 #: The suffix of the copy ``keep_previous`` makes of a file before it is replaced.
 PREVIOUS = ".allmende-prev"
@@ -127,9 +144,79 @@ class Connector:
         sorted; empty when ``root`` does not exist."""
         raise NotImplementedError
 
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
+    async def run(
+        self,
+        argv: Sequence[str],
+        input: bytes | None = None,
+        *,
+        ok: Collection[int] | None = (0,),
+        timeout: float | None = TIMEOUT,
+        secrets: Sequence[str] = (),
+        what: str = "",
+    ) -> Ran:
         """Run a program on the host from an argument list, with ``input`` on its standard
-        input (else none), and return what it did."""
+        input (else none), and return what it did when its exit status is in ``ok`` (None:
+        any status). ``secrets`` are masked wherever the command or its output is shown;
+        ``what`` says what the command was for, in its failure (``up wiki``).
+
+        Raise ToolMissing if the program is not installed there, CommandTimedOut if it runs
+        longer than ``timeout`` seconds, CommandFailed (naming host, command, exit status and
+        the tail of its output) for any other status outside ``ok``, UserError if the host
+        cannot run it at all.
+        """
+        shown = masked(argv, secrets)
+        doing = f"{self.host}: {what}: " if what else f"{self.host}: "
+        log.debug("%s: running %s", self.host, shown)
+        started = time.monotonic()
+        try:
+            ran = await self._spawn(argv, input, timeout)
+        except TimeoutError:
+            raise CommandTimedOut(
+                f"{doing}`{shown}` did not finish within {timeout or 0:.0f} s",
+                host=self.host,
+                argv=[masked(a, secrets) for a in argv],
+            ) from None
+        log.debug(
+            "%s: %s exited %d after %.2f s",
+            self.host,
+            argv[0],
+            ran.exit,
+            time.monotonic() - started,
+        )
+        if ok is not None and ran.exit in ok:
+            return ran
+        said = tail(ran.stdout, ran.stderr, secrets)
+        words = [masked(a, secrets) for a in argv]
+        if ran.exit == NOT_FOUND:
+            raise ToolMissing(
+                f"{doing}`{argv[0]}` is not installed there (exit 127 from `{shown}`)",
+                host=self.host,
+                argv=words,
+                exit=ran.exit,
+                output=said,
+            )
+        if ok is None:
+            return ran
+        raise CommandFailed(
+            f"{doing}`{shown}` failed (exit {ran.exit}):\n{said}",
+            host=self.host,
+            argv=words,
+            exit=ran.exit,
+            output=said,
+        )
+
+    async def succeeds(self, argv: Sequence[str], timeout: float | None = 60.0) -> bool:
+        """Run a probe (``test -d ...``, ``docker compose version``) and return whether it
+        exited 0; a program that is not installed is a no."""
+        try:
+            return (await self.run(argv, ok=None, timeout=timeout)).exit == 0
+        except ToolMissing:
+            return False
+
+    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+        """Start the program on the host and return what it did; exit 127 when the program does
+        not exist there. Raise TimeoutError after ``timeout`` seconds, UserError when the host
+        cannot run anything."""
         raise NotImplementedError
 
     async def write_temp(self, path: str, data: bytes, mode: int) -> str:

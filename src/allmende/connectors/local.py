@@ -13,8 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from allmende import execute
-from allmende.connectors.base import Connector, FileStat, Ran, temp_beside, under, write_error
-from allmende.errors import UserError
+from allmende.connectors.base import (
+    NOT_FOUND,
+    Connector,
+    FileStat,
+    Ran,
+    temp_beside,
+    under,
+    write_error,
+)
+from allmende.errors import CommandTimedOut, ToolMissing, UserError
 
 
 class LocalConnector(Connector):
@@ -62,8 +70,15 @@ class LocalConnector(Connector):
                     found.append("/" + str(local.relative_to(self._path("/"))))
         return sorted(found)
 
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
-        done = await asyncio.to_thread(execute.run, list(argv), input=input, check=False)
+    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+        try:
+            done = await asyncio.to_thread(
+                execute.run, list(argv), input=input, check=False, timeout=timeout
+            )
+        except ToolMissing as exc:
+            return Ran(NOT_FOUND, b"", str(exc).encode())
+        except CommandTimedOut:
+            raise TimeoutError from None
         return Ran(done.returncode, done.stdout, done.stderr)
 
     def _write_fail(self, what: str, path: str, exc: OSError) -> UserError:

@@ -4,10 +4,10 @@ Key authentication only: the key named by ``ALLMENDE_SSH_KEY``, else the keys in
 the SSH agent. Host keys are verified against a known_hosts file (``ALLMENDE_KNOWN_HOSTS``,
 else ``~/.ssh/known_hosts``); an unknown or changed host key is refused. ``~/.ssh/config`` is
 not read: the inventory says how a host is reached. Files are read over SFTP; ``stat_many``
-hashes many files with one ``python3`` program on the host (``STAT_MANY``) instead of reading
-each over SFTP. ``ALLMENDE_REMOTE_ROOT`` (for tests and staging) names a directory on the host
-that stands in for ``/``. ``ALLMENDE_SSH_TIMEOUT`` is the connect timeout in seconds (default
-10).
+hashes many files with one ``python3`` program on the host (``allmende.onhost.stat_many``)
+instead of reading each over SFTP. ``ALLMENDE_REMOTE_ROOT`` (for tests and staging) names a
+directory on the host that stands in for ``/``. ``ALLMENDE_SSH_TIMEOUT`` is the connect
+timeout in seconds (default 10).
 
 Every asyncssh and OS exception is translated into a UserError here, naming the host, where it
 was reached, and what to do.
@@ -29,42 +29,12 @@ from pathlib import Path, PurePosixPath
 
 import asyncssh
 
+from allmende import onhost
 from allmende.connectors.base import Connector, FileStat, Ran, temp_beside, under, write_error
-from allmende.errors import UserError
+from allmende.errors import HostError, ToolMissing, Unreachable, UserError
+from allmende.execute import tail
 
 log = logging.getLogger(__name__)
-
-#: Run on the host as ``python3 -I -c STAT_MANY``: reads one JSON string (a path) per line on
-#: stdin and prints one JSON line per path: null when there is no file (as SFTP's "No such
-#: file": ENOENT, ENOTDIR, ELOOP), {"mode", "uid", "gid", "sha256"} for a regular file,
-#: {"error": "irregular"} for anything else, {"error": "unreadable", "reason": ...} when it
-#: cannot be read (with SFTP's reason text for a permission error).
-STAT_MANY = """\
-import errno, hashlib, json, os, stat, sys
-ABSENT = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP)
-def one(path):
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            return {"error": "irregular"}
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    except OSError as e:
-        if e.errno in ABSENT:
-            return None
-        if e.errno in (errno.EACCES, errno.EPERM):
-            return {"error": "unreadable", "reason": "Permission denied"}
-        return {"error": "unreadable", "reason": e.strerror or str(e)}
-    mode = stat.S_IMODE(info.st_mode)
-    return {"mode": mode, "uid": info.st_uid, "gid": info.st_gid, "sha256": digest.hexdigest()}
-out = sys.stdout
-for line in sys.stdin.buffer:
-    if line.strip():
-        out.write(json.dumps(one(json.loads(line).encode("utf-8", "surrogateescape"))) + "\\n")
-out.flush()
-"""
 
 
 def known_hosts_path(env: Mapping[str, str]) -> Path:
@@ -97,16 +67,20 @@ class SshConnector(Connector):
 
     # ------------------------------------------------------------------ connecting
 
-    def _error(self, what: str, hint: str = "") -> UserError:
+    def _error(self, what: str, hint: str = "") -> HostError:
         tail = f" ({hint})" if hint else ""
-        return UserError(f"{self.host} ({self.where}): {what}{tail}")
+        return HostError(self.host, f"{self.host} ({self.where}): {what}{tail}")
+
+    def _unreachable(self, what: str, hint: str = "") -> Unreachable:
+        tail = f" ({hint})" if hint else ""
+        return Unreachable(self.host, f"{self.host} ({self.where}): {what}{tail}")
 
     def _keyscan(self) -> str:
         return f"ssh-keyscan -p {self.port} {self.address} >> {self.known_hosts}"
 
     async def open(self) -> None:
         if not self.known_hosts.is_file():
-            raise self._error(
+            raise self._unreachable(
                 f"no known_hosts file at {self.known_hosts} to check the host key against",
                 f"check the host's key fingerprint, then add it: {self._keyscan()}",
             )
@@ -127,31 +101,31 @@ class SshConnector(Connector):
         except asyncssh.HostKeyNotVerifiable:
             raise await self._host_key_error() from None
         except asyncssh.PermissionDenied:
-            raise self._error(
+            raise self._unreachable(
                 f"the login as `{self.user}` was refused: no key was accepted",
                 f"check ssh.user in hosts/{self.host}.yaml and that the public key of "
                 f"{self.key or 'your ~/.ssh key'} is in ~{self.user}/.ssh/authorized_keys "
                 "on the host",
             ) from None
         except ConnectionRefusedError:
-            raise self._error(
+            raise self._unreachable(
                 "connection refused", "is sshd running there, and is ssh.port right?"
             ) from None
         except TimeoutError:
-            raise self._error(
+            raise self._unreachable(
                 f"no answer within {self.timeout:g} s",
                 "is the host up, the address right, and the port open in its firewall?",
             ) from None
         except socket.gaierror as exc:
-            raise self._error(f"cannot resolve {self.address}: {exc.strerror}") from None
+            raise self._unreachable(f"cannot resolve {self.address}: {exc.strerror}") from None
         except asyncssh.KeyImportError as exc:
-            raise self._error(f"cannot use the SSH key {self.key}: {exc}") from None
+            raise self._unreachable(f"cannot use the SSH key {self.key}: {exc}") from None
         except asyncssh.Error as exc:
-            raise self._error(f"SSH failed: {exc.reason}") from None
+            raise self._unreachable(f"SSH failed: {exc.reason}") from None
         except OSError as exc:
-            raise self._error(f"cannot connect: {exc.strerror or exc}") from None
+            raise self._unreachable(f"cannot connect: {exc.strerror or exc}") from None
 
-    async def _host_key_error(self) -> UserError:
+    async def _host_key_error(self) -> Unreachable:
         """Say whether the key is unknown or changed, show the offered fingerprint, and how to
         add it once checked."""
         try:
@@ -171,14 +145,14 @@ class SshConnector(Connector):
         except (OSError, asyncssh.Error, TimeoutError):
             pass
         if trusted:
-            return self._error(
+            return self._unreachable(
                 f"the host key has CHANGED since it was recorded in {self.known_hosts}; "
                 f"refusing to connect.{offered} If the host was reinstalled, check the new "
                 f"fingerprint with its admin, remove the old line (ssh-keygen -R "
                 f"'[{self.address}]:{self.port}' -f {self.known_hosts}), then add the new one: "
                 f"{self._keyscan()}"
             )
-        return self._error(
+        return self._unreachable(
             f"the host key is unknown (not in {self.known_hosts}); refusing to connect.{offered} "
             "Check the fingerprint with the host's admin (on the host: ssh-keygen -lf "
             f"/etc/ssh/ssh_host_ed25519_key.pub), then add it: {self._keyscan()}"
@@ -245,21 +219,21 @@ class SshConnector(Connector):
         return FileStat(stat.S_IMODE(mode), attrs.uid or 0, attrs.gid or 0, digest)
 
     async def stat_many(self, paths: Sequence[str]) -> list[FileStat | None]:
-        """Hash every path with one run of ``STAT_MANY`` on the host; where there is no
-        python3 (exit 127), fall back to ``stat`` per file over SFTP."""
+        """Hash every path with one run of ``onhost.stat_many`` on the host; where there is no
+        python3, fall back to ``stat`` per file over SFTP."""
         if not paths:
             return []
         lines = "".join(json.dumps(self.real(p)) + "\n" for p in paths).encode()
-        ran = await self.run(["python3", "-I", "-c", STAT_MANY], input=lines)
-        if ran.exit == 127:
+        try:
+            ran = await self.run(onhost.command("stat_many"), input=lines)
+        except ToolMissing:
             log.debug("%s: no python3 there, hashing each file over SFTP", self.host)
             return await super().stat_many(paths)
         answers = ran.stdout.splitlines()
-        if ran.exit != 0 or len(answers) != len(paths):
-            said = (ran.stderr or ran.stdout).decode(errors="replace").strip()
+        if len(answers) != len(paths):
             raise self._error(
-                f"cannot hash its files with python3 (exit {ran.exit}, {len(answers)} of "
-                f"{len(paths)} answers): {said[-2000:]}"
+                f"cannot hash its files with python3 ({len(answers)} of {len(paths)} answers): "
+                f"{tail(ran.stdout, ran.stderr)}"
             )
         found: list[FileStat | None] = []
         for path, answer in zip(paths, answers, strict=True):
@@ -309,11 +283,15 @@ class SshConnector(Connector):
             raise self._sftp_error(root, exc) from None
         return sorted(found)
 
-    async def run(self, argv: Sequence[str], input: bytes | None = None) -> Ran:
+    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
         try:
-            done = await self._conn().run(shlex.join(argv), check=False, encoding=None, input=input)
+            done = await self._conn().run(
+                shlex.join(argv), check=False, encoding=None, input=input, timeout=timeout
+            )
+        except asyncssh.TimeoutError:
+            raise TimeoutError from None
         except (asyncssh.Error, OSError) as exc:
-            raise self._error(f"cannot run {argv[0]}: {exc}") from None
+            raise self._unreachable(f"cannot run {argv[0]}: {exc}") from None
         stdout = done.stdout if isinstance(done.stdout, bytes) else b""
         stderr = done.stderr if isinstance(done.stderr, bytes) else b""
         status = done.exit_status if done.exit_status is not None else 255

@@ -9,17 +9,21 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w)$"
@@ -270,6 +274,20 @@ def _ip(version: int) -> Any:
     return check
 
 
+#: The engines the format knows. A package can add another through the entry point group
+#: ``allmende.engines`` (the entry point's name is the engine's name).
+ENGINES = ("compose", "swarm", "kubernetes", "incus", "systemd")
+
+
+def _known_engine(value: str) -> str:
+    """Accept an engine the format knows or an installed package adds; refuse anything else
+    the way a fixed choice is refused."""
+    if value in ENGINES or value in {p.name for p in entry_points(group="allmende.engines")}:
+        return value
+    expected = ", ".join(f"'{e}'" for e in ENGINES[:-1]) + f" or '{ENGINES[-1]}'"
+    raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
+
+
 class Host(Extensible):
     """`hosts/<host>.yaml`: one machine; the file name is its name."""
 
@@ -288,8 +306,14 @@ class Host(Extensible):
         None, description="Where AAAA records of its routes point."
     )
     ssh: Ssh | None = Field(None, description="Omit for the machine allmende runs on.")
-    engine: Literal["compose", "swarm", "kubernetes", "incus", "systemd"] = Field(
-        "compose", description="What runs the services on this host."
+    engine: Annotated[
+        str,
+        AfterValidator(_known_engine),
+        WithJsonSchema({"enum": list(ENGINES), "type": "string"}),
+    ] = Field(
+        "compose",
+        description="What runs the services on this host. Packages may add engines through "
+        "the entry point group `allmende.engines`.",
     )
     runtime: Literal["docker", "podman"] = Field(
         "docker",

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any, Union
 
-from pydantic import BaseModel
+from pydantic import BaseModel, WithJsonSchema
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -54,6 +54,14 @@ def _type(annotation: Any) -> str:
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
+def _field_type(field: FieldInfo) -> str:
+    """Return a field's type for people: its choices where its schema lists them."""
+    for extra in field.metadata:
+        if isinstance(extra, WithJsonSchema) and extra.json_schema and "enum" in extra.json_schema:
+            return " \\| ".join(f"`{a}`" for a in extra.json_schema["enum"])
+    return _type(field.annotation)
+
+
 def _default(field: FieldInfo) -> str:
     if field.is_required():
         return "**required**"
@@ -83,7 +91,7 @@ def _section(model: type[BaseModel], heading: str) -> list[str]:
         if name == "extensions":
             continue
         meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        lines.append(f"| `{name}` | {_type(field.annotation)} | {_default(field)} | {meaning} |")
+        lines.append(f"| `{name}` | {_field_type(field)} | {_default(field)} | {meaning} |")
     if "extensions" in model.model_fields:
         lines.append("| `x-...` | anything | | Extension keys, kept verbatim. |")
     return [*lines, ""]

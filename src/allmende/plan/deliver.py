@@ -3,23 +3,26 @@
 Render never holds a secret value. The files that carry one are made here, for plan and apply
 only, in memory: the value is decrypted with the age key, hashed to compare it with the host's
 file, and written by apply with mode 0600 (``plan.observe.file_mode``: everything under a
-``secrets/`` directory). Plans never show their diffs.
+``secrets/`` directory). Plans never show their diffs. Where the values go is the host's
+engine's choice (``Engine.deliver``):
 
 * compose and swarm hosts: ``/srv/<service>/secrets/<flat name>`` holds the value, the file the
   rendered ``compose.yaml``/``stack.yaml`` names (``./secrets/<flat name>``);
-* kubernetes hosts: the manifest render wrote to ``kubernetes/<service>.yaml`` goes to
-  ``/srv/<service>/kubernetes.yaml`` on the service's host, and its secrets to
-  ``/srv/<service>/secrets/kubernetes.yaml`` as Secret objects (``<flat name>``, key
-  ``value``, in the service's namespace), which ``kubectl apply`` creates.
+* kubernetes hosts: the secrets go to ``/srv/<service>/secrets/kubernetes.yaml`` as Secret
+  objects (``<flat name>``, key ``value``, in the service's namespace), and the manifest render
+  wrote to ``kubernetes/<service>.yaml`` goes to ``/srv/<service>/kubernetes.yaml`` on the
+  service's host.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
+from allmende.engines import engine
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.secrets import SecretStore
-from allmende.render.output import Rendered, flat_name, yaml_text
+from allmende.render.output import Rendered, flat_name
 
 
 def secret_names(inventory: Inventory, service: str) -> list[str]:
@@ -38,35 +41,18 @@ def _secrets(inventory: Inventory, service: str) -> dict[str, str]:
 
 
 def secret_files(inventory: Inventory, service: str, store: SecretStore) -> dict[str, Rendered]:
-    """Return the secret files of ``service`` on its host (see the module docstring), by
-    host path. Raise SecretError if a value cannot be decrypted."""
-    engine = inventory.hosts[inventory.services[service].host].engine
-    source = inventory.file("service", service)
+    """Return the secret files of ``service`` on its host, by host path, as its host's engine
+    delivers them (none where allmende has no engine for the host). Raise SecretError if a
+    value cannot be decrypted."""
+    found = engine(inventory.hosts[inventory.services[service].host].engine)
     secrets = _secrets(inventory, service)
-    if not secrets:
+    if found is None or not secrets:
         return {}
-    if engine in ("compose", "swarm"):
-        return {
-            f"/srv/{service}/secrets/{flat}": Rendered(
-                store.get(name), (source, f"secrets/{name}.age"), 0o600
-            )
-            for flat, name in secrets.items()
-        }
-    if engine == "kubernetes":
-        documents = [
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": flat, "namespace": service},
-                "type": "Opaque",
-                "stringData": {"value": store.get(name).decode("utf-8", errors="replace")},
-            }
-            for flat, name in secrets.items()
-        ]
-        text = "---\n".join(yaml_text(d) for d in documents)
-        sources = (source, *(f"secrets/{n}.age" for n in secrets.values()))
-        return {f"/srv/{service}/secrets/kubernetes.yaml": Rendered(text.encode(), sources, 0o600)}
-    return {}
+    source = inventory.file("service", service)
+    values = {flat: store.get(name) for flat, name in secrets.items()}
+    sources = {flat: f"secrets/{name}.age" for flat, name in secrets.items()}
+    files = found.deliver(service, values, sources)
+    return {path: replace(r, sources=(source, *r.sources)) for path, r in files.items()}
 
 
 def host_files(

@@ -2,9 +2,9 @@
 
 HAProxy runs in master-worker mode; its master socket answers ``show proc`` with the master's
 reload and failure counts and the current workers. The socket is spoken to by a small fixed
-Python program run on the host with ``python3 -c`` (socat is not everywhere), the socket path
-and the command passed as arguments. ``allmende.apply.proxy`` starts and reloads HAProxy; the
-plan uses this module to see whether it runs at all.
+Python program run on the host (``allmende.onhost.master_cli``: socat is not everywhere), the
+socket path and the command passed as arguments. ``allmende.apply.proxy`` starts and reloads
+HAProxy; the plan uses this module to see whether it runs at all.
 """
 
 from __future__ import annotations
@@ -12,33 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from allmende.connectors.base import Connector, Ran
-from allmende.errors import UserError
-
-#: Sends one command (argv[2]) to the unix socket argv[1] and prints the answer. Exit 3 when
-#: nothing listens there.
-MASTER_CLI = """\
-import socket, sys
-try:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    s.connect(sys.argv[1])
-except OSError as e:
-    sys.stderr.write(str(e) + "\\n")
-    sys.exit(3)
-s.sendall(sys.argv[2].encode() + b"\\n")
-s.shutdown(socket.SHUT_WR)
-out = b""
-try:
-    while True:
-        c = s.recv(65536)
-        if not c:
-            break
-        out += c
-except OSError:
-    pass
-sys.stdout.write(out.decode(errors="replace"))
-"""
+from allmende import onhost
+from allmende.connectors.base import Connector
+from allmende.onhost.master_cli import NOBODY
 
 
 @dataclass(frozen=True)
@@ -87,21 +63,17 @@ def parse_show_proc(text: str) -> Processes | None:
     )
 
 
-def said(ran: Ran) -> str:
-    """Return what a program printed, stdout then stderr, as text."""
-    return (ran.stdout + ran.stderr).decode(errors="replace")
-
-
 async def master_cli(connector: Connector, paths: ProxyPaths, command: str) -> str | None:
-    """Send one command to the master socket; return the answer, or None if nothing listens."""
-    ran = await connector.run(["python3", "-c", MASTER_CLI, paths.master_socket, command])
-    if ran.exit == 3:
+    """Send one command to the master socket; return the answer, or None if nothing listens.
+    Raise CommandFailed if the socket cannot be spoken to."""
+    ran = await connector.run(
+        onhost.command("master_cli", paths.master_socket, command),
+        ok=(0, NOBODY),
+        timeout=30.0,
+        what=f"speaking to the HAProxy master socket {paths.master_socket}",
+    )
+    if ran.exit == NOBODY:
         return None
-    if ran.exit != 0:
-        raise UserError(
-            f"{connector.host}: cannot speak to the HAProxy master socket "
-            f"{paths.master_socket}: {said(ran).strip()}"
-        )
     return ran.stdout.decode(errors="replace")
 
 

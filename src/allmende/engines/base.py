@@ -1,0 +1,235 @@
+"""The shape every engine has, and what is shared by all of them.
+
+An engine is one module under ``allmende.engines`` (or a plug-in, see ``allmende.engines``)
+holding a subclass of ``Engine``: the commands that bring a service up and bring it down, the
+command that shows what runs and the parsing of its answer, where a service's secrets are
+delivered, and how to wait until a service is healthy. Commands are argument lists run on the
+host itself through ``Connector.run``; the engine decides nothing about *whether* to run them
+(``plan`` does) and changes nothing itself (``apply`` runs them).
+
+``Driver`` is an engine bound to one host as found there: its runtime (``docker`` or
+``podman``), the directory standing in for ``/`` (``Connector.root``), and the program variant
+found (``docker compose`` or ``docker-compose``). Plan and apply hold a Driver and never ask
+which engine it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from allmende.connectors.base import Connector, under
+from allmende.errors import ToolMissing, UserError
+from allmende.render.output import Rendered
+
+Command = tuple[str, ...]
+Commands = tuple[Command, ...]
+
+#: How long a service may take to run and be healthy after ``up``, in seconds.
+HEALTH_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class Running:
+    """What the engine shows of one service: each component's state (``running``,
+    ``exited`` ...) and health (``healthy``, ``unhealthy``, ``starting`` or empty), and the
+    name of its container where the engine has one."""
+
+    states: Mapping[str, str] = field(default_factory=dict)
+    health: Mapping[str, str] = field(default_factory=dict)
+    containers: Mapping[str, str] = field(default_factory=dict)
+
+    def missing(self, components: Sequence[str]) -> list[str]:
+        """Return the components of ``components`` that do not run, with their state."""
+        return [
+            f"{c} {self.states[c]}" if c in self.states else f"{c} missing"
+            for c in components
+            if self.states.get(c) != "running"
+        ]
+
+
+@dataclass(frozen=True)
+class Site:
+    """An engine's host as found there: its name in the inventory, its runtime, the directory
+    standing in for ``/`` (commands name files where they really are) and the program that
+    drives the engine where there is a choice (``docker compose`` or ``docker-compose``)."""
+
+    host: str
+    runtime: str
+    root: str = "/"
+    program: Command = ()
+
+    def real(self, path: str) -> str:
+        """Return where the host path ``path`` really is (under ``root``)."""
+        return under(self.root, path)
+
+
+class Engine:
+    """Base of the engines. Subclasses set ``name`` and ``project_file`` and override
+    ``up``, ``down``; the rest has defaults for an engine that cannot be observed."""
+
+    #: The engine's name, as hosts say it (``engine: compose``).
+    name: ClassVar[str]
+    #: The file in ``/srv/<service>/`` that holds a service's project (``compose.yaml``).
+    project_file: ClassVar[str]
+    #: The runtimes it can be driven with.
+    runtimes: ClassVar[tuple[str, ...]] = ("docker", "podman")
+
+    def project(self, service: str) -> str:
+        """Return the host path of a service's project file."""
+        return f"/srv/{service}/{self.project_file}"
+
+    async def find(self, connector: Connector, runtime: str) -> Site:
+        """Return the (opened) host as this engine finds it there. Raise UserError if the
+        runtime cannot drive this engine."""
+        if runtime not in self.runtimes:
+            raise UserError(
+                f"{connector.host}: engine {self.name} cannot be driven with runtime {runtime} "
+                f"(only {', '.join(self.runtimes)}): change `runtime:` in hosts/"
+                f"{connector.host}.yaml"
+            )
+        return Site(connector.host, runtime, connector.root)
+
+    def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` to its project file; ``secrets`` are the
+        flat names of the secrets it reads, as ``deliver`` placed them."""
+        raise NotImplementedError
+
+    def down(self, site: Site, service: str) -> Commands:
+        """Return the commands that stop and remove ``service`` (its data stays)."""
+        raise NotImplementedError
+
+    def observe(self, site: Site) -> Command | None:
+        """Return the command that lists what runs, or None where nothing is read."""
+        return None
+
+    def parse(self, site: Site, output: bytes) -> dict[str, Running]:
+        """Return what the ``observe`` command answered, by service. Raise ValueError (or
+        KeyError, TypeError, AttributeError) if it cannot be read."""
+        return {}
+
+    def secret_paths(self, service: str, flat: str) -> tuple[str, ...]:
+        """Return the host paths that carry the secret ``flat`` of ``service``."""
+        return (f"/srv/{service}/secrets/{flat}",)
+
+    def deliver(
+        self, service: str, values: Mapping[str, bytes], sources: Mapping[str, str]
+    ) -> dict[str, Rendered]:
+        """Return the files that carry a service's secret ``values`` (by flat name), by host
+        path, mode 0600; ``sources`` names each one's inventory files. By default one file
+        per secret under ``/srv/<service>/secrets/``, which the project file names."""
+        return {
+            f"/srv/{service}/secrets/{flat}": Rendered(value, (sources[flat],), 0o600)
+            for flat, value in values.items()
+        }
+
+    async def wait_healthy(
+        self,
+        connector: Connector,
+        site: Site,
+        service: str,
+        components: Sequence[str],
+        timeout: float = HEALTH_TIMEOUT,
+    ) -> None:
+        """Wait until ``service`` runs and is healthy on the (opened) host; by default its
+        ``up`` succeeding is enough (the monitors then tell). Raise UserError if it does not
+        come up."""
+
+
+async def observe(connector: Connector, driver: Driver) -> dict[str, Running] | None:
+    """Return what the host's engine runs, by service; None where nothing is read. Raise
+    UserError if the engine cannot be asked (not installed, not running) or answers what
+    cannot be read."""
+    command = driver.engine.observe(driver.site)
+    if command is None:
+        return None
+    try:
+        ran = await connector.run(command, timeout=120.0)
+    except ToolMissing as exc:
+        raise ToolMissing(
+            f"{exc}: install {command[0]} there, or set `runtime:` in hosts/{connector.host}.yaml",
+            host=exc.host,
+            argv=exc.argv,
+            exit=exc.exit,
+        ) from None
+    try:
+        return driver.engine.parse(driver.site, ran.stdout)
+    except (ValueError, AttributeError, TypeError, KeyError) as exc:
+        raise UserError(
+            f"{connector.host}: cannot read what `{' '.join(command[:2])}` answered: {exc}"
+        ) from None
+
+
+@dataclass(frozen=True)
+class Driver:
+    """An engine bound to one host (``Site``): what plan and apply hold."""
+
+    engine: Engine
+    site: Site
+
+    def project_file(self, service: str) -> str:
+        """Return the host path of a service's project file."""
+        return self.engine.project(service)
+
+    def up(self, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` up (see ``Engine.up``)."""
+        return self.engine.up(self.site, service, secrets)
+
+    def down(self, service: str) -> Commands:
+        """Return the commands that bring ``service`` down (see ``Engine.down``)."""
+        return self.engine.down(self.site, service)
+
+    async def running(self, connector: Connector) -> dict[str, Running] | None:
+        """Return what runs on the host by service; None where the engine is not read."""
+        return await observe(connector, self)
+
+    async def wait_healthy(
+        self,
+        connector: Connector,
+        service: str,
+        components: Sequence[str],
+        timeout: float = HEALTH_TIMEOUT,
+    ) -> None:
+        """Wait until ``service`` is up and healthy (see ``Engine.wait_healthy``)."""
+        await self.engine.wait_healthy(connector, self.site, service, components, timeout)
+
+
+async def wait_running(
+    connector: Connector,
+    driver: Driver,
+    service: str,
+    components: Sequence[str],
+    timeout: float,
+    nudge: Command = (),
+) -> None:
+    """Poll the engine until every component of ``service`` runs and none with a health check
+    is ``starting`` or ``unhealthy``. While one is starting, run ``nudge`` with its container's
+    name appended, if given (podman without systemd runs no health checks by itself). Raise
+    UserError naming the component that is unhealthy, or after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = (await observe(connector, driver) or {}).get(service, Running())
+        missing = running.missing(components)
+        sick = [c for c in components if running.health.get(c) == "unhealthy"]
+        if sick:
+            raise UserError(
+                f"{connector.host}: {service}: the health check of {', '.join(sick)} fails"
+            )
+        starting = [c for c in components if running.health.get(c) == "starting"]
+        if not missing and not starting:
+            return
+        if time.monotonic() > deadline:
+            what = ", ".join(missing) or ", ".join(f"{c} still starting" for c in starting)
+            raise UserError(
+                f"{connector.host}: {service} is not up and healthy {timeout:.0f} s after "
+                f"starting it: {what}"
+            )
+        if nudge and not missing:
+            for component in starting:
+                name = running.containers.get(component)
+                if name:
+                    await connector.run([*nudge, name], ok=None)
+        await asyncio.sleep(1.0)

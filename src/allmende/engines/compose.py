@@ -1,0 +1,79 @@
+"""Compose projects: ``docker compose``, the older ``docker-compose``, or ``podman-compose``.
+
+==========  ==================================================
+runtime     command
+==========  ==================================================
+docker      ``docker compose -p S -f F up -d`` (``docker-compose`` where the plugin is missing)
+podman      ``podman-compose -p S -f F up -d``
+==========  ==================================================
+
+``F`` is ``/srv/<service>/compose.yaml``. What runs is read with ``ps -a`` filtered on the
+label ``org.allmende.service`` that every rendered container carries. A service counts as up
+when every component has a running container and none with a health check is ``starting`` or
+``unhealthy``. Docker runs health checks itself; podman runs them from systemd timers, which a
+host without systemd does not have, so there allmende runs ``podman healthcheck run`` for each
+``starting`` check once a second until it settles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from allmende.connectors.base import Connector
+from allmende.engines.base import (
+    HEALTH_TIMEOUT,
+    Command,
+    Commands,
+    Driver,
+    Engine,
+    Running,
+    Site,
+    wait_running,
+)
+from allmende.engines.containers import COMPOSE_LABELS, parse_ps, ps
+
+
+class Compose(Engine):
+    """Compose projects, one per service."""
+
+    name = "compose"
+    project_file = "compose.yaml"
+
+    async def find(self, connector: Connector, runtime: str) -> Site:
+        site = await super().find(connector, runtime)
+        if runtime == "podman":
+            program: Command = ("podman-compose",)
+        elif await connector.succeeds(["docker", "compose", "version"]):
+            program = ("docker", "compose")
+        else:
+            program = ("docker-compose",)
+        return Site(site.host, runtime, site.root, program)
+
+    def _project(self, site: Site, service: str) -> Command:
+        return (*site.program, "-p", service, "-f", site.real(self.project(service)))
+
+    def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        return ((*self._project(site, service), "up", "-d"),)
+
+    def down(self, site: Site, service: str) -> Commands:
+        return ((*self._project(site, service), "down"),)
+
+    def observe(self, site: Site) -> Command:
+        return ps(site.runtime, COMPOSE_LABELS[0])
+
+    def parse(self, site: Site, output: bytes) -> dict[str, Running]:
+        return parse_ps(output, COMPOSE_LABELS)
+
+    async def wait_healthy(
+        self,
+        connector: Connector,
+        site: Site,
+        service: str,
+        components: Sequence[str],
+        timeout: float = HEALTH_TIMEOUT,
+    ) -> None:
+        nudge: Command = ("podman", "healthcheck", "run") if site.runtime == "podman" else ()
+        await wait_running(connector, Driver(self, site), service, components, timeout, nudge)
+
+
+ENGINE = Compose()
