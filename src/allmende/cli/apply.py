@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -55,19 +56,24 @@ def apply(
     plan that deletes more than 10 files, or more than half the files of a host, without
     --force. Exit 0 when applied or nothing to do, 2 when a host failed or nothing was applied.
     """
-    outcome = plan_and_apply(
+    outcome = interactive(
+        directory, yes, host=host, service=service, force=force, checksum=plan_checksum
+    )
+    return DONE if tell(outcome) else FAILED
+
+
+def interactive(directory: Path, yes: bool, **options: Any) -> Outcome:
+    """Plan, show, ask (unless ``yes``) and apply at the terminal, with the command line's
+    seams; ``options`` are those of ``actions.apply.plan_and_apply``."""
+    return plan_and_apply(
         directory,
         os.environ,
         show=show,
         confirm=confirmer(yes),
         say=progress,
-        host=host,
-        service=service,
-        force=force,
-        checksum=plan_checksum,
         seams=seams(),
+        **options,
     )
-    return DONE if tell(outcome) else FAILED
 
 
 def confirmer(yes: bool) -> Callable[[Plan], bool]:

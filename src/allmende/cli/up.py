@@ -7,14 +7,12 @@ from pathlib import Path
 
 import click
 
-from allmende.actions.apply import plan_and_apply
 from allmende.actions.check import check as check_action
 from allmende.actions.docs import write
 from allmende.actions.serve import serve
-from allmende.cli.apply import confirmer, progress, tell
+from allmende.cli.apply import interactive, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
-from allmende.cli.plan import seams, show
 from allmende.errors import UnsafePlan, UserError
 
 
@@ -75,14 +73,7 @@ def _plan_and_apply(directory: Path, yes: bool) -> bool:
     """Plan, ask, apply, as `allmende apply` does; print what happened instead of failing.
     Return whether every host is as planned."""
     try:
-        outcome = plan_and_apply(
-            directory,
-            os.environ,
-            show=show,
-            confirm=confirmer(yes),
-            say=progress,
-            seams=seams(),
-        )
+        outcome = interactive(directory, yes)
     except UnsafePlan as exc:
         click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
         return False

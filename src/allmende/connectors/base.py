@@ -183,27 +183,17 @@ class Connector:
             ran.exit,
             time.monotonic() - started,
         )
-        if ok is not None and ran.exit in ok:
+        missing = ran.exit == NOT_FOUND
+        if (ok is None and not missing) or (ok is not None and ran.exit in ok):
             return ran
         said = tail(ran.stdout, ran.stderr, secrets)
-        words = [masked(a, secrets) for a in argv]
-        if ran.exit == NOT_FOUND:
-            raise ToolMissing(
-                f"{doing}`{argv[0]}` is not installed there (exit 127 from `{shown}`)",
-                host=self.host,
-                argv=words,
-                exit=ran.exit,
-                output=said,
-            )
-        if ok is None:
-            return ran
-        raise CommandFailed(
-            f"{doing}`{shown}` failed (exit {ran.exit}):\n{said}",
-            host=self.host,
-            argv=words,
-            exit=ran.exit,
-            output=said,
+        kind, message = (
+            (ToolMissing, f"{doing}`{argv[0]}` is not installed there (exit 127 from `{shown}`)")
+            if missing
+            else (CommandFailed, f"{doing}`{shown}` failed (exit {ran.exit}):\n{said}")
         )
+        words = [masked(a, secrets) for a in argv]
+        raise kind(message, host=self.host, argv=words, exit=ran.exit, output=said)
 
     async def succeeds(self, argv: Sequence[str], timeout: float | None = 60.0) -> bool:
         """Run a probe (``test -d ...``, ``docker compose version``) and return whether it

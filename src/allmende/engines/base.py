@@ -77,6 +77,9 @@ class Engine:
     project_file: ClassVar[str]
     #: The runtimes it can be driven with.
     runtimes: ClassVar[tuple[str, ...]] = ("docker", "podman")
+    #: Whether apply waits, after ``up``, until the engine shows every component running and
+    #: healthy (``wait_healthy``); otherwise ``up`` succeeding is enough and the monitors tell.
+    waits: ClassVar[bool] = False
 
     def project(self, service: str) -> str:
         """Return the host path of a service's project file."""
@@ -126,6 +129,11 @@ class Engine:
             for flat, value in values.items()
         }
 
+    def nudge(self, site: Site) -> Command:
+        """Return the command that runs a container's health check when the runtime does not
+        run them by itself (the container's name is appended), or () where none is needed."""
+        return ()
+
     async def wait_healthy(
         self,
         connector: Connector,
@@ -134,9 +142,11 @@ class Engine:
         components: Sequence[str],
         timeout: float = HEALTH_TIMEOUT,
     ) -> None:
-        """Wait until ``service`` runs and is healthy on the (opened) host; by default its
-        ``up`` succeeding is enough (the monitors then tell). Raise UserError if it does not
-        come up."""
+        """Wait until ``service`` runs and is healthy on the (opened) host (see ``waits``).
+        Raise UserError if it does not come up in ``timeout`` seconds or turns unhealthy."""
+        if self.waits:
+            driver = Driver(self, site)
+            await wait_running(connector, driver, service, components, timeout, self.nudge(site))
 
 
 async def observe(connector: Connector, driver: Driver) -> dict[str, Running] | None:

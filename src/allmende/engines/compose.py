@@ -20,16 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from allmende.connectors.base import Connector
-from allmende.engines.base import (
-    HEALTH_TIMEOUT,
-    Command,
-    Commands,
-    Driver,
-    Engine,
-    Running,
-    Site,
-    wait_running,
-)
+from allmende.engines.base import Command, Commands, Engine, Running, Site
 from allmende.engines.containers import COMPOSE_LABELS, parse_ps, ps
 
 
@@ -38,6 +29,7 @@ class Compose(Engine):
 
     name = "compose"
     project_file = "compose.yaml"
+    waits = True
 
     async def find(self, connector: Connector, runtime: str) -> Site:
         site = await super().find(connector, runtime)
@@ -64,16 +56,8 @@ class Compose(Engine):
     def parse(self, site: Site, output: bytes) -> dict[str, Running]:
         return parse_ps(output, COMPOSE_LABELS)
 
-    async def wait_healthy(
-        self,
-        connector: Connector,
-        site: Site,
-        service: str,
-        components: Sequence[str],
-        timeout: float = HEALTH_TIMEOUT,
-    ) -> None:
-        nudge: Command = ("podman", "healthcheck", "run") if site.runtime == "podman" else ()
-        await wait_running(connector, Driver(self, site), service, components, timeout, nudge)
+    def nudge(self, site: Site) -> Command:
+        return ("podman", "healthcheck", "run") if site.runtime == "podman" else ()
 
 
 ENGINE = Compose()
