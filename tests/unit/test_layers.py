@@ -14,8 +14,8 @@ MODULES = sorted(p for p in SRC.rglob("*.py"))
 ALLOWED = {
     "inventory": {"inventory"},
     "checks": {"inventory"},
-    "render": {"inventory", "checks"},
-    "importers": {"inventory", "checks", "render"},
+    "render": {"inventory"},
+    "importers": {"inventory"},
     "connectors": {"inventory", "execute"},
     "plan": {"inventory", "render", "connectors"},
     "state": set(),

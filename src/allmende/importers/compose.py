@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from allmende.checks.secrets import looks_secret
 from allmende.importers.component import map_component
 from allmende.importers.composefile import Project
 from allmende.importers.context import ComponentContext
@@ -22,8 +21,9 @@ from allmende.importers.databases import PORTS, connections, engine, offered
 from allmende.importers.mounts import port_for
 from allmende.importers.naming import sanitize, secret_name, service_names, software, unique, valid
 from allmende.importers.result import Imported, ImportRefused, Note
-from allmende.render.compose import escape
-from allmende.render.output import flat_name
+from allmende.inventory.secretlike import looks_secret
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import escape
 
 COMPONENT_ORDER = (
     "image",

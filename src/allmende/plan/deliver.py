@@ -18,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allmende.inventory.inventory import Inventory
+from allmende.inventory.secretnames import flat_name
 from allmende.inventory.secrets import SecretStore
-from allmende.render.output import Rendered, flat_name, yaml_text
+from allmende.render.output import Rendered, yaml_text
 
 
 def secret_names(inventory: Inventory, service: str) -> list[str]:

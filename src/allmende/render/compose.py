@@ -36,16 +36,10 @@ from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
-from allmende.render.output import (
-    Rendered,
-    comments,
-    flat_name,
-    service_sources,
-    text,
-    yaml_text,
-)
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import EXTENSION, escape
+from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
-EXTENSION = "x-compose"
 NETWORK_PREFIX = "allmende-"
 SECRETS_DIR = "/run/secrets"
 _GO_UNITS = ("ms", "s", "m", "h")
@@ -388,18 +382,6 @@ def network_notes(context: Context, networks: Networks) -> list[str]:
                 f"it may not reach this service's own `{theirs}`: rename that component."
             )
     return lines
-
-
-def escape(value: Any) -> Any:
-    """Given plain data, return it with ``$`` written ``$$`` in every string, so that Compose
-    does not substitute variables in values from the inventory."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, list):
-        return [escape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: escape(v) for k, v in value.items()}
-    return value
 
 
 def extension(model: Component | Service) -> Mapping[str, Any]:

@@ -45,8 +45,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from allmende.checks.routes import managed_zone
 from allmende.inventory import derive
+from allmende.inventory.domains import managed_zone, relative
 from allmende.inventory.inventory import Inventory
 from allmende.render.output import Rendered, text
 
@@ -98,11 +98,6 @@ class _Zone:
         """Return the A/AAAA records this zone has at ``name`` (relative)."""
         every = (*self.own, *self.routes, *self.hosts)
         return [e for e in every if e.name == name and e.type in _ADDRESS_TYPES]
-
-
-def relative(name: str, zone: str) -> str:
-    """Given an absolute name (no final dot) inside ``zone``, return it relative to the zone."""
-    return name[: -len(zone)].rstrip(".") or "@"
 
 
 def absolute(name: str) -> str:

@@ -29,16 +29,11 @@ from typing import Any
 
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import escape
 from allmende.render import compose
 from allmende.render.compose import Context, Networks
-from allmende.render.output import (
-    Rendered,
-    comments,
-    flat_name,
-    service_sources,
-    text,
-    yaml_text,
-)
+from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 VERSION = "3.8"
 NODE_LABEL = "allmende.host"
@@ -78,9 +73,7 @@ def notes(context: Context, networks: Networks) -> list[str]:
 def stack(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its stack file as plain data."""
     services = {
-        name: compose.merge(
-            compose.escape(stack_service(context, networks, name, c)), compose.extension(c)
-        )
+        name: compose.merge(escape(stack_service(context, networks, name, c)), compose.extension(c))
         for name, c in compose.image_components(context.service)
     }
     result: dict[str, Any] = {"version": VERSION, "services": services}
