@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from allmende.actions.reference import files
 from allmende.cli.main import main
+from allmende.cli.reference import files
 from allmende.inventory.schema import inventory_schema, kind_schema
 from allmende.inventory.yamlpos import parse
 from tests.conftest import BASE, EXAMPLES
