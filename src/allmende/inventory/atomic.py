@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from allmende.errors import UserError
+
 
 def fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
@@ -45,6 +47,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def save(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace path with data atomically (``write_atomic``): for files the user asked for.
+
+    Raise UserError naming path if it cannot be written; then it is unchanged.
+    """
+    try:
+        write_atomic(path, data, mode)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def create_new(path: Path, data: bytes, mode: int) -> None:
