@@ -49,6 +49,17 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     fsync_dir(path.parent)
 
 
+def kept_mode(path: Path) -> int:
+    """Return the mode a file replacing path gets: that of the file there, else that of a new
+    file (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 def save(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Replace path with data atomically (``write_atomic``): for files the user asked for.
 
