@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from allmende.inventory.hostpaths import volume_dir
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import (
     Collective,
@@ -59,7 +60,7 @@ def provider_port(service: Service) -> str | None:
 
 def volume_host_path(service: str, name: str, volume: Volume) -> str:
     """Return where a volume lives on the host: its `host`, or /srv/<service>/<volume>."""
-    return volume.host or f"/srv/{service}/{name}"
+    return volume.host or volume_dir(service, name)
 
 
 def volumes(service_name: str, service: Service) -> Iterator[tuple[str, str, Volume, str]]:

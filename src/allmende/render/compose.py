@@ -34,6 +34,7 @@ from typing import Any
 
 from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
+from allmende.inventory.hostpaths import SECRETS, project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
 from allmende.inventory.secretnames import flat_name
@@ -78,7 +79,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         networks = shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(project(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
-        path = f"{context.service.host}/srv/{context.name}/compose.yaml"
+        path = f"{context.service.host}{project_file(context.name, 'compose')}"
         files[path] = text(body, sources)
     return dict(sorted(files.items()))
 
@@ -105,7 +106,7 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
     if declared:
         result["networks"] = declared
     secrets = {
-        flat: {"file": f"./secrets/{flat}"} for flat in secret_names(context.service).values()
+        flat: {"file": f"./{SECRETS}/{flat}"} for flat in secret_names(context.service).values()
     }
     if secrets:
         result["secrets"] = dict(sorted(secrets.items()))

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allmende.inventory.hostpaths import project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
 from allmende.inventory.secretnames import flat_name
@@ -50,7 +51,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         networks = compose.shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(stack(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
-        files[f"{context.service.host}/srv/{context.name}/stack.yaml"] = text(body, sources)
+        files[f"{context.service.host}{project_file(context.name, 'swarm')}"] = text(body, sources)
     return dict(sorted(files.items()))
 
 
