@@ -47,17 +47,6 @@ def provider_component(service: Service) -> str | None:
     return None
 
 
-def provider_port(service: Service) -> str | None:
-    """Return the port name of the database a service provides, if it is clear."""
-    name = provider_component(service)
-    if service.provides is None or name is None or name not in service.components:
-        return None
-    if service.provides.port:
-        return service.provides.port
-    ports = service.components[name].ports
-    return next(iter(ports)) if len(ports) == 1 else None
-
-
 def volume_host_path(service: str, name: str, volume: Volume) -> str:
     """Return where a volume lives on the host: its `host`, or /srv/<service>/<volume>."""
     return volume.host or volume_dir(service, name)
