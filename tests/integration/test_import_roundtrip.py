@@ -39,9 +39,9 @@ from test_import_corpus import (  # the corpus harness (tests/integration has no
 from allmende.importers.interpolate import interpolate
 from allmende.importers.traefik import labels_of
 from allmende.inventory.load import load
+from allmende.inventory.secretnames import flat_name
 from allmende.inventory.yamlpos import parse
 from allmende.render import compose as render_compose
-from allmende.render.output import flat_name
 
 __all__ = ["world"]  # the session fixture, shared with test_import_corpus
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from allmende.actions.reference import files
 from allmende.cli.main import main
+from allmende.cli.reference import files
 from allmende.inventory.schema import inventory_schema, kind_schema
 from allmende.inventory.yamlpos import parse
 from tests.conftest import BASE, EXAMPLES
@@ -75,3 +75,25 @@ def test_the_schema_rejects_what_the_loader_rejects() -> None:
         "components": {"app": {"image": "a:1", "x-compose": {"stop_signal": "INT"}}},
     }
     assert list(validator.iter_errors(extension)) == []
+
+
+def test_schema_command_names_an_out_it_cannot_make(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory\n")
+    out = blocker / "schema"
+    assert main(["schema", "--out", str(out)]) == 2
+    said = capsys.readouterr().err
+    assert f"cannot make the directory {out}:" in said
+    assert "internal error" not in said
+
+
+def test_schema_command_names_a_file_it_cannot_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "host.json").mkdir()
+    assert main(["schema", "--out", str(tmp_path)]) == 2
+    said = capsys.readouterr().err
+    assert f"cannot write {tmp_path / 'host.json'}:" in said
+    assert "internal error" not in said

@@ -18,9 +18,9 @@ import yaml
 
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
+from allmende.inventory.secretnames import flat_name
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.render import compose
-from allmende.render.output import flat_name
 from allmende.render.targets import renderer
 from tests.conftest import BASE, EXAMPLES, FIXTURES
 

@@ -6,6 +6,7 @@ real home directory is never read or written.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -16,6 +17,7 @@ from click.testing import CliRunner, Result
 from pyrage import x25519
 
 from allmende.cli import secret as cli
+from allmende.cli.main import main
 from allmende.errors import SecretError
 from allmende.inventory.secrets import (
     NAME_MAX,
@@ -508,3 +510,51 @@ def test_cli_errors_never_show_the_value(
 
 def test_cli_refuses_a_directory_that_is_no_inventory(runner: CliRunner, tmp_path: Path) -> None:
     assert "is not an inventory" in failure(run(runner, tmp_path, "list"))
+
+
+def test_cli_names_an_inventory_it_cannot_read(
+    runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def denied(self: Path) -> bool:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    assert f"cannot read {tmp_path}: Permission denied" in failure(run(runner, tmp_path, "list"))
+
+
+def test_cli_says_when_the_value_cannot_be_printed(
+    runner: CliRunner, inventory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(runner, inventory, "init")
+    assert run(runner, inventory, "set", "a", stdin=b"value").exit_code == 0
+
+    class Full(io.BytesIO):
+        def write(self, data: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli.click, "get_binary_stream", lambda name: Full())
+    shown = failure(run(runner, inventory, "get", "a"))
+    assert "cannot write the value of a: No space left on device" in shown
+
+
+def test_main_reports_a_value_file_it_cannot_read(
+    runner: CliRunner,
+    inventory: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run(runner, inventory, "init")
+    source = tmp_path / "value"
+    source.write_bytes(b"x")
+    read_bytes = Path.read_bytes
+
+    def failing(self: Path) -> bytes:
+        if self == source:
+            raise OSError(5, "Input/output error")
+        return read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    args = ["secret", "set", "a", "--from-file", str(source), "--inventory", str(inventory)]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"cannot read {source}: Input/output error\n"

@@ -23,7 +23,7 @@ from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.importers.stage import staged
 from allmende.importers.textmerge import insert
 from allmende.importers.yamlout import dump
-from allmende.inventory.atomic import write_atomic
+from allmende.inventory.atomic import save
 from allmende.inventory.inventory import COLLECTIVE_FILE, Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
@@ -95,14 +95,6 @@ def service_file(root: Path, name: str) -> str:
         if (root / "services" / f"{name}{suffix}").is_file():
             return f"services/{name}{suffix}"
     return f"services/{name}.yaml"
-
-
-def _write(path: Path, data: bytes) -> None:
-    """Replace path with data atomically: readers see the old file or the new, never a part."""
-    try:
-        write_atomic(path, data)
-    except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _inventory(root: Path, environ: Mapping[str, str]) -> Inventory:
@@ -296,7 +288,7 @@ def _finish(
     for relative, text in files.items():
         target = root / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        _write(target, text.encode("utf-8"))
+        save(target, text.encode("utf-8"))
     report.written = True
     return report
 

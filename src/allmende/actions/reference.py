@@ -1,11 +1,11 @@
-"""The generated reference: inventory keys, JSON Schemas, rules and commands, from the code.
+"""The generated reference: inventory keys, JSON Schemas and rules, from the code.
 
-`script/reference` writes these files under docs/reference/; a test fails when they drift.
+The command reference comes from the command line itself (``allmende.cli.reference``), which
+adds it to these; `script/reference` writes them all under docs/reference/, and a test fails
+when they drift.
 """
 
 from __future__ import annotations
-
-import click
 
 from allmende.checks import load_rules
 from allmende.checks.registry import RULES
@@ -31,34 +31,9 @@ def rules_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-def _command_markdown(command: click.Command, path: list[str], out: list[str]) -> None:
-    context = click.Context(
-        command, info_name=" ".join(path), terminal_width=88, max_content_width=88
-    )
-    out += [f"## `{' '.join(path)}`", "", "```", command.get_help(context).rstrip(), "```", ""]
-    if isinstance(command, click.Group):
-        for name in command.list_commands(context):
-            sub = command.get_command(context, name)
-            if sub is not None and not sub.hidden:
-                _command_markdown(sub, [*path, name], out)
-
-
-def cli_markdown() -> str:
-    """Return the command reference: the help of every command and subcommand."""
-    from allmende.cli.main import cli
-
-    out = ["# Commands", "", "Generated from `allmende --help`; do not edit by hand.", ""]
-    _command_markdown(cli, ["allmende"], out)
-    return "\n".join(out).rstrip() + "\n"
-
-
 def files() -> dict[str, str]:
-    """Return every generated reference file: relative path -> text."""
-    generated = {
-        "inventory.md": inventory_markdown(),
-        "rules.md": rules_markdown(),
-        "cli.md": cli_markdown(),
-    }
+    """Return the generated reference files but the commands': relative path -> text."""
+    generated = {"inventory.md": inventory_markdown(), "rules.md": rules_markdown()}
     for kind in KINDS:
         generated[f"schema/{kind}.json"] = dumps(kind_schema(kind))
     return generated

@@ -7,13 +7,8 @@ from collections.abc import Iterator
 from allmende.checks import ports
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
+from allmende.inventory.domains import managed_zone, relative
 from allmende.inventory.inventory import Inventory
-
-
-def managed_zone(inventory: Inventory, domain: str) -> str | None:
-    """Return the managed domain (zone) a name falls under, the longest match, or None."""
-    zones = [z for z in inventory.collective.domains if domain == z or domain.endswith("." + z)]
-    return max(zones, key=len) if zones else None
 
 
 @rule(
@@ -135,9 +130,9 @@ def routes_dns(ctx: Context) -> Iterator[Finding]:
                     f"no edge host has a public address for {route.domain}",
                     "give an edge host `public_ipv4` or `public_ipv6`",
                 )
-            relative = route.domain[: -len(zone)].rstrip(".") or "@"
+            name_there = relative(route.domain, zone)
             for j, record in enumerate(inv.zones[zone].records if zone in inv.zones else ()):
-                if record.name == relative and record.type in ("A", "AAAA", "CNAME"):
+                if record.name == name_there and record.type in ("A", "AAAA", "CNAME"):
                     yield ctx.finding(
                         "service",
                         name,

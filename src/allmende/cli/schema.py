@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from allmende.inventory.schema import KINDS, dumps, inventory_schema, kind_schema
+from allmende.actions import schema as action
+from allmende.inventory.schema import KINDS
 
 
 @click.command()
@@ -22,13 +23,8 @@ def schema(kind: str | None, out: Path | None) -> None:
     Point an editor at it with a first line such as
     `# yaml-language-server: $schema=../schema/service.json`.
     """
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        for each in KINDS:
-            target = out / f"{each}.json"
-            temp = target.with_suffix(".json.tmp")
-            temp.write_text(dumps(kind_schema(each)), encoding="utf-8")
-            temp.replace(target)
-            click.echo(f"wrote {target}", err=True)
+    if out is None:
+        click.echo(action.text(kind), nl=False)
         return
-    click.echo(dumps(kind_schema(kind) if kind else inventory_schema()), nl=False)  # type: ignore[arg-type]
+    for target in action.write(out):
+        click.echo(f"wrote {target}", err=True)

@@ -1,6 +1,6 @@
 """`allmende secret ...`: keep secret values encrypted with age in the inventory's secrets/.
 
-Thin: parse, call allmende.inventory.secrets, print. Failures are SecretError (exit 2).
+Thin: parse, call allmende.actions.secret, print. Failures are SecretError (exit 2).
 """
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ from pathlib import Path
 
 import click
 
+from allmende.actions import secret as action
+from allmende.actions.secret import RECIPIENTS
 from allmende.errors import SecretError
-from allmende.inventory.secrets import RECIPIENTS_FILE, SECRETS_DIR, SecretStore, create_key
 
 INVENTORY_HELP = "The inventory directory (the one holding allmende.yaml)."
-COMMENT_HELP = f"Whose key it is, written above it in {SECRETS_DIR}/{RECIPIENTS_FILE}."
+COMMENT_HELP = f"Whose key it is, written above it in {RECIPIENTS}."
 
 inventory_option = click.option(
     "--inventory",
@@ -25,15 +26,6 @@ inventory_option = click.option(
 )
 
 
-def _inventory(directory: Path) -> Path:
-    """Given --inventory, return it. Raise SecretError if it holds no allmende.yaml."""
-    if not (directory / "allmende.yaml").is_file():
-        raise SecretError(
-            f"{directory} is not an inventory (it has no allmende.yaml): pass --inventory DIR"
-        )
-    return directory
-
-
 def _stdin_is_terminal() -> bool:
     """Return whether a person types on stdin (then the value is asked for without echo)."""
     return sys.stdin.isatty()
@@ -42,10 +34,7 @@ def _stdin_is_terminal() -> bool:
 def _read_value(name: str, from_file: Path | None) -> bytes:
     """Return the value to store: from from_file, typed at a hidden prompt, or piped in."""
     if from_file is not None:
-        try:
-            return from_file.read_bytes()
-        except OSError as err:
-            raise SecretError(f"cannot read {from_file}: {err.strerror}") from None
+        return action.read_file(from_file)
     if _stdin_is_terminal():
         typed: str = click.prompt(
             f"Value of {name}", hide_input=True, confirmation_prompt=True, err=True
@@ -68,10 +57,10 @@ def secret() -> None:
 @click.option("--comment", default="", help=COMMENT_HELP)
 def init(inventory: Path, comment: str) -> None:
     """Create your private key and add it as a recipient."""
-    key = create_key(_inventory(inventory), comment=comment)
+    key = action.init(inventory, comment)
     click.echo(f"Created your private age key at {key.path}.")
     click.echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
-    click.echo(f"Public key {key.public_key} added to {SECRETS_DIR}/{RECIPIENTS_FILE}.")
+    click.echo(f"Public key {key.public_key} added to {RECIPIENTS}.")
 
 
 @secret.command(name="set")
@@ -88,13 +77,7 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
     The value is asked for without echo, or read from stdin when piped, exactly as given: use
     `printf %s VALUE | allmende secret set NAME` to store it without a trailing newline.
     """
-    store = SecretStore(_inventory(inventory))
-    store.path(name)  # refuse a bad name before anyone types a value
-    count = len(store.require_recipients())
-    value = _read_value(name, from_file)
-    if not value:
-        raise SecretError(f"the value is empty; {name} was not stored")
-    store.set(name, value)
+    count = action.set_value(inventory, name, lambda: _read_value(name, from_file))
     plural = "" if count == 1 else "s"
     click.echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
 
@@ -104,17 +87,20 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
 @inventory_option
 def get(name: str, inventory: Path) -> None:
     """Print the value of secret NAME exactly as stored."""
-    value = SecretStore(_inventory(inventory)).get(name)
+    value = action.store(inventory).get(name)
     stdout = click.get_binary_stream("stdout")
-    stdout.write(value)
-    stdout.flush()
+    try:
+        stdout.write(value)
+        stdout.flush()
+    except OSError as err:
+        raise SecretError(f"cannot write the value of {name}: {err.strerror}") from None
 
 
 @secret.command(name="list")
 @inventory_option
 def list_(inventory: Path) -> None:
     """List the names of the stored secrets (needs no key)."""
-    for name in SecretStore(_inventory(inventory)).names():
+    for name in action.store(inventory).names():
         click.echo(name)
 
 
@@ -126,7 +112,7 @@ def rm(name: str, inventory: Path) -> None:
 
     Its encrypted value stays in the Git history: change the secret itself if it leaked.
     """
-    SecretStore(_inventory(inventory)).remove(name)
+    action.store(inventory).remove(name)
     click.echo(f"Removed {name}.")
 
 
@@ -145,12 +131,10 @@ def recipient_add(key: str, comment: str, inventory: Path) -> None:
     Secrets set from now on are encrypted to it too; those stored before stay readable only by
     the earlier recipients until they are set again.
     """
-    store = SecretStore(_inventory(inventory))
-    shown = f"{SECRETS_DIR}/{RECIPIENTS_FILE}"
-    if store.add_recipient(key, comment):
-        click.echo(f"Added {key.strip().lower()} to {shown}.")
+    if action.add_recipient(inventory, key, comment):
+        click.echo(f"Added {key.strip().lower()} to {RECIPIENTS}.")
         click.echo(
             "Secrets stored before stay readable only by the earlier recipients until set again."
         )
     else:
-        click.echo(f"{key.strip().lower()} is already in {shown}.")
+        click.echo(f"{key.strip().lower()} is already in {RECIPIENTS}.")

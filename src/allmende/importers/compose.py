@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from allmende.checks.secrets import looks_secret
 from allmende.importers.component import map_component
 from allmende.importers.composefile import Project
 from allmende.importers.context import ComponentContext
@@ -22,8 +21,10 @@ from allmende.importers.databases import PORTS, connections, engine, offered
 from allmende.importers.mounts import port_for
 from allmende.importers.naming import sanitize, secret_name, service_names, software, unique, valid
 from allmende.importers.result import Imported, ImportRefused, Note
-from allmende.render.compose import escape
-from allmende.render.output import flat_name
+from allmende.inventory.hostpaths import volume_dir
+from allmende.inventory.secretlike import looks_secret
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import escape
 
 COMPONENT_ORDER = (
     "image",
@@ -178,11 +179,12 @@ def _project_keys(project: Project, out: Imported, definitions: dict[str, Any]) 
             rest = {k: v for k, v in definitions.items() if v not in (None, {})}
             for name in definitions:
                 if name not in rest:
+                    now = volume_dir(out.name, sanitize(name))
                     out.notes.append(
                         Note(
                             project.where((key, name), key=True),
                             "warning",
-                            f"volume {name} is now /srv/{out.name}/{sanitize(name)}: copy the data "
+                            f"volume {name} is now {now}: copy the data "
                             f"of the compose volume {project.name}_{name} there before the first "
                             "start from the rendered files",
                         )

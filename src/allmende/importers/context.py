@@ -14,8 +14,8 @@ from typing import Any
 from allmende.errors import Problem
 from allmende.importers.composefile import Project
 from allmende.importers.result import Note, NoteKind
+from allmende.inventory.xcompose import escape
 from allmende.inventory.yamlpos import KeyPath
-from allmende.render.compose import escape
 
 
 @dataclass

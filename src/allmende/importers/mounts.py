@@ -20,6 +20,7 @@ from typing import Any
 
 from allmende.importers.context import ComponentContext
 from allmende.importers.naming import PORT_NAMES, port_name, sanitize, unique, valid
+from allmende.inventory.hostpaths import service_dir, volume_dir
 
 _RANGE = re.compile(r"^[0-9]+(?:-[0-9]+)?$")
 _ALL_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
@@ -231,7 +232,7 @@ def read_mount(ctx: ComponentContext, entry: Any, definitions: dict[str, Any]) -
         host = _host_path(ctx, source)
         return Mount("bind", source, target, host, exact and host is not None)
     if _plain(definitions, source):
-        return Mount("volume", source, target, f"/srv/{ctx.service}/{sanitize(source)}", exact)
+        return Mount("volume", source, target, volume_dir(ctx.service, sanitize(source)), exact)
     return Mount("volume", source, target, None, False)
 
 
@@ -253,7 +254,7 @@ def _volume_name(ctx: ComponentContext, mount: Mount) -> str:
     if mount.kind == "volume":
         return sanitize(mount.source)
     assert mount.host is not None
-    under = f"/srv/{ctx.service}/"
+    under = f"{service_dir(ctx.service)}/"
     if mount.host.startswith(under):
         return sanitize(mount.host[len(under) :].split("/")[0])
     return sanitize(posixpath.basename(mount.target.rstrip("/")) or "data")
@@ -291,7 +292,7 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
         if mount.host is None or not mount.target.startswith("/"):
             continue
         name = _volume_name(ctx, mount)
-        default = f"/srv/{ctx.service}/{name}"
+        default = volume_dir(ctx.service, name)
         value: Any = mount.target if mount.host == default else {"path": mount.target}
         if isinstance(value, dict):
             value["host"] = mount.host

@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from allmende.checks.names import SOFTWARE, suggestion
 from allmende.inventory.models import NAME_PATTERN
+from allmende.inventory.software import SOFTWARE, suggestion
 
 _VALID = re.compile(NAME_PATTERN)
 

@@ -24,7 +24,6 @@ _LOCAL_URL = re.compile(
     r"(?P<path>/\S*)?$"
 )
 _OR_FAIL = re.compile(r"\s*\|\|\s*(?:exit\s+1|false)\s*$")
-_CURL_FLAGS = frozenset("fsSLkI")
 _CURL_VALUE = {"-o", "--output", "-m", "--max-time", "--connect-timeout", "--noproxy", "--retry"}
 _CURL_PLAIN = {"--fail", "--silent", "--show-error", "--location", "--insecure", "--head"}
 _WGET_PLAIN = {"-q", "--quiet", "--spider", "-nv", "--no-verbose", "--no-check-certificate"}

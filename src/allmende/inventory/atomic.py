@@ -7,6 +7,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from allmende.errors import UserError
+
 
 def fsync_dir(directory: Path) -> None:
     with contextlib.suppress(OSError):
@@ -45,6 +47,28 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         temp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def kept_mode(path: Path) -> int:
+    """Return the mode a file replacing path gets: that of the file there, else that of a new
+    file (0666 less the umask)."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def save(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace path with data atomically (``write_atomic``): for files the user asked for.
+
+    Raise UserError naming path if it cannot be written; then it is unchanged.
+    """
+    try:
+        write_atomic(path, data, mode)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def create_new(path: Path, data: bytes, mode: int) -> None:

@@ -10,6 +10,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from allmende.inventory.hostpaths import volume_dir
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import (
     Collective,
@@ -46,20 +47,9 @@ def provider_component(service: Service) -> str | None:
     return None
 
 
-def provider_port(service: Service) -> str | None:
-    """Return the port name of the database a service provides, if it is clear."""
-    name = provider_component(service)
-    if service.provides is None or name is None or name not in service.components:
-        return None
-    if service.provides.port:
-        return service.provides.port
-    ports = service.components[name].ports
-    return next(iter(ports)) if len(ports) == 1 else None
-
-
 def volume_host_path(service: str, name: str, volume: Volume) -> str:
     """Return where a volume lives on the host: its `host`, or /srv/<service>/<volume>."""
-    return volume.host or f"/srv/{service}/{name}"
+    return volume.host or volume_dir(service, name)
 
 
 def volumes(service_name: str, service: Service) -> Iterator[tuple[str, str, Volume, str]]:

@@ -21,8 +21,9 @@ from dataclasses import replace
 
 from allmende.engines import engine
 from allmende.inventory.inventory import Inventory
+from allmende.inventory.secretnames import flat_name
 from allmende.inventory.secrets import SecretStore
-from allmende.render.output import Rendered, flat_name
+from allmende.render.output import Rendered
 
 
 def secret_names(inventory: Inventory, service: str) -> list[str]:

@@ -34,18 +34,13 @@ from typing import Any
 
 from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
+from allmende.inventory.hostpaths import SECRETS, project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
-from allmende.render.output import (
-    Rendered,
-    comments,
-    flat_name,
-    service_sources,
-    text,
-    yaml_text,
-)
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import EXTENSION, escape
+from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
-EXTENSION = "x-compose"
 NETWORK_PREFIX = "allmende-"
 SECRETS_DIR = "/run/secrets"
 _GO_UNITS = ("ms", "s", "m", "h")
@@ -84,7 +79,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         networks = shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(project(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
-        path = f"{context.service.host}/srv/{context.name}/compose.yaml"
+        path = f"{context.service.host}{project_file(context.name, 'compose')}"
         files[path] = text(body, sources)
     return dict(sorted(files.items()))
 
@@ -111,7 +106,7 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
     if declared:
         result["networks"] = declared
     secrets = {
-        flat: {"file": f"./secrets/{flat}"} for flat in secret_names(context.service).values()
+        flat: {"file": f"./{SECRETS}/{flat}"} for flat in secret_names(context.service).values()
     }
     if secrets:
         result["secrets"] = dict(sorted(secrets.items()))
@@ -388,18 +383,6 @@ def network_notes(context: Context, networks: Networks) -> list[str]:
                 f"it may not reach this service's own `{theirs}`: rename that component."
             )
     return lines
-
-
-def escape(value: Any) -> Any:
-    """Given plain data, return it with ``$`` written ``$$`` in every string, so that Compose
-    does not substitute variables in values from the inventory."""
-    if isinstance(value, str):
-        return value.replace("$", "$$")
-    if isinstance(value, list):
-        return [escape(v) for v in value]
-    if isinstance(value, dict):
-        return {k: escape(v) for k, v in value.items()}
-    return value
 
 
 def extension(model: Component | Service) -> Mapping[str, Any]:

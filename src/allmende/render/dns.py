@@ -32,9 +32,9 @@ would load in a name server.
 The serial is 1 here, so that rendering stays a pure function. It is a plain counter (not
 YYYYMMDDnn): ``serial_for`` picks it from what was rendered before, as serials with the
 ``content_hash`` of the zone they were given to: the highest known serial while the zone is the
-same but for its serial, the one after it (``next_serial``) when anything else changed.
-``with_serial`` does that against one previously rendered file; the render action also asks the
-state database, so that a serial survives a render without the zones or into a fresh directory.
+same but for its serial, the one after it (``next_serial``) when anything else changed. The
+render action asks both the previous rendering and the state database, so that a serial
+survives a render without the zones or into a fresh directory.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from allmende.checks.routes import managed_zone
 from allmende.inventory import derive
+from allmende.inventory.domains import managed_zone, relative
 from allmende.inventory.inventory import Inventory
 from allmende.render.output import Rendered, text
 
@@ -54,7 +54,7 @@ from allmende.render.output import Rendered, text
 REFRESH, RETRY, EXPIRE = 14400, 3600, 1209600
 #: Negative answers are cached for the zone's ttl, but never longer than an hour.
 MAX_NEGATIVE_TTL = 3600
-#: The serial a freshly rendered zone carries (see ``with_serial``).
+#: The serial a freshly rendered zone carries (see ``serial_for``).
 INITIAL_SERIAL = 1
 #: Longest string inside a TXT record, in bytes (RFC 1035 character-string).
 TXT_CHUNK = 255
@@ -98,11 +98,6 @@ class _Zone:
         """Return the A/AAAA records this zone has at ``name`` (relative)."""
         every = (*self.own, *self.routes, *self.hosts)
         return [e for e in every if e.name == name and e.type in _ADDRESS_TYPES]
-
-
-def relative(name: str, zone: str) -> str:
-    """Given an absolute name (no final dot) inside ``zone``, return it relative to the zone."""
-    return name[: -len(zone)].rstrip(".") or "@"
 
 
 def absolute(name: str) -> str:
@@ -405,17 +400,3 @@ def serial_for(zone: bytes, known: Iterable[tuple[int, str]]) -> int:
     if all(h == digest for number, h in known if number == highest):
         return highest
     return next_serial(highest)
-
-
-def with_serial(new: bytes, previous: bytes | None) -> bytes:
-    """Given a freshly rendered zone and the one rendered before (None when there is none),
-    return the new zone with its serial carried forward (``serial_for``).
-
-    When the two are equal but for the serial, the previous serial stays; otherwise the new one
-    is the previous plus one (``next_serial``). Without a previous file (or one without an SOA
-    line) the new zone is returned unchanged.
-    """
-    old = serial(previous) if previous is not None else None
-    if previous is None or old is None or serial(new) is None:
-        return new
-    return set_serial(new, serial_for(new, [(old, content_hash(previous))]))

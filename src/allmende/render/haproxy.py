@@ -46,6 +46,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from allmende.inventory import derive
+from allmende.inventory.hostpaths import (
+    HAPROXY_ADMIN_SOCKET,
+    HAPROXY_CERTS_LIST,
+    HAPROXY_CHROOT,
+    HAPROXY_CONFIG,
+    certificate,
+)
 from allmende.inventory.inventory import Inventory
 from allmende.render.haproxy_plan import (
     ACME_PATH,
@@ -60,12 +67,6 @@ from allmende.render.haproxy_plan import (
     plan,
 )
 from allmende.render.output import Rendered, service_sources, text
-
-CONFIG_DIR = "/etc/haproxy"
-CERT_DIR = f"{CONFIG_DIR}/certs"
-CRT_LIST = f"{CONFIG_DIR}/certs.list"
-RUN_DIR = "/run/haproxy"
-ADMIN_SOCKET = f"{RUN_DIR}/admin.sock"
 
 #: Mozilla's "intermediate" TLS configuration (TLS 1.2 and 1.3).
 CIPHERS = (
@@ -82,9 +83,9 @@ global
     master-worker
     user haproxy
     group haproxy
-    chroot /var/lib/haproxy
+    chroot {HAPROXY_CHROOT}
     log stdout format raw local0 info
-    stats socket {ADMIN_SOCKET} mode 600 level admin expose-fd listeners
+    stats socket {HAPROXY_ADMIN_SOCKET} mode 600 level admin expose-fd listeners
     stats timeout 30s
     hard-stop-after 30m
     tune.ssl.default-dh-param 2048
@@ -116,17 +117,13 @@ defaults tcp
 """
 
 
-#: The chroot of the workers (the global section says so).
-CHROOT = "/var/lib/haproxy"
-
-
 def terminate_socket(edge: str, inside_chroot: bool = False) -> str:
     """Return the unix socket between ``https`` and ``https-terminate`` of an edge: the master
     binds it by its full path, the chrooted workers connect to it by the path inside the
     chroot. Not an abstract (``abns@``) socket: with one, HAProxy 2.6 loses master and worker
     when a reload fails (a port in use), instead of keeping the old worker serving."""
     name = f"allmende-{ident(edge)}-https.sock"
-    return f"unix@/{name}" if inside_chroot else f"unix@{CHROOT}/{name}"
+    return f"unix@/{name}" if inside_chroot else f"unix@{HAPROXY_CHROOT}/{name}"
 
 
 def _bind(p: EdgePlan, port: int) -> str:
@@ -289,7 +286,7 @@ def _terminate_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
     return _section(
         "frontend https-terminate from http",
         [
-            f"bind {socket} user haproxy mode 600 accept-proxy ssl crt-list {CRT_LIST} "
+            f"bind {socket} user haproxy mode 600 accept-proxy ssl crt-list {HAPROXY_CERTS_LIST} "
             "alpn h2,http/1.1",
             "http-request del-header X-Forwarded-For",
             "http-request set-header X-Forwarded-Proto https",
@@ -366,8 +363,7 @@ def _backend(backend: Backend) -> str:
 def config(p: EdgePlan) -> str:
     """Given the plan of one edge host, return its ``haproxy.cfg`` (without the header)."""
     sections = [
-        comment(f"# HAProxy 2.6+ on {p.edge}: check with `haproxy -c -f {CONFIG_DIR}/haproxy.cfg`.")
-        + "\n",
+        comment(f"# HAProxy 2.6+ on {p.edge}: check with `haproxy -c -f {HAPROXY_CONFIG}`.") + "\n",
         GLOBAL,
     ]
     if any(b.dns for b in p.backends):
@@ -432,7 +428,7 @@ def crt_list(p: EdgePlan) -> str:
         "# One line per name whose TLS this edge terminates: the PEM file (certificate chain",
         "# and private key) that allmende's certificate job keeps, and the SNI name it serves.",
     ]
-    lines += [f"{CERT_DIR}/{domain}.pem {domain}" for domain in p.terminated]
+    lines += [f"{certificate(domain)} {domain}" for domain in p.terminated]
     return "\n".join(lines)
 
 
@@ -456,7 +452,8 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             s for s in p.services if inventory.services[s].routes or inventory.services[s].expose
         ]
         terminated = sorted({r.service for r in p.routes if r.https})
-        base = f"{edge}{CONFIG_DIR}"
-        files[f"{base}/haproxy.cfg"] = text(config(p), _sources(inventory, edge, used))
-        files[f"{base}/certs.list"] = text(crt_list(p), _sources(inventory, edge, terminated))
+        files[f"{edge}{HAPROXY_CONFIG}"] = text(config(p), _sources(inventory, edge, used))
+        files[f"{edge}{HAPROXY_CERTS_LIST}"] = text(
+            crt_list(p), _sources(inventory, edge, terminated)
+        )
     return files

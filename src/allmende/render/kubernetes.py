@@ -42,16 +42,10 @@ from allmende.inventory import derive
 from allmende.inventory.derive import split_target
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Route, seconds
+from allmende.inventory.secretnames import flat_name
 from allmende.render import compose
 from allmende.render.compose import Context
-from allmende.render.output import (
-    Rendered,
-    comments,
-    flat_name,
-    service_sources,
-    text,
-    yaml_text,
-)
+from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 ISSUER = "letsencrypt"
 CLAIM_SIZE = "1Gi"

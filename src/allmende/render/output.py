@@ -53,13 +53,6 @@ def service_sources(inventory: Inventory, *services: str) -> tuple[str, ...]:
     return tuple(sorted(files))
 
 
-def flat_name(secret: str) -> str:
-    """Given a secret name such as ``music/django-secret``, return the name engines know it by:
-    ``music-django-secret`` (slashes become dashes; Compose, Swarm and Kubernetes all accept
-    that, none accepts a slash)."""
-    return secret.replace("/", "-")
-
-
 _SafeDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 

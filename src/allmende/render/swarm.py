@@ -27,18 +27,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from allmende.inventory.hostpaths import project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
+from allmende.inventory.secretnames import flat_name
+from allmende.inventory.xcompose import escape
 from allmende.render import compose
 from allmende.render.compose import Context, Networks
-from allmende.render.output import (
-    Rendered,
-    comments,
-    flat_name,
-    service_sources,
-    text,
-    yaml_text,
-)
+from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 VERSION = "3.8"
 NODE_LABEL = "allmende.host"
@@ -55,7 +51,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         networks = compose.shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(stack(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
-        files[f"{context.service.host}/srv/{context.name}/stack.yaml"] = text(body, sources)
+        files[f"{context.service.host}{project_file(context.name, 'swarm')}"] = text(body, sources)
     return dict(sorted(files.items()))
 
 
@@ -78,9 +74,7 @@ def notes(context: Context, networks: Networks) -> list[str]:
 def stack(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its stack file as plain data."""
     services = {
-        name: compose.merge(
-            compose.escape(stack_service(context, networks, name, c)), compose.extension(c)
-        )
+        name: compose.merge(escape(stack_service(context, networks, name, c)), compose.extension(c))
         for name, c in compose.image_components(context.service)
     }
     result: dict[str, Any] = {"version": VERSION, "services": services}

@@ -27,17 +27,14 @@ in them, ``OnCalendar=`` included) and line breaks turned into spaces.
 from __future__ import annotations
 
 from allmende.inventory import derive
+from allmende.inventory.hostpaths import CACHE_DIR, STATE_DIR, STATE_NAME, unit_file
 from allmende.inventory.inventory import Inventory
 from allmende.render.output import Rendered, service_sources, text
 
 #: The program and verb a backup unit runs; the service's name is the last argument.
 BACKUP_COMMAND = ("/usr/local/bin/allmende", "backup")
-#: Where units live on the host, relative to its root.
-UNIT_DIR = "etc/systemd/system"
 #: How far systemd may move a start past the scheduled time, at random.
 RANDOMIZED_DELAY = "15min"
-#: allmende's directory under /var/lib and /var/cache on every host.
-STATE_NAME = "allmende"
 
 _HARDENING = (
     ("NoNewPrivileges", "yes"),
@@ -87,7 +84,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
     files: dict[str, Rendered] = {}
     for name, (consistency, schedule) in backed_up(inventory).items():
         service = inventory.services[name]
-        base = f"{service.host}/{UNIT_DIR}/{unit_name(name)}"
+        base = f"{service.host}{unit_file(unit_name(name))}"
         sources = service_sources(inventory, name)
         paths = sorted({path for *_, path in derive.volumes(name, service)})
         files[f"{base}.service"] = text(service_unit(name, consistency, paths), sources)
@@ -113,7 +110,7 @@ def service_unit(name: str, consistency: str, paths: list[str]) -> str:
         "Nice=10",
         "IOSchedulingClass=idle",
         "# Hardening: everything read-only but the service's volumes and allmende's own",
-        f"# directories (/var/lib/{STATE_NAME}, /var/cache/{STATE_NAME}); a volume that does",
+        f"# directories ({STATE_DIR}, {CACHE_DIR}); a volume that does",
         "# not exist yet is skipped (the - prefix) instead of failing the unit.",
         *(f"{key}={setting}" for key, setting in _HARDENING),
         f"StateDirectory={STATE_NAME}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allmende.inventory import derive
+from allmende.inventory.domains import zone_of
 from allmende.render.docs.blocks import (
     Block,
     Code,
@@ -24,12 +25,6 @@ from allmende.render.docs.context import (
     host_link,
     service_link,
 )
-
-
-def zone_of(domain: str, zones: list[str]) -> str | None:
-    """Return the longest managed zone that ``domain`` lies in, or None."""
-    inside = [z for z in zones if domain == z or domain.endswith("." + z)]
-    return max(inside, key=len) if inside else None
 
 
 def relative(domain: str, zone: str) -> str:

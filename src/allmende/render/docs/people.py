@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allmende.inventory import derive
+from allmende.inventory.hostpaths import service_dir, volume_dir
 from allmende.render.docs import hosts as host_pages
 from allmende.render.docs.blocks import (
     Block,
@@ -138,7 +139,7 @@ def example_yaml(context: Context) -> tuple[str, str, str | None]:
     port = host_pages.free_port(context, host) if host else 8080
     rows.append((f"    publish: {{http: {port}}}", "free on the host: see Ports"))
     rows += [
-        ("    volumes: {data: /data}", f"on the host: /srv/{name}/data"),
+        ("    volumes: {data: /data}", f"on the host: {volume_dir(name, 'data')}"),
         ("    healthcheck: {http: /, port: http}", ""),
     ]
     if domains:
@@ -248,7 +249,7 @@ def _where_data_lives(context: Context) -> Section:
         Para(
             line(
                 "Each volume lives on its service's host under ",
-                Code("/srv/<service>/"),
+                Code(f"{service_dir('<service>')}/"),
                 " unless the service says otherwise (and then the checks ask it to say why).",
             )
         ),

@@ -8,8 +8,8 @@ about the backups (kept in one place here, shared with the backup job):
   without the leading ``/`` (``srv/wiki/images``), so ``borg extract`` run in ``/`` puts
   files back where they were;
 - with ``consistency: dump`` a service that provides a database also stores one dump per
-  database at ``DUMP_PATH`` inside the archive (PostgreSQL in custom format, MariaDB/MySQL as
-  SQL, Redis as its RDB file).
+  database at ``hostpaths.dump_file`` (``srv/<service>/dumps/<database>.<suffix>`` in the
+  archive; PostgreSQL in custom format, MariaDB/MySQL as SQL, Redis as its RDB file).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from allmende.inventory import derive
+from allmende.inventory.hostpaths import dump_file
 from allmende.inventory.models import Host, Service
 from allmende.render.docs.blocks import Code, Link, Step, line
 
-#: Where the dump of database ``{database}`` of ``{service}`` lies inside an archive.
-DUMP_PATH = "srv/{service}/dumps/{database}.{suffix}"
 DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql", "mysql": "sql", "redis": "rdb"}
 
 CONSISTENCY = {
@@ -40,6 +39,11 @@ class Runbook:
 
     paths: tuple[str, ...]
     steps: tuple[Step, ...]
+
+
+def _in_archive(path: str) -> str:
+    """Return a host path as Borg stores it in an archive: without the leading ``/``."""
+    return path.removeprefix("/")
 
 
 def _quote(words: Sequence[str]) -> str:
@@ -131,7 +135,7 @@ def _database_restore(engine: str, name: str, service: Service, db: str, repo: s
     assert service.provides is not None
     kind = service.provides.database
     component = derive.provider_component(service) or sorted(service.components)[0]
-    dump = DUMP_PATH.format(service=name, database=db, suffix=DUMP_SUFFIX.get(kind, "dump"))
+    dump = _in_archive(dump_file(name, db, DUMP_SUFFIX.get(kind, "dump")))
     extract = _quote(["borg", "extract", "--stdout", f"{repo}::"]) + "$ARCHIVE " + _quote([dump])
     if kind == "postgres":
         words = [
@@ -170,7 +174,7 @@ def _database_restore(engine: str, name: str, service: Service, db: str, repo: s
 def _redis_restore(engine: str, name: str, service: Service, repo: str, paths: list[str]) -> Step:
     """Return the step that puts Redis's RDB file back while the service is stopped."""
     target = f"{paths[0]}/dump.rdb" if paths else "dump.rdb"
-    dump = DUMP_PATH.format(service=name, database="redis", suffix="rdb")
+    dump = _in_archive(dump_file(name, "redis", "rdb"))
     extract = _quote(["borg", "extract", "--stdout", f"{repo}::"]) + "$ARCHIVE " + _quote([dump])
     return Step(
         line("Put Redis's dump back while it is stopped, then start it:"),

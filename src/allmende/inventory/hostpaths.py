@@ -1,0 +1,133 @@
+"""Where allmende keeps things on a host: every path it writes or reads there, spelled once.
+
+Paths are absolute, as on the host. Renderers key their files by host and path without a
+separator between them (``<host>/srv/<service>/compose.yaml`` is ``host + path``).
+
+- a service's directory ``/srv/<service>``: its project file (by engine), its ``secrets/``
+  (mode 0600), its volumes (by default) and its database dumps;
+- HAProxy's files where the Debian package has them: configuration, certificates, runtime
+  sockets and pidfile, the workers' chroot;
+- systemd units, and the drop-in that gives the Debian HAProxy unit allmende's master socket;
+- allmende's own state on the host: the manifest of what it wrote, the apply lock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+# Services
+
+#: The directory that holds one directory per service.
+SERVICES = "/srv"
+#: The directory under a service's where its secret files are.
+SECRETS = "secrets"
+#: The project file of a service, by engine.
+PROJECT_FILES = {"compose": "compose.yaml", "kubernetes": "kubernetes.yaml", "swarm": "stack.yaml"}
+#: The file under a service's ``secrets/`` that holds its Kubernetes Secret objects.
+KUBERNETES_SECRETS = "kubernetes.yaml"
+
+
+def service_dir(service: str) -> str:
+    """Return the directory of a service: ``/srv/<service>``."""
+    return f"{SERVICES}/{service}"
+
+
+def project_file(service: str, engine: str) -> str:
+    """Return the project file of a service on an engine of ``PROJECT_FILES``:
+    ``/srv/<service>/compose.yaml``, ``stack.yaml`` or ``kubernetes.yaml``."""
+    return f"{service_dir(service)}/{PROJECT_FILES[engine]}"
+
+
+def volume_dir(service: str, volume: str) -> str:
+    """Return where a volume without a ``host`` path lives: ``/srv/<service>/<volume>``."""
+    return f"{service_dir(service)}/{volume}"
+
+
+def secret_file(service: str, flat: str) -> str:
+    """Return the file of a secret (by its flat name) of a service:
+    ``/srv/<service>/secrets/<flat name>``."""
+    return f"{service_dir(service)}/{SECRETS}/{flat}"
+
+
+def kubernetes_secrets(service: str) -> str:
+    """Return the file that holds a service's Kubernetes Secrets:
+    ``/srv/<service>/secrets/kubernetes.yaml``."""
+    return secret_file(service, KUBERNETES_SECRETS)
+
+
+def dump_file(service: str, database: str, suffix: str) -> str:
+    """Return where the backup job puts the dump of a database a service provides:
+    ``/srv/<service>/dumps/<database>.<suffix>``."""
+    return f"{service_dir(service)}/dumps/{database}.{suffix}"
+
+
+def service_of(path: str) -> str | None:
+    """Return the service a host path belongs to (``/srv/<service>/...``), else None."""
+    parts = PurePosixPath(path).parts
+    return parts[2] if len(parts) > 3 and parts[1] == PurePosixPath(SERVICES).name else None
+
+
+# HAProxy
+
+HAPROXY_DIR = "/etc/haproxy"
+HAPROXY_CONFIG = f"{HAPROXY_DIR}/haproxy.cfg"
+#: The crt-list: one certificate file per domain the edge terminates TLS for.
+HAPROXY_CERTS_LIST = f"{HAPROXY_DIR}/certs.list"
+HAPROXY_CERTS = f"{HAPROXY_DIR}/certs"
+#: HAProxy's files whose change means a reload.
+PROXY_FILES = (HAPROXY_CONFIG, HAPROXY_CERTS_LIST)
+HAPROXY_RUN = "/run/haproxy"
+HAPROXY_ADMIN_SOCKET = f"{HAPROXY_RUN}/admin.sock"
+HAPROXY_MASTER_SOCKET = f"{HAPROXY_RUN}/master.sock"
+HAPROXY_PIDFILE = f"{HAPROXY_RUN}/haproxy.pid"
+#: The chroot of the workers (the configuration's global section says so).
+HAPROXY_CHROOT = "/var/lib/haproxy"
+
+
+def certificate(domain: str) -> str:
+    """Return the PEM file (chain and key) of a domain: ``/etc/haproxy/certs/<domain>.pem``."""
+    return f"{HAPROXY_CERTS}/{domain}.pem"
+
+
+@dataclass(frozen=True)
+class ProxyPaths:
+    """Where HAProxy's configuration, master socket and pidfile are on the host."""
+
+    config: str = HAPROXY_CONFIG
+    master_socket: str = HAPROXY_MASTER_SOCKET
+    pidfile: str = HAPROXY_PIDFILE
+
+
+#: Where the Debian package keeps HAProxy's files.
+HAPROXY_PATHS = ProxyPaths()
+
+# systemd
+
+SYSTEMD_DIR = "/etc/systemd/system"
+#: The start of the path of every unit file.
+UNITS = f"{SYSTEMD_DIR}/"
+#: The drop-in that gives the Debian unit allmende's master socket.
+HAPROXY_DROP_IN = f"{SYSTEMD_DIR}/haproxy.service.d/allmende.conf"
+#: What exists when the host runs systemd.
+SYSTEMD_RUNNING = "/run/systemd/system"
+
+
+def unit_file(unit: str) -> str:
+    """Return the file of a systemd unit (``name.service``, ``name.timer``)."""
+    return f"{UNITS}{unit}"
+
+
+# allmende's own
+
+#: allmende's directory under /var/lib and /var/cache on every host (systemd's
+#: ``StateDirectory=``/``CacheDirectory=`` name).
+STATE_NAME = "allmende"
+STATE_DIR = f"/var/lib/{STATE_NAME}"
+CACHE_DIR = f"/var/cache/{STATE_NAME}"
+#: What allmende wrote on the host, with hashes and sources (written last by apply).
+MANIFEST = f"{STATE_DIR}/manifest.json"
+#: Held while apply changes the host: a directory, since creating one is atomic.
+APPLY_LOCK = f"{STATE_DIR}/apply.lock"
+#: The only places allmende deletes from, whatever a manifest says.
+MANAGED = (f"{SERVICES}/", f"{HAPROXY_DIR}/", UNITS)
