@@ -34,8 +34,8 @@ from tests.end_to_end.remote import RemoteHost
 
 from allmende.actions.plan import Seams
 from allmende.cli.main import main
+from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.inventory import Inventory
-from allmende.plan.observe import MANIFEST
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 

@@ -35,8 +35,9 @@ from tests.end_to_end.test_haproxy import EDGE_FIXTURE, need, prepared_copy, sta
 from allmende.apply.proxy import ensure_running, reload
 from allmende.connectors.local import LocalConnector
 from allmende.errors import UserError
+from allmende.inventory.hostpaths import ProxyPaths
 from allmende.inventory.load import load
-from allmende.plan.proxy import Processes, ProxyPaths, parse_show_proc, show_proc
+from allmende.plan.proxy import Processes, parse_show_proc, show_proc
 from allmende.render.haproxy import render
 
 HTTP, HTTPS, EXPOSED = 18180, 18543, 18125

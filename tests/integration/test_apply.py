@@ -24,11 +24,11 @@ from tests.conftest import BASE, own_secrets
 from tests.integration.conftest import FILES_ONLY, Sshd, write_host
 
 from allmende.actions.plan import Seams
-from allmende.apply.lock import LOCK
 from allmende.cli.main import main
+from allmende.inventory.hostpaths import APPLY_LOCK as LOCK
+from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
-from allmende.plan.observe import MANIFEST
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from allmende.state.store import list_applies, open_store

@@ -23,10 +23,11 @@ from tests.unit.test_plan import executor_reads_exit_statuses_alike
 from allmende.cli.main import main
 from allmende.connectors.ssh import SshConnector
 from allmende.errors import UserError
+from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.deliver import host_files
-from allmende.plan.observe import MANIFEST, file_mode
+from allmende.plan.observe import file_mode
 from allmende.render.targets import render_all
 
 

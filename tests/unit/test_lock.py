@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from allmende.apply.lock import HOLDER, LOCK, alive, dead_here, host_lock
+from allmende.apply.lock import APPLY_LOCK as LOCK
+from allmende.apply.lock import HOLDER, alive, dead_here, host_lock
 from allmende.connectors.local import LocalConnector
 from allmende.errors import UserError
 

@@ -11,8 +11,9 @@ import pytest
 
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserError
+from allmende.inventory.hostpaths import MANIFEST
 from allmende.plan.changes import HIDDEN, Change, Plan, file_change, sha256, unified_diff
-from allmende.plan.observe import MANIFEST, manifest_entries, observe, wanted_by_host
+from allmende.plan.observe import manifest_entries, observe, wanted_by_host
 from allmende.render.output import Rendered
 from tests.memory import MemoryHost
 

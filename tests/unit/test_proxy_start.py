@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-from allmende.apply.proxy import DROP_IN, ensure_running
+from allmende.apply.proxy import ensure_running
 from allmende.connectors.base import Ran
+from allmende.inventory.hostpaths import HAPROXY_DROP_IN as DROP_IN
 from tests.memory import MemoryHost
 
 SHOW_PROC = (

@@ -25,8 +25,9 @@ from pathlib import PurePosixPath
 
 from allmende.connectors.base import PREVIOUS, Connector
 from allmende.errors import CommandFailed, PlanChanged, ToolMissing, UserError
+from allmende.inventory.hostpaths import MANIFEST
 from allmende.plan.changes import Change, sha256
-from allmende.plan.observe import MANIFEST, file_mode
+from allmende.plan.observe import file_mode
 from allmende.render.output import Rendered
 
 #: Programs that check a candidate file, by file name; the temp's real path is appended.

@@ -39,8 +39,8 @@ from allmende.engines import find_driver
 from allmende.engines.base import Driver
 from allmende.errors import ApplyFailed, PlanChanged, UserError
 from allmende.inventory import derive
+from allmende.inventory.hostpaths import PROXY_FILES
 from allmende.inventory.inventory import Inventory
-from allmende.plan.actions import PROXY_FILES
 from allmende.plan.changes import Action, Change
 from allmende.plan.deliver import secret_names
 from allmende.render.output import Rendered

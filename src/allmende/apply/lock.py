@@ -19,11 +19,11 @@ from contextlib import asynccontextmanager
 
 from allmende.connectors.base import Connector
 from allmende.errors import LockHeld
+from allmende.inventory.hostpaths import APPLY_LOCK
 
 log = logging.getLogger(__name__)
 
-LOCK = "/var/lib/allmende/apply.lock"
-HOLDER = f"{LOCK}/holder.json"
+HOLDER = f"{APPLY_LOCK}/holder.json"
 #: After this many seconds a lock is considered left behind by an apply that died.
 STALE = 3600.0
 
@@ -67,16 +67,16 @@ async def host_lock(
     """Hold the apply lock of the (opened) host while the block runs. Raise LockHeld if another
     apply holds it (and it is not stale)."""
     started = time.time() if now is None else now
-    if not await connector.make_dir(LOCK):
+    if not await connector.make_dir(APPLY_LOCK):
         data = await connector.read(HOLDER)
         holder, since = describe(data)
         if not dead_here(data) and (since is None or started - since < STALE):
             raise LockHeld(
                 connector.host,
                 f"{connector.host}: another apply is running there, held by {holder} "
-                f"({LOCK}); wait for it to finish. If it died, the lock is taken over after "
-                f"{STALE / 3600:g} h (at once from the machine it ran on), or remove {LOCK} on "
-                "the host by hand",
+                f"({APPLY_LOCK}); wait for it to finish. If it died, the lock is taken over "
+                f"after {STALE / 3600:g} h (at once from the machine it ran on), or remove "
+                f"{APPLY_LOCK} on the host by hand",
             )
         log.warning("%s: taking over the stale apply lock of %s", connector.host, holder)
     info = {"who": who, "pid": pid, "since": started, "from": socket.gethostname()}
@@ -85,4 +85,4 @@ async def host_lock(
         yield
     finally:
         await connector.remove(HOLDER)
-        await connector.remove_dir(LOCK)
+        await connector.remove_dir(APPLY_LOCK)

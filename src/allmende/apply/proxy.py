@@ -28,9 +28,10 @@ from pathlib import PurePosixPath
 from allmende.apply.engines import run_action
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, UserError
+from allmende.inventory.hostpaths import HAPROXY_DROP_IN, HAPROXY_PATHS, ProxyPaths
 from allmende.plan.actions import has_systemd
 from allmende.plan.changes import Action
-from allmende.plan.proxy import PATHS, Processes, ProxyPaths, master_cli, show_proc
+from allmende.plan.proxy import Processes, master_cli, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
 WAIT_SECONDS = 10.0
@@ -66,7 +67,7 @@ async def validate(connector: Connector, paths: ProxyPaths) -> None:
         ) from None
 
 
-async def ensure_running(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
+async def ensure_running(connector: Connector, paths: ProxyPaths = HAPROXY_PATHS) -> Processes:
     """Start HAProxy in master-worker mode unless a master answers on the master socket, and
     return its processes once it answers with a worker. Raise UserError if it does not start."""
     processes = await show_proc(connector, paths)
@@ -101,10 +102,6 @@ async def _start_daemon(connector: Connector, paths: ProxyPaths) -> None:
         ) from None
 
 
-#: The drop-in that gives the Debian unit allmende's master socket.
-DROP_IN = "/etc/systemd/system/haproxy.service.d/allmende.conf"
-
-
 def drop_in(paths: ProxyPaths) -> bytes:
     """Return the drop-in for the Debian ``haproxy.service``: its ``EXTRAOPTS`` name the master
     socket (the unit already runs ``haproxy -Ws``, master-worker under systemd)."""
@@ -120,7 +117,7 @@ def drop_in(paths: ProxyPaths) -> bytes:
 
 async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
     """Run HAProxy as the Debian unit, with the drop-in; restart it once if it ran without."""
-    await connector.write_atomic(DROP_IN, drop_in(paths), 0o644)
+    await connector.write_atomic(HAPROXY_DROP_IN, drop_in(paths), 0o644)
     commands = (
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "haproxy"),
@@ -130,7 +127,7 @@ async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
     await run_action(connector, Action(connector.host, "start-proxy", "haproxy", reason, commands))
 
 
-async def reload(connector: Connector, paths: ProxyPaths = PATHS) -> Processes:
+async def reload(connector: Connector, paths: ProxyPaths = HAPROXY_PATHS) -> Processes:
     """Validate the configuration, reload HAProxy through its master socket, and return its
     processes once a new worker serves. Raise UserError if HAProxy rejects the configuration
     (the old worker keeps serving) or no master answers."""

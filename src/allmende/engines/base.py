@@ -23,6 +23,7 @@ from typing import ClassVar
 
 from allmende.connectors.base import Connector, under
 from allmende.errors import ToolMissing, UserError
+from allmende.inventory.hostpaths import secret_file, service_dir
 from allmende.render.output import Rendered
 
 Command = tuple[str, ...]
@@ -83,7 +84,7 @@ class Engine:
 
     def project(self, service: str) -> str:
         """Return the host path of a service's project file."""
-        return f"/srv/{service}/{self.project_file}"
+        return f"{service_dir(service)}/{self.project_file}"
 
     async def find(self, connector: Connector, runtime: str) -> Site:
         """Return the (opened) host as this engine finds it there. Raise UserError if the
@@ -116,7 +117,7 @@ class Engine:
 
     def secret_paths(self, service: str, flat: str) -> tuple[str, ...]:
         """Return the host paths that carry the secret ``flat`` of ``service``."""
-        return (f"/srv/{service}/secrets/{flat}",)
+        return (secret_file(service, flat),)
 
     def deliver(
         self, service: str, values: Mapping[str, bytes], sources: Mapping[str, str]
@@ -125,7 +126,7 @@ class Engine:
         path, mode 0600; ``sources`` names each one's inventory files. By default one file
         per secret under ``/srv/<service>/secrets/``, which the project file names."""
         return {
-            f"/srv/{service}/secrets/{flat}": Rendered(value, (sources[flat],), 0o600)
+            secret_file(service, flat): Rendered(value, (sources[flat],), 0o600)
             for flat, value in values.items()
         }
 

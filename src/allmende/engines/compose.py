@@ -22,13 +22,14 @@ from collections.abc import Sequence
 from allmende.connectors.base import Connector
 from allmende.engines.base import Command, Commands, Engine, Running, Site
 from allmende.engines.containers import COMPOSE_LABELS, parse_ps, ps
+from allmende.inventory.hostpaths import PROJECT_FILES
 
 
 class Compose(Engine):
     """Compose projects, one per service."""
 
     name = "compose"
-    project_file = "compose.yaml"
+    project_file = PROJECT_FILES["compose"]
     waits = True
 
     async def find(self, connector: Connector, runtime: str) -> Site:

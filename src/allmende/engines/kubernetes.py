@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 from allmende.engines.base import Command, Commands, Engine, Running, Site
 from allmende.engines.containers import KUBERNETES_LABELS, parse_ps, ps
+from allmende.inventory.hostpaths import PROJECT_FILES, kubernetes_secrets
 from allmende.render.output import Rendered, yaml_text
 
 #: The label every workload allmende renders carries.
@@ -33,11 +34,11 @@ class Kubernetes(Engine):
     """Kubernetes manifests, one file per service."""
 
     name = "kubernetes"
-    project_file = "kubernetes.yaml"
+    project_file = PROJECT_FILES["kubernetes"]
 
     def manifest(self, service: str) -> str:
         """Return the host path of a service's Secret objects."""
-        return f"/srv/{service}/secrets/kubernetes.yaml"
+        return kubernetes_secrets(service)
 
     def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
         project = site.real(self.project(service))

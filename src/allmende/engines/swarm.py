@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from allmende.engines.base import Commands, Engine, Site
+from allmende.inventory.hostpaths import PROJECT_FILES
 
 CREATE_SECRET = 'docker secret inspect "$1" >/dev/null 2>&1 || docker secret create "$1" "$2"'
 LABEL_NODE = (
@@ -23,7 +24,7 @@ class Swarm(Engine):
     """Swarm stacks, one per service."""
 
     name = "swarm"
-    project_file = "stack.yaml"
+    project_file = PROJECT_FILES["swarm"]
     runtimes = ("docker",)
 
     def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:

@@ -22,18 +22,21 @@ from pathlib import PurePosixPath
 from allmende.connectors.base import Connector
 from allmende.engines import find_driver
 from allmende.engines.base import Driver, Running
+from allmende.inventory.hostpaths import (
+    HAPROXY_PATHS,
+    PROXY_FILES,
+    SYSTEMD_RUNNING,
+    UNITS,
+    service_of,
+)
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change, sha256
 from allmende.plan.deliver import secret_names
 from allmende.plan.observe import manifest_hashes
-from allmende.plan.proxy import PATHS, show_proc
+from allmende.plan.proxy import show_proc
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
-
-#: Where HAProxy's files are; a change there means a reload.
-PROXY_FILES = ("/etc/haproxy/haproxy.cfg", "/etc/haproxy/certs.list")
-UNITS = "/etc/systemd/system/"
 
 
 def order(inventory: Inventory, services: Sequence[str]) -> list[str]:
@@ -59,12 +62,6 @@ def order(inventory: Inventory, services: Sequence[str]) -> list[str]:
 def components(inventory: Inventory, service: str) -> list[str]:
     """Return the components of ``service`` that run as containers (those with an image)."""
     return [n for n, c in inventory.services[service].components.items() if c.image is not None]
-
-
-def service_of(path: str) -> str | None:
-    """Return the service a host path belongs to (``/srv/<service>/...``), else None."""
-    parts = PurePosixPath(path).parts
-    return parts[2] if len(parts) > 3 and parts[1] == "srv" else None
 
 
 def is_project(driver: Driver, path: str) -> bool:
@@ -169,7 +166,7 @@ def unrecorded(manifest: bytes | None, host: str, wanted: Mapping[str, Rendered]
 
 async def has_systemd(connector: Connector) -> bool:
     """Return whether the host runs systemd (``/run/systemd/system`` exists there)."""
-    return await connector.succeeds(["test", "-d", "/run/systemd/system"])
+    return await connector.succeeds(["test", "-d", SYSTEMD_RUNNING])
 
 
 async def plan_actions(
@@ -198,6 +195,6 @@ async def plan_actions(
         return [a for a in actions if a.subject == service]
     proxy: bool | None = None
     if PROXY_FILES[0] in wanted:
-        proxy = await show_proc(connector, PATHS) is not None
+        proxy = await show_proc(connector, HAPROXY_PATHS) is not None
     systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
     return actions + host_actions(host, changes, wanted, proxy, systemd)

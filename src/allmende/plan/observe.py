@@ -27,15 +27,11 @@ from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
+from allmende.inventory.hostpaths import MANAGED, MANIFEST
 from allmende.plan.changes import Action, Change, Plan, file_change, sha256
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "/var/lib/allmende/manifest.json"
-
-#: The only places allmende deletes from, whatever a manifest says.
-MANAGED = ("/srv/", "/etc/haproxy/", "/etc/systemd/system/")
 
 
 def file_mode(path: str, rendered: Rendered) -> int:

@@ -14,20 +14,8 @@ from dataclasses import dataclass
 
 from allmende import onhost
 from allmende.connectors.base import Connector
+from allmende.inventory.hostpaths import ProxyPaths
 from allmende.onhost.master_cli import NOBODY
-
-
-@dataclass(frozen=True)
-class ProxyPaths:
-    """Where HAProxy's configuration, master socket and pidfile are on the host."""
-
-    config: str = "/etc/haproxy/haproxy.cfg"
-    master_socket: str = "/run/haproxy/master.sock"
-    pidfile: str = "/run/haproxy/haproxy.pid"
-
-
-#: Where the Debian package keeps HAProxy's files.
-PATHS = ProxyPaths()
 
 
 @dataclass(frozen=True)
