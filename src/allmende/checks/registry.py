@@ -11,13 +11,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from allmende.errors import Location
+from allmende.errors import Location, UserError
 from allmende.inventory.inventory import Inventory, Kind
 from allmende.inventory.validate import did_you_mean
 from allmende.inventory.yamlpos import KeyPath, dotted
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+#: The id of the findings on ``allow`` entries that name no rule; reported on every check.
+ALLOW_UNKNOWN = "allow.unknown"
 
 
 @dataclass(frozen=True, order=True)
@@ -132,7 +134,7 @@ def _unknown_allows(inventory: Inventory) -> Iterator[Finding]:
                 path: KeyPath = ("allow", i, "rule")
                 yield Finding(
                     inventory.where("service", name, path),
-                    "allow.unknown",
+                    ALLOW_UNKNOWN,
                     "error",
                     f"unknown rule `{allow.rule}`",
                     dotted(path),
@@ -141,15 +143,35 @@ def _unknown_allows(inventory: Inventory) -> Iterator[Finding]:
                 )
 
 
+def selected(only: Iterable[str] | None) -> set[str]:
+    """Return the ids of the rules to apply: every rule, or those in ``only``.
+
+    Raise UserError naming every id in ``only`` that no rule has, with the closest one.
+    """
+    if only is None:
+        return set(RULES)
+    wanted = set(only)
+    unknown = sorted(wanted - set(RULES) - {ALLOW_UNKNOWN})
+    if unknown:
+        raise UserError(
+            "\n".join(f"unknown rule `{u}` ({did_you_mean(u, RULES, 'rule')})" for u in unknown)
+        )
+    return wanted & set(RULES)
+
+
 def run(inventory: Inventory, only: Iterable[str] | None = None) -> Report:
-    """Given an inventory, apply every rule (or those in ``only``) and return the Report."""
+    """Given an inventory, apply every rule (or those in ``only``) and return the Report.
+
+    Unknown rule ids in ``allow`` entries are reported on every run (``allow.unknown``).
+    Raise UserError if ``only`` names a rule that does not exist.
+    """
     from allmende.checks import load_rules
 
     load_rules()
-    wanted = set(only) if only is not None else set(RULES)
+    wanted = selected(only)
     findings: list[Finding] = list(_unknown_allows(inventory))
     allowed: list[Finding] = []
-    for rule_id in sorted(wanted & set(RULES)):
+    for rule_id in sorted(wanted):
         current = RULES[rule_id]
         for finding in current.check(Context(inventory, current)):
             service = inventory.services.get(finding.service or "")
