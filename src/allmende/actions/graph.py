@@ -1,15 +1,19 @@
 """The `graph` verb: draw an inventory as SVG, Graphviz DOT, JSON or Mermaid.
 
 The picture itself is decided in ``allmende.render.graph`` (pure); this module only loads,
-chooses the writer, and runs Graphviz's ``dot`` (through ``allmende.execute``) for SVG.
+chooses the writer, runs Graphviz's ``dot`` (through ``allmende.execute``) for SVG, and writes
+the file ``--out`` names.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from allmende import execute
+from allmende.actions.fileerror import file_error
 from allmende.errors import CommandFailed
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
@@ -60,3 +64,31 @@ def graph(root: Path, env: Mapping[str, str] | None, fmt: str) -> str:
     Raise InventoryError if the inventory does not load.
     """
     return render(load(root, env), fmt)
+
+
+def write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it, renamed over it.
+
+    The file keeps the mode of the one it replaces (a new one gets 0666 less the umask).
+    Raise UserError if it cannot be written; then ``path`` is as it was.
+    """
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as exc:
+        raise file_error("write", path, exc) from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temporary).chmod(mode)
+        Path(temporary).replace(path)
+    except OSError as exc:
+        Path(temporary).unlink(missing_ok=True)
+        raise file_error("write", path, exc) from None

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from allmende.actions.fileerror import file_error
 from allmende.errors import InventoryError, Problem, SecretError, UserError
 from allmende.importers import compose as compose_importer
 from allmende.importers import haproxy as haproxy_importer
@@ -97,12 +98,20 @@ def service_file(root: Path, name: str) -> str:
     return f"services/{name}.yaml"
 
 
+def _make_directory(path: Path) -> None:
+    """Make the directory ``path`` will be written in. Raise UserError if it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error("write", path, exc) from None
+
+
 def _write(path: Path, data: bytes) -> None:
     """Replace path with data atomically: readers see the old file or the new, never a part."""
     try:
         write_atomic(path, data)
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise file_error("write", path, exc) from None
 
 
 def _inventory(root: Path, environ: Mapping[str, str]) -> Inventory:
@@ -291,12 +300,12 @@ def _finish(
         raise UserError(f"{exc}\nThe imported files would not load: nothing was written.") from None
     if options.dry_run:
         return report
+    for relative in files:  # before any secret is stored: a file in the way stops it all
+        _make_directory(root / relative)
     for name, value in to_store.items():
         store.set(name, value.encode())
     for relative, text in files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _write(target, text.encode("utf-8"))
+        _write(root / relative, text.encode("utf-8"))
     report.written = True
     return report
 
