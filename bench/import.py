@@ -17,7 +17,6 @@ Target: the whole corpus in under 5 s.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import tempfile
@@ -26,19 +25,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from corpus import harness
 from fresh import measure
-
-HARNESS = Path(__file__).parents[1] / "tests" / "integration" / "test_import_corpus.py"
-
-
-def harness() -> ModuleType:
-    """Load the corpus harness of the tests (layout, deployment inputs)."""
-    spec = importlib.util.spec_from_file_location("import_corpus_harness", HARNESS)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def prepare(h: ModuleType, root: Path) -> tuple[Any, list[tuple[list[Path], dict[str, str]]]]:

@@ -1,4 +1,5 @@
-"""Every compose file and HAProxy config of the corpus (tests/corpus/), imported, with a report.
+"""Every compose file and HAProxy config of the corpus (tests/corpus/), imported (bench/corpus.py
+prints how each one went).
 
 The corpus keeps each file flat (``compose/<owner>__<repo>/<path with / as __>``); SOURCES.md
 gives each file's original path, so the files are first laid out again as they sit in their
@@ -235,9 +236,9 @@ def _dotenv_names(path: Path) -> set[str]:
     return set(names)
 
 
-@pytest.fixture(scope="session")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("corpus")
+def build_world(root: Path) -> World:
+    """Lay the corpus out under ``root`` and import every compose file of it twice: as
+    collected and as deployed (see the module's docstring)."""
     key_env = {"ALLMENDE_AGE_KEY": str(root / "age.key")}
     holder = root / "keyholder"
     holder.mkdir()
@@ -263,6 +264,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return world
 
 
+@pytest.fixture(scope="session")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return build_world(tmp_path_factory.mktemp("corpus"))
+
+
 # --------------------------------------------------------------------------- the report
 
 
@@ -286,14 +292,6 @@ def table(outcomes: dict[str, Outcome]) -> str:
         f"{imported / total:.1%} imported"
     )
     return "\n".join(lines)
-
-
-def test_print_the_report(world: World, capsys: pytest.CaptureFixture[str]) -> None:
-    with capsys.disabled():
-        print("\n\n== compose corpus, as collected ==")
-        print(table(world.collected))
-        print("\n== compose corpus, as deployed ==")
-        print(table(world.deployed))
 
 
 @pytest.mark.parametrize("variant", ["collected", "deployed"])
@@ -496,11 +494,10 @@ def mirror(world: World, name: str, text: str) -> Path:
     return inventory
 
 
-def test_every_haproxy_config_imports_and_reports_what_it_cannot_place(
-    world: World, capsys: pytest.CaptureFixture[str]
-) -> None:
+def haproxy_imports(world: World) -> Iterator[tuple[str, str, Path, Report]]:
+    """Import every HAProxy config of the corpus twice, into an empty inventory and into one
+    that mirrors its backends (``mirror``); yield (corpus file, variant, inventory, report)."""
     tree = materialise(world.root / "haproxy")
-    lines = []
     for corpus_file in haproxy_files():
         config = tree[corpus_file]
         name = "h-" + corpus_file.replace("/", "__")
@@ -509,20 +506,32 @@ def test_every_haproxy_config_imports_and_reports_what_it_cannot_place(
             ("mirror", mirror(world, name, config.read_text())),
         ):
             options = Options(into=inventory, environ=world.key_env)
-            report = import_haproxy(config, options)
-            for line in report.lines:
-                assert _LOCATED.match(line) or line.startswith("services/"), line
-            routes = sum(len(s.data.get("routes", [])) for s in report.services)
-            exposed = sum(len(s.data.get("expose", [])) for s in report.services)
-            if variant == "empty":
-                assert routes == exposed == 0
-                continue
+            yield corpus_file, variant, inventory, import_haproxy(config, options)
+
+
+def placed(report: Report) -> tuple[int, int]:
+    """Return how many routes and exposed ports an HAProxy import gave the services."""
+    routes = sum(len(s.data.get("routes", [])) for s in report.services)
+    exposed = sum(len(s.data.get("expose", [])) for s in report.services)
+    return routes, exposed
+
+
+def haproxy_line(corpus_file: str, report: Report) -> str:
+    """Return one line on an HAProxy import: what it placed, and how much it reported."""
+    routes, exposed = placed(report)
+    unplaced = [ln for ln in report.lines if _LOCATED.match(ln)]
+    return (
+        f"{corpus_file[8:]}: {routes} routes, {exposed} exposed ports into "
+        f"{len(report.services)} services; {len(unplaced)} lines reported"
+    )
+
+
+def test_every_haproxy_config_imports_and_reports_what_it_cannot_place(world: World) -> None:
+    for _corpus_file, variant, inventory, report in haproxy_imports(world):
+        for line in report.lines:
+            assert _LOCATED.match(line) or line.startswith("services/"), line
+        routes, exposed = placed(report)
+        if variant == "empty":
+            assert routes == exposed == 0
+        else:
             load(inventory, world.key_env)
-            unplaced = [ln for ln in report.lines if _LOCATED.match(ln)]
-            lines.append(
-                f"{corpus_file[8:]}: {routes} routes, {exposed} exposed ports into "
-                f"{len(report.services)} services; {len(unplaced)} lines reported"
-            )
-    with capsys.disabled():
-        print("\n== HAProxy corpus ==")
-        print("\n".join(lines))

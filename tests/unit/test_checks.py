@@ -8,6 +8,7 @@ import pytest
 
 from allmende.checks import load_rules
 from allmende.checks.registry import RULES, Finding, run
+from allmende.cli.main import main
 from allmende.inventory.load import load
 from tests.conftest import FIXTURES, overlay
 
@@ -257,3 +258,17 @@ def test_allow_keeps_a_finding_aside_and_unknown_rules_are_errors(tmp_path: Path
     assert [(f.rule, f.fix) for f in report if f.rule == "allow.unknown"] == [
         ("allow.unknown", "did you mean `names.by_function`?")
     ]
+
+
+def test_check_refuses_a_rule_that_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inventory = overlay(FIXTURES / "empty-overlay", tmp_path / "i")
+    assert main(["check", str(inventory), "--rule", "ports.unique"]) == 0
+    capsys.readouterr()
+    assert main(["check", str(inventory), "--rule", "ports.unique", "--rule", "ports.uniqe"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == "unknown rule `ports.uniqe` (did you mean `ports.unique`?)\n"
+    assert captured.out == ""
+    assert main(["check", str(inventory), "--json", "--rule", "backup"]) == 2
+    assert capsys.readouterr().err.startswith("unknown rule `backup` (known rule names: ")

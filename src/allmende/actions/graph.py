@@ -1,7 +1,8 @@
 """The `graph` verb: draw an inventory as SVG, Graphviz DOT, JSON or Mermaid.
 
 The picture itself is decided in ``allmende.render.graph`` (pure); this module only loads,
-chooses the writer, and runs Graphviz's ``dot`` (through ``allmende.execute``) for SVG.
+chooses the writer, runs Graphviz's ``dot`` (through ``allmende.execute``) for SVG, and writes
+the file ``--out`` names.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from allmende import execute
 from allmende.errors import CommandFailed
+from allmende.inventory.atomic import kept_mode, save
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import graph as render_graph
@@ -60,3 +62,10 @@ def graph(root: Path, env: Mapping[str, str] | None, fmt: str) -> str:
     Raise InventoryError if the inventory does not load.
     """
     return render(load(root, env), fmt)
+
+
+def write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically; the file keeps the mode of the one it replaces
+    (a new one gets 0666 less the umask). Raise UserError if it cannot be written; then
+    ``path`` is as it was."""
+    save(path, text.encode("utf-8"), kept_mode(path))

@@ -23,7 +23,7 @@ from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.importers.stage import staged
 from allmende.importers.textmerge import insert
 from allmende.importers.yamlout import dump
-from allmende.inventory.atomic import save
+from allmende.inventory.atomic import make_parent, save
 from allmende.inventory.inventory import COLLECTIVE_FILE, Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
@@ -283,12 +283,12 @@ def _finish(
         raise UserError(f"{exc}\nThe imported files would not load: nothing was written.") from None
     if options.dry_run:
         return report
+    for relative in files:  # before any secret is stored: a file in the way stops it all
+        make_parent(root / relative)
     for name, value in to_store.items():
         store.set(name, value.encode())
     for relative, text in files.items():
-        target = root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        save(target, text.encode("utf-8"))
+        save(root / relative, text.encode("utf-8"))
     report.written = True
     return report
 

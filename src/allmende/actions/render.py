@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 
 from allmende.actions import tree
 from allmende.errors import UserError
+from allmende.inventory.atomic import file_error
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.validate import did_you_mean
@@ -66,7 +67,7 @@ def previous_zones(out: Path) -> dict[str, bytes]:
         try:
             data = path.read_bytes() if path.is_file() else b""
         except OSError as exc:
-            raise UserError(f"cannot read the previous {path}: {exc.strerror}") from None
+            raise file_error("read the previous", path, exc) from None
         if dns.serial(data) is not None:
             found[path.stem] = data
     return found

@@ -14,11 +14,20 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from allmende.errors import InternalError, UserError
+from allmende.inventory.atomic import file_error
 
 
 def target(out: Path) -> Path:
-    """Return ``out`` absolute, with symbolic links (to the directory they name) resolved."""
-    return out.resolve()
+    """Return ``out`` absolute, with symbolic links (to the directory they name) resolved.
+
+    Raise UserError if its symbolic links form a loop or cannot be read.
+    """
+    try:
+        return out.resolve()
+    except RuntimeError:  # Python before 3.13 says a loop so
+        raise UserError(f"cannot use {out}: its symbolic links form a loop") from None
+    except OSError as exc:
+        raise file_error("use", out, exc) from None
 
 
 def refuse_foreign(out: Path, marker: str, what: str) -> None:
@@ -35,7 +44,7 @@ def refuse_foreign(out: Path, marker: str, what: str) -> None:
     try:
         empty = not any(out.iterdir())
     except OSError as exc:
-        raise UserError(f"cannot read {out}: {exc.strerror}") from None
+        raise file_error("read", out, exc) from None
     if not empty:
         raise UserError(
             f"{out} exists and does not look like a {what} allmende built (no {marker} in it): "
@@ -69,7 +78,7 @@ def publish(
         parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=parent))
     except OSError as exc:
-        raise UserError(f"cannot write the {what} next to {out}: {exc.strerror}") from None
+        raise file_error(f"write the {what} to", out, exc) from None
     aside: Path | None = None
     try:
         staging.chmod(0o755)
@@ -91,7 +100,7 @@ def publish(
             raise
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
-        raise UserError(f"cannot write the {what} to {out}: {exc.strerror or exc}") from None
+        raise file_error(f"write the {what} to", out, exc) from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,8 +1,9 @@
 """Rules with stable ids, and the runner that applies them to an inventory.
 
 A rule is a function from the Inventory to Findings, registered with its id, severity, the
-reason it exists and how to fix what it finds. A service may accept a finding on purpose with
-``allow: [{rule: <id>, reason: ...}]``; such findings are kept aside as "allowed".
+reason it exists and how to fix what it finds. The file a finding is located in (a service's, a
+host's or allmende.yaml) may accept it on purpose with ``allow: [{rule: <id>, reason: ...}]``;
+such findings are kept aside as "allowed".
 """
 
 from __future__ import annotations
@@ -11,18 +12,25 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from allmende.errors import Location
+from allmende.errors import Location, UserError
 from allmende.inventory.inventory import Inventory, Kind
+from allmende.inventory.models import Allow
 from allmende.inventory.validate import did_you_mean
 from allmende.inventory.yamlpos import KeyPath, dotted
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
+#: The id of the findings on ``allow`` entries that name no rule; reported on every check.
+ALLOW_UNKNOWN = "allow.unknown"
 
 
 @dataclass(frozen=True, order=True)
 class Finding:
-    """One thing a rule found, located, with what to do about it."""
+    """One thing a rule found, located, with what to do about it.
+
+    ``kind`` and ``name`` say whose file it is located in (the name is empty for the
+    collective): that file's ``allow`` may accept it.
+    """
 
     location: Location
     rule: str
@@ -30,7 +38,13 @@ class Finding:
     message: str
     keypath: str = ""
     fix: str = ""
-    service: str | None = field(default=None, compare=False)
+    kind: Kind | None = field(default=None, compare=False)
+    name: str = field(default="", compare=False)
+
+    @property
+    def service(self) -> str | None:
+        """The service whose file the finding is located in, if any."""
+        return self.name if self.kind == "service" else None
 
     def __str__(self) -> str:
         key = f" {self.keypath}:" if self.keypath else ""
@@ -106,7 +120,8 @@ class Context:
             message=message,
             keypath=dotted(path),
             fix=self.rule.fix if fix is None else fix,
-            service=name if kind == "service" else None,
+            kind=kind,
+            name=name,
         )
 
 
@@ -125,35 +140,70 @@ class Report:
         return iter(self.findings)
 
 
+def allows(inventory: Inventory, kind: Kind | None, name: str) -> tuple[Allow, ...]:
+    """Return the ``allow`` entries of the named service, host or collective (none for a zone,
+    or an object the inventory does not have)."""
+    if kind == "collective":
+        return inventory.collective.allow
+    if kind == "host" and name in inventory.hosts:
+        return inventory.hosts[name].allow
+    if kind == "service" and name in inventory.services:
+        return inventory.services[name].allow
+    return ()
+
+
 def _unknown_allows(inventory: Inventory) -> Iterator[Finding]:
-    for name, service in sorted(inventory.services.items()):
-        for i, allow in enumerate(service.allow):
+    owners: list[tuple[Kind, str]] = [("collective", "")]
+    owners += [("host", name) for name in sorted(inventory.hosts)]
+    owners += [("service", name) for name in sorted(inventory.services)]
+    for kind, name in owners:
+        for i, allow in enumerate(allows(inventory, kind, name)):
             if allow.rule not in RULES:
                 path: KeyPath = ("allow", i, "rule")
                 yield Finding(
-                    inventory.where("service", name, path),
-                    "allow.unknown",
+                    inventory.where(kind, name, path),
+                    ALLOW_UNKNOWN,
                     "error",
                     f"unknown rule `{allow.rule}`",
                     dotted(path),
                     did_you_mean(allow.rule, RULES, "rule"),
-                    name,
+                    kind=kind,
+                    name=name,
                 )
 
 
+def selected(only: Iterable[str] | None) -> set[str]:
+    """Return the ids of the rules to apply: every rule, or those in ``only``.
+
+    Raise UserError naming every id in ``only`` that no rule has, with the closest one.
+    """
+    if only is None:
+        return set(RULES)
+    wanted = set(only)
+    unknown = sorted(wanted - set(RULES) - {ALLOW_UNKNOWN})
+    if unknown:
+        raise UserError(
+            "\n".join(f"unknown rule `{u}` ({did_you_mean(u, RULES, 'rule')})" for u in unknown)
+        )
+    return wanted & set(RULES)
+
+
 def run(inventory: Inventory, only: Iterable[str] | None = None) -> Report:
-    """Given an inventory, apply every rule (or those in ``only``) and return the Report."""
+    """Given an inventory, apply every rule (or those in ``only``) and return the Report.
+
+    Unknown rule ids in ``allow`` entries are reported on every run (``allow.unknown``).
+    Raise UserError if ``only`` names a rule that does not exist.
+    """
     from allmende.checks import load_rules
 
     load_rules()
-    wanted = set(only) if only is not None else set(RULES)
+    wanted = selected(only)
     findings: list[Finding] = list(_unknown_allows(inventory))
     allowed: list[Finding] = []
-    for rule_id in sorted(wanted & set(RULES)):
+    for rule_id in sorted(wanted):
         current = RULES[rule_id]
         for finding in current.check(Context(inventory, current)):
-            service = inventory.services.get(finding.service or "")
-            if service is not None and any(a.rule == rule_id for a in service.allow):
+            if any(a.rule == rule_id for a in allows(inventory, finding.kind, finding.name)):
                 allowed.append(finding)
             else:
                 findings.append(finding)

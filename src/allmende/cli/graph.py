@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from allmende.actions.graph import FORMATS
+from allmende.actions.graph import FORMATS, write
 from allmende.actions.graph import graph as graph_action
-from allmende.inventory.atomic import kept_mode, save
 
 
 @click.command()
@@ -38,6 +37,6 @@ def graph(directory: Path, fmt: str, out: Path | None) -> int:
     if out is None:
         click.echo(text, nl=False)
     else:
-        save(out, text.encode("utf-8"), kept_mode(out))
+        write(out, text)
         click.echo(f"wrote {out}", err=True)
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -60,15 +61,51 @@ def kept_mode(path: Path) -> int:
         return 0o666 & ~umask
 
 
-def save(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace path with data atomically (``write_atomic``): for files the user asked for.
+def make_parent(path: Path) -> None:
+    """Make the directory ``path`` will be written in. Raise UserError (``file_error``) if it
+    cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise file_error("write", path, exc) from None
 
-    Raise UserError naming path if it cannot be written; then it is unchanged.
+
+def save(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace path with data atomically (``write_atomic``), making its directory if need be:
+    for files the user asked for.
+
+    Raise UserError naming path and what is wrong (``file_error``) if it cannot be written;
+    then it is unchanged.
     """
+    make_parent(path)
     try:
         write_atomic(path, data, mode)
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise file_error("write", path, exc) from None
+
+
+def in_the_way(path: Path) -> Path | None:
+    """Return the first of ``path``'s parents that exists and is not a directory, if any."""
+    for parent in reversed(path.parents):
+        if parent.exists() and not parent.is_dir():
+            return parent
+    return None
+
+
+def why(exc: OSError, path: Path) -> str:
+    """Given an OSError met on ``path`` (or on a file made beside or inside it), return what
+    went wrong: which file is where a directory must be, else the system's words
+    (``Permission denied``, ``No space left on device``, ...)."""
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocking = in_the_way(path)
+        if blocking is not None:
+            return f"{blocking} is a file, not a directory"
+    return exc.strerror or str(exc)
+
+
+def file_error(doing: str, path: Path, exc: OSError) -> UserError:
+    """Return the UserError ``cannot <doing> <path>: <why>`` for an OSError met on ``path``."""
+    return UserError(f"cannot {doing} {path}: {why(exc, path)}")
 
 
 def create_new(path: Path, data: bytes, mode: int) -> None:

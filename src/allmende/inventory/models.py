@@ -98,6 +98,13 @@ class Extensible(Model):
         return data
 
 
+class Allow(Model):
+    """A finding accepted on purpose, written in the file the finding is located in."""
+
+    rule: str = Field(description="The rule id, e.g. `volumes.under_srv`.")
+    reason: str = Field(min_length=1, description="Why this is fine here.")
+
+
 # --------------------------------------------------------------------------- allmende.yaml
 
 
@@ -234,6 +241,9 @@ class Collective(Extensible):
     backup: BackupDefaults | None = Field(None, description="Backup defaults for every service.")
     notify: tuple[Notify, ...] = Field((), description="Where alerts go.")
     people: dict[str, Person] = Field(default_factory=dict, description="Name -> person.")
+    allow: tuple[Allow, ...] = Field(
+        (), description="Findings in allmende.yaml accepted on purpose."
+    )
 
     @field_validator("domains")
     @classmethod
@@ -327,6 +337,9 @@ class Host(Extensible):
     resources: Resources | None = Field(None, description="What the machine has.")
     storage_class: str | None = Field(
         None, description="Kubernetes hosts: the storage class of volumes."
+    )
+    allow: tuple[Allow, ...] = Field(
+        (), description="Findings in this host's file accepted on purpose."
     )
 
 
@@ -509,13 +522,6 @@ class Monitor(Model):
         return self
 
 
-class Allow(Model):
-    """A finding accepted on purpose."""
-
-    rule: str = Field(description="The rule id, e.g. `volumes.under_srv`.")
-    reason: str = Field(min_length=1, description="Why this is fine here.")
-
-
 class Service(Extensible):
     """`services/<service>.yaml`: one service, named by what it offers."""
 
@@ -534,7 +540,9 @@ class Service(Extensible):
         None, description="Derived for every route when omitted."
     )
     docs: str = Field("", description="Free text for the runbook page.")
-    allow: tuple[Allow, ...] = Field((), description="Findings accepted on purpose.")
+    allow: tuple[Allow, ...] = Field(
+        (), description="Findings in this service's file accepted on purpose."
+    )
 
 
 # --------------------------------------------------------------------------- zones
