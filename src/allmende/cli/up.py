@@ -7,9 +7,8 @@ from pathlib import Path
 
 import click
 
-from allmende.actions.check import check as check_action
-from allmende.actions.docs import write
 from allmende.actions.serve import serve
+from allmende.actions.up import up as up_action
 from allmende.cli.apply import interactive, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
@@ -42,23 +41,21 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     Exit 2 when the inventory does not load; else, with --no-serve, 2 when a host was not
     applied, 0 otherwise; 0 on Ctrl-C.
     """
-    inventory, report = check_action(directory, os.environ)
-    print_report(directory, report)
-    applied = True
-    if no_apply:
-        pass
-    elif report.errors:
-        click.echo("Not applied: the check found errors; fix them first.", err=True)
-        applied = False
-    else:
-        applied = _plan_and_apply(directory, yes)
-    paths = write(inventory, report, out)
-    click.echo(summary(paths, out))
+    done = up_action(
+        directory,
+        os.environ,
+        out,
+        told=lambda report: print_report(directory, report),
+        apply=None if no_apply else lambda: _plan_and_apply(directory, yes),
+    )
+    if done.refused:
+        click.echo(f"Not applied: {done.refused}.", err=True)
+    click.echo(summary(done.site, out))
     if no_serve:
-        return 0 if applied else 2
+        return 0 if done.applied else 2
     server = serve(out, port)
     actual = server.server_address[1]
-    name = inventory.collective.name
+    name = done.inventory.collective.name
     click.echo(f"Serving the docs of {name} at http://127.0.0.1:{actual}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
