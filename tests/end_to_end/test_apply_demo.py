@@ -201,12 +201,12 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
     assert demo.get("nobody.nordlicht.example")[0] in (403, 404, 503)
 
     secret = demo.host.local("/srv/wiki/secrets/wiki-db-password")
-    assert secret.read_bytes() == b"value of wiki/db-password"
+    assert secret.read_bytes() == b"value-of-wiki/db-password"
     assert secret.stat().st_mode & 0o777 == 0o600
     inside = demo.host.run(
         ["podman", "exec", "wiki_app_1", "cat", "/run/secrets/wiki-db-password"], check=True
     )
-    assert inside.stdout == "value of wiki/db-password"
+    assert inside.stdout == "value-of-wiki/db-password"
     # Stand-in certificates let HAProxy start before the certificate job ran.
     assert demo.host.local("/etc/haproxy/certs/wiki.nordlicht.example.pem").exists()
 

@@ -673,8 +673,13 @@ def test_hosts_with_files_only_get_no_engine_actions() -> None:
     model = dataclasses.replace(model, hosts={**model.hosts, "rack": incus})
     host = MemoryHost("rack")
     actions = asyncio.run(plan_actions(host, model, changes, wanted(BASE, "rack"), None))
-    assert actions == []
+    assert [(a.verb, a.subject, a.commands) for a in actions] == [("note", "incus", ())]
+    assert actions[0].reason == (
+        "database, git, wiki on rack are not deployed: allmende cannot drive engine incus yet "
+        "(their files, if any, are written)"
+    )
     assert host.ran == []
+    assert Plan((), ("rack",), actions=tuple(actions)).empty
 
 
 def test_service_of() -> None:

@@ -119,6 +119,8 @@ async def observe_host(
             have.sha256 if have else None,
             have.mode if have else None,
             contents.get(path),
+            owner=want.owner,
+            have_owner=(have.uid, have.gid) if have else None,
         )
         if change is not None:
             changes.append(change)
