@@ -79,7 +79,7 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
     ApplyFailed with the first error, saying whether the host was rolled back and what the
     rollback could not put back."""
     done = Done()
-    stand_ins: list[str] = []
+    stand_ins: tuple[list[str], list[str]] = ([], [])
     staged: Staged | None = None
     try:
         await _pull(connector, plan)
@@ -131,13 +131,19 @@ async def _pull(connector: Connector, plan: HostPlan) -> None:
             ) from None
 
 
-async def _remove(connector: Connector, paths: Sequence[str]) -> list[str]:
-    """Remove files an apply wrote that the host did not have (stand-in certificates); return
-    what could not be removed."""
+async def _remove(connector: Connector, written: tuple[list[str], list[str]]) -> list[str]:
+    """Remove the files, then the directories, an apply wrote that the host did not have
+    (stand-in certificates and where they are); return what could not be removed."""
+    files, directories = written
     problems = []
-    for path in paths:
+    for path in files:
         try:
             await connector.remove(path)
+        except UserError as exc:
+            problems.append(str(exc))
+    for path in directories:
+        try:
+            await connector.remove_dir(path)
         except UserError as exc:
             problems.append(str(exc))
     return problems
