@@ -466,7 +466,7 @@ def test_up_on_an_inventory_that_does_not_load_exits_2(
     ("runtime", "program"), [("docker", "docker compose"), ("podman", "podman-compose")]
 )
 def test_runbooks_use_the_compose_program_of_the_hosts_runtime(runtime: str, program: str) -> None:
-    service = load(BASE, {}).services["wiki"]
+    service = load(NORDLICHT, {}).services["wiki"]
     place = Place("compose", runtime)
     project = f"{program} --project-name wiki --file /srv/wiki/compose.yaml"
     assert stop(place, "wiki", service) == f"{project} stop"
