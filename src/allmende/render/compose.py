@@ -80,6 +80,10 @@ class Networks:
     joined: Mapping[str, str]
 
 
+#: The engine whose services this target renders.
+ENGINE = "compose"
+
+
 def render(inventory: Inventory) -> dict[str, Rendered]:
     """Given an inventory, return ``<host>/srv/<service>/compose.yaml`` for every service on a
     host with ``engine: compose`` that has at least one component with an image."""

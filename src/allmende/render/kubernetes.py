@@ -60,6 +60,10 @@ _IANA_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 Document = tuple[tuple[str, ...], dict[str, Any]]
 
 
+#: The engine whose services this target renders.
+ENGINE = "kubernetes"
+
+
 def render(inventory: Inventory) -> dict[str, Rendered]:
     """Given an inventory, return ``kubernetes/<service>.yaml`` for every service on a host
     with ``engine: kubernetes`` that has at least one component with an image."""

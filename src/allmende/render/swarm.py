@@ -45,6 +45,10 @@ NODE_LABEL = "allmende.host"
 OVERLAY = {"driver": "overlay"}
 
 
+#: The engine whose services this target renders.
+ENGINE = "swarm"
+
+
 def render(inventory: Inventory) -> dict[str, Rendered]:
     """Given an inventory, return ``<host>/srv/<service>/stack.yaml`` for every service on a
     host with ``engine: swarm`` that has at least one component with an image."""
