@@ -544,7 +544,7 @@ def rack_actions(
 def test_a_service_whose_files_change_is_brought_up() -> None:
     actions = rack_actions([update("rack", "/srv/wiki/compose.yaml")], all_running(BASE, RACK))
     assert actions == [
-        Action("rack", "up", "wiki", "its files change", COMPOSE.up("wiki")),
+        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
     ]
 
 
@@ -619,7 +619,7 @@ def test_a_service_whose_project_file_is_deleted_is_brought_down_first() -> None
     actions = rack_actions(changes, all_running(BASE, RACK))
     assert actions == [
         Action("rack", "down", "forum", "removed from the inventory", COMPOSE.down("forum")),
-        Action("rack", "up", "wiki", "its files change", COMPOSE.up("wiki")),
+        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
     ]
 
 

@@ -195,7 +195,7 @@ def previous_up(driver: Driver, inventory: Inventory, service: str, created: set
         for flat in secret_names(inventory, service)
         if not any(p in created for p in driver.engine.secret_paths(service, flat))
     ]
-    return Action(driver.site.host, "up", service, "rollback", driver.up(service, kept))
+    return Action(driver.site.host, "up", service, "rollback", driver.recreate(service, kept))
 
 
 async def _roll_back(

@@ -105,6 +105,12 @@ class Engine:
         flat names of the secrets it reads, as ``deliver`` placed them."""
         raise NotImplementedError
 
+    def recreate(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` up when its files changed, so that every
+        container reads them again (a secret file replaced on the host is a new file the old
+        container does not see); by default ``up``."""
+        return self.up(site, service, secrets)
+
     def down(self, site: Site, service: str) -> Commands:
         """Return the commands that stop and remove ``service`` (its data stays)."""
         raise NotImplementedError
@@ -256,6 +262,11 @@ class Driver:
     def up(self, service: str, secrets: Sequence[str] = ()) -> Commands:
         """Return the commands that bring ``service`` up (see ``Engine.up``)."""
         return self.engine.up(self.site, service, secrets)
+
+    def recreate(self, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` up on changed files (see
+        ``Engine.recreate``)."""
+        return self.engine.recreate(self.site, service, secrets)
 
     def down(self, service: str) -> Commands:
         """Return the commands that bring ``service`` down (see ``Engine.down``)."""

@@ -48,6 +48,11 @@ class Compose(Engine):
     def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
         return ((*self._project(site, service), "up", "-d"),)
 
+    def recreate(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        # podman-compose compares only compose.yaml, and no implementation sees a secret or
+        # env file replaced on the host: every container is made anew.
+        return ((*self._project(site, service), "up", "-d", "--force-recreate"),)
+
     def down(self, site: Site, service: str) -> Commands:
         return ((*self._project(site, service), "down"),)
 

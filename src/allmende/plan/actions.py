@@ -96,7 +96,8 @@ def engine_actions(
         s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
     ]
     for service in here:
-        if service in changed:
+        changed_files = service in changed
+        if changed_files:
             reason = "its files change"
         elif service in unfinished:
             reason = "the apply that wrote its files did not finish"
@@ -108,7 +109,10 @@ def engine_actions(
         else:
             continue
         secrets = sorted(secret_names(inventory, service))
-        actions.append(Action(host, "up", service, reason, driver.up(service, secrets)))
+        commands = (
+            driver.recreate(service, secrets) if changed_files else driver.up(service, secrets)
+        )
+        actions.append(Action(host, "up", service, reason, commands))
     return actions
 
 

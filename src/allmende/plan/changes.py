@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 Kind = Literal["create", "update", "delete"]
@@ -166,9 +167,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sensitive(*modes: int | None) -> bool:
-    """A file carries secrets when either side is readable by its owner only (0600): that is
-    how allmende writes every file holding a secret value."""
+def sensitive(path: str, *modes: int | None) -> bool:
+    """A file carries secrets when it is under a ``secrets/`` directory, where allmende puts
+    every file holding a secret value, or when either side is readable by its owner only."""
+    if "secrets" in PurePosixPath(path).parts[:-1]:
+        return True
     return any(mode is not None and mode & 0o077 == 0 for mode in modes)
 
 
@@ -209,7 +212,7 @@ def file_change(
     A wanted ``owner`` (uid, gid) is compared with ``have_owner``; without one, whoever owns
     the file is right. Return the Change, or None when they agree."""
     label = f"{host}:{path}"
-    secret = sensitive(wanted_mode, have_mode)
+    secret = sensitive(path, wanted_mode, have_mode)
     if wanted is None:
         if have_hash is None:
             return None
