@@ -118,6 +118,8 @@ def demo(
         component["publish"] = {next(iter(component["ports"])): port}
         if name == "database":
             data["monitor"] = [{"tcp": f"127.0.0.1:{port}"}]
+        else:  # the database is a busybox here: its roles are provisioned in test_databases
+            data["uses"] = [{**use, "provision": False} for use in data["uses"]]
         if name == "wiki":  # the demo expects Wiki.js's title
             data["monitor"] = [
                 {"http": "https://wiki.nordlicht.example/", "expect": {"contains": "allmende-test"}}

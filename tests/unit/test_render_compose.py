@@ -203,6 +203,7 @@ def test_healthchecks_of_every_kind() -> None:
         "interval": "10s",
         "timeout": "3s",
         "retries": 5,
+        "start_period": "60s",  # failures in the first minute do not count
     }
     shop = project(ENGINES, "bench", "shop")["services"]
     http = shop["app"]["healthcheck"]

@@ -431,6 +431,11 @@ class Healthcheck(Model):
     interval: Duration = Field("30s", description="Time between checks.")
     timeout: Duration = Field("5s", description="How long one check may take.")
     retries: int = Field(3, ge=1, description="Failures in a row before it is unhealthy.")
+    start_period: Duration = Field(
+        "60s",
+        description="Failures this soon after a start do not count: a slow start is not an "
+        "unhealthy one (the first success counts at once).",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Healthcheck:

@@ -299,6 +299,7 @@ def healthcheck(component: Component) -> dict[str, Any] | None:
         "interval": go_duration(check.interval),
         "timeout": go_duration(check.timeout),
         "retries": check.retries,
+        "start_period": go_duration(check.start_period),
     }
 
 
