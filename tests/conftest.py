@@ -42,6 +42,7 @@ def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
     """Give the copied ``inventory`` a new age key at ``key``: its recipients become that key
     alone and every secret it names gets the value ``value-of-<name>``, encrypted to it (the
     bundled inventories are encrypted to keys nobody has). Return the values by name."""
+    from allmende.inventory import derive
     from allmende.inventory.load import load
     from allmende.inventory.secrets import SecretStore, create_key
 
@@ -56,6 +57,12 @@ def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
             for service in loaded.services.values()
             for component in service.components.values()
             for use in component.secrets.values()
+        }
+        | {
+            derive.password_of(name, use)
+            for name, service in loaded.services.items()
+            for use in service.uses
+            if use.provision
         }
     )
     values = {name: f"value-of-{name}".encode() for name in names}

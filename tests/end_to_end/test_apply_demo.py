@@ -69,6 +69,11 @@ class Demo:
         loaded: dict[str, Any] = yaml.safe_load(
             (self.inventory / f"services/{name}.yaml").read_text()
         )
+        # PyYAML reads `mode: 0400` as YAML 1.1 octal (256): keep it as the octal digits
+        for component in loaded.get("components", {}).values():
+            for use in component.get("secrets", {}).values():
+                if isinstance(use, dict) and isinstance(use.get("mode"), int):
+                    use["mode"] = f"0{use['mode']:o}"
         return loaded
 
     def write_service(self, name: str, data: dict[str, Any]) -> None:
