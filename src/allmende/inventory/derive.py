@@ -197,8 +197,11 @@ def logins(inventory: Inventory, provider: str) -> list[Login]:
 
 
 def provided_databases(inventory: Inventory, provider: str) -> list[str]:
-    """Return the databases ``provider`` holds: those it lists and those others use, sorted."""
-    return sorted(d.name for d in databases(inventory).values() if d.provider == provider)
+    """Return the databases apply makes ``provider`` hold: those it lists and those others use
+    with a role of their own (``provision``), sorted."""
+    service = inventory.services[provider]
+    listed = set(service.provides.databases or ()) if service.provides else set()
+    return sorted(listed | {login.database for login in logins(inventory, provider)})
 
 
 def images(service: Service) -> Iterator[tuple[str, Component, str]]:

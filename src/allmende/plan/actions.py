@@ -96,8 +96,8 @@ def engine_actions(
         s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
     ]
     for service in here:
-        changed_files = service in changed
-        if changed_files:
+        changed_files = service in changed or service in unfinished
+        if service in changed:
             reason = "its files change"
         elif service in unfinished:
             reason = "the apply that wrote its files did not finish"

@@ -89,6 +89,9 @@ async def _provider(
         reason = f"engine {driver.engine.name} cannot run commands in its containers yet"
         return [Action(host, "note", provider, f"its databases are not provisioned: {reason}")]
     logins = derive.logins(inventory, provider)
+    databases = derive.provided_databases(inventory, provider)
+    if not logins and not databases:
+        return []
     missing = sorted({login.secret for login in logins} - set(passwords))
     if missing:
         raise UserError(
@@ -96,7 +99,6 @@ async def _provider(
             f"{', '.join(missing)}, which are not stored (`allmende secret set {missing[0]}`)"
         )
     passwords = {login.secret: password_in(passwords[login.secret]) for login in logins}
-    databases = derive.provided_databases(inventory, provider)
     existing = None
     if state.states.get(component) == "running":
         existing = await _existing(connector, provider, (*prefix, *kind.listing(env)), kind)
