@@ -40,8 +40,9 @@ def nordlicht(tmp_path: Path) -> Path:
 
 def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
     """Give the copied ``inventory`` a new age key at ``key``: its recipients become that key
-    alone and every secret it names gets the value ``value of <name>``, encrypted to it (the
+    alone and every secret it names gets the value ``value-of-<name>``, encrypted to it (the
     bundled inventories are encrypted to keys nobody has). Return the values by name."""
+    from allmende.inventory import derive
     from allmende.inventory.load import load
     from allmende.inventory.secrets import SecretStore, create_key
 
@@ -52,13 +53,19 @@ def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
     loaded = load(inventory, env)
     names = sorted(
         {
-            secret
+            use.secret
             for service in loaded.services.values()
             for component in service.components.values()
-            for secret in component.secrets.values()
+            for use in component.secrets.values()
+        }
+        | {
+            derive.password_of(name, use)
+            for name, service in loaded.services.items()
+            for use in service.uses
+            if use.provision
         }
     )
-    values = {name: f"value of {name}".encode() for name in names}
+    values = {name: f"value-of-{name}".encode() for name in names}
     for name, value in values.items():
         store.set(name, value)
     return values

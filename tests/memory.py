@@ -33,7 +33,10 @@ class MemoryHost(Connector):
         self.host = host
         self.where = "memory"
         self.files: dict[str, tuple[bytes, int]] = dict(files or {})
+        self.owners: dict[str, tuple[int, int]] = {}
         self.dirs: set[str] = {"/"}
+        for path in self.files:
+            self._parents(path)
         self.programs: dict[tuple[str, ...], Answer] = dict(programs or {})
         self.down = down
         self.ran: list[tuple[str, ...]] = []
@@ -80,7 +83,8 @@ class MemoryHost(Connector):
         found = self.files.get(path)
         if found is None:
             return None
-        return FileStat(found[1], 0, 0, hashlib.sha256(found[0]).hexdigest())
+        uid, gid = self.owners.get(path, (0, 0))
+        return FileStat(found[1], uid, gid, hashlib.sha256(found[0]).hexdigest())
 
     async def list_files(self, root: str) -> list[str]:
         return sorted(p for p in self.files if p.startswith(root.rstrip("/") + "/"))
@@ -89,14 +93,18 @@ class MemoryHost(Connector):
         for parent in PurePosixPath(path).parents:
             self.dirs.add(str(parent))
 
-    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+    async def write_temp(
+        self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
+    ) -> str:
         temp = temp_beside(path)
         self._parents(temp)
         self.files[temp] = (data, mode)
+        self.owners[temp] = owner or (0, 0)
         return temp
 
     async def rename(self, source: str, target: str) -> None:
         self.files[target] = self.files.pop(source)
+        self.owners[target] = self.owners.pop(source, (0, 0))
 
     async def remove(self, path: str) -> None:
         self.files.pop(path, None)
@@ -110,3 +118,9 @@ class MemoryHost(Connector):
 
     async def remove_dir(self, path: str) -> None:
         self.dirs.discard(path)
+
+    async def remove_tree(self, path: str) -> None:
+        inside = path.rstrip("/") + "/"
+        for name in [p for p in self.files if p.startswith(inside)]:
+            del self.files[name]
+        self.dirs = {d for d in self.dirs if d != path and not d.startswith(inside)}

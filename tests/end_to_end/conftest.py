@@ -7,7 +7,9 @@ CONTAINERS_STORAGE_CONF, so the machine's own images, containers and networks ar
 It holds one image, ``localhost/allmende-test/busybox:1``, imported from a rootfs made of the
 static busybox: ``/www`` holds ``index.html`` (``allmende-test``) and the CGI script
 ``/www/cgi-bin/env`` that prints the environment of ``httpd -f -p 8080 -h /www``. At the end
-of the session every container, pod, network and image is removed (``podman system reset``).
+of the session every container, pod, network, volume and image is removed, one by one: not with
+``podman system reset``, which also wipes podman's machine-wide runtime directory (/run/libpod)
+under every other podman on the machine.
 
 Without podman, runc or busybox the tests fail, saying what to install: they are part of CI.
 """
@@ -132,7 +134,9 @@ def _rootfs(root: Path) -> Path:
 def _teardown(podman: Podman) -> None:
     podman.run("rm", "--all", "--force", "--time", "0", check=False)
     podman.run("pod", "rm", "--all", "--force", "--time", "0", check=False)
-    podman.run("system", "reset", "--force", check=False)
+    podman.run("rmi", "--all", "--force", check=False)
+    podman.run("network", "prune", "--force", check=False)
+    podman.run("volume", "prune", "--force", check=False)
     overlay = podman.root / "store" / "graph" / "overlay"
     if overlay.is_mount():
         subprocess.run(["umount", str(overlay)], check=False)

@@ -419,6 +419,8 @@ def uncovered(outcome: Outcome) -> list[str]:
                 )
             elif key in ("healthcheck", "depends_on"):
                 ok = key in component
+            elif key == "restart":
+                ok = component.get("restart", "unless-stopped") == value
             elif key == "deploy":
                 ok = set(value) <= {"replicas"}
             elif key == "labels":

@@ -38,6 +38,7 @@ from test_import_corpus import (  # the corpus harness (tests/integration has no
 
 from allmende.importers.interpolate import interpolate
 from allmende.importers.traefik import labels_of
+from allmende.inventory.images import qualified
 from allmende.inventory.load import load
 from allmende.inventory.secretnames import flat_name
 from allmende.inventory.yamlpos import parse
@@ -222,7 +223,7 @@ def differences(outcome: Outcome) -> tuple[list[str], list[str]]:
                 found.append(f"{compose_name}.{what}: {a!r} became {b!r}")
 
         if "image" in compose:
-            differ("image", compose["image"], mine.get("image"))
+            differ("image", qualified(compose["image"]), mine.get("image"))
         command = compose.get("command")
         if isinstance(command, str):
             command = shlex.split(command)

@@ -150,7 +150,7 @@ def test_missing_pems_are_written_0600_and_existing_ones_kept(tmp_path: Path) ->
     real.chmod(0o640)
     connector = LocalConnector("local", str(tmp_path))
     written = asyncio.run(ensure_certificates(connector, RENDERED.encode()))
-    assert written == ["/etc/haproxy/certs/pad.nordlicht.example.pem"]
+    assert written == (["/etc/haproxy/certs/pad.nordlicht.example.pem"], [])
     assert real.read_bytes() == b"the real certificate\n"
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
     made = certs / "pad.nordlicht.example.pem"
@@ -168,14 +168,16 @@ def test_missing_pems_are_written_0600_and_existing_ones_kept(tmp_path: Path) ->
 def test_a_stand_in_is_never_written_over(tmp_path: Path) -> None:
     connector = LocalConnector("local", str(tmp_path))
     first = asyncio.run(ensure_certificates(connector, RENDERED.encode()))
-    assert len(first) == 2
+    # the files, and the directories made for them, deepest first
+    assert len(first[0]) == 2
+    assert first[1] == ["/etc/haproxy/certs", "/etc/haproxy", "/etc"]
     pad = tmp_path / "etc" / "haproxy" / "certs" / "pad.nordlicht.example.pem"
     before = pad.read_bytes()
-    assert asyncio.run(ensure_certificates(connector, RENDERED.encode())) == []
+    assert asyncio.run(ensure_certificates(connector, RENDERED.encode())) == ([], [])
     assert pad.read_bytes() == before
 
 
 def test_nothing_to_write_for_an_empty_list(tmp_path: Path) -> None:
     connector = LocalConnector("local", str(tmp_path))
-    assert asyncio.run(ensure_certificates(connector, b"# nothing terminated here\n")) == []
+    assert asyncio.run(ensure_certificates(connector, b"# nothing terminated here\n")) == ([], [])
     assert list(tmp_path.iterdir()) == []

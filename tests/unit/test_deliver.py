@@ -36,7 +36,10 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
-    base = tmp_path_factory.mktemp("deliver")
+    return make_setup(tmp_path_factory.mktemp("deliver"))
+
+
+def make_setup(base: Path) -> Setup:
     root = base / "inventory"
     shutil.copytree(ENGINES, root)
     key = base / "key.txt"
@@ -54,17 +57,45 @@ def test_compose_hosts_get_each_secret_as_a_0600_file(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store)
     for path, name in [
         ("bench/srv/shop/secrets/shop-db-password", "shop/db-password"),
-        ("bench/srv/shop/secrets/shop-session-key", "shop/session-key"),
         ("bench/srv/store/secrets/store-postgres-password", "store/postgres-password"),
     ]:
-        assert files[path].content == setup.values[name] == f"value of {name}".encode()
-        assert files[path].mode == 0o600
+        assert files[path].content == setup.values[name] == f"value-of-{name}".encode()
+        assert (files[path].mode, files[path].owner) == (0o600, None)
         assert f"secrets/{name}.age" in files[path].sources
     assert [p for p in secret_paths(files) if p.startswith("bench/")] == [
+        "bench/srv/shop/secrets/app.env",
         "bench/srv/shop/secrets/shop-db-password",
         "bench/srv/shop/secrets/shop-session-key",
         "bench/srv/store/secrets/store-postgres-password",
     ]
+
+
+def test_a_secret_for_a_program_running_as_another_user_gets_its_owner_and_mode(
+    setup: Setup,
+) -> None:
+    files = host_files(setup.inventory, setup.rendered, setup.store)
+    key = files["bench/srv/shop/secrets/shop-session-key"]
+    assert key.content == b"value-of-shop/session-key"
+    assert (key.mode, key.owner) == (0o400, (5001, 5001))
+
+
+def test_secrets_as_env_are_one_0600_env_file_per_component(setup: Setup) -> None:
+    files = host_files(setup.inventory, setup.rendered, setup.store)
+    env = files["bench/srv/shop/secrets/app.env"]
+    assert env.content == b"SESSION_KEY=value-of-shop/session-key\n"
+    assert env.mode == 0o600
+    assert "secrets/shop/session-key.age" in env.sources
+    compose = yaml.safe_load(files["bench/srv/shop/compose.yaml"].content)
+    assert compose["services"]["app"]["env_file"] == ["./secrets/app.env"]
+    assert b"value-of" not in files["bench/srv/shop/compose.yaml"].content
+
+
+@pytest.mark.parametrize("value", ["pass word", "it's", 'say "hi"', "$HOME", "a#b", "a\\b", "a\nb"])
+def test_a_value_an_env_file_cannot_carry_is_refused(tmp_path: Path, value: str) -> None:
+    setup = make_setup(tmp_path)
+    setup.store.set("shop/session-key", value.encode())
+    with pytest.raises(SecretError, match="`shop/session-key` is delivered `as: env`"):
+        host_files(setup.inventory, setup.rendered, setup.store)
 
 
 def test_render_files_are_passed_on_unchanged(setup: Setup) -> None:
@@ -82,11 +113,15 @@ def test_every_secret_file_a_compose_project_names_is_delivered(setup: Setup) ->
             continue
         project = yaml.safe_load(rendered.content)
         directory = path.rsplit("/", 1)[0]
-        for secret in (project.get("secrets") or {}).values():
-            assert secret["file"].startswith("./secrets/")
-            assert f"{directory}/{secret['file'][2:]}" in files
+        named = [s["file"] for s in (project.get("secrets") or {}).values()]
+        for service in project["services"].values():
+            named += service.get("env_file", [])
+            named += [v.split(":")[0] for v in service.get("volumes", []) if "/secrets/" in v]
+        for file in named:
+            assert file.startswith("./secrets/")
+            assert f"{directory}/{file[2:]}" in files
             checked += 1
-    assert checked == 3
+    assert checked == 4  # two secret files, an env file, a bind-mounted secret
 
 
 def test_kubernetes_manifests_move_to_their_services_host(setup: Setup) -> None:
@@ -109,14 +144,14 @@ def test_kubernetes_secrets_are_secret_objects_in_the_services_namespace(setup: 
             "kind": "Secret",
             "metadata": {"name": "board-db-password", "namespace": "board"},
             "type": "Opaque",
-            "stringData": {"value": "value of board/db-password"},
+            "stringData": {"value": "value-of-board/db-password"},
         },
         {
             "apiVersion": "v1",
             "kind": "Secret",
             "metadata": {"name": "board-secret-key", "namespace": "board"},
             "type": "Opaque",
-            "stringData": {"value": "value of board/secret-key"},
+            "stringData": {"value": "value-of-board/secret-key"},
         },
     ]
     # No per-secret files on a kubernetes host: only the one manifest of Secrets.
@@ -126,12 +161,16 @@ def test_kubernetes_secrets_are_secret_objects_in_the_services_namespace(setup: 
 
 
 def references(node: Any) -> set[tuple[str, str]]:
-    """Return every (secret name, key) a Kubernetes manifest's secretKeyRef names."""
+    """Return every (secret name, key) a Kubernetes manifest reads: by secretKeyRef, or as a
+    secret volume whose key ``value`` is mounted."""
     found: set[tuple[str, str]] = set()
     if isinstance(node, dict):
         ref = node.get("secretKeyRef")
         if isinstance(ref, dict):
             found.add((ref["name"], ref["key"]))
+        volume = node.get("secret")
+        if isinstance(volume, dict) and "secretName" in volume:
+            found.add((volume["secretName"], "value"))
         for value in node.values():
             found |= references(value)
     elif isinstance(node, list):
@@ -164,6 +203,7 @@ def test_a_kubernetes_service_without_secrets_gets_no_secrets_file(setup: Setup)
 def test_only_the_given_services_secrets(setup: Setup) -> None:
     files = host_files(setup.inventory, setup.rendered, setup.store, service="shop")
     assert secret_paths(files) == [
+        "bench/srv/shop/secrets/app.env",
         "bench/srv/shop/secrets/shop-db-password",
         "bench/srv/shop/secrets/shop-session-key",
     ]

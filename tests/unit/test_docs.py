@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -20,6 +21,7 @@ from allmende.render import docs as render_docs
 from allmende.render.docs import site
 from allmende.render.docs.context import Context
 from allmende.render.docs.people import example_yaml
+from allmende.render.docs.runbook import Place, run_in, start, stop
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "valid"
 NORDLICHT = FIXTURES / "nordlicht"
@@ -114,8 +116,9 @@ def test_the_wiki_page_says_where_it_runs_and_how_to_restore_it(nordlicht: dict[
         restore
     )
     assert "srv/wiki/images" in restore
-    assert "docker compose --project-name wiki stop" in restore
-    assert "docker compose --project-name wiki start" in restore
+    project = "--project-name wiki --file /srv/wiki/compose.yaml"
+    assert f"docker compose {project} stop" in restore
+    assert f"docker compose {project} start" in restore
     # monitors derived from the route, and the notes rendered
     assert "Derived from the routes" in page
     assert "Uploaded images live in the images volume" in page
@@ -457,3 +460,18 @@ def test_up_on_an_inventory_that_does_not_load_exits_2(
 ) -> None:
     assert main(["up", str(tmp_path / "nothing"), "--no-serve"]) == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("runtime", "program"), [("docker", "docker compose"), ("podman", "podman-compose")]
+)
+def test_runbooks_use_the_compose_program_of_the_hosts_runtime(runtime: str, program: str) -> None:
+    service = load(NORDLICHT, {}).services["wiki"]
+    place = Place("compose", runtime)
+    project = f"{program} --project-name wiki --file /srv/wiki/compose.yaml"
+    assert stop(place, "wiki", service) == f"{project} stop"
+    assert start(place, "wiki", service) == f"{project} start"
+    assert run_in(place, "wiki", "app", ["ls", "-l"]) == f"{project} exec -T app ls -l"
+    # and the command really is what the runtime's compose program accepts
+    words = shlex.split(stop(place, "wiki", service))
+    assert words[: len(program.split())] == program.split()

@@ -544,7 +544,7 @@ def rack_actions(
 def test_a_service_whose_files_change_is_brought_up() -> None:
     actions = rack_actions([update("rack", "/srv/wiki/compose.yaml")], all_running(BASE, RACK))
     assert actions == [
-        Action("rack", "up", "wiki", "its files change", COMPOSE.up("wiki")),
+        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
     ]
 
 
@@ -619,7 +619,7 @@ def test_a_service_whose_project_file_is_deleted_is_brought_down_first() -> None
     actions = rack_actions(changes, all_running(BASE, RACK))
     assert actions == [
         Action("rack", "down", "forum", "removed from the inventory", COMPOSE.down("forum")),
-        Action("rack", "up", "wiki", "its files change", COMPOSE.up("wiki")),
+        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
     ]
 
 
@@ -673,8 +673,13 @@ def test_hosts_with_files_only_get_no_engine_actions() -> None:
     model = dataclasses.replace(model, hosts={**model.hosts, "rack": incus})
     host = MemoryHost("rack")
     actions = asyncio.run(plan_actions(host, model, changes, wanted(BASE, "rack"), None))
-    assert actions == []
+    assert [(a.verb, a.subject, a.commands) for a in actions] == [("note", "incus", ())]
+    assert actions[0].reason == (
+        "database, git, wiki on rack are not deployed: allmende cannot drive engine incus yet "
+        "(their files, if any, are written)"
+    )
     assert host.ran == []
+    assert Plan((), ("rack",), actions=tuple(actions)).empty
 
 
 def test_service_of() -> None:

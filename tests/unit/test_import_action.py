@@ -89,7 +89,7 @@ def test_hand_written_values_are_kept_and_new_keys_added(
     assert after.startswith(text.split("\n", 1)[0])
     assert "    image: wordpress:6.4.3  # pinned by hand\n" in after
     assert "    env: {WORDPRESS_DB_HOST: db, TZ: UTC}\n" in after
-    assert "    x-compose:\n      restart: unless-stopped\n      cap_add: [NET_ADMIN]\n" in after
+    assert "    x-compose:\n      cap_add: [NET_ADMIN]\n" in after
     assert after.endswith(
         "- domain: blog.example.org  # ours\n  to: app.http\n"
         "- {domain: new.example.org, to: app.http}\n"
@@ -171,7 +171,7 @@ def test_the_command_prints_what_it_did(
         "moved WORDPRESS_DB_PASSWORD of app into the secret store as blog/wordpress-db-password"
         in out
     )
-    assert "kept verbatim under x-compose: app.restart" in out
+    assert "kept verbatim under x-compose: app.restart" not in out  # restart is in the model
     assert "created services/blog.yaml" in out
 
 

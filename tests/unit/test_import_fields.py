@@ -50,11 +50,14 @@ def test_healthchecks(tmp_path: Path, test: str, expected: dict[str, Any]) -> No
         **expected,
         "interval": "90s",
         "timeout": "30s",
+        "start_period": "0s",  # Compose's default, said because the inventory's is 60s
         "retries": 5,
     }
 
 
-def test_a_start_period_keeps_the_healthcheck_verbatim_as_well(tmp_path: Path) -> None:
+def test_a_start_period_is_mapped_and_a_start_interval_keeps_it_verbatim(
+    tmp_path: Path,
+) -> None:
     result = run(
         tmp_path,
         """
@@ -62,15 +65,17 @@ def test_a_start_period_keeps_the_healthcheck_verbatim_as_well(tmp_path: Path) -
           app:
             image: example/app:1.0
             healthcheck: {test: [CMD, ok], start_period: 10s, timeout: 5s}
+          web:
+            image: example/web:1.0
+            healthcheck: {test: [CMD, ok], start_interval: 1s}
         """,
     )
-    app = result.component()
-    assert app["healthcheck"] == {"command": ["ok"]}
-    assert app["x-compose"]["healthcheck"] == {
-        "test": ["CMD", "ok"],
-        "start_period": "10s",
-        "timeout": "5s",
-    }
+    app = result.component("app")
+    assert app["healthcheck"] == {"command": ["ok"], "start_period": "10s"}
+    assert "x-compose" not in app
+    web = result.component("web")
+    assert web["healthcheck"]["command"] == ["ok"]
+    assert web["x-compose"]["healthcheck"] == {"test": ["CMD", "ok"], "start_interval": "1s"}
 
 
 # --------------------------------------------------------------------------- dependencies, deploy
@@ -141,8 +146,8 @@ def test_what_the_inventory_cannot_say_is_kept_and_listed(tmp_path: Path) -> Non
         version: "3.8"
         """,
     )
+    assert "restart" not in result.component()  # unless-stopped: the inventory's default
     assert result.component()["x-compose"] == {
-        "restart": "unless-stopped",
         "cap_add": ["NET_ADMIN"],
         "logging": {"driver": "json-file", "options": {"max-size": "10m"}},
         "networks": {"front": {}},
@@ -152,7 +157,6 @@ def test_what_the_inventory_cannot_say_is_kept_and_listed(tmp_path: Path) -> Non
     assert result.data["x-compose"] == {"networks": {"front": {}}}
     assert sorted(result.kept) == sorted(
         [
-            "app.restart",
             "app.cap_add",
             "app.logging",
             "app.networks",
@@ -198,3 +202,20 @@ def test_an_invalid_component_name_is_renamed_and_stays_reachable(tmp_path: Path
     dashboard = result.component("dashboard")
     assert dashboard["depends_on"] == ["wazuh-manager"]
     assert dashboard["x-compose"]["links"] == ["wazuh-manager:manager"]
+
+
+@pytest.mark.parametrize(
+    ("given", "typed", "kept"),
+    [
+        ("restart: always", "always", None),
+        ("restart: unless-stopped", None, None),
+        ("restart: on-failure:5", None, "on-failure:5"),
+        ("", "no", None),  # Compose's default: not restarted, which the inventory must say
+    ],
+)
+def test_the_restart_policy_is_mapped_and_keeps_its_meaning(
+    tmp_path: Path, given: str, typed: str | None, kept: str | None
+) -> None:
+    result = run(tmp_path, f"services:\n  app:\n    image: example/app:1.0\n    {given}\n")
+    assert result.component().get("restart") == typed
+    assert result.component().get("x-compose", {}).get("restart") == kept

@@ -28,7 +28,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "importers": ROOT | {"inventory"},
     "connectors": ROOT | {"inventory", "execute", "onhost"},
     "engines": ROOT | {"inventory", "render", "connectors", "execute"},
-    "plan": ROOT | {"inventory", "render", "connectors", "engines", "onhost"},
+    # The database servers allmende provisions: SQL and argument lists, nothing run.
+    "databases": ROOT | {"inventory"},
+    "plan": ROOT | {"inventory", "render", "connectors", "engines", "onhost", "databases"},
     "apply": ROOT | {"inventory", "render", "connectors", "plan", "state", "execute", "engines"},
 }
 #: The surfaces: actions over every layer, the command line over the actions.

@@ -210,3 +210,13 @@ async def executor_reads_exit_statuses_alike(host: Connector) -> None:
     with pytest.raises(CommandTimedOut, match="did not finish within 1 s"):
         await host.run(["sleep", "30"], timeout=1)
     assert time.monotonic() - started < 10
+
+
+def test_a_secret_file_readable_by_its_group_still_shows_no_diff() -> None:
+    path = "/srv/board/secrets/board-db-password"
+    change = file_change(
+        "rack", path, b"new-value", 0o440, sha256(b"old-value"), 0o440, b"old-value"
+    )
+    assert change is not None and change.sensitive
+    assert "new-value" not in change.shown_diff() and "old-value" not in change.shown_diff()
+    assert "new-value" not in json.dumps(change.as_json())

@@ -9,7 +9,7 @@ import pytest
 from allmende.actions.render import MARKER, render, select
 from allmende.errors import UserError
 from allmende.inventory.load import load
-from allmende.render.targets import TARGETS, render_all
+from allmende.render.targets import TARGETS, left_out, render_all
 from tests.conftest import BASE, EXAMPLES
 
 EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir())
@@ -70,3 +70,17 @@ def test_select_by_host_and_by_service() -> None:
 
 def test_every_target_is_registered() -> None:
     assert set(TARGETS) == {"compose", "swarm", "kubernetes", "haproxy", "dns", "systemd"}
+
+
+def test_render_says_which_services_it_leaves_out_and_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    art = EXAMPLES / "klankschool"
+    env = {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
+    render(art, tmp_path / "out", env)
+    said = [r.getMessage() for r in caplog.records if "not rendered" in r.getMessage()]
+    services = sorted(n for n, s in load(art, {}).services.items() if s.host == "macpro")
+    assert said == [
+        f"{', '.join(services)} on macpro: not rendered, allmende cannot render engine incus yet"
+    ]
+    assert left_out(load(EXAMPLES / "demo", {})) == {}

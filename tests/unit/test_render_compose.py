@@ -152,14 +152,17 @@ def test_secrets_are_files_named_by_env_never_values() -> None:
     shop = project(ENGINES, "bench", "shop")
     app = shop["services"]["app"]
     assert app["environment"]["DB_PASSWORD_FILE"] == "/run/secrets/shop-db-password"
-    assert app["environment"]["SESSION_KEY_FILE"] == "/run/secrets/shop-session-key"
     assert "DB_PASSWORD" not in app["environment"]
-    assert app["secrets"] == ["shop-db-password", "shop-session-key"]
-    assert shop["secrets"] == {
-        "shop-db-password": {"file": "./secrets/shop-db-password"},
-        "shop-session-key": {"file": "./secrets/shop-session-key"},
-    }
-    assert shop["services"]["worker"]["secrets"] == ["shop-db-password"]
+    assert app["secrets"] == ["shop-db-password"]
+    assert shop["secrets"] == {"shop-db-password": {"file": "./secrets/shop-db-password"}}
+    # as: env: from the component's env file, no variable in compose.yaml
+    assert app["env_file"] == ["./secrets/app.env"]
+    assert not any(k.startswith("SESSION_KEY") for k in app["environment"])
+    # as: path: the file bind-mounted read-only where the program reads it, no variable
+    worker = shop["services"]["worker"]
+    assert worker["secrets"] == ["shop-db-password"]
+    assert "./secrets/shop-session-key:/etc/shop/key:ro" in worker["volumes"]
+    assert not any(k.startswith("SIGNING_KEY") for k in worker.get("environment", {}))
 
 
 def test_flat_secret_names() -> None:
@@ -200,6 +203,7 @@ def test_healthchecks_of_every_kind() -> None:
         "interval": "10s",
         "timeout": "3s",
         "retries": 5,
+        "start_period": "60s",  # failures in the first minute do not count
     }
     shop = project(ENGINES, "bench", "shop")["services"]
     http = shop["app"]["healthcheck"]

@@ -93,6 +93,13 @@ def test_statefulset_for_own_volumes_deployment_for_shared_or_none() -> None:
     assert web["template"]["spec"]["volumes"] == [
         {"name": "media", "persistentVolumeClaim": {"claimName": "media"}}
     ]
+    # db reads its password as a file: a volume of its Secret, mode 0600
+    assert find(board, "StatefulSet", "db")["spec"]["template"]["spec"]["volumes"] == [
+        {
+            "name": "secret-board-db-password",
+            "secret": {"secretName": "board-db-password", "defaultMode": 0o600},
+        }
+    ]
     media = find(board, "PersistentVolumeClaim", "media")["spec"]
     assert media["accessModes"] == ["ReadWriteMany"]
     # worker shares media with web and has scratch of its own

@@ -80,11 +80,22 @@ def test_secrets_are_external_swarm_secrets_read_from_files() -> None:
     accounts = stack(ENGINES, "swarm", "accounts")
     assert accounts["secrets"] == {"accounts_accounts-db-password": {"external": True}}
     api = accounts["services"]["api"]
+    # at the use's path, with its owner and mode (0440), natively
     assert api["secrets"] == [
-        {"source": "accounts_accounts-db-password", "target": "accounts-db-password"}
+        {
+            "source": "accounts_accounts-db-password",
+            "target": "/etc/accounts/db",
+            "uid": "1000",
+            "gid": "1000",
+            "mode": 0o440,
+        }
     ]
-    assert api["environment"]["DB_PASSWORD_FILE"] == "/run/secrets/accounts-db-password"
+    assert api["environment"]["DB_PASSWORD_FILE"] == "/etc/accounts/db"
     assert "DB_PASSWORD" not in api["environment"]
+    ledger = stack(ENGINES, "swarm", "ledger")["services"]["db"]
+    assert ledger["secrets"] == [
+        {"source": "ledger_ledger-root-password", "target": "ledger-root-password"}
+    ]
 
 
 def test_published_ports_go_through_the_routing_mesh() -> None:

@@ -15,15 +15,25 @@ from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.actions import plan_actions
 from allmende.plan.changes import Action, Change, Plan
+from allmende.plan.databases import passwords_needed
 from allmende.plan.deliver import host_files, needs_secrets
 from allmende.plan.observe import observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 
-#: Given an opened host, the inventory, its file changes, its wanted files, its manifest and
-#: the service the plan is limited to: the actions that follow the files.
+#: Given an opened host, the inventory, its file changes, its wanted files, its manifest, the
+#: service the plan is limited to and the passwords of the database roles its providers serve:
+#: the actions besides the files.
 Actor = Callable[
-    [Connector, Inventory, list[Change], Mapping[str, Rendered], bytes | None, str | None],
+    [
+        Connector,
+        Inventory,
+        list[Change],
+        Mapping[str, Rendered],
+        bytes | None,
+        str | None,
+        Mapping[str, bytes],
+    ],
     Awaitable[list[Action]],
 ]
 
@@ -64,8 +74,11 @@ def prepare(
     seams = seams or Seams()
     inventory = load(root, env)
     hosts = [host] if host is not None else sorted(inventory.hosts)
-    store = SecretStore(root, env) if needs_secrets(inventory, hosts, service) else None
+    roles = passwords_needed(inventory, hosts)
+    needed = roles or needs_secrets(inventory, hosts, service)
+    store = SecretStore(root, env) if needed else None
     rendered = host_files(inventory, seams.render(inventory), store, service)
+    passwords = {s: store.get(s) for s in sorted(roles) if s in inventory.secrets} if store else {}
     files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)
@@ -79,7 +92,9 @@ def prepare(
         files: Mapping[str, Rendered],
         manifest: bytes | None,
     ) -> list[Action]:
-        return await seams.actions(connector, inventory, changes, files, manifest, service)
+        return await seams.actions(
+            connector, inventory, changes, files, manifest, service, passwords
+        )
 
     plan = asyncio.run(observe(wanted, opener, source, act))
     return Prepared(root, inventory, wanted, plan, service is not None, seams)

@@ -16,7 +16,7 @@ from allmende.inventory.load import load
 from allmende.inventory.validate import did_you_mean
 from allmende.render import dns
 from allmende.render.output import Rendered
-from allmende.render.targets import TARGETS, render_all
+from allmende.render.targets import TARGETS, left_out, render_all
 from allmende.state import store
 from allmende.state.store import ZoneSerial
 
@@ -148,6 +148,15 @@ def render(
     if "dns" in targets:
         for zone, reason in sorted(dns.skipped(inventory).items()):
             log.warning("no zone file for %s: %s", zone, reason)
+    for name, services in left_out(inventory, targets).items():
+        if host is None or name == host:
+            engine = inventory.hosts[name].engine
+            log.warning(
+                "%s on %s: not rendered, allmende cannot render engine %s yet",
+                ", ".join(services),
+                name,
+                engine,
+            )
     out = tree.target(out)
     tree.refuse_foreign(out, MARKER, "rendered tree")
     contents = carry_serials(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import shlex
+from pathlib import PurePosixPath
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -74,14 +75,19 @@ def stand_in(names: tuple[str, ...]) -> bytes:
     )
 
 
-async def ensure_certificates(connector: Connector, crt_list: bytes) -> list[str]:
+async def ensure_certificates(connector: Connector, crt_list: bytes) -> tuple[list[str], list[str]]:
     """Write a stand-in for every PEM the crt-list names that the (opened) host lacks; return
-    their paths. Raise UserError if one cannot be written."""
+    the files written and the directories made for them, deepest first (to remove both when
+    the apply does not finish). Raise UserError if one cannot be written."""
     entries = parse_crt_list(crt_list.decode(errors="replace"))
     found = await connector.stat_many([path for path, _ in entries])
-    written = []
+    written: list[str] = []
+    made: list[str] = []
     for (path, names), have in zip(entries, found, strict=True):
         if have is None:
+            for parent in reversed(PurePosixPath(path).parents[:-1]):
+                if await connector.make_dir(str(parent)):
+                    made.append(str(parent))
             await connector.write_atomic(path, stand_in(names), 0o600)
             written.append(path)
-    return written
+    return written, sorted(made, key=lambda d: -len(PurePosixPath(d).parts))

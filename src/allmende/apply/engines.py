@@ -18,8 +18,10 @@ from allmende.plan.changes import Action
 async def run_action(connector: Connector, action: Action) -> None:
     """Run an action's commands in order. Raise CommandFailed (or ToolMissing) naming the
     action, the command and what the program said if one fails."""
-    for command in action.commands:
-        await connector.run(command, what=f"{action.verb} {action.subject}")
+    last = len(action.commands) - 1
+    for index, command in enumerate(action.commands):
+        given = action.input if index == last and action.input else None
+        await connector.run(command, given, what=f"{action.verb} {action.subject}")
 
 
 async def wait_up(connector: Connector, driver: Driver, inventory: Inventory, service: str) -> None:

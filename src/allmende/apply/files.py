@@ -4,15 +4,19 @@ For one (opened, locked) host and its changes, in this order, so that anything t
 fails before a live file is touched:
 
 1. check each file is still as the plan saw it (else: plan again);
-2. copy each file about to be replaced or deleted to ``<path>.allmende-prev``;
-3. write every new file to its temp beside the target (``.<name>.allmende-tmp``, fsync), with
-   its mode (0600 under any ``secrets/`` directory); a full disk stops here;
-4. validate the temps with the real tool where one exists (``haproxy -c -f`` for
+2. create the missing directories (each one created is remembered) and write every new file
+   to its temp beside the target (``.<name>.allmende-tmp``, fsync), with its mode and owner
+   (0600 under any ``secrets/`` directory); a full disk stops here;
+3. validate the temps with the real tool where one exists (``haproxy -c -f`` for
    ``haproxy.cfg``); a rejected file stops here;
-5. rename every temp over its target and delete what the plan deletes;
-6. once what follows the files has worked (``apply.host``), write the manifest.
+4. copy each file about to be replaced or deleted to ``<path>.allmende-prev`` (remembering the
+   previous copy there was), rename every temp over its target and delete what the plan
+   deletes;
+5. once what follows the files has worked (``apply.host``), write the manifest.
 
-Up to step 4 nothing live has changed and the temps are removed on failure.
+Up to step 3 nothing live has changed: on failure the temps and the created directories are
+removed. A rollback after step 4 puts every file back, the previous copies as they were, and
+removes the directories the apply created, so the host is as it was.
 """
 
 from __future__ import annotations
@@ -140,6 +144,11 @@ class Staged:
     manifest_before: bytes | None = None
     committed: list[Change] = field(default_factory=list)
     recorded: bool = False
+    #: The directories this apply created, parents first.
+    created: list[str] = field(default_factory=list)
+    #: The previous versions (``.allmende-prev``) there were before this apply made new ones:
+    #: host path of the file -> (content, mode, owner).
+    previous: dict[str, tuple[bytes, int, tuple[int, int]]] = field(default_factory=dict)
 
 
 async def stage(
@@ -149,19 +158,28 @@ async def stage(
     every temp removed, if a file changed since the plan, the disk is full or a validator
     rejects a file."""
     await _check_unchanged(connector, changes)
-    await _each(connector.keep_previous, [c.path for c in changes if c.kind != "create"])
     staged = Staged(changes)
     writes = [c.path for c in changes if c.kind != "delete"]
     # Directories first, parents before children (those of one depth at once), then the
     # files at once: over SSH each write is several round trips.
-    directories = {PurePosixPath(p).parent for p in writes}
+    directories = {d for p in writes for d in PurePosixPath(p).parents if len(d.parts) > 1}
     for depth in sorted({len(d.parts) for d in directories}):
         level = sorted(str(d) for d in directories if len(d.parts) == depth)
-        await _each(connector.make_dir, level)
+
+        async def make(path: str) -> None:
+            if await connector.make_dir(path):
+                staged.created.append(path)
+
+        try:
+            await _each(make, level)
+        except UserError:
+            await discard(connector, staged)
+            raise
 
     async def write(path: str) -> None:
         rendered = wanted[path]
-        temp = await connector.write_temp(path, rendered.content, file_mode(path, rendered))
+        mode = file_mode(path, rendered)
+        temp = await connector.write_temp(path, rendered.content, mode, rendered.owner)
         staged.temps.append((temp, path))
 
     try:
@@ -177,15 +195,30 @@ async def stage(
 
 
 async def discard(connector: Connector, staged: Staged) -> None:
-    """Remove the temps of a staged apply that will not go live."""
+    """Remove the temps of a staged apply that will not go live, and the directories it
+    created (with whatever came into them since)."""
     for temp, _ in staged.temps:
         await connector.remove(temp)
+    await remove_created(connector, staged)
+
+
+async def remove_created(connector: Connector, staged: Staged) -> None:
+    """Remove every directory the apply created, deepest first: all in them is new."""
+    for path in sorted(staged.created, key=lambda p: -len(PurePosixPath(p).parts)):
+        await connector.remove_tree(path)
 
 
 async def commit(connector: Connector, staged: Staged) -> None:
     """Step 5: rename every temp over its target and delete what the plan deletes. Each change
     done is kept in ``staged.committed`` for ``rollback``."""
     staged.manifest_before = await connector.read(MANIFEST)
+    replaced = [c.path for c in staged.changes if c.kind != "create"]
+    for path in replaced:
+        kept = await connector.read(path + PREVIOUS)
+        found = await connector.stat(path + PREVIOUS) if kept is not None else None
+        if kept is not None and found is not None:
+            staged.previous[path] = (kept, found.mode, (found.uid, found.gid))
+    await _each(connector.keep_previous, replaced)
     by_path = {c.path: c for c in staged.changes}
     temps = dict((path, temp) for temp, path in staged.temps)
 
@@ -225,5 +258,12 @@ async def rollback(connector: Connector, staged: Staged) -> None:
             await connector.remove(change.path)
         else:
             await connector.rename(change.path + PREVIOUS, change.path)
+    for path, (data, mode, owner) in staged.previous.items():
+        temp = await connector.write_temp(path + PREVIOUS, data, mode, owner)
+        await connector.rename(temp, path + PREVIOUS)
+    for change in staged.changes:
+        if change.kind != "create" and change.path not in staged.previous:
+            await connector.remove(change.path + PREVIOUS)
     if staged.recorded and staged.manifest_before is not None:
         await connector.write_atomic(MANIFEST, staged.manifest_before, 0o644)
+    await remove_created(connector, staged)

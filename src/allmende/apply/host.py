@@ -37,9 +37,10 @@ from allmende.apply.verify import TIMEOUT, verify
 from allmende.connectors.base import Connector
 from allmende.engines import find_driver
 from allmende.engines.base import Driver
-from allmende.errors import ApplyFailed, PlanChanged, UserError
+from allmende.errors import ApplyFailed, CommandFailed, PlanChanged, UserError
 from allmende.inventory import derive
 from allmende.inventory.hostpaths import PROXY_FILES
+from allmende.inventory.images import registry_of
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change
 from allmende.plan.deliver import secret_names
@@ -78,23 +79,25 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
     ApplyFailed with the first error, saying whether the host was rolled back and what the
     rollback could not put back."""
     done = Done()
+    stand_ins: tuple[list[str], list[str]] = ([], [])
+    staged: Staged | None = None
     try:
+        await _pull(connector, plan)
         certs = plan.wanted.get(PROXY_FILES[1])
         if certs is not None:
-            await ensure_certificates(connector, certs.content)
+            stand_ins = await ensure_certificates(connector, certs.content)
         staged = await stage(connector, plan.changes, plan.wanted)
-    except PlanChanged:
-        raise
-    except UserError as exc:
-        raise ApplyFailed(connector.host, exc, rolled_back=False) from None
-    try:
         model = plan.inventory.hosts[connector.host]
         driver = await find_driver(connector, model.engine, model.runtime)
         for action in plan.actions:
             if action.verb == "down":
                 await run_action(connector, action)
     except UserError as exc:
-        await discard(connector, staged)
+        if staged is not None:
+            await discard(connector, staged)
+        await _remove(connector, stand_ins)
+        if isinstance(exc, PlanChanged):
+            raise
         raise ApplyFailed(connector.host, exc, rolled_back=False) from None
     try:
         await commit(connector, staged)
@@ -106,8 +109,44 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         log.info("%s: %s; rolling back", connector.host, exc)
         plan.say("failed: rolling back")
         problems = await _roll_back(connector, plan, driver, staged, done)
+        problems += await _remove(connector, stand_ins)
         raise ApplyFailed(connector.host, exc, rolled_back=True, problems=problems) from None
     return done
+
+
+async def _pull(connector: Connector, plan: HostPlan) -> None:
+    """Fetch every image the plan needs, before anything is stopped or replaced. Raise
+    UserError naming the image and its registry if one cannot be had."""
+    for action in plan.actions:
+        if action.verb != "pull":
+            continue
+        plan.say(f"pulling {action.subject}")
+        try:
+            await run_action(connector, action)
+        except CommandFailed as exc:
+            registry = registry_of(action.subject) or "docker.io"
+            raise UserError(
+                f"{connector.host}: the image {action.subject} cannot be pulled from {registry} "
+                f"({action.reason}); nothing on this host was changed:\n{exc.output}"
+            ) from None
+
+
+async def _remove(connector: Connector, written: tuple[list[str], list[str]]) -> list[str]:
+    """Remove the files, then the directories, an apply wrote that the host did not have
+    (stand-in certificates and where they are); return what could not be removed."""
+    files, directories = written
+    problems = []
+    for path in files:
+        try:
+            await connector.remove(path)
+        except UserError as exc:
+            problems.append(str(exc))
+    for path in directories:
+        try:
+            await connector.remove_dir(path)
+        except UserError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 async def _after_files(
@@ -123,6 +162,9 @@ async def _after_files(
             await run_action(connector, action)
             await wait_up(connector, driver, plan.inventory, action.subject)
             plan.say(f"{action.subject}: running")
+        elif action.verb == "provision":
+            plan.say(f"{action.subject}: {action.reason}")
+            await run_action(connector, action)
     # The proxy last: HAProxy marks a server down at its first failed check, so the services
     # it will route to must already answer.
     for action in plan.actions:
@@ -153,7 +195,7 @@ def previous_up(driver: Driver, inventory: Inventory, service: str, created: set
         for flat in secret_names(inventory, service)
         if not any(p in created for p in driver.engine.secret_paths(service, flat))
     ]
-    return Action(driver.site.host, "up", service, "rollback", driver.up(service, kept))
+    return Action(driver.site.host, "up", service, "rollback", driver.recreate(service, kept))
 
 
 async def _roll_back(

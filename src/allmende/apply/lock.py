@@ -9,6 +9,7 @@ older than ``STALE``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,9 +17,10 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
-from allmende.errors import LockHeld
+from allmende.errors import LockHeld, UserError
 from allmende.inventory.hostpaths import APPLY_LOCK
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,10 @@ async def host_lock(
     """Hold the apply lock of the (opened) host while the block runs. Raise LockHeld if another
     apply holds it (and it is not stale)."""
     started = time.time() if now is None else now
+    made = []  # the lock's parents this apply made: taken away again with the lock if empty
+    for parent in reversed(PurePosixPath(APPLY_LOCK).parents[:-1]):
+        if await connector.make_dir(str(parent)):
+            made.append(str(parent))
     if not await connector.make_dir(APPLY_LOCK):
         data = await connector.read(HOLDER)
         holder, since = describe(data)
@@ -83,6 +89,20 @@ async def host_lock(
     await connector.write_atomic(HOLDER, json.dumps(info).encode(), 0o644)
     try:
         yield
-    finally:
-        await connector.remove(HOLDER)
-        await connector.remove_dir(APPLY_LOCK)
+    except BaseException:
+        # The first error is the one to report: a connection that broke fails this too.
+        try:
+            await _release(connector, made)
+        except UserError as exc:
+            log.warning("%s: the apply lock could not be released: %s", connector.host, exc)
+        raise
+    await _release(connector, made)
+
+
+async def _release(connector: Connector, made: list[str]) -> None:
+    """Remove the lock, then the directories made for it that nothing else came into."""
+    await connector.remove(HOLDER)
+    await connector.remove_dir(APPLY_LOCK)
+    for directory in reversed(made):
+        with contextlib.suppress(UserError):  # not empty: the manifest is there
+            await connector.remove_dir(directory)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("names", "ports", "routes", "images", "volumes", "backups", "secrets", "monitor")
+MODULES = (
+    "names",
+    "ports",
+    "routes",
+    "images",
+    "volumes",
+    "backups",
+    "secrets",
+    "monitor",
+    "databases",
+)
 
 
 def load_rules() -> None:

@@ -5,17 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from allmende.checks.registry import Context, Finding, rule
-
-
-def tag_of(image: str) -> tuple[str | None, str | None]:
-    """Given an image reference, return (tag, digest); either is None when absent.
-
-    ``registry:5000/org/app:1.2@sha256:...`` gives ("1.2", "sha256:...").
-    """
-    name, _, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    tag = last.rpartition(":")[2] if ":" in last else None
-    return tag or None, digest or None
+from allmende.inventory.images import repository, tag_of
 
 
 @rule(
@@ -34,7 +24,9 @@ def images_pinned(ctx: Context) -> Iterator[Finding]:
             path = ("components", cname, "image")
             if digest:
                 continue
+            full = repository(component.image)
+            fix = f"pin a version tag (`{full}:<version>`) or a digest (`{full}@sha256:...`)"
             if tag is None:
-                yield ctx.finding("service", name, path, f"`{component.image}` has no tag")
+                yield ctx.finding("service", name, path, f"`{component.image}` has no tag", fix)
             elif tag == "latest":
-                yield ctx.finding("service", name, path, f"`{component.image}` uses `latest`")
+                yield ctx.finding("service", name, path, f"`{component.image}` uses `latest`", fix)

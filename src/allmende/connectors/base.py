@@ -209,10 +209,13 @@ class Connector:
         cannot run anything."""
         raise NotImplementedError
 
-    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
-        """Write ``data`` with ``mode`` to the temp file beside ``path`` (``temp_beside``),
-        creating missing directories, flushed to disk; return the temp's host path. Nothing
-        live changes. Raise UserError (disk full, permission denied ...), leaving no temp."""
+    async def write_temp(
+        self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
+    ) -> str:
+        """Write ``data`` with ``mode`` (and ``owner``, (uid, gid), if given) to the temp file
+        beside ``path`` (``temp_beside``), creating missing directories, flushed to disk;
+        return the temp's host path. Nothing live changes. Raise UserError (disk full,
+        permission denied ...), leaving no temp."""
         raise NotImplementedError
 
     async def rename(self, source: str, target: str) -> None:
@@ -240,7 +243,14 @@ class Connector:
         if data is None:
             return
         found = await self.stat(path)
-        await self.write_atomic(path + PREVIOUS, data, found.mode if found else 0o600)
+        if found is None:
+            return
+        temp = await self.write_temp(path + PREVIOUS, data, found.mode, (found.uid, found.gid))
+        try:
+            await self.rename(temp, path + PREVIOUS)
+        except UserError:
+            await self.remove(temp)
+            raise
 
     async def make_dir(self, path: str) -> bool:
         """Create the directory ``path`` (and missing parents) atomically: return True if this
@@ -250,6 +260,11 @@ class Connector:
     async def remove_dir(self, path: str) -> None:
         """Delete the empty directory ``path`` if it exists. Raise UserError."""
         raise NotImplementedError
+
+    async def remove_tree(self, path: str) -> None:
+        """Delete the directory ``path`` and all in it, if it exists (links in it are removed,
+        never followed). Raise UserError if it cannot be deleted."""
+        await self.run(["rm", "-r", "-f", "--", self.real(path)], timeout=300.0)
 
     async def __aenter__(self) -> Connector:
         await self.open()

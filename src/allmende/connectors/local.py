@@ -84,13 +84,17 @@ class LocalConnector(Connector):
     def _write_fail(self, what: str, path: str, exc: OSError) -> UserError:
         return write_error(self.host, self.where, what, path, exc.errno, exc.strerror or str(exc))
 
-    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+    async def write_temp(
+        self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
+    ) -> str:
         temp = temp_beside(path)
         local = self._path(temp)
         try:
             local.parent.mkdir(parents=True, exist_ok=True)
             descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             try:
+                if owner is not None:
+                    os.fchown(descriptor, *owner)
                 os.fchmod(descriptor, mode)
                 view = memoryview(data)
                 while view:

@@ -312,7 +312,9 @@ class SshConnector(Connector):
         reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
         return write_error(self.host, self.where, what, path, number, reason)
 
-    async def write_temp(self, path: str, data: bytes, mode: int) -> str:
+    async def write_temp(
+        self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
+    ) -> str:
         sftp = await self._files()
         temp = temp_beside(path)
         remote = under(self.root, temp)
@@ -323,6 +325,8 @@ class SshConnector(Connector):
                 self._dirs.add(parent)
             attrs = asyncssh.SFTPAttrs(permissions=0o600)
             async with sftp.open(remote, "wb", attrs) as handle:
+                if owner is not None:
+                    await sftp.chown(remote, *owner)
                 await sftp.chmod(remote, mode)
                 await handle.write(data)
                 await handle.fsync()
@@ -376,6 +380,11 @@ class SshConnector(Connector):
                 return False
             raise self._write_fail("creating", path, exc) from None
         return True
+
+    async def remove_tree(self, path: str) -> None:
+        real = under(self.root, path)
+        self._dirs = {d for d in self._dirs if d != real and not d.startswith(real + "/")}
+        await super().remove_tree(path)
 
     async def remove_dir(self, path: str) -> None:
         sftp = await self._files()

@@ -16,14 +16,17 @@ which engine it is.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 from allmende.connectors.base import Connector, under
-from allmende.errors import ToolMissing, UserError
+from allmende.errors import SecretError, ToolMissing, UserError
 from allmende.inventory.hostpaths import secret_file, service_dir
+from allmende.inventory.inventory import Inventory
+from allmende.inventory.secretnames import env_file, env_secrets, file_uses, flat_name
 from allmende.render.output import Rendered
 
 Command = tuple[str, ...]
@@ -102,6 +105,12 @@ class Engine:
         flat names of the secrets it reads, as ``deliver`` placed them."""
         raise NotImplementedError
 
+    def recreate(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` up when its files changed, so that every
+        container reads them again (a secret file replaced on the host is a new file the old
+        container does not see); by default ``up``."""
+        return self.up(site, service, secrets)
+
     def down(self, site: Site, service: str) -> Commands:
         """Return the commands that stop and remove ``service`` (its data stays)."""
         raise NotImplementedError
@@ -120,15 +129,31 @@ class Engine:
         return (secret_file(service, flat),)
 
     def deliver(
-        self, service: str, values: Mapping[str, bytes], sources: Mapping[str, str]
+        self, inventory: Inventory, service: str, values: Mapping[str, bytes]
     ) -> dict[str, Rendered]:
-        """Return the files that carry a service's secret ``values`` (by flat name), by host
-        path, mode 0600; ``sources`` names each one's inventory files. By default one file
-        per secret under ``/srv/<service>/secrets/``, which the project file names."""
-        return {
-            secret_file(service, flat): Rendered(value, (sources[flat],), 0o600)
-            for flat, value in values.items()
-        }
+        """Return the files that carry a service's secret ``values`` (by secret name), by host
+        path, never readable by others. By default (``deliver_files``): one file per secret
+        under ``/srv/<service>/secrets/``, with the owner and mode its uses ask for, and each
+        component's ``as: env`` secrets in its env file there."""
+        return deliver_files(inventory, service, values)
+
+    def exec(
+        self, site: Site, service: str, component: str, user: str | None, running: Running
+    ) -> Command | None:
+        """Return the command that runs a program (appended) inside ``component`` of
+        ``service`` once it runs, with standard input attached, as ``user`` if given;
+        ``running`` is what the engine showed of the service (perhaps nothing yet). None where
+        this engine cannot (then allmende provisions nothing in it)."""
+        return None
+
+    def has_image(self, site: Site, image: str) -> Command | None:
+        """Return the probe that exits 0 when ``image`` is on the host, or None where the
+        engine gets its images itself (a cluster pulls on its nodes)."""
+        return None
+
+    def pull(self, site: Site, image: str) -> Command:
+        """Return the command that fetches ``image`` onto the host (see ``has_image``)."""
+        return (site.runtime, "pull", image)
 
     def nudge(self, site: Site) -> Command:
         """Return the command that runs a container's health check when the runtime does not
@@ -148,6 +173,55 @@ class Engine:
         if self.waits:
             driver = Driver(self, site)
             await wait_running(connector, driver, service, components, timeout, self.nudge(site))
+
+
+def deliver_files(
+    inventory: Inventory, service: str, values: Mapping[str, bytes]
+) -> dict[str, Rendered]:
+    """Return a service's secret files as compose and swarm read them (see ``Engine.deliver``).
+    Raise SecretError for a value an env file cannot carry, UserError for one secret given to
+    two components with different owners or modes."""
+    source = inventory.file("service", service)
+    files: dict[str, Rendered] = {}
+    for cname, component in sorted(inventory.services[service].components.items()):
+        for _, use, _ in file_uses(component):
+            mode = use.mode if use.mode is not None else 0o600
+            owner = (use.uid or 0, use.gid or 0) if (use.uid, use.gid) != (None, None) else None
+            path = secret_file(service, flat_name(use.secret))
+            made = Rendered(values[use.secret], (source, f"secrets/{use.secret}.age"), mode, owner)
+            if path in files and (files[path].mode, files[path].owner) != (mode, owner):
+                raise UserError(
+                    f"{source}: the secret `{use.secret}` is given to two components with "
+                    "different `uid`, `gid` or `mode`: give them the same, or two secrets"
+                )
+            files[path] = made
+        env = env_secrets(component)
+        if env:
+            lines = "".join(f"{v}={env_value(s, values[s])}\n" for v, s in env.items())
+            named = (source, *(f"secrets/{s}.age" for s in sorted(set(env.values()))))
+            files[f"{service_dir(service)}/{env_file(cname)}"] = Rendered(
+                lines.encode(), named, 0o600
+            )
+    return files
+
+
+#: What a value in an env file may hold: compose implementations read anything else
+#: differently (``$`` is substituted, ``#`` starts a comment, quotes are kept or stripped).
+ENV_SAFE = re.compile(r"[A-Za-z0-9_.,:;@%+=/~^!?*()\[\]{}<>|&-]*")
+
+
+def env_value(secret: str, value: bytes) -> str:
+    """Return a secret's value for an env file. Raise SecretError if it holds what an env file
+    cannot carry the same way to every compose implementation."""
+    text = value.decode("utf-8", errors="replace")
+    if not ENV_SAFE.fullmatch(text):
+        raise SecretError(
+            f"the secret `{secret}` is delivered `as: env`, but its value holds a space, a "
+            "quote, `$`, `#`, `\\` or a control character, which compose implementations read "
+            f"differently from an env file: deliver it `as: file`, or set a value without them "
+            f"(`allmende secret set {secret}`)"
+        )
+    return text
 
 
 async def observe(connector: Connector, driver: Driver) -> dict[str, Running] | None:
@@ -188,6 +262,11 @@ class Driver:
     def up(self, service: str, secrets: Sequence[str] = ()) -> Commands:
         """Return the commands that bring ``service`` up (see ``Engine.up``)."""
         return self.engine.up(self.site, service, secrets)
+
+    def recreate(self, service: str, secrets: Sequence[str] = ()) -> Commands:
+        """Return the commands that bring ``service`` up on changed files (see
+        ``Engine.recreate``)."""
+        return self.engine.recreate(self.site, service, secrets)
 
     def down(self, service: str) -> Commands:
         """Return the commands that bring ``service`` down (see ``Engine.down``)."""

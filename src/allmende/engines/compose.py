@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 from allmende.connectors.base import Connector
 from allmende.engines.base import Command, Commands, Engine, Running, Site
-from allmende.engines.containers import COMPOSE_LABELS, parse_ps, ps
+from allmende.engines.containers import COMPOSE_LABELS, has_image, parse_ps, ps
 from allmende.inventory.hostpaths import PROJECT_FILES
 
 
@@ -48,6 +48,11 @@ class Compose(Engine):
     def up(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
         return ((*self._project(site, service), "up", "-d"),)
 
+    def recreate(self, site: Site, service: str, secrets: Sequence[str] = ()) -> Commands:
+        # podman-compose compares only compose.yaml, and no implementation sees a secret or
+        # env file replaced on the host: every container is made anew.
+        return ((*self._project(site, service), "up", "-d", "--force-recreate"),)
+
     def down(self, site: Site, service: str) -> Commands:
         return ((*self._project(site, service), "down"),)
 
@@ -56,6 +61,16 @@ class Compose(Engine):
 
     def parse(self, site: Site, output: bytes) -> dict[str, Running]:
         return parse_ps(output, COMPOSE_LABELS)
+
+    def exec(
+        self, site: Site, service: str, component: str, user: str | None, running: Running
+    ) -> Command | None:
+        # The project's own exec: the container's name is the implementation's business.
+        as_user = ("-u", user) if user else ()
+        return (*self._project(site, service), "exec", "-T", *as_user, component)
+
+    def has_image(self, site: Site, image: str) -> Command | None:
+        return has_image(site.runtime, image)
 
     def nudge(self, site: Site) -> Command:
         return ("podman", "healthcheck", "run") if site.runtime == "podman" else ()

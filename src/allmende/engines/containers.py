@@ -21,6 +21,24 @@ def ps(runtime: str, label: str) -> Command:
     return (runtime, "ps", "-a", "--filter", f"label={label}", "--format", "json")
 
 
+def has_image(runtime: str, image: str) -> Command:
+    """Return the probe that exits 0 when ``image`` is in the runtime's local store."""
+    if runtime == "podman":
+        return ("podman", "image", "exists", image)
+    return ("docker", "image", "inspect", "--format", "{{.Id}}", image)
+
+
+def exec_in(
+    runtime: str, running: Running, component: str, user: str | None = None
+) -> Command | None:
+    """Return ``<runtime> exec -i [-u user] <container>`` for a component's container, or None
+    when the engine shows none."""
+    container = running.containers.get(component)
+    if not container:
+        return None
+    return (runtime, "exec", "-i", *(("-u", user) if user else ()), container)
+
+
 def parse_ps(output: bytes, keys: tuple[str, str] = COMPOSE_LABELS) -> dict[str, Running]:
     """Parse ``docker ps``/``podman ps --format json`` (a JSON array, or one object per line)
     into each service's components, by the labels allmende renders (``keys``: the labels of

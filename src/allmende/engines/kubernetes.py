@@ -22,8 +22,10 @@ import json
 from collections.abc import Mapping, Sequence
 
 from allmende.engines.base import Command, Commands, Engine, Running, Site
-from allmende.engines.containers import KUBERNETES_LABELS, parse_ps, ps
+from allmende.engines.containers import KUBERNETES_LABELS, exec_in, has_image, parse_ps, ps
 from allmende.inventory.hostpaths import PROJECT_FILES, kubernetes_secrets
+from allmende.inventory.inventory import Inventory
+from allmende.inventory.secretnames import flat_name
 from allmende.render.output import Rendered, yaml_text
 
 #: The label every workload allmende renders carries.
@@ -69,11 +71,25 @@ class Kubernetes(Engine):
             return parse_ps(output, KUBERNETES_LABELS)
         return parse_kubectl(output)
 
+    def exec(
+        self, site: Site, service: str, component: str, user: str | None, running: Running
+    ) -> Command | None:
+        if site.runtime == "podman":
+            return exec_in("podman", running, component, user)
+        workload = running.containers.get(component)
+        if not workload:
+            return None
+        # kubectl cannot choose the user: the program runs as the image's.
+        return ("kubectl", "exec", "-i", "-n", service, workload, "-c", component, "--")
+
+    def has_image(self, site: Site, image: str) -> Command | None:
+        return has_image("podman", image) if site.runtime == "podman" else None
+
     def secret_paths(self, service: str, flat: str) -> tuple[str, ...]:
         return (self.manifest(service),)
 
     def deliver(
-        self, service: str, values: Mapping[str, bytes], sources: Mapping[str, str]
+        self, inventory: Inventory, service: str, values: Mapping[str, bytes]
     ) -> dict[str, Rendered]:
         if not values:
             return {}
@@ -81,14 +97,14 @@ class Kubernetes(Engine):
             {
                 "apiVersion": "v1",
                 "kind": "Secret",
-                "metadata": {"name": flat, "namespace": service},
+                "metadata": {"name": flat_name(secret), "namespace": service},
                 "type": "Opaque",
                 "stringData": {"value": value.decode("utf-8", errors="replace")},
             }
-            for flat, value in values.items()
+            for secret, value in sorted(values.items())
         ]
         text = "---\n".join(yaml_text(d) for d in documents)
-        named = tuple(dict.fromkeys(sources[flat] for flat in values))
+        named = (inventory.file("service", service), *(f"secrets/{s}.age" for s in sorted(values)))
         return {self.manifest(service): Rendered(text.encode(), named, 0o600)}
 
 
@@ -97,6 +113,7 @@ def parse_kubectl(output: bytes) -> dict[str, Running]:
     every replica is ready."""
     document = json.loads(output or b"{}")
     result: dict[str, dict[str, str]] = {}
+    workloads: dict[str, dict[str, str]] = {}
     for item in document.get("items", []):
         labels = item.get("metadata", {}).get("labels", {})
         service = labels.get(KUBERNETES_LABELS[0])
@@ -106,7 +123,9 @@ def parse_kubectl(output: bytes) -> dict[str, Running]:
         wanted = item.get("spec", {}).get("replicas", 1)
         ready = item.get("status", {}).get("readyReplicas", 0)
         result.setdefault(service, {})[component] = "running" if ready >= wanted else "starting"
-    return {s: Running(result[s]) for s in sorted(result)}
+        kind = str(item.get("kind") or "Deployment").lower()
+        workloads.setdefault(service, {})[component] = f"{kind}/{item['metadata']['name']}"
+    return {s: Running(result[s], containers=workloads[s]) for s in sorted(result)}
 
 
 ENGINE = Kubernetes()

@@ -1,9 +1,9 @@
 """One compose service becomes one component: image, command, env, ports, volumes,
-healthcheck, dependencies, replicas and routes from Traefik labels are mapped; every other
-compose key is kept verbatim under the component's ``x-compose`` so that rendering reproduces
-it, and listed. The renderer merges ``x-compose`` last (mappings key by key, anything else
-replaces), so ``labels`` and ``networks`` are kept in their mapping form, which merges with
-what it writes itself.
+healthcheck, dependencies, replicas, the restart policy and routes from Traefik labels are
+mapped; every other compose key is kept verbatim under the component's ``x-compose`` so that
+rendering reproduces it, and listed. The renderer merges ``x-compose`` last (mappings key by
+key, anything else replaces), so ``labels`` and ``networks`` are kept in their mapping form,
+which merges with what it writes itself.
 
 A service with ``build`` and no ``image`` gets the image name Compose gives what it builds
 (``<project>-<service>``), its ``build`` kept verbatim with a relative context made absolute.
@@ -34,8 +34,11 @@ MAPPED = frozenset(
         "healthcheck",
         "depends_on",
         "scale",
+        "restart",
     }
 )
+#: Compose's restart policies the inventory says with ``restart``.
+RESTART = ("no", "always", "on-failure", "unless-stopped")
 _REMOTE = re.compile(r"^(?:[a-z]+://|git@|github\.com/)")
 
 
@@ -201,6 +204,18 @@ def _replicas(ctx: ComponentContext) -> None:
         ctx.keep("deploy", deploy, "deploy hints")
 
 
+def _restart(ctx: ComponentContext) -> None:
+    """Map ``restart``; without one a container is not restarted (Compose's default), which
+    the inventory must then say, its own default being ``unless-stopped``. A policy it cannot
+    say (``on-failure:5``) is kept verbatim."""
+    given = ctx.compose.get("restart", "no")
+    if given in RESTART:
+        if given != "unless-stopped":
+            ctx.component["restart"] = given
+    else:
+        ctx.keep("restart", given)
+
+
 def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
     """Turn Traefik labels into routes; keep every label they do not consume verbatim."""
     given = ctx.compose.get("labels")
@@ -239,6 +254,7 @@ def map_component(
     map_healthcheck(ctx)
     _depends_on(ctx, components)
     _replicas(ctx)
+    _restart(ctx)
     routes = _labels(ctx)
     for key, value in ctx.compose.items():
         if key == "networks" and isinstance(value, list):

@@ -37,6 +37,7 @@ COMPONENT_ORDER = (
     "healthcheck",
     "depends_on",
     "replicas",
+    "restart",
     "x-compose",
 )
 _URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:(?P<password>[^@\s]+)@", re.I)

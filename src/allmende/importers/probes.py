@@ -1,10 +1,10 @@
 """Healthchecks: ``CMD`` and ``CMD-SHELL`` tests become a ``command``; a plain ``curl -f`` or
 ``wget`` of a local URL becomes an ``http`` check on the component's port.
 
-Compose's timing defaults are kept (a missing ``timeout`` is Compose's 30s, written out because
-the inventory's default is 5s). ``start_period``, ``start_interval``, ``disable`` and
-``test: [NONE]`` cannot be said in the inventory: the whole ``healthcheck`` is then kept
-verbatim as well.
+Compose's timing defaults are kept (a missing ``timeout`` is Compose's 30s and a missing
+``start_period`` its 0s, written out because the inventory's defaults are 5s and 60s).
+``start_interval``, ``disable`` and ``test: [NONE]`` cannot be said in the inventory: the whole
+``healthcheck`` is then kept verbatim as well.
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def map_healthcheck(ctx: ComponentContext) -> None:
     if read is None:
         return
     words, shell = read
-    exact = set(check) <= {"test", "interval", "timeout", "retries"}
+    exact = set(check) <= {"test", "interval", "timeout", "retries", "start_period"}
     mapped: dict[str, Any] = {}
     probe = http_probe(words, shell)
     if probe is not None:
@@ -165,6 +165,11 @@ def map_healthcheck(ctx: ComponentContext) -> None:
             exact = False
         elif value != ours:
             mapped[key] = value
+    start = duration(check.get("start_period", "0s"))
+    if start is None:
+        exact = False
+    elif start != "60s":
+        mapped["start_period"] = start
     retries = check.get("retries", 3)
     if isinstance(retries, int) and not isinstance(retries, bool) and retries >= 1:
         if retries != 3:

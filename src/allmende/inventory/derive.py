@@ -19,6 +19,7 @@ from allmende.inventory.models import (
     Keep,
     Monitor,
     Service,
+    Use,
     Volume,
 )
 
@@ -158,6 +159,49 @@ def databases(inventory: Inventory) -> dict[str, Database]:
             ref = f"{name}/{db}"
             result[ref] = Database(name, db, service.provides.database, tuple(users.get(ref, ())))
     return result
+
+
+def role_of(use: Use) -> str:
+    """Return the role a use of a database logs in as: its ``user``, else the database name."""
+    return use.user or use.database.partition("/")[2]
+
+
+def password_of(service: str, use: Use) -> str:
+    """Return the secret that holds the password of a use's role: its ``password``, else
+    ``<service>/db-password`` (the using service's)."""
+    return use.password or f"{service}/db-password"
+
+
+@dataclass(frozen=True)
+class Login:
+    """A role a provider serves one of its databases to: the role, the database, the secret
+    holding its password, and the service that logs in with it (and where in its file)."""
+
+    role: str
+    database: str
+    secret: str
+    user: str
+    index: int
+
+
+def logins(inventory: Inventory, provider: str) -> list[Login]:
+    """Return every role ``provider`` creates for the services that use its databases, by
+    service and order of their ``uses``."""
+    found = []
+    for name, service in sorted(inventory.services.items()):
+        for index, use in enumerate(service.uses):
+            owner, _, database = use.database.partition("/")
+            if owner == provider and use.provision:
+                found.append(Login(role_of(use), database, password_of(name, use), name, index))
+    return found
+
+
+def provided_databases(inventory: Inventory, provider: str) -> list[str]:
+    """Return the databases apply makes ``provider`` hold: those it lists and those others use
+    with a role of their own (``provision``), sorted."""
+    service = inventory.services[provider]
+    listed = set(service.provides.databases or ()) if service.provides else set()
+    return sorted(listed | {login.database for login in logins(inventory, provider)})
 
 
 def images(service: Service) -> Iterator[tuple[str, Component, str]]:

@@ -364,6 +364,60 @@ def _volume(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+def _secret_use(value: Any) -> Any:
+    return {"secret": value} if isinstance(value, str) else value
+
+
+def _octal(value: Any) -> Any:
+    """Read a file mode written as octal digits: ``0440`` (an integer 440 in YAML 1.2) or the
+    string ``"0440"``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return value
+    digits = str(value)
+    if not re.fullmatch(r"0?[0-7]{3}", digits):
+        raise ValueError("write a file mode as octal digits, such as 0400 or 0440")
+    return int(digits, 8)
+
+
+class SecretUse(Model):
+    """How one secret reaches a component's program. Written as the secret's name alone, it is
+    delivered `as: file`."""
+
+    secret: str = Field(description="The secret's name (`<service>/<name>`).")
+    as_: Literal["file", "env", "path"] = Field(
+        "file",
+        alias="as",
+        description="`file`: a file (at `path`, default `/run/secrets/<flat name>`) named to "
+        "the program by the variable `<ENV>_FILE`, the convention of the official images; "
+        "`env`: the variable itself holds the value, from a 0600 env file beside the project "
+        "(for images that read only plain variables); `path`: a file at `path` and no "
+        "variable (for programs that read a fixed path).",
+    )
+    path: str | None = Field(
+        None, description="Where the file is inside the container (required for `as: path`)."
+    )
+    uid: int | None = Field(
+        None, ge=0, description="Owner of the file, for images that run as a non-root user."
+    )
+    gid: int | None = Field(None, ge=0, description="Group of the file.")
+    mode: Annotated[int | None, BeforeValidator(_octal, json_schema_input_type=int | str)] = Field(
+        None,
+        description="Permission bits of the file, octal (default 0600); never readable by others.",
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> SecretUse:
+        if self.as_ == "path" and self.path is None:
+            raise ValueError("`as: path` needs `path:` (where the program reads the file)")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError("`path` must be absolute inside the container")
+        if self.as_ == "env" and (self.path, self.uid, self.gid, self.mode) != (None,) * 4:
+            raise ValueError("`as: env` delivers no file: drop `path`, `uid`, `gid` and `mode`")
+        if self.mode is not None and self.mode & 0o007:
+            raise ValueError("a secret's file is never readable by others: use 0400, 0440, 0600")
+        return self
+
+
 class Healthcheck(Model):
     """How to tell the component is healthy: one of `http`, `tcp` or `command`."""
 
@@ -377,6 +431,11 @@ class Healthcheck(Model):
     interval: Duration = Field("30s", description="Time between checks.")
     timeout: Duration = Field("5s", description="How long one check may take.")
     retries: int = Field(3, ge=1, description="Failures in a row before it is unhealthy.")
+    start_period: Duration = Field(
+        "60s",
+        description="Failures this soon after a start do not count: a slow start is not an "
+        "unhealthy one (the first success counts at once).",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Healthcheck:
@@ -409,8 +468,15 @@ class Component(Extensible):
     env: dict[str, EnvValue] = Field(
         default_factory=dict, description="Environment variables (no secrets: see `secrets`)."
     )
-    secrets: dict[str, str] = Field(
-        default_factory=dict, description="Environment variable -> secret name."
+    secrets: dict[
+        str,
+        Annotated[SecretUse, BeforeValidator(_secret_use, json_schema_input_type=str | SecretUse)],
+    ] = Field(
+        default_factory=dict,
+        description="Environment variable -> secret name, or {secret, as, path, uid, gid, mode}.",
+    )
+    restart: Literal["no", "always", "on-failure", "unless-stopped"] = Field(
+        "unless-stopped", description="When the engine restarts it after it stops."
     )
     ports: dict[str, Port] = Field(default_factory=dict, description="Name -> port inside.")
     publish: dict[str, Port] = Field(
@@ -447,6 +513,21 @@ class Use(Model):
     """Something of another service this one needs."""
 
     database: str = Field(description="`<service>/<database name>`.")
+    user: str | None = Field(
+        None,
+        description="The role it logs in as, provisioned on apply; default: the database name.",
+    )
+    password: str | None = Field(
+        None,
+        description="The secret holding that role's password; default: `<service>/db-password` "
+        "(the using service's). A secret whose value is a URL with a password "
+        "(`postgres://music:s3cret@database/music`) gives that password.",
+    )
+    provision: bool = Field(
+        True,
+        description="Whether apply creates the role and the database; `false` for a tool that "
+        "logs in as someone else (a database admin interface).",
+    )
 
 
 class Route(Model):

@@ -138,7 +138,8 @@ class _Resolver:
                     "which port does the HTTP health check use?",
                     "add `port: <port name>`",
                 )
-        for env, secret in sorted(component.secrets.items()):
+        for env, use in sorted(component.secrets.items()):
+            secret = use.secret
             path = (*base, "secrets", env)
             invalid = check_name(secret)
             if invalid:

@@ -31,7 +31,9 @@ from allmende.inventory.hostpaths import (
 )
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change, sha256
+from allmende.plan.databases import database_actions
 from allmende.plan.deliver import secret_names
+from allmende.plan.images import not_driven, pull_actions
 from allmende.plan.observe import manifest_hashes
 from allmende.plan.proxy import show_proc
 from allmende.render.output import Rendered
@@ -94,6 +96,7 @@ def engine_actions(
         s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
     ]
     for service in here:
+        changed_files = service in changed or service in unfinished
         if service in changed:
             reason = "its files change"
         elif service in unfinished:
@@ -106,8 +109,25 @@ def engine_actions(
         else:
             continue
         secrets = sorted(secret_names(inventory, service))
-        actions.append(Action(host, "up", service, reason, driver.up(service, secrets)))
+        commands = (
+            driver.recreate(service, secrets) if changed_files else driver.up(service, secrets)
+        )
+        actions.append(Action(host, "up", service, reason, commands))
     return actions
+
+
+def after_providers(actions: Sequence[Action], provisions: Sequence[Action]) -> list[Action]:
+    """Return ``actions`` with each ``provision`` (and note) of a provider right after the
+    ``up`` of that provider, or before the first ``up`` when the provider is not brought up."""
+    result = list(actions)
+    for provision in provisions:
+        ups = [i for i, a in enumerate(result) if a.verb == "up"]
+        mine = [i for i in ups if result[i].subject == provision.subject]
+        at = mine[-1] + 1 if mine else (ups[0] if ups else len(result))
+        while at < len(result) and result[at].subject == provision.subject:
+            at += 1
+        result.insert(at, provision)
+    return result
 
 
 def host_actions(
@@ -176,21 +196,28 @@ async def plan_actions(
     wanted: Mapping[str, Rendered],
     manifest: bytes | None,
     service: str | None = None,
+    passwords: Mapping[str, bytes] | None = None,
 ) -> list[Action]:
-    """Return every action apply takes on the (opened) host after its file ``changes``,
-    reading the engine and the proxy where they matter (only ``service``'s if given); the
-    host's ``manifest`` tells which services an unfinished apply left. Raise UserError if the
-    engine cannot be asked."""
+    """Return every action apply takes on the (opened) host besides its file ``changes``,
+    in the order apply takes them: images pulled, services down, then up (each database
+    provider provisioned right after it is up, with ``passwords``, the values of its roles'
+    secrets), then the proxy and systemd; reading the engine, the databases and the proxy
+    where they matter (only ``service``'s if given). The host's ``manifest`` tells which
+    services an unfinished apply left. Raise UserError if the engine cannot be asked."""
     host = connector.host
     model = inventory.hosts[host]
     driver = await find_driver(connector, model.engine, model.runtime)
-    actions: list[Action] = []
-    if driver is not None:
+    if driver is None:
+        actions = not_driven(inventory, host, model.engine)
+    else:
         projects = [p for p in wanted if is_project(driver, p)]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
         running = await driver.running(connector) if projects or leaving else None
         unfinished = unrecorded(manifest, host, wanted)
-        actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
+        actions = engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
+        provisions = await database_actions(connector, driver, inventory, running, passwords or {})
+        pulls = await pull_actions(connector, driver, inventory, actions)
+        actions = pulls + after_providers(actions, provisions)
     if service is not None:
         return [a for a in actions if a.subject == service]
     proxy: bool | None = None

@@ -12,10 +12,15 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Any, Literal
 
 Kind = Literal["create", "update", "delete"]
-Verb = Literal["up", "down", "start-proxy", "reload-proxy", "reload-systemd"]
+#: A file's owner: (uid, gid).
+Owner = tuple[int, int]
+Verb = Literal[
+    "pull", "up", "down", "provision", "start-proxy", "reload-proxy", "reload-systemd", "note"
+]
 
 #: Shown instead of the diff of a file that carries (or would carry) a secret value.
 HIDDEN = "(diff not shown: the file carries secret values)\n"
@@ -38,10 +43,14 @@ class Change:
     mode_before: int | None = None
     mode_after: int | None = None
     sensitive: bool = False
+    #: The owner (uid, gid) it gets, where it must have one, and the one it had when that
+    #: differs.
+    owner_after: Owner | None = None
+    owner_before: Owner | None = None
 
     def canonical(self) -> dict[str, Any]:
         """Return what the checksum covers: everything but the diff."""
-        return {
+        data: dict[str, Any] = {
             "kind": self.kind,
             "host": self.host,
             "path": self.path,
@@ -50,6 +59,10 @@ class Change:
             "mode_before": self.mode_before,
             "mode_after": self.mode_after,
         }
+        if self.owner_after is not None:
+            data["owner_before"] = self.owner_before and list(self.owner_before)
+            data["owner_after"] = list(self.owner_after)
+        return data
 
     def as_json(self) -> dict[str, Any]:
         """Return the change as plain data for ``--json`` (modes in octal text)."""
@@ -66,6 +79,9 @@ class Change:
         text = HIDDEN if self.sensitive else self.diff
         if self.kind == "update" and self.mode_before != self.mode_after:
             text += f"mode {self.mode_before:04o} -> {self.mode_after:04o}\n"
+        if self.owner_before is not None and self.owner_after is not None:
+            before, after = (":".join(map(str, o)) for o in (self.owner_before, self.owner_after))
+            text += f"owner {before} -> {after}\n"
         return text
 
 
@@ -78,19 +94,29 @@ class Action:
     subject: str
     reason: str
     commands: tuple[tuple[str, ...], ...] = ()
+    #: What the (last) command reads on its standard input: made by the plan, never shown and
+    #: not in the checksum (a database's SQL, which carries freshly salted password verifiers).
+    input: bytes = field(default=b"", repr=False, compare=False)
 
     def canonical(self) -> dict[str, Any]:
-        """Return what a plan's checksum covers."""
-        return {
+        """Return what a plan's checksum covers: what is done, not why (the reason is for
+        people), except for ``provision``, whose reason says what is created (its SQL, made
+        with fresh salts, is not covered)."""
+        data: dict[str, Any] = {
             "host": self.host,
             "verb": self.verb,
             "subject": self.subject,
             "commands": [list(c) for c in self.commands],
         }
+        if self.verb == "provision":
+            data["does"] = self.reason
+        return data
 
     def as_json(self) -> dict[str, Any]:
         """Return the action as plain data for ``--json``."""
-        return {**self.canonical(), "reason": self.reason}
+        data = self.canonical()
+        data.pop("does", None)
+        return {**data, "reason": self.reason}
 
     def shown(self) -> str:
         """Return the action as one line for people."""
@@ -118,8 +144,8 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        """Whether applying would do nothing at all."""
-        return not self.changes and not self.actions
+        """Whether applying would do nothing at all (notes do nothing)."""
+        return not self.changes and all(a.verb == "note" for a in self.actions)
 
     def count(self, kind: Kind) -> int:
         """Return how many changes are of ``kind``."""
@@ -141,9 +167,11 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def sensitive(*modes: int | None) -> bool:
-    """A file carries secrets when either side is readable by its owner only (0600): that is
-    how allmende writes every file holding a secret value."""
+def sensitive(path: str, *modes: int | None) -> bool:
+    """A file carries secrets when it is under a ``secrets/`` directory, where allmende puts
+    every file holding a secret value, or when either side is readable by its owner only."""
+    if "secrets" in PurePosixPath(path).parts[:-1]:
+        return True
     return any(mode is not None and mode & 0o077 == 0 for mode in modes)
 
 
@@ -175,12 +203,16 @@ def file_change(
     have_hash: str | None,
     have_mode: int | None,
     have: bytes | None = None,
+    *,
+    owner: Owner | None = None,
+    have_owner: Owner | None = None,
 ) -> Change | None:
     """Compare one file: what render wants (None: it should not exist) with what the host has
     (``have_hash`` None: absent; ``have`` its content, needed only when the hashes differ).
-    Return the Change, or None when they agree."""
+    A wanted ``owner`` (uid, gid) is compared with ``have_owner``; without one, whoever owns
+    the file is right. Return the Change, or None when they agree."""
     label = f"{host}:{path}"
-    secret = sensitive(wanted_mode, have_mode)
+    secret = sensitive(path, wanted_mode, have_mode)
     if wanted is None:
         if have_hash is None:
             return None
@@ -203,8 +235,10 @@ def file_change(
             after=after,
             mode_after=wanted_mode,
             sensitive=secret,
+            owner_after=owner,
         )
-    if have_hash == after and have_mode == wanted_mode:
+    owned = owner is None or owner == have_owner
+    if have_hash == after and have_mode == wanted_mode and owned:
         return None
     diff = "" if have_hash == after else unified_diff(label, have, wanted)
     return Change(
@@ -217,4 +251,6 @@ def file_change(
         mode_before=have_mode,
         mode_after=wanted_mode,
         sensitive=secret,
+        owner_before=None if owned else have_owner,
+        owner_after=owner,
     )

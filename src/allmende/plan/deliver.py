@@ -17,7 +17,6 @@ engine's choice (``Engine.deliver``):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from allmende.engines import engine
 from allmende.inventory.inventory import Inventory
@@ -34,9 +33,9 @@ def secret_names(inventory: Inventory, service: str) -> list[str]:
 def _secrets(inventory: Inventory, service: str) -> dict[str, str]:
     """Return a service's secret names by flat name, sorted."""
     names = {
-        flat_name(secret): secret
+        flat_name(use.secret): use.secret
         for component in inventory.services[service].components.values()
-        for secret in component.secrets.values()
+        for use in component.secrets.values()
     }
     return dict(sorted(names.items()))
 
@@ -49,11 +48,7 @@ def secret_files(inventory: Inventory, service: str, store: SecretStore) -> dict
     secrets = _secrets(inventory, service)
     if found is None or not secrets:
         return {}
-    source = inventory.file("service", service)
-    values = {flat: store.get(name) for flat, name in secrets.items()}
-    sources = {flat: f"secrets/{name}.age" for flat, name in secrets.items()}
-    files = found.deliver(service, values, sources)
-    return {path: replace(r, sources=(source, *r.sources)) for path, r in files.items()}
+    return found.deliver(inventory, service, {name: store.get(name) for name in secrets.values()})
 
 
 def host_files(

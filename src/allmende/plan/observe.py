@@ -35,9 +35,10 @@ log = logging.getLogger(__name__)
 
 
 def file_mode(path: str, rendered: Rendered) -> int:
-    """Return the mode a rendered file is written with: 0600 under any ``secrets/`` directory,
-    else the renderer's."""
-    if "secrets" in PurePosixPath(path).parts[:-1]:
+    """Return the mode a rendered file is written with: under any ``secrets/`` directory the
+    renderer's if others cannot read it (0400, 0440 for an image's group), else 0600; elsewhere
+    the renderer's."""
+    if "secrets" in PurePosixPath(path).parts[:-1] and rendered.mode & 0o007:
         return 0o600
     return rendered.mode
 
@@ -119,6 +120,8 @@ async def observe_host(
             have.sha256 if have else None,
             have.mode if have else None,
             contents.get(path),
+            owner=want.owner,
+            have_owner=(have.uid, have.gid) if have else None,
         )
         if change is not None:
             changes.append(change)

@@ -10,9 +10,13 @@ docker-compose 1.x rejects), one Compose service per component with an image
   names: the port listens on every address, and the file says so).
 - Volumes are bind mounts of ``/srv/<service>/<volume>`` (or the volume's ``host``): plain
   directories that backups and moves see.
-- Secrets are never values: each is a top-level secret read from ``./secrets/<flat name>``
-  (written with mode 0600 by apply), mounted at ``/run/secrets/<flat name>`` and named to the
-  program by ``<ENV>_FILE`` (the convention of the official images).
+- Secrets are never values. A secret delivered ``as: file`` (the default) is a top-level secret
+  read from ``./secrets/<flat name>`` (written with mode 0600, or the use's owner and mode, by
+  apply), mounted at ``/run/secrets/<flat name>`` and named to the program by ``<ENV>_FILE``
+  (the convention of the official images); one at another ``path`` (``as: file`` with a path,
+  ``as: path``) is that file bind-mounted read-only there. Secrets ``as: env`` come from the
+  component's env file ``./secrets/<component>.env`` (0600, written by apply), never from
+  compose.yaml.
 - Health checks run inside the container on 127.0.0.1: ``wget`` or else ``curl`` for
   ``http``, ``nc -z`` for ``tcp``; ``depends_on`` waits for ``service_healthy`` where the
   dependency has a check, else for ``service_started``.
@@ -35,14 +39,21 @@ from typing import Any
 from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
 from allmende.inventory.hostpaths import SECRETS, project_file
+from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
-from allmende.inventory.secretnames import flat_name
+from allmende.inventory.secretnames import (
+    MOUNT_DIR,
+    env_file,
+    env_secrets,
+    file_uses,
+    file_variables,
+    flat_name,
+)
 from allmende.inventory.xcompose import EXTENSION, escape
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 NETWORK_PREFIX = "allmende-"
-SECRETS_DIR = "/run/secrets"
 _GO_UNITS = ("ms", "s", "m", "h")
 
 
@@ -67,6 +78,10 @@ class Networks:
     provided: str | None
     provider: str | None
     joined: Mapping[str, str]
+
+
+#: The engine whose services this target renders.
+ENGINE = "compose"
 
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
@@ -106,7 +121,10 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
     if declared:
         result["networks"] = declared
     secrets = {
-        flat: {"file": f"./{SECRETS}/{flat}"} for flat in secret_names(context.service).values()
+        flat_name(use.secret): {"file": f"./{SECRETS}/{flat_name(use.secret)}"}
+        for _, component in image_components(context.service)
+        for _, use, path in file_uses(component)
+        if path == f"{MOUNT_DIR}/{flat_name(use.secret)}"
     }
     if secrets:
         result["secrets"] = dict(sorted(secrets.items()))
@@ -118,18 +136,24 @@ def compose_service(
 ) -> dict[str, Any]:
     """Given one component, return its Compose service (before escaping and ``x-compose``)."""
     entry = core(component)
-    if component.secrets:
-        entry["secrets"] = sorted({flat_name(s) for s in component.secrets.values()})
+    mounted = secret_mounts(component)
+    if mounted:
+        entry["secrets"] = mounted
+    if env_secrets(component):
+        entry["env_file"] = [f"./{env_file(name)}"]
     published = ports(context.host, component)
     if published:
         entry["ports"] = published
     add_common(entry, context, networks, name, component)
+    binds = secret_binds(component)
+    if binds:
+        entry["volumes"] = [*entry.get("volumes", []), *binds]
     depends = depends_on(context.service, component)
     if depends:
         entry["depends_on"] = depends
     if component.replicas != 1:
         entry["deploy"] = {"replicas": component.replicas}
-    entry["restart"] = "unless-stopped"
+    entry["restart"] = component.restart
     entry["labels"] = labels(context, name)
     return entry
 
@@ -144,8 +168,9 @@ def image_components(service: Service) -> list[tuple[str, Component]]:
 
 
 def core(component: Component) -> dict[str, Any]:
-    """Given a component, return image, command and environment of its Compose service."""
-    entry: dict[str, Any] = {"image": component.image}
+    """Given a component, return image (fully qualified), command and environment of its
+    Compose service."""
+    entry: dict[str, Any] = {"image": qualified(component.image or "")}
     if component.command is not None:
         entry["command"] = list(component.command)
     env = environment(component)
@@ -173,19 +198,37 @@ def secret_names(service: Service) -> dict[str, str]:
     """Given a service, return the flat name of every secret its image components read, by
     secret name, sorted."""
     names = {
-        secret
+        use.secret
         for _, component in image_components(service)
-        for secret in component.secrets.values()
+        for use in component.secrets.values()
     }
     return {secret: flat_name(secret) for secret in sorted(names)}
 
 
+def secret_mounts(component: Component) -> list[str]:
+    """Return the top-level secrets a component mounts at ``/run/secrets/<flat name>``."""
+    return sorted(
+        {
+            flat_name(use.secret)
+            for _, use, path in file_uses(component)
+            if path == f"{MOUNT_DIR}/{flat_name(use.secret)}"
+        }
+    )
+
+
+def secret_binds(component: Component) -> list[str]:
+    """Return the read-only bind mounts of secrets a component reads at a path of its own."""
+    return [
+        f"./{SECRETS}/{flat_name(use.secret)}:{path}:ro"
+        for _, use, path in file_uses(component)
+        if path != f"{MOUNT_DIR}/{flat_name(use.secret)}"
+    ]
+
+
 def environment(component: Component) -> dict[str, str]:
     """Given a component, return its environment: ``env``, and ``<ENV>_FILE`` naming the file
-    under /run/secrets of each secret (never the value), sorted by name."""
-    env = dict(component.env)
-    for variable, secret in component.secrets.items():
-        env[f"{variable}_FILE"] = f"{SECRETS_DIR}/{flat_name(secret)}"
+    of each secret delivered ``as: file`` (never the value), sorted by name."""
+    env = {**component.env, **file_variables(component)}
     return dict(sorted(env.items()))
 
 
@@ -256,6 +299,7 @@ def healthcheck(component: Component) -> dict[str, Any] | None:
         "interval": go_duration(check.interval),
         "timeout": go_duration(check.timeout),
         "retries": check.retries,
+        "start_period": go_duration(check.start_period),
     }
 
 

@@ -13,8 +13,10 @@ last an Ingress per route. The decisions, each for a reason:
   host's ``storage_class`` (the cluster's default when it has none) and request 1Gi, which
   NFS-style classes ignore; a volume's ``host`` path has no meaning here.
 - ``env`` is a ConfigMap read with ``envFrom``; the pod template carries a hash of it so that
-  a change rolls the pods. Secrets are referenced by name only (``secretKeyRef`` to the Secret
-  ``<flat name>``, key ``value``): their values are created at apply time.
+  a change rolls the pods. Secrets are referenced by name only (the Secret ``<flat name>``, key
+  ``value``, created at apply time): ``as: env`` through ``secretKeyRef``, ``as: file`` and
+  ``as: path`` as a read-only file (a secret volume with ``subPath``) at the use's path, with
+  its mode; a use's ``gid`` becomes the pod's ``fsGroup`` (its ``uid`` has no equivalent).
 - ``command`` becomes the container's ``args``: like Compose's ``command`` it replaces the
   image's default command and keeps its entrypoint (``$`` is written ``$$`` so that Kubernetes
   does not expand it).
@@ -40,9 +42,10 @@ from typing import Any
 
 from allmende.inventory import derive
 from allmende.inventory.derive import split_target
+from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Route, seconds
-from allmende.inventory.secretnames import flat_name
+from allmende.inventory.secretnames import env_secrets, file_uses, file_variables, flat_name
 from allmende.render import compose
 from allmende.render.compose import Context
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
@@ -55,6 +58,10 @@ ENV_HASH = "allmende/env-sha256"
 _IANA_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 
 Document = tuple[tuple[str, ...], dict[str, Any]]
+
+
+#: The engine whose services this target renders.
+ENGINE = "kubernetes"
 
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
@@ -231,34 +238,51 @@ def container(context: Context, name: str, component: Component) -> dict[str, An
     """Given a component, return its container."""
     entry: dict[str, Any] = {
         "name": name,
-        "image": component.image,
+        "image": qualified(component.image or ""),
         "imagePullPolicy": "IfNotPresent",
     }
     if component.command is not None:
         entry["args"] = [word.replace("$", "$$") for word in component.command]
     if component.env:
         entry["envFrom"] = [{"configMapRef": {"name": f"{name}-env"}}]
-    if component.secrets:
-        entry["env"] = [
-            {
-                "name": variable,
-                "valueFrom": {"secretKeyRef": {"name": flat_name(secret), "key": "value"}},
-            }
-            for variable, secret in sorted(component.secrets.items())
-        ]
+    env = [
+        {"name": variable, "valueFrom": {"secretKeyRef": {"name": flat_name(s), "key": "value"}}}
+        for variable, s in env_secrets(component).items()
+    ] + [{"name": variable, "value": path} for variable, path in file_variables(component).items()]
+    if env:
+        entry["env"] = sorted(env, key=lambda e: str(e["name"]))
     ports = container_ports(context, component)
     if ports:
         entry["ports"] = ports
-    if component.volumes:
-        entry["volumeMounts"] = [
-            {"name": vname, "mountPath": volume.path}
-            for vname, volume in sorted(component.volumes.items())
-        ]
+    mounts = [
+        {"name": vname, "mountPath": volume.path}
+        for vname, volume in sorted(component.volumes.items())
+    ] + [
+        {"name": secret_volume(use.secret), "mountPath": path, "subPath": "value", "readOnly": True}
+        for _, use, path in file_uses(component)
+    ]
+    if mounts:
+        entry["volumeMounts"] = mounts
     check = probe(component)
     if check is not None:
         entry["readinessProbe"] = check
         entry["livenessProbe"] = check
     return entry
+
+
+def secret_volume(secret: str) -> str:
+    """Return the name of the pod volume that carries a secret."""
+    return slug("secret", flat_name(secret))
+
+
+def secret_volumes(component: Component) -> list[dict[str, Any]]:
+    """Return the pod volumes of the secrets a component reads as files, each from its Secret
+    (key ``value``), with the use's mode (0600 by default)."""
+    volumes: dict[str, dict[str, Any]] = {}
+    for _, use, _ in file_uses(component):
+        source = {"secretName": flat_name(use.secret), "defaultMode": use.mode or 0o600}
+        volumes[secret_volume(use.secret)] = {"name": secret_volume(use.secret), "secret": source}
+    return [volumes[name] for name in sorted(volumes)]
 
 
 def workload(context: Context, name: str, component: Component) -> dict[str, Any]:
@@ -268,8 +292,13 @@ def workload(context: Context, name: str, component: Component) -> dict[str, Any
     own = [v for v in sorted(component.volumes) if v not in shared]
     pod: dict[str, Any] = {"containers": [container(context, name, component)]}
     mounted = [v for v in sorted(component.volumes) if v in shared]
-    if mounted:
-        pod["volumes"] = [{"name": v, "persistentVolumeClaim": {"claimName": v}} for v in mounted]
+    volumes = [{"name": v, "persistentVolumeClaim": {"claimName": v}} for v in mounted]
+    volumes += secret_volumes(component)
+    if volumes:
+        pod["volumes"] = volumes
+    groups = sorted({use.gid for _, use, _ in file_uses(component) if use.gid is not None})
+    if groups:
+        pod["securityContext"] = {"fsGroup": groups[0]}
     template: dict[str, Any] = {"metadata": {"labels": labels(context, name)}, "spec": pod}
     if component.env:
         digest = hashlib.sha256(yaml_text(dict(sorted(component.env.items()))).encode())

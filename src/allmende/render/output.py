@@ -19,11 +19,14 @@ from allmende.inventory.inventory import Inventory
 
 @dataclass(frozen=True)
 class Rendered:
-    """One rendered file: its bytes, the inventory files it came from, and its mode."""
+    """One rendered file: its bytes, the inventory files it came from, its mode, and its owner
+    where it must have one (``(uid, gid)``, for a secret an image running as another user
+    reads; None: whoever writes it)."""
 
     content: bytes
     sources: tuple[str, ...]
     mode: int = 0o644
+    owner: tuple[int, int] | None = None
 
 
 def header(sources: Iterable[str], comment: str = "#") -> str:

@@ -12,12 +12,16 @@ components and of the service), with what differs in a swarm:
 - ``deploy``: ``replicas``; placement on the node labelled ``allmende.host == <host>`` (set
   once per node with ``docker node update --label-add allmende.host=<host>``); rolling
   ``update_config`` one task at a time, failing back to the previous version; the same for
-  ``rollback_config``; ``restart_policy`` any, after 5 s. Updates start the new task before
+  ``rollback_config``; ``restart_policy`` after 5 s, on the component's ``restart``
+  (``unless-stopped`` and ``always`` restart on any exit, ``on-failure`` on failures, ``no``
+  never). Updates start the new task before
   stopping the old (``start-first``) except for a single task that holds volumes: two
   processes on one database directory corrupt it, so that one is replaced ``stop-first``.
 - Secrets are Swarm secrets created at apply time under ``<service>_<flat name>``, declared
   ``external: true`` and mounted at ``/run/secrets/<flat name>`` (the path ``<ENV>_FILE``
-  names, as in Compose).
+  names, as in Compose) or at the use's ``path``, with its ``uid``, ``gid`` and ``mode``;
+  secrets ``as: env`` come from the component's env file ``./secrets/<component>.env``, which
+  ``docker stack deploy`` reads where it runs.
 - Published ports use the long syntax in ingress mode: Swarm cannot bind a published port to
   one address, the routing mesh publishes it on every node of the swarm.
 - The shared database networks are overlay networks.
@@ -30,7 +34,7 @@ from typing import Any
 from allmende.inventory.hostpaths import project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
-from allmende.inventory.secretnames import flat_name
+from allmende.inventory.secretnames import MOUNT_DIR, env_file, env_secrets, file_uses, flat_name
 from allmende.inventory.xcompose import escape
 from allmende.render import compose
 from allmende.render.compose import Context, Networks
@@ -39,6 +43,10 @@ from allmende.render.output import Rendered, comments, service_sources, text, ya
 VERSION = "3.8"
 NODE_LABEL = "allmende.host"
 OVERLAY = {"driver": "overlay"}
+
+
+#: The engine whose services this target renders.
+ENGINE = "swarm"
 
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
@@ -95,14 +103,35 @@ def secret_name(service: str, flat: str) -> str:
     return f"{service}_{flat}"
 
 
+def stack_secrets(service: str, component: Component) -> list[dict[str, Any]]:
+    """Return a component's Swarm secrets: each mounted at its path (the target), with the
+    use's owner and mode where it gives them."""
+    secrets: dict[str, dict[str, Any]] = {}
+    for _, use, path in file_uses(component):
+        flat = flat_name(use.secret)
+        entry: dict[str, Any] = {"source": secret_name(service, flat), "target": flat}
+        if path != f"{MOUNT_DIR}/{flat}":
+            entry["target"] = path
+        if use.uid is not None:
+            entry["uid"] = str(use.uid)
+        if use.gid is not None:
+            entry["gid"] = str(use.gid)
+        if use.mode is not None:
+            entry["mode"] = use.mode
+        secrets[entry["target"]] = entry
+    return [secrets[target] for target in sorted(secrets)]
+
+
 def stack_service(
     context: Context, networks: Networks, name: str, component: Component
 ) -> dict[str, Any]:
     """Given one component, return its stack service (before escaping and ``x-compose``)."""
     entry = compose.core(component)
-    if component.secrets:
-        flats = sorted({flat_name(s) for s in component.secrets.values()})
-        entry["secrets"] = [{"source": secret_name(context.name, f), "target": f} for f in flats]
+    secrets = stack_secrets(context.name, component)
+    if secrets:
+        entry["secrets"] = secrets
+    if env_secrets(component):
+        entry["env_file"] = [f"./{env_file(name)}"]
     published = [
         {"target": component.ports[port], "published": number, "protocol": "tcp", "mode": "ingress"}
         for port, number in sorted(component.publish.items())
@@ -114,6 +143,10 @@ def stack_service(
     entry["deploy"] = deploy(context, name, component)
     entry["labels"] = compose.labels(context, name)
     return entry
+
+
+#: Swarm's restart condition for each restart policy.
+RESTART = {"unless-stopped": "any", "always": "any", "on-failure": "on-failure", "no": "none"}
 
 
 def deploy(context: Context, name: str, component: Component) -> dict[str, Any]:
@@ -132,6 +165,6 @@ def deploy(context: Context, name: str, component: Component) -> dict[str, Any]:
             "monitor": "30s",
         },
         "rollback_config": {"parallelism": 1, "order": order, "failure_action": "pause"},
-        "restart_policy": {"condition": "any", "delay": "5s"},
+        "restart_policy": {"condition": RESTART[component.restart], "delay": "5s"},
         "labels": compose.labels(context, name),
     }

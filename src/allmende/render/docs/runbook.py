@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from allmende.inventory import derive
-from allmende.inventory.hostpaths import dump_file
+from allmende.inventory.hostpaths import dump_file, project_file
 from allmende.inventory.models import Host, Service
 from allmende.render.docs.blocks import Code, Link, Step, line
 
@@ -31,6 +31,19 @@ CONSISTENCY = {
     "snapshot": "a filesystem snapshot of the volumes is copied while the service runs",
     "none": "not backed up",
 }
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a service runs, as its commands need it: the host's engine and runtime."""
+
+    engine: str
+    runtime: str = "docker"
+
+    def compose(self, name: str) -> list[str]:
+        """Return the compose command of the service's project on its host."""
+        program = ["podman-compose"] if self.runtime == "podman" else ["docker", "compose"]
+        return [*program, "--project-name", name, "--file", project_file(name, "compose")]
 
 
 @dataclass(frozen=True)
@@ -50,26 +63,26 @@ def _quote(words: Sequence[str]) -> str:
     return " ".join(shlex.quote(w) for w in words)
 
 
-def stop(engine: str, name: str, service: Service) -> str:
+def stop(place: Place, name: str, service: Service) -> str:
     """Return the command that stops every component of a service on its engine."""
     components = sorted(service.components)
-    if engine == "swarm":
+    if place.engine == "swarm":
         return _quote(["docker", "service", "scale", *(f"{name}_{c}=0" for c in components)])
-    if engine == "kubernetes":
+    if place.engine == "kubernetes":
         return _quote(
             ["kubectl", "--namespace", name, "scale", "deployment", "--all", "--replicas=0"]
         )
-    if engine == "incus":
+    if place.engine == "incus":
         return _quote(["incus", "stop", *(f"{name}-{c}" for c in components)])
-    if engine == "systemd":
+    if place.engine == "systemd":
         return _quote(["systemctl", "stop", *(f"{name}-{c}.service" for c in components)])
-    return _quote(["docker", "compose", "--project-name", name, "stop"])
+    return _quote([*place.compose(name), "stop"])
 
 
-def start(engine: str, name: str, service: Service) -> str:
+def start(place: Place, name: str, service: Service) -> str:
     """Return the command that starts every component of a service again on its engine."""
     components = sorted(service.components)
-    if engine == "swarm":
+    if place.engine == "swarm":
         return _quote(
             [
                 "docker",
@@ -78,7 +91,7 @@ def start(engine: str, name: str, service: Service) -> str:
                 *(f"{name}_{c}={service.components[c].replicas}" for c in components),
             ]
         )
-    if engine == "kubernetes":
+    if place.engine == "kubernetes":
         return "\n".join(
             _quote(
                 [
@@ -92,27 +105,27 @@ def start(engine: str, name: str, service: Service) -> str:
             )
             for c in components
         )
-    if engine == "incus":
+    if place.engine == "incus":
         return _quote(["incus", "start", *(f"{name}-{c}" for c in components)])
-    if engine == "systemd":
+    if place.engine == "systemd":
         return _quote(["systemctl", "start", *(f"{name}-{c}.service" for c in components)])
-    return _quote(["docker", "compose", "--project-name", name, "start"])
+    return _quote([*place.compose(name), "start"])
 
 
-def run_in(engine: str, name: str, component: str, words: Sequence[str]) -> str:
+def run_in(place: Place, name: str, component: str, words: Sequence[str]) -> str:
     """Return the command that runs ``words`` inside a component, reading standard input."""
-    if engine == "swarm":
+    if place.engine == "swarm":
         prefix = f"docker exec -i $(docker ps --quiet --filter name={name}_{component} | head -n1)"
         return f"{prefix} {_quote(words)}"
-    if engine == "kubernetes":
+    if place.engine == "kubernetes":
         return _quote(
             ["kubectl", "--namespace", name, "exec", "-i", f"deployment/{component}", "--", *words]
         )
-    if engine == "incus":
+    if place.engine == "incus":
         return _quote(["incus", "exec", f"{name}-{component}", "--", *words])
-    if engine == "systemd":
+    if place.engine == "systemd":
         return _quote(words)
-    return _quote(["docker", "compose", "--project-name", name, "exec", "-T", component, *words])
+    return _quote([*place.compose(name), "exec", "-T", component, *words])
 
 
 def login(host_name: str, host: Host) -> Step:
@@ -130,7 +143,7 @@ def login(host_name: str, host: Host) -> Step:
     return Step(line("Log in to ", Link(host_name, page=f"hosts/{host_name}"), "."), command)
 
 
-def _database_restore(engine: str, name: str, service: Service, db: str, repo: str) -> Step:
+def _database_restore(place: Place, name: str, service: Service, db: str, repo: str) -> Step:
     """Return the step that loads one database's dump back into the running server."""
     assert service.provides is not None
     kind = service.provides.database
@@ -155,7 +168,7 @@ def _database_restore(engine: str, name: str, service: Service, db: str, repo: s
                 Code("pg_restore"),
                 " (it drops and recreates what the dump contains):",
             ),
-            f"{extract} \\\n  | {run_in(engine, name, component, words)}",
+            f"{extract} \\\n  | {run_in(place, name, component, words)}",
         )
     client = "mariadb" if kind == "mariadb" else "mysql"
     words = [client, "--user=root", "--password", db]
@@ -167,19 +180,19 @@ def _database_restore(engine: str, name: str, service: Service, db: str, repo: s
             Code(client),
             " (it asks for the root password):",
         ),
-        f"{extract} \\\n  | {run_in(engine, name, component, words)}",
+        f"{extract} \\\n  | {run_in(place, name, component, words)}",
     )
 
 
-def _redis_restore(engine: str, name: str, service: Service, repo: str, paths: list[str]) -> Step:
+def _redis_restore(place: Place, name: str, service: Service, repo: str, paths: list[str]) -> Step:
     """Return the step that puts Redis's RDB file back while the service is stopped."""
     target = f"{paths[0]}/dump.rdb" if paths else "dump.rdb"
     dump = _in_archive(dump_file(name, "redis", "rdb"))
     extract = _quote(["borg", "extract", "--stdout", f"{repo}::"]) + "$ARCHIVE " + _quote([dump])
     return Step(
         line("Put Redis's dump back while it is stopped, then start it:"),
-        f"{stop(engine, name, service)}\n{extract} > {shlex.quote(target)}\n"
-        f"{start(engine, name, service)}",
+        f"{stop(place, name, service)}\n{extract} > {shlex.quote(target)}\n"
+        f"{start(place, name, service)}",
     )
 
 
@@ -201,7 +214,7 @@ def restore(
     if backup.consistency == "none" or not backup.repository:
         return Runbook((), ())
     host = hosts[service.host]
-    engine = host.engine
+    place = Place(host.engine, host.runtime)
     repo = backup.repository
     paths = sorted({p for *_, p in derive.volumes(name, service)})
     dumps = (
@@ -239,14 +252,14 @@ def restore(
                 )
             )
             for db in sorted(set(databases)):
-                steps.append(_database_restore(engine, name, service, db, repo))
+                steps.append(_database_restore(place, name, service, db, repo))
         else:
-            steps.append(_redis_restore(engine, name, service, repo, paths))
+            steps.append(_redis_restore(place, name, service, repo, paths))
     elif paths:
         steps.append(
             Step(
                 line("Stop the service so nothing writes while files come back:"),
-                stop(engine, name, service),
+                stop(place, name, service),
             )
         )
         moves = "\n".join(
@@ -271,7 +284,7 @@ def restore(
                 f"cd /\nborg extract --list {shlex.quote(repo + '::')}$ARCHIVE {relative}",
             )
         )
-        steps.append(Step(line("Start the service again:"), start(engine, name, service)))
+        steps.append(Step(line("Start the service again:"), start(place, name, service)))
     if paths and not dumps:
         steps.append(
             Step(

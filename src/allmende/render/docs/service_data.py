@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from allmende.inventory import derive
 from allmende.inventory.models import Service
+from allmende.inventory.secretnames import mount_path
 from allmende.render.docs import runbook
 from allmende.render.docs.blocks import (
     Block,
@@ -98,9 +99,12 @@ def secrets(context: Context, service: Service) -> Table:
     """Return each secret a component gets, by name, and whether a value is stored."""
     rows = []
     for cname, component in sorted(service.components.items()):
-        for env, secret in sorted(component.secrets.items()):
-            stored = "stored" if secret in context.inventory.secrets else "missing"
-            rows.append((line(Code(secret)), line(Code(f"{cname}: {env}")), line(stored)))
+        for env, use in sorted(component.secrets.items()):
+            stored = "stored" if use.secret in context.inventory.secrets else "missing"
+            given = f"{cname}: {env}" if use.as_ == "env" else f"{cname}: {mount_path(use)}"
+            if use.as_ == "file":
+                given += f" ({env}_FILE)"
+            rows.append((line(Code(use.secret)), line(Code(given)), line(stored)))
     return Table(("Secret", "Given to", "Value"), tuple(rows), empty="No secrets.")
 
 
