@@ -4,8 +4,8 @@
 
 ``--delay MS`` puts a TCP proxy between allmende and sshd that holds every chunk MS
 milliseconds each way (a round trip of twice that), as a host across a network would;
-``--per-file`` hashes the host's files over SFTP one by one (the SSH connector's fallback
-without python3 on the host) instead of with one program per host (``stat_many``).
+``--per-file`` reads, hashes and writes the host's files over SFTP one by one (the SSH
+connector's fallback without python3 on the host) instead of through its file helper.
 
 A real OpenSSH server on 127.0.0.1 (as in tests/integration/conftest.py: host and client key,
 known_hosts in a temp directory, ``StrictModes no``) stands in for the host ``box``; its root
@@ -154,11 +154,10 @@ def timed(action: Any, *args: Any) -> tuple[Any, float]:
 
 
 def per_file() -> None:
-    """Make the SSH connector hash files one by one over SFTP, as before ``stat_many``."""
-    from allmende.connectors.base import Connector
+    """Make the SSH connector go over SFTP, as on a host without python3."""
     from allmende.connectors.ssh import SshConnector
 
-    setattr(SshConnector, "stat_many", Connector.stat_many)  # noqa: B010
+    setattr(SshConnector, "python", ("allmende-no-such-python3",))  # noqa: B010
 
 
 def files_only() -> None:
@@ -239,7 +238,7 @@ def main(argv: list[str]) -> None:
         delay, argv = float(argv[1]) / 1000, argv[2:]
     one_by_one = "--per-file" in argv
     sizes = [int(a) for a in argv if a != "--per-file"] or [10, 100, 500]
-    how = "file by file over SFTP" if one_by_one else "one program per host"
+    how = "file by file over SFTP" if one_by_one else "through the file helper"
     print(f"round trip {2 * delay * 1000:g} ms; hashing {how}")
     with tempfile.TemporaryDirectory() as sshd_dir:
         server, port = start_sshd(Path(sshd_dir))

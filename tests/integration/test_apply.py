@@ -17,7 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from tests.conftest import BASE, own_secrets
@@ -303,3 +303,53 @@ def test_one_service_then_the_rest(site: Site, capsys: pytest.CaptureFixture[str
     assert len(manifest) == 10
     assert apply(capsys, site, "--yes", "--host", "rack", "--service", "git")[0] == 0
     assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 10
+
+
+#: On each host, a file apply writes and the directory it is in, and how it is reached.
+LINKED = {
+    "rack": ("/srv/wiki/secrets/wiki-db-password", "root@127.0.0.1"),
+    "gateway": (HAPROXY, "local, root"),
+}
+SHADOW = "root:$y$j9T$secret-hash:19000:0:99999:7:::\n"
+
+
+@pytest.mark.parametrize("host", sorted(LINKED))
+def test_a_planted_link_is_never_followed(
+    site: Site, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """A container that mounts /srv/wiki can replace a file allmende writes by a link to
+    another file, or a directory by a link to another directory: plan shows none of the
+    target, apply copies and writes nothing through the link, and both say which path it is."""
+    assert apply(capsys, site, "--yes", "--host", host)[0] == 0
+    root = site.remote if host == "rack" else site.local
+    outside = root / "elsewhere"
+    outside.mkdir()
+    (outside / "shadow").write_text(SHADOW)
+    path, reached = LINKED[host]
+    planted = root / path.lstrip("/")
+    planted.unlink()
+    planted.symlink_to(outside / "shadow")
+    site.haproxy[0] = VALID + "# changed\n"
+    wiki = site.inventory / "services/wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    said = f"{path} is a symbolic link: allmende follows no link on a host"
+
+    code = main(["plan", str(site.inventory), "--host", host], seams=site.seams)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"not planned: {host} ({reached}" in err and said in err
+    assert "secret-hash" not in out + err
+    code, out, err = apply(capsys, site, "--yes", "--host", host)
+    assert code == 2 and said in err and "secret-hash" not in out + err
+    assert (outside / "shadow").read_text() == SHADOW
+    assert sorted(p.name for p in outside.iterdir()) == ["shadow"]
+    assert not list(planted.parent.glob("*.allmende-prev"))
+
+    planted.unlink()
+    directory = planted.parent
+    shutil.rmtree(directory)
+    directory.symlink_to(outside)
+    code, out, err = apply(capsys, site, "--yes", "--host", host)
+    assert code == 2
+    assert f"{PurePosixPath(path).parent} is a symbolic link: allmende follows no link" in err
+    assert sorted(p.name for p in outside.iterdir()) == ["shadow"]
