@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allmende.actions.render import select
+from allmende.checks.registry import refusal, run
 from allmende.connectors import connect
 from allmende.connectors.base import Connector
+from allmende.errors import CheckFailed
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
@@ -51,18 +53,30 @@ class Prepared:
     seams: Seams = field(default_factory=Seams)
 
 
+def checked(root: Path, env: Mapping[str, str], force: bool = False) -> Inventory:
+    """Load the inventory in ``root`` and check it. Raise InventoryError if it does not load,
+    CheckFailed if the check finds errors (with ``force``: errors of rules that cannot be
+    forced)."""
+    inventory = load(root, env)
+    reason = refusal(run(inventory), force)
+    if reason is not None:
+        raise CheckFailed(reason)
+    return inventory
+
+
 def prepare(
     root: Path,
     env: Mapping[str, str],
     host: str | None = None,
     service: str | None = None,
     seams: Seams | None = None,
+    force: bool = False,
 ) -> Prepared:
-    """Load and render the inventory in ``root`` and read the hosts (only ``host``, only the
-    files of ``service`` if given); return the plan with what it was made from. Raise
-    InventoryError or UserError as `plan` does."""
+    """Load, check and render the inventory in ``root`` and read the hosts (only ``host``,
+    only the files of ``service`` if given); return the plan with what it was made from. Raise
+    InventoryError, CheckFailed or UserError as `plan` does."""
     seams = seams or Seams()
-    inventory = load(root, env)
+    inventory = checked(root, env, force)
     hosts = [host] if host is not None else sorted(inventory.hosts)
     store = SecretStore(root, env) if needs_secrets(inventory, hosts, service) else None
     rendered = host_files(inventory, seams.render(inventory), store, service)
@@ -91,6 +105,7 @@ def plan(
     host: str | None = None,
     service: str | None = None,
     seams: Seams | None = None,
+    force: bool = False,
 ) -> Plan:
     """Load the inventory in ``root``, render it, read every host (or only ``host``)
     concurrently and return the Plan of file changes (only those of ``service`` if given).
@@ -98,6 +113,7 @@ def plan(
     Hosts without ``ssh`` are this machine (under ``ALLMENDE_HOST_ROOT`` if set); the others are
     reached over SSH (see ``allmende.connectors.ssh`` for the environment it honours). A host
     that cannot be reached is in ``Plan.failed``. Raise InventoryError if the inventory does not
-    load and UserError for an unknown host or service.
+    load, CheckFailed if its check finds errors (``force``: see ``checked``) and UserError for
+    an unknown host or service.
     """
-    return prepare(root, env, host, service, seams).plan
+    return prepare(root, env, host, service, seams, force).plan

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import importlib
 
-MODULES = ("names", "ports", "routes", "images", "volumes", "backups", "secrets", "monitor")
+MODULES = (
+    "names",
+    "ports",
+    "routes",
+    "images",
+    "volumes",
+    "backups",
+    "secrets",
+    "monitor",
+    "files",
+    "domains",
+)
 
 
 def load_rules() -> None:

@@ -24,6 +24,7 @@ def tag_of(image: str) -> tuple[str | None, str | None]:
     "A moving tag such as `latest` changes under you at the next pull; nobody can say which "
     "version runs, and a restore brings back a different one.",
     "pin a version tag (`postgres:16.4`) or a digest (`@sha256:...`)",
+    force=True,
 )
 def images_pinned(ctx: Context) -> Iterator[Finding]:
     for name, service in sorted(ctx.inventory.services.items()):

@@ -7,7 +7,15 @@ from collections.abc import Iterator
 
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
-from allmende.inventory.hostpaths import service_dir, volume_dir
+from allmende.inventory.hostpaths import (
+    HAPROXY_DIR,
+    PROJECT_FILES,
+    SECRETS,
+    STATE_DIR,
+    SYSTEMD_DIR,
+    service_dir,
+    volume_dir,
+)
 
 
 @rule(
@@ -29,4 +37,53 @@ def volumes_under_srv(ctx: Context) -> Iterator[Finding]:
                     name,
                     ("components", cname, "volumes", vname),
                     f"volume `{vname}` lives at {host_path}, outside {home}/",
+                )
+
+
+def _within(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def exposed(host_path: str, services: list[str]) -> str | None:
+    """Return what allmende writes that a volume at ``host_path`` would hand to a container
+    (a service's whole directory, its secrets or project file, allmende's own directories),
+    or None."""
+    path = posixpath.normpath(host_path)
+    if path.startswith("//"):
+        path = path[1:]
+    for service in services:
+        home = service_dir(service)
+        if _within(home, path):
+            return f"the whole directory of `{service}` ({home}/: its project file and secrets)"
+        if _within(path, f"{home}/{SECRETS}"):
+            return f"the secrets of `{service}` ({home}/{SECRETS}/)"
+        if path in {f"{home}/{name}" for name in PROJECT_FILES.values()}:
+            return f"the project file of `{service}`"
+    for directory in (HAPROXY_DIR, SYSTEMD_DIR, STATE_DIR):
+        if _within(directory, path) or _within(path, directory):
+            return f"{directory}/, which allmende writes"
+    return None
+
+
+@rule(
+    "volumes.confined",
+    "error",
+    "A container can read and write whatever its volumes mount: a volume on a service's whole "
+    "directory hands it the project file and every secret file there, and lets it plant links "
+    "where allmende writes.",
+    f"mount a directory of its own: drop the `host:` path (default "
+    f"{volume_dir('<service>', '<volume>')}) and do not name a volume `{SECRETS}`",
+    guards_paths=True,
+)
+def volumes_confined(ctx: Context) -> Iterator[Finding]:
+    services = sorted(ctx.inventory.services)
+    for name, service in sorted(ctx.inventory.services.items()):
+        for cname, vname, _, host_path in derive.volumes(name, service):
+            what = exposed(host_path, services)
+            if what is not None:
+                yield ctx.finding(
+                    "service",
+                    name,
+                    ("components", cname, "volumes", vname),
+                    f"volume `{vname}` mounts {host_path}: that is {what}",
                 )

@@ -12,6 +12,7 @@ import click
 
 from allmende.actions import secret as action
 from allmende.actions.secret import RECIPIENTS
+from allmende.cli.terminal import echo
 from allmende.errors import SecretError
 
 INVENTORY_HELP = "The inventory directory (the one holding allmende.yaml)."
@@ -58,9 +59,9 @@ def secret() -> None:
 def init(inventory: Path, comment: str) -> None:
     """Create your private key and add it as a recipient."""
     key = action.init(inventory, comment)
-    click.echo(f"Created your private age key at {key.path}.")
-    click.echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
-    click.echo(f"Public key {key.public_key} added to {RECIPIENTS}.")
+    echo(f"Created your private age key at {key.path}.")
+    echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
+    echo(f"Public key {key.public_key} added to {RECIPIENTS}.")
 
 
 @secret.command(name="set")
@@ -79,7 +80,7 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
     """
     count = action.set_value(inventory, name, lambda: _read_value(name, from_file))
     plural = "" if count == 1 else "s"
-    click.echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
+    echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
 
 
 @secret.command()
@@ -101,7 +102,7 @@ def get(name: str, inventory: Path) -> None:
 def list_(inventory: Path) -> None:
     """List the names of the stored secrets (needs no key)."""
     for name in action.store(inventory).names():
-        click.echo(name)
+        echo(name)
 
 
 @secret.command()
@@ -113,7 +114,7 @@ def rm(name: str, inventory: Path) -> None:
     Its encrypted value stays in the Git history: change the secret itself if it leaked.
     """
     action.store(inventory).remove(name)
-    click.echo(f"Removed {name}.")
+    echo(f"Removed {name}.")
 
 
 @secret.group()
@@ -132,9 +133,7 @@ def recipient_add(key: str, comment: str, inventory: Path) -> None:
     the earlier recipients until they are set again.
     """
     if action.add_recipient(inventory, key, comment):
-        click.echo(f"Added {key.strip().lower()} to {RECIPIENTS}.")
-        click.echo(
-            "Secrets stored before stay readable only by the earlier recipients until set again."
-        )
+        echo(f"Added {key.strip().lower()} to {RECIPIENTS}.")
+        echo("Secrets stored before stay readable only by the earlier recipients until set again.")
     else:
-        click.echo(f"{key.strip().lower()} is already in {RECIPIENTS}.")
+        echo(f"{key.strip().lower()} is already in {RECIPIENTS}.")

@@ -13,6 +13,7 @@ from allmende.actions.serve import serve
 from allmende.cli.apply import interactive, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
+from allmende.cli.terminal import echo
 from allmende.errors import UnsafePlan, UserError
 
 
@@ -48,22 +49,22 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     if no_apply:
         pass
     elif report.errors:
-        click.echo("Not applied: the check found errors; fix them first.", err=True)
+        echo("Not applied: the check found errors; fix them first.", err=True)
         applied = False
     else:
         applied = _plan_and_apply(directory, yes)
     paths = write(inventory, report, out)
-    click.echo(summary(paths, out))
+    echo(summary(paths, out))
     if no_serve:
         return 0 if applied else 2
     server = serve(out, port)
     actual = server.server_address[1]
     name = inventory.collective.name
-    click.echo(f"Serving the docs of {name} at http://127.0.0.1:{actual}/ (Ctrl-C to stop)")
+    echo(f"Serving the docs of {name} at http://127.0.0.1:{actual}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
+        echo("Stopped.", err=True)
     finally:
         server.server_close()
     return 0
@@ -75,9 +76,9 @@ def _plan_and_apply(directory: Path, yes: bool) -> bool:
     try:
         outcome = interactive(directory, yes)
     except UnsafePlan as exc:
-        click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
+        echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
         return False
     except UserError as exc:
-        click.echo(f"Not applied: {exc}", err=True)
+        echo(f"Not applied: {exc}", err=True)
         return False
     return tell(outcome)

@@ -260,16 +260,33 @@ def on_incus_bridge(inventory: Inventory, edge: str, host: str) -> bool:
     return False
 
 
-def published_ip(host: Host) -> str | None:
-    """Given a host, return the IP its published ports bind to: its address if that is an IP,
-    127.0.0.1 if it has none (the local machine), None if its address is a DNS name (then
-    they bind every address)."""
+def published_ip(host: Host) -> str:
+    """Given a host, return the IP its published ports bind to: its ``bind`` if given, else
+    its address if that is an IP, else 127.0.0.1 (a host without an address is the local
+    machine; one reached by name publishes on every interface only when ``bind`` says so)."""
+    if host.bind is not None:
+        return host.bind
     if host.address is None:
         return "127.0.0.1"
     try:
         return str(ipaddress.ip_address(host.address))
     except ValueError:
-        return None
+        return "127.0.0.1"
+
+
+#: The ``bind`` values that mean every interface of the host.
+EVERY_INTERFACE = ("0.0.0.0", "::")
+
+
+def bind_unsaid(host: Host) -> bool:
+    """Whether a host is reached by a name and does not say where its ports listen."""
+    if host.bind is not None or host.address is None:
+        return False
+    try:
+        ipaddress.ip_address(host.address)
+    except ValueError:
+        return True
+    return False
 
 
 def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach | None:
@@ -293,7 +310,7 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
         # Incus names every instance on its managed bridge: <service>-<component>.incus.
         return Reach(owner.host, f"{service}-{component_name}.incus", port, False, True)
     if owner.host == edge:
-        address: str | None = published_ip(inventory.hosts[edge]) or "127.0.0.1"
+        address: str | None = published_ip(inventory.hosts[edge])
     else:
         host = inventory.hosts.get(owner.host)
         address = (host.address or None) if host is not None else None

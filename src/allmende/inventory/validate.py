@@ -198,7 +198,8 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
             kind = error["type"]
             path = _data_path(doc.data, tuple(error["loc"]), keep_last=kind in ("missing",))
             message, hint = _message(error, model, path)
-            location = doc.locate(path, key=kind in ("extra_forbidden", "missing"))
+            at_key = kind in ("extra_forbidden", "missing") or error["loc"][-1:] == ("[key]",)
+            location = doc.locate(path, key=at_key)
             if kind == "missing":
                 location = doc.locate(path[:-1])
             problems.append(Problem(location, dotted(path), message, hint))
