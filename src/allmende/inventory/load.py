@@ -61,9 +61,10 @@ def _name_problem(relative: str, kind: Kind, name: str) -> Problem | None:
 
 def _files(
     root: Path, kind: Kind, problems: list[Problem], skipped: dict[str, str]
-) -> dict[str, str]:
+) -> dict[str, str] | None:
     """Return name -> relative file for every YAML file of one kind, noting doubles, links out
-    of the inventory, names that cannot be names, and entries that are no regular files."""
+    of the inventory, names that cannot be names, and entries that are no regular files; None
+    when the directory cannot be read."""
     directory = root / DIRECTORIES[kind]
     found: dict[str, str] = {}
     if directory.is_symlink() and not _inside(root, directory):
@@ -82,7 +83,7 @@ def _files(
                 "check its permissions",
             )
         )
-        return found
+        return None
     for path in entries:
         if path.suffix not in SUFFIXES:
             continue
@@ -157,8 +158,12 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
     problems: list[Problem] = []
     skipped: dict[str, str] = {}
     files: dict[tuple[Kind, str], str] = {("collective", ""): COLLECTIVE_FILE}
+    unreadable: set[Kind] = set()
     for kind in DIRECTORIES:
-        for name, relative in _files(root, kind, problems, skipped).items():
+        listed = _files(root, kind, problems, skipped)
+        if listed is None:
+            unreadable.add(kind)
+        for name, relative in (listed or {}).items():
             files[(kind, name)] = relative
 
     documents: dict[str, Document] = {}
@@ -190,7 +195,7 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         documents=documents,
         skipped=skipped,
     )
-    problems.extend(_resolvable(inventory, files, failed_paths))
+    problems.extend(_resolvable(inventory, files, failed_paths, unreadable))
     if problems:
         raise InventoryError(problems)
     return inventory
@@ -202,12 +207,16 @@ def _scope(keypath: str) -> str:
 
 
 def _resolvable(
-    inventory: Inventory, files: dict[tuple[Kind, str], str], failed: set[tuple[str, str]]
+    inventory: Inventory,
+    files: dict[tuple[Kind, str], str],
+    failed: set[tuple[str, str]],
+    unreadable: set[Kind],
 ) -> list[Problem]:
     """Resolve references, leaving out what only follows from problems already reported.
 
-    A file that failed to load is not reported again as an unknown name, and a reference next
-    to a value that failed validation (in the same component, say) is not reported either.
+    A file that failed to load is not reported again as an unknown name, a reference next
+    to a value that failed validation (in the same component, say) is not reported either, and
+    neither are unknown hosts or services when their directory cannot be read.
     """
     unloaded = frozenset(
         name
@@ -215,8 +224,10 @@ def _resolvable(
         if kind in ("host", "service")
         and name not in (inventory.hosts if kind == "host" else inventory.services)
     )
+    unknown = tuple(f"unknown {kind} " for kind in sorted(unreadable))
     return [
         p
         for p in resolve(inventory, unloaded)
         if (p.location.file, _scope(p.keypath)) not in failed
+        and not (unknown and p.message.startswith(unknown))
     ]

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from allmende.errors import Problem
 from allmende.inventory.models import DURATION_PATTERN, SIZE_PATTERN
-from allmende.inventory.yamlpos import Document, KeyPath, dotted
+from allmende.inventory.yamlpos import Based, Document, KeyPath, dotted
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,6 +21,7 @@ _TYPE_NAMES = {
     int: "a number",
     float: "a number",
     str: "text",
+    Based: "a number",
     dict: "a mapping",
     list: "a list",
     type(None): "nothing",
@@ -185,7 +186,7 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
         problem = Problem(
             doc.locate(()),
             "",
-            f"expected a mapping of keys, got {_describe(doc.data)}",
+            f"expected a mapping of keys, got {_TYPE_NAMES.get(type(doc.data), 'something else')}",
             "start the file with `key: value` lines",
         )
         return None, [problem]
