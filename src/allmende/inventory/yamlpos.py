@@ -7,9 +7,10 @@ and ``<<`` merge keys work as in Compose files. Duplicate keys and unknown tags 
 not silently resolved.
 
 A file is an untrusted input: the tree is composed here from libyaml's events, counting as it
-goes, and a file nested deeper than ``MAX_DEPTH`` levels or whose aliases would expand to more
-than ``MAX_NODES`` values is refused at the place that crosses the limit, before it is built
-(a 1 KB "billion laughs" of nested aliases, 40,000 nested brackets).
+goes, and a file nested deeper than ``MAX_DEPTH`` levels or whose aliases would stand for more
+than ``MAX_ALIASED`` values in all is refused at the place that crosses the limit, before it is
+built (a 1 KB "billion laughs" of nested aliases, 40,000 nested brackets). What is written out
+costs the bytes that write it; only aliases multiply.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ _Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: The deepest nesting of mappings and lists a file may have (aliases counted as what they
 #: stand for); an inventory file needs a handful, a compose file a dozen.
 MAX_DEPTH = 64
-#: The most values a file may hold with its aliases expanded.
-MAX_NODES = 200_000
+#: The most values the aliases of a file may stand for, together.
+MAX_ALIASED = 100_000
 
 
 class _Loader(_Base):  # type: ignore[misc]
@@ -147,7 +148,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
 
 
 class _TooBig(Exception):
-    """A file crosses ``MAX_DEPTH`` or ``MAX_NODES``, or an alias stands for itself; ``mark``
+    """A file crosses ``MAX_DEPTH`` or ``MAX_ALIASED``, or an alias stands for itself; ``mark``
     is where."""
 
     def __init__(self, message: str, mark: Any, hint: str = "") -> None:
@@ -175,7 +176,7 @@ class _Open:
 
 def _composed(loader: Any) -> tuple[yaml.Node | None, yaml.Node | None]:
     """Compose the first document of the stream into nodes, as PyYAML's composer does, but
-    without recursion and within ``MAX_DEPTH`` and ``MAX_NODES``; return it (None for an empty
+    without recursion and within ``MAX_DEPTH`` and ``MAX_ALIASED``; return it (None for an empty
     stream) and the first node of a second document, if there is one (not composed further).
     Raise _TooBig, or yaml's MarkedYAMLError for a syntax error or an undefined alias."""
     #: Each anchor's node, how many values it stands for, and how deep it goes.
@@ -218,7 +219,6 @@ def _composed(loader: Any) -> tuple[yaml.Node | None, yaml.Node | None]:
                     )
                 if kind is not scalar:
                     stack.append(_Open(node, event.anchor))
-                    total += 1
                     if len(stack) > MAX_DEPTH:
                         raise _TooBig(f"nested more than {MAX_DEPTH} levels deep", start)
                     continue
@@ -249,12 +249,13 @@ def _composed(loader: Any) -> tuple[yaml.Node | None, yaml.Node | None]:
             if kind is yaml.DocumentEndEvent:
                 anchors.clear()
             continue
-        total += weight
+        if kind is alias:
+            total += weight
         if len(stack) + height > MAX_DEPTH:
             how = " with its aliases" if kind is alias else ""
             raise _TooBig(f"nested more than {MAX_DEPTH} levels deep{how}", start)
-        if total > MAX_NODES:
-            raise _TooBig(f"its aliases expand to more than {MAX_NODES:,} values", start)
+        if total > MAX_ALIASED:
+            raise _TooBig(f"its aliases stand for more than {MAX_ALIASED:,} values", start)
         if stack:
             stack[-1].weight += weight
             stack[-1].height = max(stack[-1].height, height + 1)
