@@ -11,6 +11,7 @@ test machine): the engines, the proxy and rollback are driven for real by the en
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import subprocess
@@ -29,6 +30,7 @@ from allmende.inventory.hostpaths import APPLY_LOCK as LOCK
 from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
+from allmende.plan.changes import HIDDEN
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from allmende.state.store import list_applies, open_store
@@ -353,3 +355,49 @@ def test_a_planted_link_is_never_followed(
     assert code == 2
     assert f"{PurePosixPath(path).parent} is a symbolic link: allmende follows no link" in err
     assert sorted(p.name for p in outside.iterdir()) == ["shadow"]
+
+
+def test_no_plain_hash_of_a_secret_anywhere_and_a_changed_one_is_seen(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's JSON, the state database and the host's manifest carry the hash of a secret
+    file keyed with the host's own key: a dictionary of guesses finds nothing. The state
+    database and the manifest are 0600; a changed value is still planned, once."""
+    from allmende.inventory.secrets import SecretStore
+
+    env = {"ALLMENDE_AGE_KEY": str(site.inventory.parent / "age.key")}
+    value = SecretStore(site.inventory, env).get("wiki/db-password")
+    plain = hashlib.sha256(value).hexdigest()
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    first = capsys.readouterr().out
+    assert code == 3 and plain not in first
+    assert '"after": "hmac-sha256:' in first
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    again = capsys.readouterr().out
+    checksum = json.loads(again)["checksum"]
+    assert json.loads(first)["checksum"] == checksum  # no key on the host yet: the same plan
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", checksum)
+    assert code == 0, err
+
+    manifest = site.remote / MANIFEST[1:]
+    key = site.remote / "var/lib/allmende/hash.key"
+    assert manifest.stat().st_mode & 0o777 == 0o600 and key.stat().st_mode & 0o777 == 0o600
+    assert site.state.stat().st_mode & 0o777 == 0o600
+    assert plain not in manifest.read_text() and plain.encode() not in site.state.read_bytes()
+    recorded = json.loads(manifest.read_text())["hosts"]["rack"]
+    assert recorded["/srv/wiki/secrets/wiki-db-password"]["hmac"].startswith("hmac-sha256:")
+    code, out, err = apply(capsys, site, "--host", "rack")
+    assert (code, out) == (0, "") and "Nothing to do." in err
+
+    SecretStore(site.inventory, env).set("wiki/db-password", b"hunter2")
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    planned = json.loads(capsys.readouterr().out)
+    assert code == 3
+    [change] = planned["changes"]
+    assert change["path"] == "/srv/wiki/secrets/wiki-db-password"
+    assert change["kind"] == "update" and change["diff"] == HIDDEN
+    assert hashlib.sha256(b"hunter2").hexdigest() not in json.dumps(planned)
+    assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
+    assert (site.remote / "srv/wiki/secrets/wiki-db-password").read_bytes() == b"hunter2"
+    code, out, err = apply(capsys, site, "--host", "rack")
+    assert (code, out) == (0, "") and "Nothing to do." in err

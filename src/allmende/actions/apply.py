@@ -120,6 +120,7 @@ def apply(
             changes,
             actions,
             prepared.wanted[host],
+            plan.keys[host],
             prepared.scoped,
             float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
             lambda line: say(f"{host}: {line}"),

@@ -18,14 +18,14 @@ from allmende.inventory.secrets import SecretStore
 from allmende.plan.actions import plan_actions
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.deliver import host_files, needs_secrets
-from allmende.plan.observe import observe, wanted_by_host
+from allmende.plan.observe import Recorded, observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 
-#: Given an opened host, the inventory, its file changes, its wanted files, its manifest and
-#: the service the plan is limited to: the actions that follow the files.
+#: Given an opened host, the inventory, its file changes, its wanted files, what it records of
+#: the last apply and the service the plan is limited to: the actions that follow the files.
 Actor = Callable[
-    [Connector, Inventory, list[Change], Mapping[str, Rendered], bytes | None, str | None],
+    [Connector, Inventory, list[Change], Mapping[str, Rendered], Recorded, str | None],
     Awaitable[list[Action]],
 ]
 
@@ -91,9 +91,9 @@ def prepare(
         connector: Connector,
         changes: list[Change],
         files: Mapping[str, Rendered],
-        manifest: bytes | None,
+        recorded: Recorded,
     ) -> list[Action]:
-        return await seams.actions(connector, inventory, changes, files, manifest, service)
+        return await seams.actions(connector, inventory, changes, files, recorded, service)
 
     plan = asyncio.run(observe(wanted, opener, source, act))
     return Prepared(root, inventory, wanted, plan, service is not None, seams)

@@ -43,6 +43,7 @@ from allmende.inventory.hostpaths import PROXY_FILES
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change
 from allmende.plan.deliver import secret_names
+from allmende.plan.digest import HostKey
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class HostPlan:
     changes: Sequence[Change]
     actions: Sequence[Action]
     wanted: Mapping[str, Rendered]
+    key: HostKey
     scoped: bool = False
     verify_timeout: float = TIMEOUT
     #: Told each step as it is done, one line without the host's name (for people watching).
@@ -82,7 +84,7 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         certs = plan.wanted.get(PROXY_FILES[1])
         if certs is not None:
             await ensure_certificates(connector, certs.content)
-        staged = await stage(connector, plan.changes, plan.wanted)
+        staged = await stage(connector, plan.changes, plan.wanted, plan.key)
     except PlanChanged:
         raise
     except UserError as exc:
@@ -101,7 +103,7 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         done.files = len(staged.committed)
         plan.say(f"{done.files} files in place")
         await _after_files(connector, plan, driver, done)
-        await record(connector, staged, plan.wanted, plan.scoped)
+        await record(connector, staged, plan.wanted, plan.key, plan.scoped)
     except UserError as exc:
         log.info("%s: %s; rolling back", connector.host, exc)
         plan.say("failed: rolling back")

@@ -30,9 +30,9 @@ from allmende.inventory.hostpaths import (
     service_of,
 )
 from allmende.inventory.inventory import Inventory
-from allmende.plan.changes import Action, Change, sha256
+from allmende.plan.changes import Action, Change, sensitive, sha256
 from allmende.plan.deliver import secret_names
-from allmende.plan.observe import manifest_hashes
+from allmende.plan.observe import Recorded, manifest_hashes
 from allmende.plan.proxy import show_proc
 from allmende.render.output import Rendered
 
@@ -150,17 +150,19 @@ def host_actions(
     return actions
 
 
-def unrecorded(manifest: bytes | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
+def unrecorded(recorded: Recorded | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
     """Return the services with a file whose wanted hash is not the one the manifest records
     (apply writes the manifest last: such a service's files may be in place while the apply
     that wrote them died before bringing it up). A host without a manifest has none."""
-    if manifest is None:
+    if recorded is None or recorded.manifest is None:
         return set()
-    recorded = manifest_hashes(manifest, host)
+    hashes = manifest_hashes(recorded.manifest, host)
+    key = recorded.key
     return {
         service
         for path, rendered in wanted.items()
-        if (service := service_of(path)) and recorded.get(path) != sha256(rendered.content)
+        if (service := service_of(path))
+        and hashes.get(path) != key.shown(sha256(rendered.content), sensitive(rendered.mode))
     }
 
 
@@ -174,13 +176,13 @@ async def plan_actions(
     inventory: Inventory,
     changes: Sequence[Change],
     wanted: Mapping[str, Rendered],
-    manifest: bytes | None,
+    recorded: Recorded | None,
     service: str | None = None,
 ) -> list[Action]:
     """Return every action apply takes on the (opened) host after its file ``changes``,
     reading the engine and the proxy where they matter (only ``service``'s if given); the
-    host's ``manifest`` tells which services an unfinished apply left. Raise UserError if the
-    engine cannot be asked."""
+    host's manifest (``recorded``) tells which services an unfinished apply left. Raise
+    UserError if the engine cannot be asked."""
     host = connector.host
     model = inventory.hosts[host]
     driver = await find_driver(connector, model.engine, model.runtime)
@@ -189,7 +191,7 @@ async def plan_actions(
         projects = [p for p in wanted if is_project(driver, p)]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
         running = await driver.running(connector) if projects or leaving else None
-        unfinished = unrecorded(manifest, host, wanted)
+        unfinished = unrecorded(recorded, host, wanted)
         actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
     if service is not None:
         return [a for a in actions if a.subject == service]
