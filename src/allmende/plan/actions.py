@@ -23,7 +23,6 @@ from allmende.connectors.base import Connector
 from allmende.engines import find_driver
 from allmende.engines.base import Driver, Running
 from allmende.inventory.hostpaths import (
-    HAPROXY_PATHS,
     PROXY_FILES,
     SYSTEMD_RUNNING,
     UNITS,
@@ -33,7 +32,7 @@ from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change, sensitive, sha256
 from allmende.plan.deliver import secret_names
 from allmende.plan.observe import Recorded, manifest_hashes
-from allmende.plan.proxy import show_proc
+from allmende.plan.proxy import proxy_paths, show_proc
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -168,7 +167,7 @@ def unrecorded(recorded: Recorded | None, host: str, wanted: Mapping[str, Render
 
 async def has_systemd(connector: Connector) -> bool:
     """Return whether the host runs systemd (``/run/systemd/system`` exists there)."""
-    return await connector.succeeds(["test", "-d", SYSTEMD_RUNNING])
+    return await connector.succeeds(["test", "-d", connector.real(SYSTEMD_RUNNING)])
 
 
 async def plan_actions(
@@ -197,6 +196,6 @@ async def plan_actions(
         return [a for a in actions if a.subject == service]
     proxy: bool | None = None
     if PROXY_FILES[0] in wanted:
-        proxy = await show_proc(connector, HAPROXY_PATHS) is not None
+        proxy = await show_proc(connector, proxy_paths(connector)) is not None
     systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
     return actions + host_actions(host, changes, wanted, proxy, systemd)
