@@ -7,6 +7,7 @@ exact messages (dns-injection, yaml-bomb, deep-nesting, unsafe-names, bad-addres
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -17,7 +18,8 @@ import pytest
 
 from allmende.checks.registry import run
 from allmende.cli.main import main
-from allmende.errors import InventoryError
+from allmende.connectors.ssh import SshConnector
+from allmende.errors import InventoryError, UserError
 from allmende.inventory.load import load
 from tests.conftest import FIXTURES, overlay
 
@@ -159,3 +161,13 @@ def test_bombs_are_refused_at_once_with_file_and_line(inventory: Path, text: str
     assert problem.hint == (
         "write the values out; allmende reads no file nested or aliased this much"
     )
+
+
+def test_the_ssh_keyscan_hint_quotes_the_address(tmp_path: Path) -> None:
+    """The hint is a command to paste: every word of it is quoted (the loader refuses such an
+    address; a connector made otherwise still says it safely)."""
+    known = tmp_path / "known hosts"
+    host = SshConnector("rack", "evil; rm -rf ~", "root", 22, {"ALLMENDE_KNOWN_HOSTS": str(known)})
+    with pytest.raises(UserError) as caught:
+        asyncio.run(host.open())
+    assert str(caught.value).endswith(f"add it: ssh-keyscan -p 22 'evil; rm -rf ~' >> '{known}')")

@@ -78,9 +78,15 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
     The value is asked for without echo, or read from stdin when piped, exactly as given: use
     `printf %s VALUE | allmende secret set NAME` to store it without a trailing newline.
     """
-    count = action.set_value(inventory, name, lambda: _read_value(name, from_file))
-    plural = "" if count == 1 else "s"
-    echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
+    stored = action.set_value(inventory, name, lambda: _read_value(name, from_file))
+    plural = "" if stored.recipients == 1 else "s"
+    echo(f"Stored {name}, encrypted to {stored.recipients} recipient{plural}.")
+    if stored.not_yours is not None:
+        echo(
+            f"warning: your key {stored.not_yours} is not a recipient (not in {RECIPIENTS}): "
+            f"you cannot read {name} back, nor plan or apply what uses it",
+            err=True,
+        )
 
 
 @secret.command()

@@ -90,7 +90,14 @@ class SshConnector(Connector):
         return Unreachable(self.host, f"{self.host} ({self.where}): {what}{tail}")
 
     def _keyscan(self) -> str:
-        return f"ssh-keyscan -p {self.port} {self.address} >> {self.known_hosts}"
+        """Return the command that adds the host's key, every word quoted for a shell."""
+        command = shlex.join(["ssh-keyscan", "-p", str(self.port), self.address])
+        return f"{command} >> {shlex.quote(str(self.known_hosts))}"
+
+    def _forget(self) -> str:
+        """Return the command that removes the host's recorded key, quoted for a shell."""
+        entry = f"[{self.address}]:{self.port}"
+        return shlex.join(["ssh-keygen", "-R", entry, "-f", str(self.known_hosts)])
 
     async def open(self) -> None:
         if not self.known_hosts.is_file():
@@ -162,9 +169,8 @@ class SshConnector(Connector):
             return self._unreachable(
                 f"the host key has CHANGED since it was recorded in {self.known_hosts}; "
                 f"refusing to connect.{offered} If the host was reinstalled, check the new "
-                f"fingerprint with its admin, remove the old line (ssh-keygen -R "
-                f"'[{self.address}]:{self.port}' -f {self.known_hosts}), then add the new one: "
-                f"{self._keyscan()}"
+                f"fingerprint with its admin, remove the old line ({self._forget()}), then add "
+                f"the new one: {self._keyscan()}"
             )
         return self._unreachable(
             f"the host key is unknown (not in {self.known_hosts}); refusing to connect.{offered} "
