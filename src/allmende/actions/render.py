@@ -149,7 +149,7 @@ def render(
         for zone, reason in sorted(dns.skipped(inventory).items()):
             log.warning("no zone file for %s: %s", zone, reason)
     out = tree.target(out)
-    with tree.locked(out):
+    with tree.locked(out, "rendered tree"):
         tree.refuse_foreign(out, MARKER, "rendered tree")
         contents = carry_serials(
             out,

@@ -62,15 +62,16 @@ def refuse_foreign(out: Path, marker: str, what: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(out: Path) -> Iterator[None]:
+def locked(out: Path, what: str = "site") -> Iterator[None]:
     """Hold the lock of the target ``out`` (waiting for another writer), and remove what
-    writers killed half-way left beside it. Raise UserError if the lock cannot be made."""
+    writers killed half-way left beside it. Raise UserError if its directory cannot be made
+    (``what`` names the target in that message)."""
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
         handle = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
-        raise file_error("lock", parent, exc) from None
+        raise file_error(f"write the {what} to", out, exc) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX)
         for leftover in sorted(parent.glob(f".{glob.escape(out.name)}.[no][el][wd]-*")):
