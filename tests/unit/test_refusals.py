@@ -34,6 +34,13 @@ def hosts(inventory: Path) -> dict[str, MemoryHost]:
     return {name: MemoryHost(name) for name in load(inventory, {}).hosts}
 
 
+@pytest.fixture
+def seams(hosts: dict[str, MemoryHost], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Seams:
+    """Every host in memory, files only; the state database in tmp_path."""
+    monkeypatch.setenv("ALLMENDE_STATE", str(tmp_path / "state.sqlite"))
+    return Seams(connect=lambda inventory, name, env: hosts[name], actions=no_actions)
+
+
 def edit(inventory: Path, name: str, old: str, new: str) -> None:
     path = inventory / name
     text = path.read_text()
@@ -44,12 +51,9 @@ def edit(inventory: Path, name: str, old: str, new: str) -> None:
 def test_an_error_finding_stops_plan_and_apply_and_force_passes_a_chosen_few(
     inventory: Path,
     hosts: dict[str, MemoryHost],
-    tmp_path: Path,
+    seams: Seams,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("ALLMENDE_STATE", str(tmp_path / "state.sqlite"))
-    seams = Seams(connect=lambda inventory, name, env: hosts[name], actions=no_actions)
     edit(inventory, "services/wiki.yaml", "mediawiki:1.42.3", "mediawiki:latest")
     for verb in (["plan"], ["apply", "--yes"]):
         code = main([*verb, str(inventory), "--host", "rack"], seams=seams)
@@ -90,16 +94,13 @@ def test_an_error_finding_stops_plan_and_apply_and_force_passes_a_chosen_few(
 def test_a_rule_that_keeps_paths_safe_is_never_forced(
     inventory: Path,
     hosts: dict[str, MemoryHost],
-    tmp_path: Path,
+    seams: Seams,
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     file: str,
     old: str,
     new: str,
     rule: str,
 ) -> None:
-    monkeypatch.setenv("ALLMENDE_STATE", str(tmp_path / "state.sqlite"))
-    seams = Seams(connect=lambda inventory, name, env: hosts[name], actions=no_actions)
     edit(inventory, file, old, new)
     allow = f"allow: [{{rule: {rule}, reason: we know better}}]\n"
     (inventory / file).write_text((inventory / file).read_text() + allow)

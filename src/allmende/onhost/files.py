@@ -232,17 +232,23 @@ def rename(root: str, source: str, target: str) -> None:
         os.close(source_dir)
 
 
-def remove(root: str, path: str) -> None:
-    """Delete the file (or link) ``path`` if it exists; never anything a link points to."""
+def _delete(root: str, path: str, how: Any) -> None:
+    """Delete ``path`` with ``how`` (``os.unlink``, ``os.rmdir``) relative to its directory,
+    if it exists."""
     directory, name, _ = _parent(root, path)
     if directory is None:
         return
     try:
-        os.unlink(name, dir_fd=directory)
+        how(name, dir_fd=directory)
     except FileNotFoundError:
         pass
     finally:
         os.close(directory)
+
+
+def remove(root: str, path: str) -> None:
+    """Delete the file (or link) ``path`` if it exists; never anything a link points to."""
+    _delete(root, path, os.unlink)
 
 
 def make_dir(root: str, path: str) -> bool:
@@ -267,15 +273,7 @@ def make_dir(root: str, path: str) -> bool:
 
 def remove_dir(root: str, path: str) -> None:
     """Delete the empty directory ``path`` if it exists."""
-    directory, name, _ = _parent(root, path)
-    if directory is None:
-        return
-    try:
-        os.rmdir(name, dir_fd=directory)
-    except FileNotFoundError:
-        pass
-    finally:
-        os.close(directory)
+    _delete(root, path, os.rmdir)
 
 
 def list_files(root: str, path: str) -> list[str]:
