@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from pathlib import PurePosixPath
 
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
@@ -44,20 +45,26 @@ def _within(path: str, directory: str) -> bool:
     return path == directory or path.startswith(directory.rstrip("/") + "/")
 
 
-def exposed(host_path: str, services: list[str]) -> str | None:
+def exposed(host_path: str, services: Collection[str]) -> str | None:
     """Return what allmende writes that a volume at ``host_path`` would hand to a container
     (a service's whole directory, its secrets or project file, allmende's own directories),
-    or None."""
+    or None. ``services`` are the names of the inventory's services."""
     path = posixpath.normpath(host_path)
     if path.startswith("//"):
         path = path[1:]
-    for service in services:
-        home = service_dir(service)
-        if _within(home, path):
+    parts = PurePosixPath(path).parts
+    top = service_dir("")  # "/srv/"
+    if _within(top.rstrip("/"), path) and services:  # / or /srv itself
+        first = min(services)
+        home = service_dir(first)
+        return f"the whole directory of `{first}` ({home}/: its project file and secrets)"
+    if path.startswith(top) and parts[2] in services:
+        service, home = parts[2], service_dir(parts[2])
+        if len(parts) == 3:
             return f"the whole directory of `{service}` ({home}/: its project file and secrets)"
-        if _within(path, f"{home}/{SECRETS}"):
+        if parts[3] == SECRETS:
             return f"the secrets of `{service}` ({home}/{SECRETS}/)"
-        if path in {f"{home}/{name}" for name in PROJECT_FILES.values()}:
+        if len(parts) == 4 and parts[3] in PROJECT_FILES.values():
             return f"the project file of `{service}`"
     for directory in (HAPROXY_DIR, SYSTEMD_DIR, STATE_DIR):
         if _within(directory, path) or _within(path, directory):
@@ -76,7 +83,7 @@ def exposed(host_path: str, services: list[str]) -> str | None:
     guards_paths=True,
 )
 def volumes_confined(ctx: Context) -> Iterator[Finding]:
-    services = sorted(ctx.inventory.services)
+    services = frozenset(ctx.inventory.services)
     for name, service in sorted(ctx.inventory.services.items()):
         for cname, vname, _, host_path in derive.volumes(name, service):
             what = exposed(host_path, services)
