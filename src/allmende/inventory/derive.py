@@ -298,8 +298,8 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
 
     A published port is reached on the service host's ``address``; when the service runs on
     the edge host itself, on the address its ports are published on (``published_ip``; where
-    that is every interface, the host's IP, else 127.0.0.1). An unpublished port of a container on an Incus host
-    the edge runs on or in is reached by name on the Incus bridge,
+    that is every interface, the host's IP, else 127.0.0.1). An unpublished port of a
+    container on an Incus host the edge runs on or in is reached by name on the Incus bridge,
     ``<service>-<component>.incus``. Any other unpublished port cannot be reached.
     """
     component_name, port_name = split_target(target)
