@@ -108,12 +108,10 @@ class Agent:
 
     async def close(self) -> None:
         """End the helper (its stdin closes) and wait for it."""
-        if not self._reader.done():
-            self._process.stdin.write_eof()
-            try:
+        with contextlib.suppress(asyncssh.Error, OSError, TimeoutError):
+            if not self._reader.done():
+                self._process.stdin.write_eof()
                 await asyncio.wait_for(asyncio.shield(self._reader), 5.0)
-            except TimeoutError:
-                self._process.close()
         self._process.close()
 
 
