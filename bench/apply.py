@@ -4,8 +4,8 @@
 
 ``--delay MS`` puts a TCP proxy between allmende and sshd that holds every chunk MS
 milliseconds each way (a round trip of twice that), as a host across a network would;
-``--per-file`` hashes the host's files over SFTP one by one (the SSH connector's fallback
-without python3 on the host) instead of with one program per host (``stat_many``).
+``--per-file`` reads, hashes and writes the host's files over SFTP one by one (the SSH
+connector's fallback without python3 on the host) instead of through its file helper.
 
 A real OpenSSH server on 127.0.0.1 (as in tests/integration/conftest.py: host and client key,
 known_hosts in a temp directory, ``StrictModes no``) stands in for the host ``box``; its root
@@ -154,31 +154,28 @@ def timed(action: Any, *args: Any) -> tuple[Any, float]:
 
 
 def per_file() -> None:
-    """Make the SSH connector hash files one by one over SFTP, as before ``stat_many``."""
-    from allmende.connectors.base import Connector
+    """Make the SSH connector go over SFTP, as on a host without python3."""
     from allmende.connectors.ssh import SshConnector
 
-    setattr(SshConnector, "stat_many", Connector.stat_many)  # noqa: B010
+    setattr(SshConnector, "python", ("allmende-no-such-python3",))  # noqa: B010
 
 
-def files_only() -> None:
-    """Leave the engines out of the plans: no container is started on ``box`` and no HAProxy
-    on this machine, and only the file part of plan and apply is measured."""
-    import allmende.actions.plan as plan_action
-
-    async def no_actions(*args: object, **kwargs: object) -> list[object]:
-        return []
-
-    setattr(plan_action, "plan_actions", no_actions)  # noqa: B010
+async def no_actions(*args: object, **kwargs: object) -> list[Any]:
+    """Find no actions: the engines are left out of the plans (no container is started on
+    ``box`` and no HAProxy on this machine), and only the file part is measured."""
+    return []
 
 
 def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, Any]:
     """Measure one size in this process; return the figures."""
     from allmende.actions.apply import apply
     from allmende.actions.check import check
-    from allmende.actions.plan import prepare
+    from allmende.actions.plan import Seams
+    from allmende.actions.plan import prepare as prepare_with
 
-    files_only()
+    def prepare(root: Path, env: dict[str, str]) -> Any:
+        return prepare_with(root, env, seams=Seams(actions=no_actions))
+
     if one_by_one:
         per_file()
 
@@ -207,7 +204,7 @@ def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, 
             return len(prepared.plan.changes), apply(prepared, env)
 
         (created, results), first_s = timed(first)
-        assert set(results.values()) == {"ok"}, results
+        assert all(r.ok for r in results.values()), results
         assert created == services + 2, created
         plan, plan_s = timed(lambda: prepare(root, env).plan)
         assert not plan.changes and not plan.failed, (plan.changes[:3], plan.failed)
@@ -239,7 +236,7 @@ def main(argv: list[str]) -> None:
         delay, argv = float(argv[1]) / 1000, argv[2:]
     one_by_one = "--per-file" in argv
     sizes = [int(a) for a in argv if a != "--per-file"] or [10, 100, 500]
-    how = "file by file over SFTP" if one_by_one else "one program per host"
+    how = "file by file over SFTP" if one_by_one else "through the file helper"
     print(f"round trip {2 * delay * 1000:g} ms; hashing {how}")
     with tempfile.TemporaryDirectory() as sshd_dir:
         server, port = start_sshd(Path(sshd_dir))

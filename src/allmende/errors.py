@@ -9,6 +9,7 @@ reported as an internal error with a traceback and a request to report it.
     AllmendeError
     ├── UserError                 a mistake or situation the user can fix (exit 2)
     │   ├── InventoryError        the inventory does not load: carries every Problem at once
+    │   ├── CheckFailed           plan and apply refuse an inventory with error findings
     │   ├── SecretError           the secret store or its key is missing, unreadable or wrong
     │   ├── CommandFailed         a program ran and failed (``host`` None: on this machine)
     │   │   ├── ToolMissing       the program is not installed where it was run
@@ -27,6 +28,26 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def visible(text: str, keep: str = "") -> str:
+    """Return ``text`` with every control or invisible formatting character (ESC, a carriage
+    return, a right-to-left override, ...) but those in ``keep`` written as an escape
+    (``\\x1b``, ``\\u202e``), so that nothing from an inventory or a host can move the cursor,
+    repaint a terminal or fake a line of output."""
+    if text.isprintable() and not keep:
+        return text
+    out = []
+    for character in text:
+        if character in keep or character.isprintable() or character == " ":
+            out.append(character)
+        elif character in _ESCAPES:
+            out.append(_ESCAPES[character])
+        else:
+            out.append(repr(character)[1:-1])
+    return "".join(out)
+
 
 @dataclass(frozen=True, order=True)
 class Location:
@@ -38,8 +59,8 @@ class Location:
 
     def __str__(self) -> str:
         if self.line:
-            return f"{self.file}:{self.line}:{self.column}"
-        return self.file
+            return f"{visible(self.file)}:{self.line}:{self.column}"
+        return visible(self.file)
 
 
 @dataclass(frozen=True, order=True)
@@ -52,9 +73,9 @@ class Problem:
     hint: str = ""
 
     def __str__(self) -> str:
-        key = f" {self.keypath}:" if self.keypath else ""
-        hint = f" ({self.hint})" if self.hint else ""
-        return f"{self.location}:{key} {self.message}{hint}"
+        key = f" {visible(self.keypath)}:" if self.keypath else ""
+        hint = f" ({visible(self.hint)})" if self.hint else ""
+        return f"{self.location}:{key} {visible(self.message)}{hint}"
 
 
 class AllmendeError(Exception):
@@ -77,6 +98,10 @@ class InventoryError(UserError):
         lines = [str(p) for p in self.problems]
         lines.append(f"{count} {noun}: the inventory was not loaded.")
         super().__init__("\n".join(lines))
+
+
+class CheckFailed(UserError):
+    """The inventory loads but its check finds errors: plan and apply refuse it."""
 
 
 class SecretError(UserError):

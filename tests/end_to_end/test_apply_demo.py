@@ -300,7 +300,8 @@ def test_a_configuration_haproxy_rejects_changes_nothing(
 def test_a_service_failing_its_health_check_is_rolled_back(
     demo: Demo, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run_cli(capsys, "apply", str(demo.inventory), "--yes")[0] == 0
+    first = run_cli(capsys, "apply", str(demo.inventory), "--yes")
+    assert first[0] == 0, first[2]
     compose = demo.host.local("/srv/wiki/compose.yaml")
     before = compose.read_bytes()
     wiki = demo.service_file("wiki")

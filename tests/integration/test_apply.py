@@ -11,13 +11,14 @@ test machine): the engines, the proxy and rollback are driven for real by the en
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 from tests.conftest import BASE, own_secrets
@@ -29,6 +30,7 @@ from allmende.inventory.hostpaths import APPLY_LOCK as LOCK
 from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
+from allmende.plan.changes import HIDDEN
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from allmende.state.store import list_applies, open_store
@@ -303,3 +305,99 @@ def test_one_service_then_the_rest(site: Site, capsys: pytest.CaptureFixture[str
     assert len(manifest) == 10
     assert apply(capsys, site, "--yes", "--host", "rack", "--service", "git")[0] == 0
     assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 10
+
+
+#: On each host, a file apply writes and the directory it is in, and how it is reached.
+LINKED = {
+    "rack": ("/srv/wiki/secrets/wiki-db-password", "root@127.0.0.1"),
+    "gateway": (HAPROXY, "local, root"),
+}
+SHADOW = "root:$y$j9T$secret-hash:19000:0:99999:7:::\n"
+
+
+@pytest.mark.parametrize("host", sorted(LINKED))
+def test_a_planted_link_is_never_followed(
+    site: Site, capsys: pytest.CaptureFixture[str], host: str
+) -> None:
+    """A container that mounts /srv/wiki can replace a file allmende writes by a link to
+    another file, or a directory by a link to another directory: plan shows none of the
+    target, apply copies and writes nothing through the link, and both say which path it is."""
+    assert apply(capsys, site, "--yes", "--host", host)[0] == 0
+    root = site.remote if host == "rack" else site.local
+    outside = root / "elsewhere"
+    outside.mkdir()
+    (outside / "shadow").write_text(SHADOW)
+    path, reached = LINKED[host]
+    planted = root / path.lstrip("/")
+    planted.unlink()
+    planted.symlink_to(outside / "shadow")
+    site.haproxy[0] = VALID + "# changed\n"
+    wiki = site.inventory / "services/wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    said = f"{path} is a symbolic link: allmende follows no link on a host"
+
+    code = main(["plan", str(site.inventory), "--host", host], seams=site.seams)
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"not planned: {host} ({reached}" in err and said in err
+    assert "secret-hash" not in out + err
+    code, out, err = apply(capsys, site, "--yes", "--host", host)
+    assert code == 2 and said in err and "secret-hash" not in out + err
+    assert (outside / "shadow").read_text() == SHADOW
+    assert sorted(p.name for p in outside.iterdir()) == ["shadow"]
+    assert not list(planted.parent.glob("*.allmende-prev"))
+
+    planted.unlink()
+    directory = planted.parent
+    shutil.rmtree(directory)
+    directory.symlink_to(outside)
+    code, out, err = apply(capsys, site, "--yes", "--host", host)
+    assert code == 2
+    assert f"{PurePosixPath(path).parent} is a symbolic link: allmende follows no link" in err
+    assert sorted(p.name for p in outside.iterdir()) == ["shadow"]
+
+
+def test_no_plain_hash_of_a_secret_anywhere_and_a_changed_one_is_seen(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's JSON, the state database and the host's manifest carry the hash of a secret
+    file keyed with the host's own key: a dictionary of guesses finds nothing. The state
+    database and the manifest are 0600; a changed value is still planned, once."""
+    from allmende.inventory.secrets import SecretStore
+
+    env = {"ALLMENDE_AGE_KEY": str(site.inventory.parent / "age.key")}
+    value = SecretStore(site.inventory, env).get("wiki/db-password")
+    plain = hashlib.sha256(value).hexdigest()
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    first = capsys.readouterr().out
+    assert code == 3 and plain not in first
+    assert '"after": "hmac-sha256:' in first
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    again = capsys.readouterr().out
+    checksum = json.loads(again)["checksum"]
+    assert json.loads(first)["checksum"] == checksum  # no key on the host yet: the same plan
+    code, _, err = apply(capsys, site, "--yes", "--host", "rack", "--plan-checksum", checksum)
+    assert code == 0, err
+
+    manifest = site.remote / MANIFEST[1:]
+    key = site.remote / "var/lib/allmende/hash.key"
+    assert manifest.stat().st_mode & 0o777 == 0o600 and key.stat().st_mode & 0o777 == 0o600
+    assert site.state.stat().st_mode & 0o777 == 0o600
+    assert plain not in manifest.read_text() and plain.encode() not in site.state.read_bytes()
+    recorded = json.loads(manifest.read_text())["hosts"]["rack"]
+    assert recorded["/srv/wiki/secrets/wiki-db-password"]["hmac"].startswith("hmac-sha256:")
+    code, out, err = apply(capsys, site, "--host", "rack")
+    assert (code, out) == (0, "") and "Nothing to do." in err
+
+    SecretStore(site.inventory, env).set("wiki/db-password", b"hunter2")
+    code = main(["plan", str(site.inventory), "--host", "rack", "--json"], seams=site.seams)
+    planned = json.loads(capsys.readouterr().out)
+    assert code == 3
+    [change] = planned["changes"]
+    assert change["path"] == "/srv/wiki/secrets/wiki-db-password"
+    assert change["kind"] == "update" and change["diff"] == HIDDEN
+    assert hashlib.sha256(b"hunter2").hexdigest() not in json.dumps(planned)
+    assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
+    assert (site.remote / "srv/wiki/secrets/wiki-db-password").read_bytes() == b"hunter2"
+    code, out, err = apply(capsys, site, "--host", "rack")
+    assert (code, out) == (0, "") and "Nothing to do." in err

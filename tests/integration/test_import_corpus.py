@@ -468,6 +468,7 @@ def mirror(world: World, name: str, text: str) -> Path:
     its first server on a host at that server's address: what the config was written for."""
     from allmende.importers.haproxycfg import parse as parse_config
     from allmende.importers.naming import sanitize
+    from allmende.inventory.dnsnames import BadName, host_address
 
     inventory = new_inventory(world, name)
     (inventory / "hosts").mkdir()
@@ -481,6 +482,10 @@ def mirror(world: World, name: str, text: str) -> Path:
         ]
         address, _, port = servers[0][2].rpartition(":") if servers else ("", "", "")
         if section.kind not in ("backend", "listen") or not port.isdigit() or not address:
+            continue
+        try:  # no host is written with what no host could be reached at (`mptcp@[::1]`)
+            host_address(address.strip("[]"))
+        except BadName:
             continue
         host = hosts.setdefault(address, f"h{len(hosts)}")
         (inventory / "hosts" / f"{host}.yaml").write_text(f"address: '{address.strip('[]')}'\n")

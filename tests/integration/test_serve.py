@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import urllib.error
 import urllib.request
@@ -69,3 +70,30 @@ def test_a_missing_page_is_404(server: ThreadingHTTPServer) -> None:
 def test_a_taken_port_is_a_user_error(server: ThreadingHTTPServer, tmp_path: Path) -> None:
     with pytest.raises(UserError, match="already in use"):
         serve(tmp_path, server.server_address[1])
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:{port}", "127.0.0.1.nip.io", ""])
+def test_a_request_for_another_name_is_refused(server: ThreadingHTTPServer, host: str) -> None:
+    """DNS rebinding: a page of evil.example whose name now points at 127.0.0.1 reads nothing."""
+    port = server.server_address[1]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.putrequest("GET", "/index.html", skip_host=True)
+    if host:
+        connection.putheader("Host", host.format(port=port))
+    connection.endheaders()
+    answer = connection.getresponse()
+    assert answer.status == 421
+    assert b"nordlicht" not in answer.read()
+    connection.close()
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:{port}", "localhost:{port}", "LOCALHOST"])
+def test_a_request_that_names_the_server_is_answered(
+    server: ThreadingHTTPServer, host: str
+) -> None:
+    port = server.server_address[1]
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    connection.request("GET", "/index.html", headers={"Host": host.format(port=port)})
+    answer = connection.getresponse()
+    assert answer.status == 200 and b"<h1>nordlicht</h1>" in answer.read()
+    connection.close()

@@ -1,9 +1,13 @@
-"""Whatever YAML a user writes, the loader either loads it or returns located user errors."""
+"""Whatever YAML a user writes, the loader either loads it or returns located user errors; and
+whatever a hostile one writes (alias bombs, deep nesting, control characters), quickly and in
+little memory."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import time
+import tracemalloc
 from pathlib import Path
 
 import yaml
@@ -170,3 +174,54 @@ def test_mutations_of_the_examples_load_or_give_user_errors(data: st.DataObject)
     else:
         parent[data.draw(st.text(max_size=10))] = parent.pop(path[-1])  # type: ignore[attr-defined]
     _check({name: yaml.safe_dump(document, allow_unicode=True).encode()})
+
+
+# --------------------------------------------------------------------------- hostile text
+
+#: Characters a hostile change may hide in keys and values: controls, ESC, bidi overrides.
+HOSTILE = "\x00\x07\x08\x1b\r\n\t\x7f\x85\u2028\u202e\ufeff"
+hostile_text = st.text(alphabet=st.sampled_from(list(HOSTILE) + list("ab:-[]{}&*!|>'\" ")))
+
+
+def _quoted(text: str) -> str:
+    """Return ``text`` as a YAML double-quoted scalar (control characters as escapes)."""
+    return '"' + text.encode("unicode_escape").decode().replace('"', '\\"') + '"'
+
+
+@st.composite
+def bombs(draw: st.DrawFn) -> str:
+    """A YAML text mixing aliases that fan out, chains of anchors, merges, deep nesting and
+    control characters, appended to a valid service file."""
+    lines: list[str] = []
+    width = draw(st.integers(1, 12))
+    lines.append("x-a0: &a0 [" + ",".join([_quoted(draw(hostile_text))] * width) + "]")
+    for i in range(1, draw(st.integers(1, 40))):
+        kind = draw(st.sampled_from(["fan", "chain", "merge"]))
+        if kind == "fan":
+            lines.append(f"x-a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]")
+        elif kind == "chain":
+            lines.append(f"x-a{i}: &a{i} [*a{i - 1}]")
+        else:
+            lines.append(f"x-a{i}: &a{i} {{<<: {{k: *a{i - 1}}}, k{i}: 1}}")
+    depth = draw(st.integers(0, 3000))
+    opening, closing = draw(st.sampled_from([("[", "]"), ("{a: ", "}")]))
+    lines.append("x-deep: " + opening * depth + "1" + closing * depth)
+    lines.append(f"{_quoted(draw(hostile_text)) or 'k'}: {_quoted(draw(hostile_text))}")
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(bombs())
+def test_aliases_depth_and_control_characters_stay_small_and_quick(text: str) -> None:
+    """No traceback, no run over 2 s or 200 MB, whatever the aliases, depth and characters."""
+    base = (BASE / "services/wiki.yaml").read_text()
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        _check({"services/wiki.yaml": (base + text).encode()})
+        took = time.monotonic() - started
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert took < 2.0
+    assert peak < 200 * 2**20

@@ -9,9 +9,15 @@ from allmende.checks.registry import Report, run
 from allmende.inventory.load import load
 from tests.conftest import FIXTURES, overlay
 
-HOST = """description: The old server, its name painted on the case
-address: 192.0.2.20
+HOST = """description: The old server, known by its name only
+address: old-rack.nordlicht.example
 engine: compose
+"""
+#: A service on that host that publishes a port.
+PUBLISHING = """description: A service publishing a port
+host: old-rack
+components:
+  app: {image: "nginx:1.27.0", ports: {http: 80}, publish: {http: 8088}}
 """
 
 
@@ -27,39 +33,65 @@ def collective_with(extra: str) -> str:
     return base + extra
 
 
+def rules(report: Report) -> list[tuple[str, str]]:
+    return [(f.rule, f.location.file) for f in report if f.rule != "monitor.present"]
+
+
 def test_a_host_allows_a_finding_in_its_file(tmp_path: Path) -> None:
-    found = checked(tmp_path / "a", {"hosts/Old_Rack.yaml": HOST})
-    assert [(f.rule, f.location.file) for f in found] == [("names.format", "hosts/Old_Rack.yaml")]
-    allow = "allow: [{rule: names.format, reason: the name painted on the case}]\n"
-    report = checked(tmp_path / "b", {"hosts/Old_Rack.yaml": HOST + allow})
-    assert list(report) == []
+    files = {"services/shop.yaml": PUBLISHING}
+    found = checked(tmp_path / "a", {"hosts/old-rack.yaml": HOST, **files})
+    assert rules(found) == [("ports.bind", "hosts/old-rack.yaml")]
+    allow = "allow: [{rule: ports.bind, reason: 127.0.0.1 is all it needs}]\n"
+    report = checked(tmp_path / "b", {"hosts/old-rack.yaml": HOST + allow, **files})
+    assert rules(report) == []
     assert [(f.rule, f.kind, f.name) for f in report.allowed if f.kind == "host"] == [
-        ("names.format", "host", "Old_Rack")
+        ("ports.bind", "host", "old-rack")
     ]
 
 
 def test_the_collective_allows_a_finding_in_allmende_yaml(tmp_path: Path) -> None:
-    person = "  Kim_L: {name: Kim L.}\n"  # appended under `people:`, the file's last key
-    found = checked(tmp_path / "a", {"allmende.yaml": collective_with(person)})
+    other = collective_with("").replace(
+        "domains: [nordlicht.example]", "domains: [nordlicht.example, b\u00fccher.example]"
+    )
+    found = checked(tmp_path / "a", {"allmende.yaml": other})
     assert [str(f) for f in found] == [
-        "allmende.yaml:21:3: people.Kim_L: error: `Kim_L` is not a valid name (use lowercase "
-        "letters, digits and `-`, starting with a letter, at most 63 characters) [names.format]"
+        "allmende.yaml:4:30: domains[1]: warning: `b\u00fccher.example` is written in other "
+        "letters than a-z (xn--bcher-kva.example) (check the name letter by letter; write it in "
+        "a-z if that is what you mean) [dns.lookalike]"
     ]
-    allow = person + "allow:\n  - {rule: names.format, reason: Kim's handle since 1998}\n"
-    report = checked(tmp_path / "b", {"allmende.yaml": collective_with(allow)})
+    allow = "allow:\n  - {rule: dns.lookalike, reason: the library's own name}\n"
+    report = checked(tmp_path / "b", {"allmende.yaml": other + allow})
     assert list(report) == []
     assert [(f.rule, f.kind) for f in report.allowed if f.kind == "collective"] == [
-        ("names.format", "collective")
+        ("dns.lookalike", "collective")
     ]
 
 
 def test_an_allow_does_not_reach_into_other_files(tmp_path: Path) -> None:
-    allow = "allow: [{rule: names.format, reason: only our own names}]\n"
+    allow = "allow: [{rule: ports.bind, reason: only our own hosts}]\n"
     report = checked(
         tmp_path,
-        {"hosts/Old_Rack.yaml": HOST, "allmende.yaml": collective_with(allow)},
+        {
+            "hosts/old-rack.yaml": HOST,
+            "services/shop.yaml": PUBLISHING,
+            "allmende.yaml": collective_with(allow),
+        },
     )
-    assert [(f.rule, f.location.file) for f in report] == [("names.format", "hosts/Old_Rack.yaml")]
+    assert rules(report) == [("ports.bind", "hosts/old-rack.yaml")]
+
+
+def test_a_rule_that_keeps_paths_safe_cannot_be_allowed(tmp_path: Path) -> None:
+    allow = "allow: [{rule: names.format, reason: the name painted on the case}]\n"
+    report = checked(tmp_path, {"hosts/Old_Rack.yaml": HOST + allow})
+    assert [str(f) for f in report] == [
+        "hosts/Old_Rack.yaml:1:1: error: host name `Old_Rack` is not a valid name (use "
+        "lowercase letters, digits and `-`, starting with a letter, at most 63 characters) "
+        "[names.format]",
+        "hosts/Old_Rack.yaml:4:16: allow[0].rule: error: `names.format` keeps paths safe: it "
+        "cannot be allowed (fix what it finds (use lowercase letters, digits and `-`, starting "
+        "with a letter, at most 63 characters) and remove this entry) [allow.refused]",
+    ]
+    assert not [f for f in report.allowed if f.rule == "names.format"]
 
 
 def test_unknown_rules_in_host_and_collective_allows_are_reported_where_written(

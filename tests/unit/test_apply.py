@@ -16,8 +16,11 @@ from allmende.connectors.base import temp_beside, write_error
 from allmende.errors import UserError
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Change, Plan
+from allmende.plan.digest import HostKey
 from allmende.plan.observe import file_mode
 from allmende.render.output import Rendered
+
+KEY = HostKey(b"k" * 32)
 
 
 def test_files_under_a_secrets_directory_are_written_0600() -> None:
@@ -42,13 +45,13 @@ def test_the_manifest_keeps_other_hosts_and_in_scope_other_files() -> None:
         }
     ).encode()
     wanted = {"/srv/d": Rendered(b"d", ("services/d.yaml",))}
-    scoped = json.loads(new_manifest(old, "rack", wanted, ["/srv/a"], scoped=True))
+    scoped = json.loads(new_manifest(old, "rack", wanted, ["/srv/a"], scoped=True, key=KEY))
     assert sorted(scoped["hosts"]["rack"]) == ["/srv/b", "/srv/d"]
     assert scoped["hosts"]["rack"]["/srv/d"]["sources"] == ["services/d.yaml"]
     assert "/srv/c" in scoped["hosts"]["other"]
-    whole = json.loads(new_manifest(old, "rack", wanted, [], scoped=False))
+    whole = json.loads(new_manifest(old, "rack", wanted, [], scoped=False, key=KEY))
     assert sorted(whole["hosts"]["rack"]) == ["/srv/d"]
-    assert json.loads(new_manifest(None, "rack", {}, [], False)) == {
+    assert json.loads(new_manifest(None, "rack", {}, [], False, KEY)) == {
         "version": 1,
         "hosts": {"rack": {}},
     }

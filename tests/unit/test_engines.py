@@ -35,11 +35,16 @@ from allmende.plan.actions import (
 )
 from allmende.plan.changes import Action, Change, Plan, file_change, sha256
 from allmende.plan.deliver import host_files, secret_names
-from allmende.plan.observe import wanted_by_host
+from allmende.plan.digest import HostKey
+from allmende.plan.observe import Recorded, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 from tests.conftest import BASE, FIXTURES
 from tests.memory import MemoryHost
+
+#: A host's key for the hashes of secret files; one the plan chose for a host without one.
+KEY = HostKey(b"k" * 32)
+FRESH = HostKey(b"f" * 32, new=True)
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 DOCKER_COMPOSE = ("docker", "compose")
@@ -576,9 +581,10 @@ def test_a_service_whose_last_apply_died_before_it_came_up_is_brought_up() -> No
     recorded = {p: r for p, r in files.items() if not p.startswith("/srv/wiki/")}
     stale = dict(files)
     stale["/srv/wiki/compose.yaml"] = Rendered(b"the previous compose.yaml", ())
-    manifest = new_manifest(None, "rack", stale, [], False)
+    manifest = Recorded(new_manifest(None, "rack", stale, [], False, KEY), KEY)
     assert unrecorded(manifest, "rack", files) == {"wiki"}
-    assert unrecorded(new_manifest(None, "rack", files, [], False), "rack", files) == set()
+    done = Recorded(new_manifest(None, "rack", files, [], False, KEY), KEY)
+    assert unrecorded(done, "rack", files) == set()
     assert unrecorded(None, "rack", files) == set()  # a host allmende never applied to
     assert recorded  # the other services' files are recorded as they are
     actions = engine_actions(
@@ -868,12 +874,14 @@ def rolled_back_commands(secrets_existed: bool) -> list[tuple[str, ...]]:
     for path, rendered in wanted.items():
         have = host.files.get(path)
         digest = sha256(have[0]) if have else None
-        change = file_change("cluster", path, rendered.content, rendered.mode, digest, 0o644)
+        change = file_change(
+            "cluster", path, rendered.content, rendered.mode, digest, 0o644, key=FRESH
+        )
         assert change is not None
         changes.append(change)
     secrets = secret_names(model, "board")
     up = Action("cluster", "up", "board", "its files change", site.up("board", secrets))
-    plan = HostPlan(model, changes, [up], wanted, verify_timeout=1)
+    plan = HostPlan(model, changes, [up], wanted, FRESH, verify_timeout=1)
     with pytest.raises(ApplyFailed) as failed:
         asyncio.run(apply_host(host, plan))
     assert failed.value.rolled_back and not failed.value.problems

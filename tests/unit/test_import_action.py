@@ -186,3 +186,74 @@ def test_bad_input_is_refused_with_its_message(
     assert code == 2
     assert capsys.readouterr().err == (INVALID / case / "expected.txt").read_text()
     assert snapshot(root) == before
+
+
+# --------------------------------------------------------------------------- hostile input
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["write", "dry-run"])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--name", "../../../escaped"), ("--name", "-rf"), ("--host", "../hosts2/x")],
+)
+def test_names_that_leave_the_inventory_are_refused_and_nothing_is_written(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    option: str,
+    value: str,
+    dry_run: bool,
+) -> None:
+    root, env = inventory(tmp_path)
+    directory = project(tmp_path, "services:\n  app:\n    image: nginx:1.27\n", "site")
+    for key, setting in env.items():
+        monkeypatch.setenv(key, setting)
+    before = snapshot(tmp_path)
+    args = ["--name", "site", "--host", "box", option, value, "--into", str(root)]
+    code = main(["import", "compose", str(directory), *args, *(["--dry-run"] if dry_run else [])])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"{option} `{value}` cannot name a file in the inventory: use lowercase letters, "
+        "digits and -, starting with a letter, at most 63 characters\n"
+    )
+    assert snapshot(tmp_path) == before
+
+
+def test_a_dry_run_writes_nothing_even_through_links(tmp_path: Path) -> None:
+    """The inventory as it would be is loaded from copies: nothing reaches the inventory, nor
+    what its links point at, and the links are left as they are."""
+    root, env = inventory(tmp_path)
+    (root / "services").mkdir()
+    (root / "notes.txt").write_text("description: notes\nhost: box\ncomponents: {}\n")
+    (root / "services" / "site.yaml").symlink_to(root / "notes.txt")
+    directory = project(tmp_path, "services:\n  app:\n    image: nginx:1.27\n", "shop")
+    before = snapshot(tmp_path)
+    options = Options(into=root, environ=env, host="atena", dry_run=True)
+    with pytest.raises(UserError):  # the linked file does not load: nothing is imported
+        import_compose([directory], options)
+    (root / "notes.txt").write_text(
+        "description: notes\nhost: box\ncomponents: {app: {image: 'a:1'}}\n"
+    )
+    before = snapshot(tmp_path)
+    report = import_compose([directory], options)
+    assert [c.path for c in report.changes] == ["services/shop.yaml", "hosts/atena.yaml"]
+    assert not report.written
+    assert snapshot(tmp_path) == before
+    assert (root / "services" / "site.yaml").is_symlink()
+
+
+def test_an_env_file_outside_the_project_is_not_read(tmp_path: Path) -> None:
+    root, env = inventory(tmp_path)
+    (tmp_path / "shadow").write_text("root=$y$j9T$secret-hash\nPASSWORD=hunter2\n")
+    compose = (
+        "services:\n  app:\n    image: nginx:1.27\n"
+        f"    env_file: [{tmp_path / 'shadow'}, ../shadow, local.env]\n"
+    )
+    directory = project(tmp_path, compose, "site", {"local.env": "GREETING=hello\n"})
+    report = import_compose([directory], Options(into=root, environ=env, host="box"))
+    [service] = report.services
+    notes = [str(n) for n in service.notes if "outside" in str(n)]
+    assert len(notes) == 2 and "not read" in notes[0]
+    text = (root / "services" / "site.yaml").read_text()
+    assert "GREETING: hello" in text
+    assert "hash" not in text and "hunter2" not in text and not (root / "secrets" / "site").exists()

@@ -11,8 +11,9 @@ import pytest
 
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserError
-from allmende.inventory.hostpaths import MANIFEST
+from allmende.inventory.hostpaths import HASH_KEY, MANIFEST
 from allmende.plan.changes import HIDDEN, Change, Plan, file_change, sha256, unified_diff
+from allmende.plan.digest import HostKey
 from allmende.plan.observe import manifest_entries, observe, wanted_by_host
 from allmende.render.output import Rendered
 from tests.memory import MemoryHost
@@ -60,7 +61,7 @@ def test_create_update_unchanged_and_mode() -> None:
     assert update.diff.endswith("-old\n+new\n")
     assert mode.diff == "" and mode.shown_diff() == HIDDEN + "mode 0600 -> 0644\n"
     assert create.diff.startswith("--- /dev/null\n+++ rack:/srv/d/compose.yaml (rendered)\n")
-    assert host.reads == ["/srv/b/compose.yaml", MANIFEST], "only differing files are read"
+    assert host.reads == [HASH_KEY, "/srv/b/compose.yaml", MANIFEST], "only differing files"
     assert host.closed and plan.hosts == ("rack",)
 
 
@@ -115,13 +116,38 @@ def test_an_unreachable_host_does_not_stop_the_others() -> None:
     assert [(c.host, c.kind) for c in plan.changes] == [("up", "create")]
 
 
-def test_sensitive_files_never_show_their_diff() -> None:
-    change = file_change("rack", "/srv/a/.env", b"PASSWORD=new\n", 0o600, sha256(b"x"), 0o600, b"x")
+def test_sensitive_files_never_show_their_diff_nor_a_plain_hash() -> None:
+    key = HostKey(b"k" * 32)
+    value = b"PASSWORD=hunter2\n"
+    change = file_change("rack", "/srv/a/.env", value, 0o600, sha256(b"x"), 0o600, b"x", key=key)
     assert change is not None and change.sensitive
-    assert "PASSWORD" not in change.shown_diff()
+    assert "PASSWORD" not in change.shown_diff() and change.diff == ""
     assert change.as_json()["diff"] == HIDDEN
-    plan = Plan((change,), ("rack",))
-    assert "PASSWORD" not in json.dumps(plan.as_json())
+    assert change.after == key.keyed(sha256(value)) and change.after.startswith("hmac-sha256:")
+    assert change.before == key.keyed(sha256(b"x"))
+    plan = Plan((change,), ("rack",), keys={"rack": key})
+    shown = json.dumps(plan.as_json())
+    assert "PASSWORD" not in shown and sha256(value) not in shown and sha256(b"x") not in shown
+    other = file_change("rack", "/srv/a/.env", value, 0o600, None, None, key=HostKey(b"o" * 32))
+    assert other is not None and other.after != change.after  # another host, another hash
+
+
+def test_a_host_without_a_key_gets_one_and_the_same_checksum_each_plan() -> None:
+    wanted = {"rack": {"/srv/a/secrets/token": Rendered(b"t0ken", ("services/a.yaml",), 0o600)}}
+
+    def planned() -> Plan:
+        return run_plan(wanted, {"rack": MemoryHost("rack")})
+
+    first, second = planned(), planned()
+    assert first.keys["rack"].new and first.keys["rack"].value != second.keys["rack"].value
+    assert first.changes[0].after != second.changes[0].after  # keyed with two new keys
+    assert first.checksum == second.checksum  # which the checksum leaves out
+    keyed = MemoryHost("rack", {HASH_KEY: (b"k" * 32, 0o600)})
+    third = run_plan(wanted, {"rack": keyed})
+    assert not third.keys["rack"].new
+    assert third.changes[0].after == HostKey(b"k" * 32).keyed(sha256(b"t0ken"))
+    assert third.checksum != first.checksum
+    assert "hunter" not in repr(third) and "kkkk" not in repr(third)
 
 
 def test_checksum_covers_hashes_and_modes_not_diffs() -> None:
@@ -214,9 +240,8 @@ async def executor_reads_exit_statuses_alike(host: Connector) -> None:
 
 def test_a_secret_file_readable_by_its_group_still_shows_no_diff() -> None:
     path = "/srv/board/secrets/board-db-password"
-    change = file_change(
-        "rack", path, b"new-value", 0o440, sha256(b"old-value"), 0o440, b"old-value"
-    )
+    old, key = sha256(b"old-value"), HostKey(b"k" * 32)
+    change = file_change("rack", path, b"new-value", 0o440, old, 0o440, b"old-value", key=key)
     assert change is not None and change.sensitive
     assert "new-value" not in change.shown_diff() and "old-value" not in change.shown_diff()
     assert "new-value" not in json.dumps(change.as_json())

@@ -9,6 +9,10 @@ import asyncio
 from allmende.apply.proxy import ensure_running
 from allmende.connectors.base import Ran
 from allmende.inventory.hostpaths import HAPROXY_DROP_IN as DROP_IN
+from allmende.inventory.load import load
+from allmende.plan.actions import plan_actions
+from allmende.render.output import Rendered
+from tests.conftest import BASE
 from tests.memory import MemoryHost
 
 SHOW_PROC = (
@@ -88,3 +92,26 @@ def test_a_running_master_is_left_alone() -> None:
     host.started = True
     asyncio.run(ensure_running(host))
     assert host.commands == []
+
+
+def test_a_host_root_confines_haproxy_too() -> None:
+    """With ALLMENDE_HOST_ROOT (a staging root), plan and apply speak to the master socket,
+    check the configuration and start HAProxy under that root, never the machine's own."""
+    host = Host(systemd=False)
+    host.root = "/staging"
+    wanted = {"/etc/haproxy/haproxy.cfg": Rendered(b"global\n", ("allmende.yaml",))}
+    model = load(BASE, {})
+    actions = asyncio.run(plan_actions(host, model, [], wanted, None))
+    assert [a.verb for a in actions] == ["start-proxy"]
+    asyncio.run(ensure_running(host))
+    every = [" ".join(c[:2]) if c[0] == "python3" else " ".join(c) for c in host.ran]
+    spoken = [c[-2] for c in host.ran if c[0] == "python3"]
+    assert set(spoken) == {"/staging/run/haproxy/master.sock"}
+    assert "test -d /staging/run/systemd/system" in every
+    assert "haproxy -c -f /staging/etc/haproxy/haproxy.cfg" in every
+    assert (
+        "haproxy -W -D -S /staging/run/haproxy/master.sock,mode,600 -p "
+        "/staging/run/haproxy/haproxy.pid -f /staging/etc/haproxy/haproxy.cfg"
+    ) in every
+    assert not any("/etc/haproxy" in c and "/staging" not in c for c in every)
+    assert "/run/haproxy" in host.dirs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,18 @@ def test_render_says_which_services_it_leaves_out_and_why(
         f"{', '.join(services)} on macpro: not rendered, allmende cannot render engine incus yet"
     ]
     assert left_out(load(EXAMPLES / "demo", {})) == {}
+
+
+def test_renders_into_one_out_at_once_take_turns_and_clean_up(tmp_path: Path) -> None:
+    """Eight renders into one OUT at once all succeed, leave one whole tree and nothing beside
+    it; what a render killed half-way left beside OUT is removed by the next."""
+    out = tmp_path / "out"
+    (tmp_path / ".out.new-killed").mkdir()
+    (tmp_path / ".out.new-killed" / "half.yaml").write_text("half")
+    (tmp_path / ".out.old-killed").mkdir()
+    env = {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        done = list(pool.map(lambda _: render(BASE, out, env), range(8)))
+    assert all(d == done[0] for d in done)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "state.sqlite") == ["out"]
+    assert (out / "rack/srv/wiki/compose.yaml").is_file()

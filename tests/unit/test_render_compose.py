@@ -128,11 +128,21 @@ def test_a_host_without_address_publishes_on_loopback() -> None:
     assert app["ports"] == ["127.0.0.1:18000:8000"]
 
 
-def test_a_host_known_by_name_publishes_on_every_address_and_says_so() -> None:
-    assert project(ENGINES, "named", "blog")["services"]["web"]["ports"] == ["8080:2368"]
+def test_a_host_known_by_name_publishes_where_its_bind_says_and_says_so() -> None:
+    assert project(ENGINES, "named", "blog")["services"]["web"]["ports"] == ["0.0.0.0:8080:2368"]
     content = compose.render(inventory(ENGINES))["named/srv/blog/compose.yaml"].content.decode()
-    assert "every address of the host" in content
-    assert "`named.werkstatt.example` is a DNS" in content
+    assert "every interface of the host, as its `bind` says" in content
+
+
+def test_a_host_known_by_name_without_bind_publishes_on_loopback_only(tmp_path: Path) -> None:
+    """Fail closed: a name (or a typo of an IP taken for one) never opens every interface."""
+    root = tmp_path / "engines"
+    shutil.copytree(ENGINES, root)
+    named = root / "hosts/named.yaml"
+    named.write_text(named.read_text().replace("bind: 0.0.0.0\n", ""))
+    assert project(root, "named", "blog")["services"]["web"]["ports"] == ["127.0.0.1:8080:2368"]
+    content = compose.render(load(root, {}))["named/srv/blog/compose.yaml"].content.decode()
+    assert "published on 127.0.0.1 only: the host is reached by the name" in content
 
 
 # --------------------------------------------------------------------------- volumes, env, secrets

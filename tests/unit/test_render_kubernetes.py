@@ -174,9 +174,17 @@ def test_service_for_the_ports_and_host_ports_where_published() -> None:
     }
     assert "hostPort" not in ports[1]
     assert "name" not in ports[2]  # longer than the 15 characters a container port name may have
-    # a host known by name publishes on the node without naming an address
+    # a host known by name publishes where its `bind` says
     notes = container(documents(ENGINES, "notes"), "StatefulSet", "app")["ports"]
-    assert notes == [{"name": "http", "containerPort": 3000, "protocol": "TCP", "hostPort": 13000}]
+    assert notes == [
+        {
+            "name": "http",
+            "containerPort": 3000,
+            "protocol": "TCP",
+            "hostPort": 13000,
+            "hostIP": "0.0.0.0",
+        }
+    ]
     assert "Service" not in [d["kind"] for d in board if d["metadata"]["name"] == "worker"]
 
 

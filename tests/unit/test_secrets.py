@@ -10,6 +10,7 @@ import io
 import os
 import re
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -358,6 +359,7 @@ def test_set_leaves_no_temporary_files(store: SecretStore) -> None:
     store.set("music/django-secret", VALUE)
     store.set("music/django-secret", b"again")
     assert files_under(store.directory) == [
+        ".lock",
         "music",
         "music/django-secret.age",
         "recipients.txt",
@@ -558,3 +560,51 @@ def test_main_reports_a_value_file_it_cannot_read(
     args = ["secret", "set", "a", "--from-file", str(source), "--inventory", str(inventory)]
     assert main(args) == 2
     assert capsys.readouterr().err == f"cannot read {source}: Input/output error\n"
+
+
+# Hostile and careless use
+
+
+def test_a_key_file_others_can_read_is_refused(store: SecretStore) -> None:
+    store.set("wiki/admin", VALUE)
+    path = store.key_location().path
+    path.chmod(0o644)
+    with pytest.raises(SecretError) as caught:
+        store.get("wiki/admin")
+    assert str(caught.value) == (
+        f"the age key file {path} can be read by others (mode 0644): run `chmod 600 {path}`; "
+        "whoever could read it may have a copy, so think about a new key"
+    )
+    path.chmod(0o600)
+    assert store.get("wiki/admin") == VALUE
+
+
+def test_members_adding_recipients_at_once_lose_none(store: SecretStore) -> None:
+    keys = [str(x25519.Identity.generate().to_public()) for _ in range(24)]
+    stores = [SecretStore(store.root, {}) for _ in keys]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        added = list(
+            pool.map(lambda pair: pair[0].add_recipient(pair[1]), zip(stores, keys, strict=True))
+        )
+    assert all(added)
+    assert set(keys) <= set(store.recipients())
+    assert len(store.recipients()) == len(keys) + 1
+    assert files_under(store.directory) == [".lock", "recipients.txt"]
+
+
+def test_set_warns_when_your_own_key_is_no_recipient(
+    runner: CliRunner, inventory: Path, tmp_path: Path
+) -> None:
+    assert run(runner, inventory, "init").exit_code == 0
+    recipients = inventory / "secrets" / "recipients.txt"
+    other = str(x25519.Identity.generate().to_public())
+    recipients.write_text(f"{other}\n")
+    result = run(runner, inventory, "set", "wiki/admin", stdin=VALUE)
+    assert result.exit_code == 0, result.output
+    own = SecretStore(inventory, key_env(tmp_path)).own_public_key()
+    assert result.stderr == (
+        f"warning: your key {own} is not a recipient (not in secrets/recipients.txt): you "
+        "cannot read wiki/admin back, nor plan or apply what uses it\n"
+    )
+    recipients.write_text(f"{other}\n{own}\n")
+    assert run(runner, inventory, "set", "wiki/admin", stdin=VALUE).stderr == ""

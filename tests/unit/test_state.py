@@ -82,3 +82,43 @@ def test_a_version_1_database_is_migrated(tmp_path: Path) -> None:
     record_zone_serial(db, "/other", "example.org", ZoneSerial(9, "xyz"))
     assert zone_serials(db, "/inv") == {"example.org": ZoneSerial(4, "def")}
     db.close()
+
+
+def test_plain_hashes_of_secret_files_are_scrubbed_and_the_file_made_private(
+    tmp_path: Path,
+) -> None:
+    """Applies recorded before the hashes of secret files were keyed keep no plain sha256 of
+    them; a database others could read is made readable by its owner only."""
+    path = tmp_path / "state.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(f"{MIGRATIONS[0]} {MIGRATIONS[1]} PRAGMA user_version = 2;")
+    changes = (
+        '[{"kind": "update", "path": "/srv/wiki/secrets/db-password", "before": "f52fbd32",'
+        ' "after": "ab12"}, {"kind": "create", "path": "/srv/wiki/compose.yaml",'
+        ' "before": null, "after": "cd34"}, {"verb": "up", "subject": "wiki"}]'
+    )
+    old.execute(
+        "INSERT INTO applies (started, who, inventory, host, checksum, changes, result)"
+        " VALUES ('2024-01-01T00:00:00+00:00', 'ada', '/inv', 'rack', 'c', ?, 'ok')",
+        (changes,),
+    )
+    old.commit()
+    old.close()
+    path.chmod(0o644)
+    db = open_store(path)
+    [applied] = list_applies(db)
+    db.close()
+    assert applied.changes == [
+        {
+            "kind": "update",
+            "path": "/srv/wiki/secrets/db-password",
+            "before": "secret",
+            "after": "secret",
+        },
+        {"kind": "create", "path": "/srv/wiki/compose.yaml", "before": None, "after": "cd34"},
+        {"verb": "up", "subject": "wiki"},
+    ]
+    assert path.stat().st_mode & 0o777 == 0o600
+    fresh = tmp_path / "new" / "state.sqlite"
+    open_store(fresh).close()
+    assert fresh.stat().st_mode & 0o777 == 0o600 and fresh.parent.stat().st_mode & 0o777 == 0o700

@@ -120,6 +120,7 @@ def apply(
             changes,
             actions,
             prepared.wanted[host],
+            plan.keys[host],
             prepared.scoped,
             float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
             lambda line: say(f"{host}: {line}"),
@@ -181,11 +182,12 @@ def plan_and_apply(
 ) -> Outcome:
     """Plan (only ``host``, only ``service`` if given), ``show`` the plan, and unless it is empty
     check ``checksum`` (if given) and the blast radius (unless ``force``), ``confirm``, and
-    apply, telling each step to ``say``. Raise PlanChanged, UnsafePlan, or the UserError of a
+    apply, telling each step to ``say``. Raise PlanChanged, UnsafePlan, CheckFailed (error
+    findings; with ``force`` only those of rules that cannot be forced), or the UserError of a
     plan that cannot be made (an inventory that does not load, a secret that cannot be read)."""
     if checksum is not None:
         valid_checksum(checksum)
-    prepared = prepare(root, env, host, service, seams)
+    prepared = prepare(root, env, host, service, seams, force)
     plan = prepared.plan
     show(plan)
     if plan.empty:

@@ -63,8 +63,9 @@ def write(inventory: Inventory, report: Report, out: Path) -> list[Path]:
     neither empty nor a site allmende built, or if it cannot be written.
     """
     out = tree.target(out)
-    tree.refuse_foreign(out, MARKER, "site")
     files = render_docs.site(inventory, report, picture(inventory))
     files[MARKER] = MARKER_TEXT.encode()
-    tree.publish(out, files)
+    with tree.locked(out):
+        tree.refuse_foreign(out, MARKER, "site")
+        tree.publish(out, files)
     return sorted(out / name for name in files)

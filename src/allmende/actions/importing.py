@@ -9,6 +9,7 @@ With ``dry_run`` it stops before writing and says what it would write.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +27,13 @@ from allmende.importers.yamlout import dump
 from allmende.inventory.atomic import make_parent, save
 from allmende.inventory.inventory import COLLECTIVE_FILE, Inventory
 from allmende.inventory.load import load
+from allmende.inventory.models import NAME_PATTERN
 from allmende.inventory.secrets import SecretStore
 from allmende.inventory.validate import did_you_mean
 from allmende.inventory.yamlpos import parse
 
 MARK = "Imported by `allmende import"
+NAME = re.compile(NAME_PATTERN)
 SERVICE_ORDER = [
     "description",
     "maintainers",
@@ -189,10 +192,24 @@ def _link(imported: list[Imported], inventory: Inventory) -> None:
         out.data = {k: out.data[k] for k in SERVICE_ORDER if k in out.data}
 
 
+def valid_name(option: str, value: str) -> str:
+    """Return ``value`` if it can name a new host or service file. Raise UserError saying why
+    not: an import writes ``hosts/<host>.yaml`` and ``services/<name>.yaml``, so ``..``, ``/``
+    or a control character would put a file outside ``--into``."""
+    if NAME.fullmatch(value):
+        return value
+    shown = f"`{value}`" if value.isprintable() else repr(value)
+    raise UserError(
+        f"{option} {shown} cannot name a file in the inventory: use lowercase letters, digits "
+        "and -, starting with a letter, at most 63 characters"
+    )
+
+
 def _host_stub(host: str, inventory: Inventory, report: Report) -> dict[str, str]:
     """Return a file for ``host`` if the inventory lacks it (to be filled in), else nothing."""
     if not host:
         raise UserError("say which host runs these projects: --host NAME")
+    valid_name("--host", host)
     if host in inventory.hosts:
         return {}
     report.lines.append(
@@ -302,6 +319,10 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
     then.
     """
     root = options.into
+    if options.name is not None:
+        valid_name("--name", options.name)
+    if options.host:
+        valid_name("--host", options.host)
     inventory = _inventory(root, options.environ)
     report = Report()
     projects: list[tuple[Path, tuple[Path, ...]]] = [(p, ()) for p in paths]

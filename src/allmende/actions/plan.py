@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allmende.actions.render import select
+from allmende.checks.registry import refusal, run
 from allmende.connectors import connect
 from allmende.connectors.base import Connector
+from allmende.errors import CheckFailed
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
@@ -17,20 +19,20 @@ from allmende.plan.actions import plan_actions
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.databases import passwords_needed
 from allmende.plan.deliver import host_files, needs_secrets
-from allmende.plan.observe import observe, wanted_by_host
+from allmende.plan.observe import Recorded, observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 
-#: Given an opened host, the inventory, its file changes, its wanted files, its manifest, the
-#: service the plan is limited to and the passwords of the database roles its providers serve:
-#: the actions besides the files.
+#: Given an opened host, the inventory, its file changes, its wanted files, what it records of
+#: the last apply, the service the plan is limited to and the passwords of the database roles
+#: its providers serve: the actions besides the files.
 Actor = Callable[
     [
         Connector,
         Inventory,
         list[Change],
         Mapping[str, Rendered],
-        bytes | None,
+        Recorded,
         str | None,
         Mapping[str, bytes],
     ],
@@ -61,18 +63,30 @@ class Prepared:
     seams: Seams = field(default_factory=Seams)
 
 
+def checked(root: Path, env: Mapping[str, str], force: bool = False) -> Inventory:
+    """Load the inventory in ``root`` and check it. Raise InventoryError if it does not load,
+    CheckFailed if the check finds errors (with ``force``: errors of rules that cannot be
+    forced)."""
+    inventory = load(root, env)
+    reason = refusal(run(inventory), force)
+    if reason is not None:
+        raise CheckFailed(reason)
+    return inventory
+
+
 def prepare(
     root: Path,
     env: Mapping[str, str],
     host: str | None = None,
     service: str | None = None,
     seams: Seams | None = None,
+    force: bool = False,
 ) -> Prepared:
-    """Load and render the inventory in ``root`` and read the hosts (only ``host``, only the
-    files of ``service`` if given); return the plan with what it was made from. Raise
-    InventoryError or UserError as `plan` does."""
+    """Load, check and render the inventory in ``root`` and read the hosts (only ``host``,
+    only the files of ``service`` if given); return the plan with what it was made from. Raise
+    InventoryError, CheckFailed or UserError as `plan` does."""
     seams = seams or Seams()
-    inventory = load(root, env)
+    inventory = checked(root, env, force)
     hosts = [host] if host is not None else sorted(inventory.hosts)
     roles = passwords_needed(inventory, hosts)
     needed = roles or needs_secrets(inventory, hosts, service)
@@ -90,10 +104,10 @@ def prepare(
         connector: Connector,
         changes: list[Change],
         files: Mapping[str, Rendered],
-        manifest: bytes | None,
+        recorded: Recorded,
     ) -> list[Action]:
         return await seams.actions(
-            connector, inventory, changes, files, manifest, service, passwords
+            connector, inventory, changes, files, recorded, service, passwords
         )
 
     plan = asyncio.run(observe(wanted, opener, source, act))
@@ -106,6 +120,7 @@ def plan(
     host: str | None = None,
     service: str | None = None,
     seams: Seams | None = None,
+    force: bool = False,
 ) -> Plan:
     """Load the inventory in ``root``, render it, read every host (or only ``host``)
     concurrently and return the Plan of file changes (only those of ``service`` if given).
@@ -113,6 +128,7 @@ def plan(
     Hosts without ``ssh`` are this machine (under ``ALLMENDE_HOST_ROOT`` if set); the others are
     reached over SSH (see ``allmende.connectors.ssh`` for the environment it honours). A host
     that cannot be reached is in ``Plan.failed``. Raise InventoryError if the inventory does not
-    load and UserError for an unknown host or service.
+    load, CheckFailed if its check finds errors (``force``: see ``checked``) and UserError for
+    an unknown host or service.
     """
-    return prepare(root, env, host, service, seams).plan
+    return prepare(root, env, host, service, seams, force).plan

@@ -14,20 +14,29 @@ from allmende.inventory.schema import KINDS, dumps, kind_schema
 
 
 def rules_markdown() -> str:
-    """Return the rules page: every rule id with its severity, reason and fix."""
+    """Return the rules page: every rule id with its severity, reason and fix, and whether
+    `allow` and `--force` pass its findings."""
     load_rules()
     lines = [
         "# Rules",
         "",
         "Generated from allmende's checks; do not edit by hand. `allmende check` applies them;",
-        "a service accepts a finding on purpose with `allow: [{rule: <id>, reason: ...}]`.",
-        "Exit code 1 when any finding of severity `error` remains.",
+        "the file a finding is in (a service's, a host's or allmende.yaml) accepts it on purpose",
+        "with `allow: [{rule: <id>, reason: ...}]`, except for the rules that keep paths safe",
+        "(`allow` no). Exit code 1 when any finding of severity `error` remains.",
         "",
-        "| id | severity | why | fix |",
-        "|---|---|---|---|",
+        "`plan` and `apply` refuse an inventory with a finding of severity `error`; `--force`",
+        "goes on past those of the rules marked `--force` yes, and never past the others.",
+        "",
+        "| id | severity | why | fix | allow | --force |",
+        "|---|---|---|---|---|---|",
     ]
     for rule in sorted(RULES.values(), key=lambda r: r.id):
-        lines.append(f"| `{rule.id}` | {rule.severity} | {rule.reason} | {rule.fix} |")
+        allow = "no" if rule.guards_paths else "yes"
+        force = "yes" if rule.force else ("no" if rule.severity == "error" else "")
+        lines.append(
+            f"| `{rule.id}` | {rule.severity} | {rule.reason} | {rule.fix} | {allow} | {force} |"
+        )
     return "\n".join(lines) + "\n"
 
 

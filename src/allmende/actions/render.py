@@ -158,13 +158,14 @@ def render(
                 engine,
             )
     out = tree.target(out)
-    tree.refuse_foreign(out, MARKER, "rendered tree")
-    contents = carry_serials(
-        out,
-        {path: f.content for path, f in files.items()},
-        store.default_path(env),
-        str(root.resolve()),
-    )
-    contents[MARKER] = MARKER_TEXT.encode()
-    tree.publish(out, contents, {p: f.mode for p, f in files.items()}, what="rendered tree")
+    with tree.locked(out, "rendered tree"):
+        tree.refuse_foreign(out, MARKER, "rendered tree")
+        contents = carry_serials(
+            out,
+            {path: f.content for path, f in files.items()},
+            store.default_path(env),
+            str(root.resolve()),
+        )
+        contents[MARKER] = MARKER_TEXT.encode()
+        tree.publish(out, contents, {p: f.mode for p, f in files.items()}, what="rendered tree")
     return sorted(files)

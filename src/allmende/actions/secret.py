@@ -7,6 +7,7 @@ before anyone types its value, an empty value is refused. Every failure is a Sec
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from allmende.errors import SecretError
@@ -55,9 +56,18 @@ def read_file(path: Path) -> bytes:
         raise SecretError(f"cannot read {path}: {err.strerror}") from None
 
 
-def set_value(directory: Path, name: str, value: Callable[[], bytes]) -> int:
+@dataclass(frozen=True)
+class Stored:
+    """How a value was stored: to how many recipients, and your own public key where it is not
+    one of them (you cannot read the value back), else None."""
+
+    recipients: int
+    not_yours: str | None = None
+
+
+def set_value(directory: Path, name: str, value: Callable[[], bytes]) -> Stored:
     """Store secret ``name`` with the bytes ``value()`` returns, encrypted to every recipient;
-    return how many recipients that is.
+    return how many recipients that is, and whether your own key is not one.
 
     ``value`` is called only once the inventory, the name and the recipients are known to be
     good, so no one types a value that cannot be stored. Raise SecretError if any of them is
@@ -65,12 +75,13 @@ def set_value(directory: Path, name: str, value: Callable[[], bytes]) -> int:
     """
     secrets = store(directory)
     secrets.path(name)  # refuse a bad name before anyone types a value
-    count = len(secrets.require_recipients())
+    recipients = secrets.require_recipients()
     data = value()
     if not data:
         raise SecretError(f"the value is empty; {name} was not stored")
     secrets.set(name, data)
-    return count
+    own = secrets.own_public_key()
+    return Stored(len(recipients), own if own is not None and own not in recipients else None)
 
 
 def add_recipient(directory: Path, key: str, comment: str = "") -> bool:

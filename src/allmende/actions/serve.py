@@ -1,7 +1,10 @@
 """The `serve` part of `up`: the built site over HTTP, on 127.0.0.1 only.
 
 The standard library's threading HTTP server with a file handler bound to one directory; no
-outside access (the address is fixed to the loopback), request logs go to the debug log.
+outside access (the address is fixed to the loopback), request logs go to the debug log. A
+request is answered only when its ``Host`` names the server as it is bound (``127.0.0.1``,
+``localhost``, with the port or without): a web page elsewhere that points a name of its own at
+127.0.0.1 (DNS rebinding) gets 421 and never reads the site.
 """
 
 from __future__ import annotations
@@ -31,12 +34,29 @@ TYPES = {
 }
 
 
+#: The names a request may give its server by (with the port, or without).
+NAMES = (ADDRESS, "localhost")
+
+
 class QuietHandler(SimpleHTTPRequestHandler):
-    """Serve files of one directory; log requests at debug level instead of on stderr."""
+    """Serve files of one directory to requests that name this server; log requests at debug
+    level instead of on stderr."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.extensions_map = TYPES
         super().__init__(*args, **kwargs)
+
+    def _ours(self) -> bool:
+        address: Any = self.server.server_address
+        port = address[1]
+        names = {name for n in NAMES for name in (n, f"{n}:{port}")}
+        return self.headers.get("Host", "").lower() in names
+
+    def send_head(self) -> Any:
+        if not self._ours():
+            self.send_error(421, "Misdirected Request: this server answers for 127.0.0.1 only")
+            return None
+        return super().send_head()
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.address_string(), format % args)

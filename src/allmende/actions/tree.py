@@ -4,13 +4,22 @@ Everything goes into a temporary directory next to the target, which is then swa
 previous one (renamed aside, the new one renamed in, the old one deleted). A failed write leaves
 the previous directory as it was. A directory allmende did not generate (no marker file in it)
 is never replaced unless it is empty.
+
+Writers of one target take turns: ``locked`` holds an advisory lock on the directory it is in
+(which dies with its process, and leaves no file) from the check of what is there to the swap,
+so two renders into one OUT never trip over each other, and whatever a writer that was killed
+left beside it (``.<name>.new-*``, ``.<name>.old-*``) is removed by the next.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
+import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path, PurePosixPath
 
 from allmende.errors import InternalError, UserError
@@ -50,6 +59,27 @@ def refuse_foreign(out: Path, marker: str, what: str) -> None:
             f"{out} exists and does not look like a {what} allmende built (no {marker} in it): "
             "refusing to replace what is there; choose another --out, or empty the directory"
         )
+
+
+@contextlib.contextmanager
+def locked(out: Path, what: str = "site") -> Iterator[None]:
+    """Hold the lock of the target ``out`` (waiting for another writer), and remove what
+    writers killed half-way left beside it. Raise UserError if its directory cannot be made
+    (``what`` names the target in that message)."""
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as exc:
+        raise file_error(f"write the {what} to", out, exc) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        for leftover in sorted(parent.glob(f".{glob.escape(out.name)}.[no][el][wd]-*")):
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+        yield
+    finally:
+        os.close(handle)
 
 
 def _safe(name: str) -> PurePosixPath:

@@ -12,7 +12,10 @@ fails before a live file is touched:
 4. copy each file about to be replaced or deleted to ``<path>.allmende-prev`` (remembering the
    previous copy there was), rename every temp over its target and delete what the plan
    deletes;
-5. once what follows the files has worked (``apply.host``), write the manifest.
+5. once what follows the files has worked (``apply.host``), write the manifest (mode 0600).
+
+A host that has no key for the hashes of secret files yet gets the plan's before step 1
+(``plan.digest``).
 
 Up to step 3 nothing live has changed: on failure the temps and the created directories are
 removed. A rollback after step 4 puts every file back, the previous copies as they were, and
@@ -29,8 +32,9 @@ from pathlib import PurePosixPath
 
 from allmende.connectors.base import PREVIOUS, Connector
 from allmende.errors import CommandFailed, PlanChanged, ToolMissing, UserError
-from allmende.inventory.hostpaths import MANIFEST
-from allmende.plan.changes import Change, sha256
+from allmende.inventory.hostpaths import HASH_KEY, MANIFEST, SECRETS
+from allmende.plan.changes import Change, sensitive, sha256
+from allmende.plan.digest import HostKey
 from allmende.plan.observe import file_mode
 from allmende.render.output import Rendered
 
@@ -44,10 +48,13 @@ def new_manifest(
     wanted: Mapping[str, Rendered],
     deleted: Sequence[str],
     scoped: bool,
+    key: HostKey,
 ) -> bytes:
     """Return the manifest after the apply: ``host``'s section lists every file of ``wanted``
-    (with sha256 and sources); with ``scoped`` (only one service applied) the other entries of
-    the host are kept, except ``deleted``. Other hosts' sections are kept as they were."""
+    (with sha256, or the hash keyed with the host's ``key`` for a file that carries secrets,
+    and sources); with ``scoped`` (only one service applied) the other entries of the host are
+    kept, except ``deleted``. Other hosts' sections are kept as they were, but that a sha256
+    an older allmende recorded of a secret file is replaced by its keyed hash."""
     document: dict[str, object] = {"version": 1, "hosts": {}}
     if old is not None:
         try:
@@ -62,20 +69,42 @@ def new_manifest(
     for path in deleted:
         entries.pop(path, None)
     for path, rendered in wanted.items():
-        entries[path] = {"sha256": sha256(rendered.content), "sources": list(rendered.sources)}
+        plain = sha256(rendered.content)
+        secret = sensitive(path, rendered.mode)
+        entry = {"hmac": key.keyed(plain)} if secret else {"sha256": plain}
+        entries[path] = {**entry, "sources": list(rendered.sources)}
     hosts[host] = dict(sorted(entries.items()))
+    for section in hosts.values():
+        for path, entry in section.items() if isinstance(section, dict) else ():
+            secret = SECRETS in PurePosixPath(str(path)).parts[:-1]
+            if secret and isinstance(entry, dict) and "sha256" in entry:
+                entry["hmac"] = key.keyed(str(entry.pop("sha256")))
     return (json.dumps(document, indent=2, sort_keys=True) + "\n").encode()
 
 
-async def _check_unchanged(connector: Connector, changes: Sequence[Change]) -> None:
+async def _check_unchanged(connector: Connector, changes: Sequence[Change], key: HostKey) -> None:
     found = await connector.stat_many([c.path for c in changes])
     for change, have in zip(changes, found, strict=True):
-        now = have.sha256 if have else None
+        now = key.shown(have.sha256, change.sensitive) if have else None
         if now != change.before:
             raise PlanChanged(
                 f"{connector.host}:{change.path} changed since the plan was made; nothing was "
                 "applied to this host: run apply again to see the new plan"
             )
+
+
+async def _own_key(connector: Connector, key: HostKey) -> None:
+    """Make sure the host keeps ``key`` for the hashes of its secret files: write it (mode
+    0600) where the plan chose it, else check it is still the one there. Raise PlanChanged if
+    the host's key changed since the plan."""
+    found = await connector.read(HASH_KEY)
+    if key.new and (found is None or len(found) != len(key.value)):
+        await connector.write_atomic(HASH_KEY, key.value, 0o600)
+    elif found != key.value:
+        raise PlanChanged(
+            f"{connector.host}: its key for the hashes of secret files ({HASH_KEY}) changed "
+            "since the plan was made; nothing was applied to this host: run apply again"
+        )
 
 
 async def _validate(
@@ -152,12 +181,14 @@ class Staged:
 
 
 async def stage(
-    connector: Connector, changes: Sequence[Change], wanted: Mapping[str, Rendered]
+    connector: Connector, changes: Sequence[Change], wanted: Mapping[str, Rendered], key: HostKey
 ) -> Staged:
-    """Steps 1 to 4 on the opened, locked host: nothing live changes. Raise UserError, with
-    every temp removed, if a file changed since the plan, the disk is full or a validator
+    """Steps 1 to 4 on the opened, locked host: nothing live changes but that a host without a
+    key for the hashes of secret files gets the plan's (``key``). Raise UserError, with every
+    temp removed, if a file or the key changed since the plan, the disk is full or a validator
     rejects a file."""
-    await _check_unchanged(connector, changes)
+    await _own_key(connector, key)
+    await _check_unchanged(connector, changes, key)
     staged = Staged(changes)
     writes = [c.path for c in changes if c.kind != "delete"]
     # Directories first, parents before children (those of one depth at once), then the
@@ -234,14 +265,18 @@ async def commit(connector: Connector, staged: Staged) -> None:
 
 
 async def record(
-    connector: Connector, staged: Staged, wanted: Mapping[str, Rendered], scoped: bool = False
+    connector: Connector,
+    staged: Staged,
+    wanted: Mapping[str, Rendered],
+    key: HostKey,
+    scoped: bool = False,
 ) -> None:
     """Step 6, once everything that follows the files has worked: write the manifest. Until
     then it names the files of the last apply that finished, so that a plan after an apply
     that died half-way still brings up what that apply did not."""
     deleted = [c.path for c in staged.changes if c.kind == "delete"]
-    manifest = new_manifest(staged.manifest_before, connector.host, wanted, deleted, scoped)
-    await connector.write_atomic(MANIFEST, manifest, 0o644)
+    manifest = new_manifest(staged.manifest_before, connector.host, wanted, deleted, scoped, key)
+    await connector.write_atomic(MANIFEST, manifest, 0o600)
     staged.recorded = True
 
 
@@ -265,5 +300,5 @@ async def rollback(connector: Connector, staged: Staged) -> None:
         if change.kind != "create" and change.path not in staged.previous:
             await connector.remove(change.path + PREVIOUS)
     if staged.recorded and staged.manifest_before is not None:
-        await connector.write_atomic(MANIFEST, staged.manifest_before, 0o644)
+        await connector.write_atomic(MANIFEST, staged.manifest_before, 0o600)
     await remove_created(connector, staged)

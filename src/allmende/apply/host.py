@@ -44,6 +44,7 @@ from allmende.inventory.images import registry_of
 from allmende.inventory.inventory import Inventory
 from allmende.plan.changes import Action, Change
 from allmende.plan.deliver import secret_names
+from allmende.plan.digest import HostKey
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,7 @@ class HostPlan:
     changes: Sequence[Change]
     actions: Sequence[Action]
     wanted: Mapping[str, Rendered]
+    key: HostKey
     scoped: bool = False
     verify_timeout: float = TIMEOUT
     #: Told each step as it is done, one line without the host's name (for people watching).
@@ -86,7 +88,7 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         certs = plan.wanted.get(PROXY_FILES[1])
         if certs is not None:
             stand_ins = await ensure_certificates(connector, certs.content)
-        staged = await stage(connector, plan.changes, plan.wanted)
+        staged = await stage(connector, plan.changes, plan.wanted, plan.key)
         model = plan.inventory.hosts[connector.host]
         driver = await find_driver(connector, model.engine, model.runtime)
         for action in plan.actions:
@@ -104,7 +106,7 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         done.files = len(staged.committed)
         plan.say(f"{done.files} files in place")
         await _after_files(connector, plan, driver, done)
-        await record(connector, staged, plan.wanted, plan.scoped)
+        await record(connector, staged, plan.wanted, plan.key, plan.scoped)
     except UserError as exc:
         log.info("%s: %s; rolling back", connector.host, exc)
         plan.say("failed: rolling back")

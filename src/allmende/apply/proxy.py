@@ -28,10 +28,15 @@ from pathlib import PurePosixPath
 from allmende.apply.engines import run_action
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, UserError
-from allmende.inventory.hostpaths import HAPROXY_DROP_IN, HAPROXY_PATHS, ProxyPaths
+from allmende.inventory.hostpaths import (
+    HAPROXY_DROP_IN,
+    HAPROXY_MASTER_SOCKET,
+    HAPROXY_RUN,
+    ProxyPaths,
+)
 from allmende.plan.actions import has_systemd
 from allmende.plan.changes import Action
-from allmende.plan.proxy import Processes, master_cli, show_proc
+from allmende.plan.proxy import Processes, master_cli, proxy_paths, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
 WAIT_SECONDS = 10.0
@@ -67,9 +72,12 @@ async def validate(connector: Connector, paths: ProxyPaths) -> None:
         ) from None
 
 
-async def ensure_running(connector: Connector, paths: ProxyPaths = HAPROXY_PATHS) -> Processes:
+async def ensure_running(connector: Connector, paths: ProxyPaths | None = None) -> Processes:
     """Start HAProxy in master-worker mode unless a master answers on the master socket, and
-    return its processes once it answers with a worker. Raise UserError if it does not start."""
+    return its processes once it answers with a worker. ``paths`` default to where the host
+    has them, under its root (``plan.proxy.proxy_paths``). Raise UserError if it does not
+    start."""
+    paths = paths or proxy_paths(connector)
     processes = await show_proc(connector, paths)
     if processes is not None and processes.workers:
         return processes
@@ -89,10 +97,13 @@ async def ensure_running(connector: Connector, paths: ProxyPaths = HAPROXY_PATHS
 
 
 async def _start_daemon(connector: Connector, paths: ProxyPaths) -> None:
-    for directory in sorted(
-        {str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)}
-    ):
-        await connector.run(["mkdir", "-p", directory])
+    if paths.master_socket == connector.real(HAPROXY_MASTER_SOCKET):
+        await connector.make_dir(HAPROXY_RUN)  # no directory made through a link
+    else:  # a place of the caller's (the tests' HAProxy)
+        for directory in sorted(
+            {str(PurePosixPath(p).parent) for p in (paths.master_socket, paths.pidfile)}
+        ):
+            await connector.run(["mkdir", "-p", directory])
     start = ["haproxy", "-W", "-D", "-S", f"{paths.master_socket},mode,600"]
     try:
         await connector.run([*start, "-p", paths.pidfile, "-f", paths.config], timeout=60.0)
@@ -127,10 +138,11 @@ async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
     await run_action(connector, Action(connector.host, "start-proxy", "haproxy", reason, commands))
 
 
-async def reload(connector: Connector, paths: ProxyPaths = HAPROXY_PATHS) -> Processes:
+async def reload(connector: Connector, paths: ProxyPaths | None = None) -> Processes:
     """Validate the configuration, reload HAProxy through its master socket, and return its
-    processes once a new worker serves. Raise UserError if HAProxy rejects the configuration
-    (the old worker keeps serving) or no master answers."""
+    processes once a new worker serves (``paths``: as for ``ensure_running``). Raise UserError
+    if HAProxy rejects the configuration (the old worker keeps serving) or no master answers."""
+    paths = paths or proxy_paths(connector)
     await validate(connector, paths)
     before = await show_proc(connector, paths)
     if before is None:

@@ -14,6 +14,8 @@ MODULES = (
     "secrets",
     "monitor",
     "databases",
+    "files",
+    "domains",
 )
 
 

@@ -13,6 +13,7 @@ from allmende.inventory import derive
     "error",
     "A service with volumes or a database loses its data with its disk unless it is backed up.",
     "add `backup: {consistency: dump|stop|snapshot}` (and a repository, here or in allmende.yaml)",
+    force=True,
 )
 def backups_required(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory

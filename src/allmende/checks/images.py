@@ -14,6 +14,7 @@ from allmende.inventory.images import repository, tag_of
     "A moving tag such as `latest` changes under you at the next pull; nobody can say which "
     "version runs, and a restore brings back a different one.",
     "pin a version tag (`postgres:16.4`) or a digest (`@sha256:...`)",
+    force=True,
 )
 def images_pinned(ctx: Context) -> Iterator[Finding]:
     for name, service in sorted(ctx.inventory.services.items()):

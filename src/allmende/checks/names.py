@@ -17,6 +17,7 @@ _NAME = re.compile(NAME_PATTERN)
     "error",
     "Names end up in file paths, container names, DNS labels and URLs.",
     "use lowercase letters, digits and `-`, starting with a letter, at most 63 characters",
+    guards_paths=True,
 )
 def names_format(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory

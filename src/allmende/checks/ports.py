@@ -92,3 +92,39 @@ def ports_unique(ctx: Context) -> Iterator[Finding]:
                 use.path,
                 f"{protocol} port {port} on host `{host}` is also used by {', '.join(others)}",
             )
+
+
+@rule(
+    "ports.bind",
+    "error",
+    "A port listens on every interface only when the inventory says so: a host reached by a "
+    "name publishes on 127.0.0.1 until `bind` says which of its addresses to use, so that a "
+    "typo never puts a database on the internet.",
+    "add `bind: <the host's IP>` to the host (`0.0.0.0` for every interface)",
+    force=True,
+)
+def ports_bind(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    publishing = {
+        s.host for s in inv.services.values() if any(c.publish for c in s.components.values())
+    }
+    for name, host in sorted(inv.hosts.items()):
+        if name not in publishing:
+            continue
+        if host.engine == "swarm" and host.bind not in derive.EVERY_INTERFACE:
+            yield ctx.finding(
+                "host",
+                name,
+                ("bind",) if host.bind is not None else ("engine",),
+                "a swarm publishes ports on every interface of every node, and this host does "
+                "not say so: its ports are not published",
+                "add `bind: 0.0.0.0` to the host",
+            )
+        elif derive.bind_unsaid(host):
+            yield ctx.finding(
+                "host",
+                name,
+                ("address",),
+                f"`{name}` is reached by the name `{host.address}` and publishes ports: they "
+                "listen on 127.0.0.1 only",
+            )

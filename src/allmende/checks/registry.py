@@ -3,7 +3,12 @@
 A rule is a function from the Inventory to Findings, registered with its id, severity, the
 reason it exists and how to fix what it finds. The file a finding is located in (a service's, a
 host's or allmende.yaml) may accept it on purpose with ``allow: [{rule: <id>, reason: ...}]``;
-such findings are kept aside as "allowed".
+such findings are kept aside as "allowed". A rule that keeps paths safe (``guards_paths``)
+cannot be allowed: such an ``allow`` is itself an error (``allow.refused``).
+
+Plan and apply refuse an inventory with error findings (``refusal``); ``--force`` lets through
+those of the few rules registered with ``force=True``, never those of a rule that keeps paths
+safe.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
-from allmende.errors import Location, UserError
+from allmende.errors import Location, UserError, visible
 from allmende.inventory.inventory import Inventory, Kind
 from allmende.inventory.models import Allow
 from allmende.inventory.validate import did_you_mean
@@ -22,6 +27,8 @@ Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
 #: The id of the findings on ``allow`` entries that name no rule; reported on every check.
 ALLOW_UNKNOWN = "allow.unknown"
+#: The id of the findings on ``allow`` entries that name a rule that keeps paths safe.
+ALLOW_REFUSED = "allow.refused"
 
 
 @dataclass(frozen=True, order=True)
@@ -47,9 +54,10 @@ class Finding:
         return self.name if self.kind == "service" else None
 
     def __str__(self) -> str:
-        key = f" {self.keypath}:" if self.keypath else ""
-        fix = f" ({self.fix})" if self.fix else ""
-        return f"{self.location}:{key} {self.severity}: {self.message}{fix} [{self.rule}]"
+        key = f" {visible(self.keypath)}:" if self.keypath else ""
+        fix = f" ({visible(self.fix)})" if self.fix else ""
+        message = visible(self.message)
+        return f"{self.location}:{key} {self.severity}: {message}{fix} [{self.rule}]"
 
     def as_json(self) -> dict[str, object]:
         """Return the finding as the JSON object `allmende check --json` prints."""
@@ -71,25 +79,43 @@ Check = Callable[["Context"], Iterable[Finding]]
 
 @dataclass(frozen=True)
 class Rule:
-    """A convention: id, severity, why it exists, how to fix it, and the check itself."""
+    """A convention: id, severity, why it exists, how to fix it, and the check itself.
+
+    ``force``: plan and apply go on past its error findings with ``--force``.
+    ``guards_paths``: it keeps what allmende writes where it belongs; ``allow`` cannot accept
+    its findings and ``--force`` does not pass them.
+    """
 
     id: str
     severity: Severity
     reason: str
     fix: str
     check: Check
+    force: bool = False
+    guards_paths: bool = False
 
 
 RULES: dict[str, Rule] = {}
 
 
-def rule(id: str, severity: Severity, reason: str, fix: str) -> Callable[[Check], Check]:
-    """Register a check function as the rule ``id``."""
+def rule(
+    id: str,
+    severity: Severity,
+    reason: str,
+    fix: str,
+    *,
+    force: bool = False,
+    guards_paths: bool = False,
+) -> Callable[[Check], Check]:
+    """Register a check function as the rule ``id`` (see ``Rule`` for ``force`` and
+    ``guards_paths``)."""
+    if force and guards_paths:
+        raise ValueError(f"rule {id}: a rule that keeps paths safe cannot be forced")
 
     def register(check: Check) -> Check:
         if id in RULES:
             raise ValueError(f"rule {id} registered twice")
-        RULES[id] = Rule(id, severity, reason, fix, check)
+        RULES[id] = Rule(id, severity, reason, fix, check, force, guards_paths)
         return check
 
     return register
@@ -152,24 +178,32 @@ def allows(inventory: Inventory, kind: Kind | None, name: str) -> tuple[Allow, .
     return ()
 
 
-def _unknown_allows(inventory: Inventory) -> Iterator[Finding]:
+def _bad_allows(inventory: Inventory) -> Iterator[Finding]:
     owners: list[tuple[Kind, str]] = [("collective", "")]
     owners += [("host", name) for name in sorted(inventory.hosts)]
     owners += [("service", name) for name in sorted(inventory.services)]
     for kind, name in owners:
         for i, allow in enumerate(allows(inventory, kind, name)):
+            path: KeyPath = ("allow", i, "rule")
             if allow.rule not in RULES:
-                path: KeyPath = ("allow", i, "rule")
-                yield Finding(
-                    inventory.where(kind, name, path),
-                    ALLOW_UNKNOWN,
-                    "error",
-                    f"unknown rule `{allow.rule}`",
-                    dotted(path),
-                    did_you_mean(allow.rule, RULES, "rule"),
-                    kind=kind,
-                    name=name,
-                )
+                rule_id, message = ALLOW_UNKNOWN, f"unknown rule `{allow.rule}`"
+                fix = did_you_mean(allow.rule, RULES, "rule")
+            elif RULES[allow.rule].guards_paths:
+                rule_id = ALLOW_REFUSED
+                message = f"`{allow.rule}` keeps paths safe: it cannot be allowed"
+                fix = f"fix what it finds ({RULES[allow.rule].fix}) and remove this entry"
+            else:
+                continue
+            yield Finding(
+                inventory.where(kind, name, path),
+                rule_id,
+                "error",
+                message,
+                dotted(path),
+                fix,
+                kind=kind,
+                name=name,
+            )
 
 
 def selected(only: Iterable[str] | None) -> set[str]:
@@ -180,7 +214,7 @@ def selected(only: Iterable[str] | None) -> set[str]:
     if only is None:
         return set(RULES)
     wanted = set(only)
-    unknown = sorted(wanted - set(RULES) - {ALLOW_UNKNOWN})
+    unknown = sorted(wanted - set(RULES) - {ALLOW_UNKNOWN, ALLOW_REFUSED})
     if unknown:
         raise UserError(
             "\n".join(f"unknown rule `{u}` ({did_you_mean(u, RULES, 'rule')})" for u in unknown)
@@ -191,20 +225,52 @@ def selected(only: Iterable[str] | None) -> set[str]:
 def run(inventory: Inventory, only: Iterable[str] | None = None) -> Report:
     """Given an inventory, apply every rule (or those in ``only``) and return the Report.
 
-    Unknown rule ids in ``allow`` entries are reported on every run (``allow.unknown``).
-    Raise UserError if ``only`` names a rule that does not exist.
+    Unknown rule ids in ``allow`` entries, and those of rules that keep paths safe, are
+    reported on every run (``allow.unknown``, ``allow.refused``). Raise UserError if ``only``
+    names a rule that does not exist.
     """
     from allmende.checks import load_rules
 
     load_rules()
     wanted = selected(only)
-    findings: list[Finding] = list(_unknown_allows(inventory))
+    findings: list[Finding] = list(_bad_allows(inventory))
     allowed: list[Finding] = []
     for rule_id in sorted(wanted):
         current = RULES[rule_id]
         for finding in current.check(Context(inventory, current)):
-            if any(a.rule == rule_id for a in allows(inventory, finding.kind, finding.name)):
+            accepted = allows(inventory, finding.kind, finding.name)
+            if not current.guards_paths and any(a.rule == rule_id for a in accepted):
                 allowed.append(finding)
             else:
                 findings.append(finding)
     return Report(tuple(sorted(set(findings))), tuple(sorted(set(allowed))))
+
+
+def forceable() -> list[str]:
+    """Return the ids of the rules whose error findings ``--force`` lets through, sorted."""
+    from allmende.checks import load_rules
+
+    load_rules()
+    return sorted(r.id for r in RULES.values() if r.force)
+
+
+def refusal(report: Report, force: bool = False) -> str | None:
+    """Return why plan and apply refuse an inventory with this report: its error findings
+    (with ``force``, those of rules that cannot be forced), one a line; None when they go on."""
+    blocking = [
+        f
+        for f in report.findings
+        if f.severity == "error" and not (force and f.rule in RULES and RULES[f.rule].force)
+    ]
+    if not blocking:
+        return None
+    lines = [str(f) for f in blocking]
+    forced = [f for f in blocking if f.rule in RULES and RULES[f.rule].force]
+    hint = "fix them (`allmende check` lists every finding)"
+    if forced and len(forced) == len(blocking):
+        hint += "; --force goes on past them"
+    elif not force:
+        hint += f"; --force goes on past findings of {', '.join(forceable())} only"
+    noun = "error finding" if len(blocking) == 1 else "error findings"
+    lines.append(f"{len(blocking)} {noun}: nothing was planned or applied; {hint}.")
+    return "\n".join(lines)

@@ -15,6 +15,7 @@ from allmende.inventory.secretlike import looks_secret
     "ever clones it, forever.",
     "move the value into the secret store: `allmende secret set <name>` and "
     "`secrets: {ENV: <name>}`",
+    force=True,
 )
 def secrets_plaintext(ctx: Context) -> Iterator[Finding]:
     for name, service in sorted(ctx.inventory.services.items()):

@@ -12,6 +12,7 @@ import click
 
 from allmende.actions.apply import HostResult, Outcome, plan_and_apply
 from allmende.cli.plan import seams, show
+from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
 
 #: Exit codes of `allmende apply`.
@@ -23,7 +24,12 @@ DONE, FAILED = 0, 2
 @click.option("--host", help="Only this host.")
 @click.option("--service", help="Only the files rendered from this service.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Allow a plan that deletes many files.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Allow a plan that deletes many files, and go on past error findings of the rules "
+    "that allow it.",
+)
 @click.option(
     "--plan-checksum",
     metavar="SUM",
@@ -52,9 +58,11 @@ def apply(
     that fails, the host's files and services are rolled back and the message says why. Every
     apply is recorded in the state database (ALLMENDE_STATE).
 
-    Asks before applying; without a terminal to ask at, applies only with --yes. Refuses a
-    plan that deletes more than 10 files, or more than half the files of a host, without
-    --force. Exit 0 when applied or nothing to do, 2 when a host failed or nothing was applied.
+    Asks before applying; without a terminal to ask at, applies only with --yes. Refuses an
+    inventory whose check finds errors (with --force, only errors of a rule that --force cannot
+    pass: never those of a rule that keeps paths safe), and a plan that deletes more than 10
+    files, or more than half the files of a host, without --force. Exit 0 when applied or
+    nothing to do, 2 when a host failed or nothing was applied.
     """
     outcome = interactive(
         directory, yes, host=host, service=service, force=force, checksum=plan_checksum
@@ -84,7 +92,7 @@ def confirmer(yes: bool) -> Callable[[Plan], bool]:
         if yes:
             return True
         if not sys.stdin.isatty():
-            click.echo("No terminal to ask at: run again with --yes to apply.", err=True)
+            echo("No terminal to ask at: run again with --yes to apply.", err=True)
             return False
         return click.confirm("Apply this plan?", err=True)
 
@@ -93,16 +101,16 @@ def confirmer(yes: bool) -> Callable[[Plan], bool]:
 
 def progress(line: str) -> None:
     """Print one step of an apply as it is done."""
-    click.echo(f"  {line}", err=True)
+    echo(f"  {line}", err=True)
 
 
 def tell(outcome: Outcome) -> bool:
     """Print how ``plan_and_apply`` ended; return whether every host is as planned."""
     if outcome.status == "nothing to do":
         if not outcome.prepared.plan.failed:
-            click.echo("Nothing to do.", err=True)
+            echo("Nothing to do.", err=True)
     elif outcome.status == "declined":
-        click.echo("Nothing was applied.", err=True)
+        echo("Nothing was applied.", err=True)
     else:
         report(outcome.results)
     return outcome.ok
@@ -112,7 +120,7 @@ def report(results: Mapping[str, HostResult]) -> bool:
     """Print each host's result of an apply; return whether every host was applied."""
     for name, result in sorted(results.items()):
         if result.ok:
-            click.echo(f"Applied {name}.", err=True)
+            echo(f"Applied {name}.", err=True)
         else:
-            click.echo(f"not applied: {result.error}", err=True)
+            echo(f"not applied: {result.error}", err=True)
     return all(r.ok for r in results.values())

@@ -10,6 +10,7 @@ import click
 
 from allmende.actions.check import check as check_action
 from allmende.checks.registry import SEVERITIES, Report
+from allmende.cli.terminal import echo
 from allmende.errors import InventoryError
 
 
@@ -42,10 +43,10 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
             }
             for p in exc.problems
         ]
-        click.echo(json.dumps(problems, indent=2))
+        echo(json.dumps(problems, indent=2))
         return exc.exit_code
     if as_json:
-        click.echo(json.dumps([f.as_json() for f in report.findings], indent=2))
+        echo(json.dumps([f.as_json() for f in report.findings], indent=2))
         return 1 if report.errors else 0
     print_report(directory, report, show_allowed)
     return 1 if report.errors else 0
@@ -54,11 +55,11 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
 def print_report(directory: Path, report: Report, show_allowed: bool = False) -> None:
     """Print each finding on a line, the allowed ones if asked, and a summary on stderr."""
     for finding in report.findings:
-        click.echo(str(finding))
+        echo(str(finding))
     if show_allowed:
         for finding in report.allowed:
-            click.echo(f"{finding} (allowed)")
+            echo(f"{finding} (allowed)")
     counts = {s: sum(1 for f in report.findings if f.severity == s) for s in SEVERITIES}
     summary = ", ".join(f"{n} {s}{'s' if n != 1 else ''}" for s, n in counts.items() if n)
     allowed = f" ({len(report.allowed)} allowed on purpose)" if report.allowed else ""
-    click.echo(f"{directory}: {summary or 'no findings'}{allowed}", err=True)
+    echo(f"{directory}: {summary or 'no findings'}{allowed}", err=True)

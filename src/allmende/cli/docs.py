@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from allmende.actions.docs import build
+from allmende.cli.terminal import echo
 
 #: The `--out` option of every command that writes the site.
 site_option = click.option(
@@ -29,7 +30,7 @@ def docs(directory: Path, out: Path) -> int:
     stop the build: they are listed on the site.
     """
     paths = build(directory, out, os.environ)
-    click.echo(summary(paths, out))
+    echo(summary(paths, out))
     return 0
 
 

@@ -9,6 +9,7 @@ import click
 
 from allmende.actions.graph import FORMATS, write
 from allmende.actions.graph import graph as graph_action
+from allmende.cli.terminal import echo
 
 
 @click.command()
@@ -35,8 +36,8 @@ def graph(directory: Path, fmt: str, out: Path | None) -> int:
     """
     text = graph_action(directory, os.environ, fmt)
     if out is None:
-        click.echo(text, nl=False)
+        echo(text, nl=False)
     else:
         write(out, text)
-        click.echo(f"wrote {out}", err=True)
+        echo(f"wrote {out}", err=True)
     return 0

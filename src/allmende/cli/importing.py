@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from allmende.actions.importing import Options, Report, import_compose, import_haproxy
+from allmende.cli.terminal import echo
 
 into_option = click.option(
     "--into",
@@ -23,24 +24,24 @@ dry_run_option = click.option(
 
 def _print(report: Report, dry_run: bool) -> None:
     for out in report.services:
-        click.echo(f"{out.source} -> service {out.name}")
+        echo(f"{out.source} -> service {out.name}")
         for note in sorted(out.notes):
-            click.echo(f"  {note}")
+            echo(f"  {note}")
         fields = [k for k in out.kept]
         if fields:
-            click.echo(f"  kept verbatim under x-compose: {', '.join(fields)}")
+            echo(f"  kept verbatim under x-compose: {', '.join(fields)}")
     for line in report.lines:
-        click.echo(line)
+        echo(line)
     for change in report.changes:
         if dry_run:
-            click.echo(change.diff(), nl=False)
+            echo(change.diff(), nl=False)
         else:
             verb = "created" if change.before is None else "updated"
-            click.echo(f"{verb} {change.path}")
+            echo(f"{verb} {change.path}")
     if not report.changes:
-        click.echo("nothing to write: the inventory already says all of it", err=True)
+        echo("nothing to write: the inventory already says all of it", err=True)
     elif dry_run:
-        click.echo(f"dry run: {len(report.changes)} files would change; nothing written", err=True)
+        echo(f"dry run: {len(report.changes)} files would change; nothing written", err=True)
 
 
 @click.group(name="import")

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from allmende import __version__
+from allmende.cli.terminal import echo
 from allmende.errors import UserError
 
 if TYPE_CHECKING:
@@ -67,10 +68,10 @@ def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
     try:
         result = cli.main(args=argv, prog_name="allmende", standalone_mode=False, obj=seams)
     except UserError as exc:
-        click.echo(str(exc), err=True)
+        echo(str(exc), err=True)
         return exc.exit_code
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
+        echo("aborted", err=True)
         return 1
     except click.ClickException as exc:
         exc.show()
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception:
-        click.echo(traceback.format_exc(), err=True)
-        click.echo(
+        echo(traceback.format_exc(), err=True)
+        echo(
             "allmende: internal error (a bug in allmende, not in your inventory); "
             "please report it with the text above.",
             err=True,

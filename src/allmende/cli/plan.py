@@ -11,6 +11,7 @@ import click
 
 from allmende.actions.plan import Seams
 from allmende.actions.plan import plan as plan_action
+from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
 
 #: Exit codes of `allmende plan`.
@@ -24,7 +25,12 @@ HEADINGS = {"create": "Create", "update": "Update", "delete": "Delete"}
 @click.option("--host", help="Only this host.")
 @click.option("--service", help="Only the files rendered from this service.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(directory: Path, host: str | None, service: str | None, as_json: bool) -> int:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Plan despite error findings of the rules that allow it (see the rules reference).",
+)
+def plan(directory: Path, host: str | None, service: str | None, as_json: bool, force: bool) -> int:
     """Show what `apply` would change on each host to match the inventory in DIRECTORY.
 
     Reads every host concurrently (hosts without `ssh` are this machine, the others are
@@ -34,15 +40,19 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool) 
     bring a removed one down, start or reload HAProxy, reload systemd) with the exact commands,
     and the plan's checksum.
 
+    The inventory is checked first: an error finding stops the plan (with --force, only one
+    of a rule that --force cannot pass: the rules reference says which can).
+
     Exit 0 when nothing would change, 3 when something would, 2 when the inventory does not
-    load or a host could not be read (the hosts that could are still shown).
+    load, the check finds errors or a host could not be read (the hosts that could are still
+    shown).
 
     For tests and staging, ALLMENDE_HOST_ROOT names a directory standing in for `/` on this
     machine and ALLMENDE_REMOTE_ROOT one on SSH hosts.
     """
-    result = plan_action(directory, os.environ, host, service, seams())
+    result = plan_action(directory, os.environ, host, service, seams(), force)
     if as_json:
-        click.echo(json.dumps(result.as_json(), indent=2))
+        echo(json.dumps(result.as_json(), indent=2))
     else:
         show(result)
     if result.failed:
@@ -60,26 +70,24 @@ def seams() -> Seams | None:
 def show(result: Plan) -> None:
     """Print each change with its diff, each host that failed on stderr, and a summary."""
     for change in result.changes:
-        click.echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
+        echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
         for line in change.shown_diff().splitlines():
-            click.echo(f"    {line}")
+            echo(f"    {line}")
     for action in result.actions:
-        click.echo(f"Then on {action.host}: {action.shown()}")
+        echo(f"Then on {action.host}: {action.shown()}")
         for command in action.commands:
-            click.echo(f"    $ {shlex.join(command)}")
+            echo(f"    $ {shlex.join(command)}")
     for _, reason in sorted(result.failed.items()):
-        click.echo(f"not planned: {reason}", err=True)
+        echo(f"not planned: {reason}", err=True)
     counts = ", ".join(f"{result.count(k)} to {k}" for k in ("create", "update", "delete"))
     if result.actions:
         counts += f", {_count(len(result.actions), 'engine action')}"
     hosts = _hosts(len(result.hosts))
     missing = f"; {_hosts(len(result.failed))} not planned" if result.failed else ""
     if not result.empty:
-        click.echo(
-            f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}).", err=True
-        )
+        echo(f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}).", err=True)
     else:
-        click.echo(f"No changes on {hosts}{missing}.", err=True)
+        echo(f"No changes on {hosts}{missing}.", err=True)
 
 
 def _hosts(count: int) -> str:

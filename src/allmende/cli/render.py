@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from allmende.actions.render import render as render_action
+from allmende.cli.terminal import echo
 from allmende.render.targets import TARGETS
 
 
@@ -40,6 +41,6 @@ def render(
     """
     written = render_action(directory, out, os.environ, host, service, targets or TARGETS)
     for path in written:
-        click.echo(f"{out}/{path}")
-    click.echo(f"Rendered {len(written)} files into {out}/", err=True)
+        echo(f"{out}/{path}")
+    echo(f"Rendered {len(written)} files into {out}/", err=True)
     return 0

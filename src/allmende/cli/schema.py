@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from allmende.actions import schema as action
+from allmende.cli.terminal import echo
 from allmende.inventory.schema import KINDS
 
 
@@ -24,7 +25,7 @@ def schema(kind: str | None, out: Path | None) -> None:
     `# yaml-language-server: $schema=../schema/service.json`.
     """
     if out is None:
-        click.echo(action.text(kind), nl=False)
+        echo(action.text(kind), nl=False)
         return
     for target in action.write(out):
-        click.echo(f"wrote {target}", err=True)
+        echo(f"wrote {target}", err=True)

@@ -12,6 +12,7 @@ import click
 
 from allmende.actions import secret as action
 from allmende.actions.secret import RECIPIENTS
+from allmende.cli.terminal import echo
 from allmende.errors import SecretError
 
 INVENTORY_HELP = "The inventory directory (the one holding allmende.yaml)."
@@ -58,9 +59,9 @@ def secret() -> None:
 def init(inventory: Path, comment: str) -> None:
     """Create your private key and add it as a recipient."""
     key = action.init(inventory, comment)
-    click.echo(f"Created your private age key at {key.path}.")
-    click.echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
-    click.echo(f"Public key {key.public_key} added to {RECIPIENTS}.")
+    echo(f"Created your private age key at {key.path}.")
+    echo("Keep a copy of it somewhere safe: without it you cannot decrypt the secrets.")
+    echo(f"Public key {key.public_key} added to {RECIPIENTS}.")
 
 
 @secret.command(name="set")
@@ -77,9 +78,15 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
     The value is asked for without echo, or read from stdin when piped, exactly as given: use
     `printf %s VALUE | allmende secret set NAME` to store it without a trailing newline.
     """
-    count = action.set_value(inventory, name, lambda: _read_value(name, from_file))
-    plural = "" if count == 1 else "s"
-    click.echo(f"Stored {name}, encrypted to {count} recipient{plural}.")
+    stored = action.set_value(inventory, name, lambda: _read_value(name, from_file))
+    plural = "" if stored.recipients == 1 else "s"
+    echo(f"Stored {name}, encrypted to {stored.recipients} recipient{plural}.")
+    if stored.not_yours is not None:
+        echo(
+            f"warning: your key {stored.not_yours} is not a recipient (not in {RECIPIENTS}): "
+            f"you cannot read {name} back, nor plan or apply what uses it",
+            err=True,
+        )
 
 
 @secret.command()
@@ -101,7 +108,7 @@ def get(name: str, inventory: Path) -> None:
 def list_(inventory: Path) -> None:
     """List the names of the stored secrets (needs no key)."""
     for name in action.store(inventory).names():
-        click.echo(name)
+        echo(name)
 
 
 @secret.command()
@@ -113,7 +120,7 @@ def rm(name: str, inventory: Path) -> None:
     Its encrypted value stays in the Git history: change the secret itself if it leaked.
     """
     action.store(inventory).remove(name)
-    click.echo(f"Removed {name}.")
+    echo(f"Removed {name}.")
 
 
 @secret.group()
@@ -132,9 +139,7 @@ def recipient_add(key: str, comment: str, inventory: Path) -> None:
     the earlier recipients until they are set again.
     """
     if action.add_recipient(inventory, key, comment):
-        click.echo(f"Added {key.strip().lower()} to {RECIPIENTS}.")
-        click.echo(
-            "Secrets stored before stay readable only by the earlier recipients until set again."
-        )
+        echo(f"Added {key.strip().lower()} to {RECIPIENTS}.")
+        echo("Secrets stored before stay readable only by the earlier recipients until set again.")
     else:
-        click.echo(f"{key.strip().lower()} is already in {RECIPIENTS}.")
+        echo(f"{key.strip().lower()} is already in {RECIPIENTS}.")

@@ -12,6 +12,7 @@ from allmende.actions.up import up as up_action
 from allmende.cli.apply import interactive, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
+from allmende.cli.terminal import echo
 from allmende.errors import UnsafePlan, UserError
 
 
@@ -49,18 +50,18 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
         apply=None if no_apply else lambda: _plan_and_apply(directory, yes),
     )
     if done.refused:
-        click.echo(f"Not applied: {done.refused}.", err=True)
-    click.echo(summary(done.site, out))
+        echo(f"Not applied: {done.refused}.", err=True)
+    echo(summary(done.site, out))
     if no_serve:
         return 0 if done.applied else 2
     server = serve(out, port)
     actual = server.server_address[1]
     name = done.inventory.collective.name
-    click.echo(f"Serving the docs of {name} at http://127.0.0.1:{actual}/ (Ctrl-C to stop)")
+    echo(f"Serving the docs of {name} at http://127.0.0.1:{actual}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:
-        click.echo("Stopped.", err=True)
+        echo("Stopped.", err=True)
     finally:
         server.server_close()
     return 0
@@ -72,9 +73,9 @@ def _plan_and_apply(directory: Path, yes: bool) -> bool:
     try:
         outcome = interactive(directory, yes)
     except UnsafePlan as exc:
-        click.echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
+        echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
         return False
     except UserError as exc:
-        click.echo(f"Not applied: {exc}", err=True)
+        echo(f"Not applied: {exc}", err=True)
         return False
     return tell(outcome)

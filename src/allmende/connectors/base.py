@@ -99,6 +99,22 @@ def write_error(
     return UserError(f"{place}: cannot finish {what} {path}: {reason}")
 
 
+def link_error(host: str, where: str, path: str) -> UserError:
+    """Return the UserError for a symbolic link met on a host at ``path``: allmende follows
+    none there."""
+    return UserError(
+        f"{host} ({where}): {path} is a symbolic link: allmende follows no link on a host (a "
+        "container that can write there may have planted it to read or overwrite another "
+        "file); look at where it points, remove it, and apply again"
+    )
+
+
+def irregular_error(host: str, where: str, path: str) -> UserError:
+    """Return the UserError for something other than a regular file (a directory, a FIFO, a
+    device) met on a host where allmende reads or writes a file."""
+    return UserError(f"{host} ({where}): {path} is not a regular file")
+
+
 class Connector:
     """Base of the connectors: one host, reached one way. Subclasses override every method."""
 
@@ -121,12 +137,15 @@ class Connector:
         """Let go of the host; safe to call twice."""
 
     async def read(self, path: str) -> bytes | None:
-        """Return the content of a file on the host, or None if there is none."""
+        """Return the content of a file on the host, or None if there is none. Raise UserError
+        if it or a directory on its way is a symbolic link (none is followed), or it is not a
+        regular file."""
         raise NotImplementedError
 
     async def stat(self, path: str) -> FileStat | None:
         """Return the mode, owner and sha256 of a regular file on the host, or None if there is
-        none. Raise UserError if the path is something else (a directory) or unreadable."""
+        none. Raise UserError if the path is something else (a directory, a FIFO), a symbolic
+        link or below one, or unreadable."""
         raise NotImplementedError
 
     async def stat_many(self, paths: Sequence[str]) -> list[FileStat | None]:
@@ -141,7 +160,8 @@ class Connector:
 
     async def list_files(self, root: str) -> list[str]:
         """Return the absolute host paths of the regular files under ``root`` (recursively),
-        sorted; empty when ``root`` does not exist."""
+        sorted; empty when ``root`` does not exist. Symbolic links are neither listed nor
+        followed."""
         raise NotImplementedError
 
     async def run(
@@ -214,7 +234,9 @@ class Connector:
     ) -> str:
         """Write ``data`` with ``mode`` (and ``owner``, (uid, gid), if given) to the temp file
         beside ``path`` (``temp_beside``), creating missing directories, flushed to disk;
-        return the temp's host path. Nothing live changes. Raise UserError (disk full,
+        return the temp's host path. Nothing live changes, and nothing is written through a
+        symbolic link (a link on the way is refused, one at the temp's place replaced). Raise
+        UserError (a link, disk full,
         permission denied ...), leaving no temp."""
         raise NotImplementedError
 
@@ -254,7 +276,8 @@ class Connector:
 
     async def make_dir(self, path: str) -> bool:
         """Create the directory ``path`` (and missing parents) atomically: return True if this
-        call created it, False if it already existed. Raise UserError otherwise."""
+        call created it, False if it already existed. Raise UserError otherwise, and for a
+        symbolic link at ``path`` or on its way (nothing is created through one)."""
         raise NotImplementedError
 
     async def remove_dir(self, path: str) -> None:

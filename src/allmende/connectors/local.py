@@ -1,4 +1,5 @@
-"""The machine allmende runs on: files through Python, programs through ``allmende.execute``.
+"""The machine allmende runs on: files through ``onhost.files`` (no symbolic link followed),
+programs through ``allmende.execute``.
 
 ``ALLMENDE_HOST_ROOT`` (for tests and staging) names a directory that stands in for ``/``.
 """
@@ -6,11 +7,8 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
-import stat
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from allmende import execute
 from allmende.connectors.base import (
@@ -18,57 +16,58 @@ from allmende.connectors.base import (
     Connector,
     FileStat,
     Ran,
+    irregular_error,
+    link_error,
     temp_beside,
     under,
     write_error,
 )
 from allmende.errors import CommandTimedOut, ToolMissing, UserError
+from allmende.onhost import files
+
+T = TypeVar("T")
 
 
 class LocalConnector(Connector):
-    """The local machine, optionally with another directory standing in for ``/``."""
+    """The local machine, optionally with another directory standing in for ``/``. Files go
+    through ``onhost.files``: no symbolic link below the root is ever followed."""
 
     def __init__(self, host: str, root: str = "/") -> None:
         self.host = host
         self.root = root
         self.where = "local" if root in ("", "/") else f"local, root {root}"
 
-    def _path(self, path: str) -> Path:
-        return Path(under(self.root, path))
+    def _root(self) -> str:
+        return self.root or "/"
 
-    def _fail(self, path: str, exc: OSError) -> UserError:
-        return UserError(f"{self.host} ({self.where}): cannot read {path}: {exc.strerror}")
+    def _call(self, doing: str, path: str, operation: Callable[..., T], *args: Any) -> T:
+        """Run ``operation(root, *args)`` of ``onhost.files``, translating its errors."""
+        try:
+            return operation(self.root or "/", *args)
+        except files.Link as exc:
+            raise link_error(self.host, self.where, exc.path) from None
+        except files.Irregular as exc:
+            raise irregular_error(self.host, self.where, exc.path) from None
+        except OSError as exc:
+            if doing == "reading":
+                raise UserError(
+                    f"{self.host} ({self.where}): cannot read {path}: {exc.strerror}"
+                ) from None
+            raise write_error(
+                self.host, self.where, doing, path, exc.errno, exc.strerror or str(exc)
+            ) from None
 
     async def read(self, path: str) -> bytes | None:
-        try:
-            return self._path(path).read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._fail(path, exc) from None
+        under(self.root, path)
+        return self._call("reading", path, files.read, path)
 
     async def stat(self, path: str) -> FileStat | None:
-        local = self._path(path)
-        try:
-            info = local.stat()
-            if not stat.S_ISREG(info.st_mode):
-                raise UserError(f"{self.host} ({self.where}): {path} is not a regular file")
-            digest = hashlib.sha256(local.read_bytes()).hexdigest()
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            raise self._fail(path, exc) from None
-        return FileStat(stat.S_IMODE(info.st_mode), info.st_uid, info.st_gid, digest)
+        under(self.root, path)
+        found = self._call("reading", path, files.stat_file, path)
+        return None if found is None else FileStat(**found)
 
     async def list_files(self, root: str) -> list[str]:
-        base = self._path(root)
-        found: list[str] = []
-        for directory, _, names in os.walk(base):
-            for name in names:
-                local = Path(directory) / name
-                if local.is_file():
-                    found.append("/" + str(local.relative_to(self._path("/"))))
-        return sorted(found)
+        return self._call("reading", root, files.list_files, root)
 
     async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
         try:
@@ -81,64 +80,27 @@ class LocalConnector(Connector):
             raise TimeoutError from None
         return Ran(done.returncode, done.stdout, done.stderr)
 
-    def _write_fail(self, what: str, path: str, exc: OSError) -> UserError:
-        return write_error(self.host, self.where, what, path, exc.errno, exc.strerror or str(exc))
-
     async def write_temp(
         self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
     ) -> str:
         temp = temp_beside(path)
-        local = self._path(temp)
-        try:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            descriptor = os.open(local, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            try:
-                if owner is not None:
-                    os.fchown(descriptor, *owner)
-                os.fchmod(descriptor, mode)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(descriptor, view) :]
-                os.fsync(descriptor)
-            finally:
-                os.close(descriptor)
-        except OSError as exc:
-            local.unlink(missing_ok=True)
-            raise self._write_fail("writing", path, exc) from None
+        under(self.root, temp)
+        self._call("writing", path, files.write, temp, data, mode, owner)
         return temp
 
     async def rename(self, source: str, target: str) -> None:
-        try:
-            self._path(source).replace(self._path(target))
-            directory = os.open(self._path(target).parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
-        except OSError as exc:
-            raise self._write_fail("replacing", target, exc) from None
+        under(self.root, source)
+        under(self.root, target)
+        self._call("replacing", target, files.rename, source, target)
 
     async def remove(self, path: str) -> None:
-        try:
-            self._path(path).unlink(missing_ok=True)
-        except OSError as exc:
-            raise self._write_fail("deleting", path, exc) from None
+        under(self.root, path)
+        self._call("deleting", path, files.remove, path)
 
     async def make_dir(self, path: str) -> bool:
-        local = self._path(path)
-        try:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.mkdir()
-        except FileExistsError:
-            return False
-        except OSError as exc:
-            raise self._write_fail("creating", path, exc) from None
-        return True
+        under(self.root, path)
+        return self._call("creating", path, files.make_dir, path)
 
     async def remove_dir(self, path: str) -> None:
-        try:
-            self._path(path).rmdir()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise self._write_fail("deleting", path, exc) from None
+        under(self.root, path)
+        self._call("deleting", path, files.remove_dir, path)

@@ -3,9 +3,11 @@
 Key authentication only: the key named by ``ALLMENDE_SSH_KEY``, else the keys in ``~/.ssh`` and
 the SSH agent. Host keys are verified against a known_hosts file (``ALLMENDE_KNOWN_HOSTS``,
 else ``~/.ssh/known_hosts``); an unknown or changed host key is refused. ``~/.ssh/config`` is
-not read: the inventory says how a host is reached. Files are read over SFTP; ``stat_many``
-hashes many files with one ``python3`` program on the host (``allmende.onhost.stat_many``)
-instead of reading each over SFTP. ``ALLMENDE_REMOTE_ROOT`` (for tests and staging) names a
+not read: the inventory says how a host is reached. Files are read and written by one
+``python3`` helper per connection on the host (``connectors.agent`` running ``onhost.files``),
+which follows no symbolic link and answers many requests in one round trip; where the host has
+no python3, over SFTP, checking with ``lstat`` just before each operation that no component of
+the path is a link. ``ALLMENDE_REMOTE_ROOT`` (for tests and staging) names a
 directory on the host that stands in for ``/``. ``ALLMENDE_SSH_TIMEOUT`` is the connect
 timeout in seconds (default 10).
 
@@ -19,20 +21,28 @@ import asyncio
 import contextlib
 import errno
 import hashlib
-import json
 import logging
 import shlex
 import socket
 import stat
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import asyncssh
 
-from allmende import onhost
-from allmende.connectors.base import Connector, FileStat, Ran, temp_beside, under, write_error
-from allmende.errors import HostError, ToolMissing, Unreachable, UserError
-from allmende.execute import tail
+from allmende.connectors.agent import Agent, AgentGone, decode, encode
+from allmende.connectors.base import (
+    Connector,
+    FileStat,
+    Ran,
+    irregular_error,
+    link_error,
+    temp_beside,
+    under,
+    write_error,
+)
+from allmende.errors import HostError, Unreachable, UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +56,9 @@ def known_hosts_path(env: Mapping[str, str]) -> Path:
 
 class SshConnector(Connector):
     """One host reached over SSH as ``user@address:port``."""
+
+    #: The command that runs the file helper (``connectors.agent``) on the host.
+    python: tuple[str, ...] = ("python3",)
 
     def __init__(
         self, host: str, address: str, user: str, port: int, env: Mapping[str, str]
@@ -62,8 +75,9 @@ class SshConnector(Connector):
         self._connection: asyncssh.SSHClientConnection | None = None
         self._sftp: asyncssh.SFTPClient | None = None
         self._sftp_starting = asyncio.Lock()
-        #: Directories known to exist on the host (real paths): no round trips to check them.
-        self._dirs: set[str] = set()
+        self._agent: Agent | None = None
+        self._agent_tried = False
+        self._agent_starting = asyncio.Lock()
 
     # ------------------------------------------------------------------ connecting
 
@@ -76,7 +90,14 @@ class SshConnector(Connector):
         return Unreachable(self.host, f"{self.host} ({self.where}): {what}{tail}")
 
     def _keyscan(self) -> str:
-        return f"ssh-keyscan -p {self.port} {self.address} >> {self.known_hosts}"
+        """Return the command that adds the host's key, every word quoted for a shell."""
+        command = shlex.join(["ssh-keyscan", "-p", str(self.port), self.address])
+        return f"{command} >> {shlex.quote(str(self.known_hosts))}"
+
+    def _forget(self) -> str:
+        """Return the command that removes the host's recorded key, quoted for a shell."""
+        entry = f"[{self.address}]:{self.port}"
+        return shlex.join(["ssh-keygen", "-R", entry, "-f", str(self.known_hosts)])
 
     async def open(self) -> None:
         if not self.known_hosts.is_file():
@@ -148,9 +169,8 @@ class SshConnector(Connector):
             return self._unreachable(
                 f"the host key has CHANGED since it was recorded in {self.known_hosts}; "
                 f"refusing to connect.{offered} If the host was reinstalled, check the new "
-                f"fingerprint with its admin, remove the old line (ssh-keygen -R "
-                f"'[{self.address}]:{self.port}' -f {self.known_hosts}), then add the new one: "
-                f"{self._keyscan()}"
+                f"fingerprint with its admin, remove the old line ({self._forget()}), then add "
+                f"the new one: {self._keyscan()}"
             )
         return self._unreachable(
             f"the host key is unknown (not in {self.known_hosts}); refusing to connect.{offered} "
@@ -159,6 +179,9 @@ class SshConnector(Connector):
         )
 
     async def close(self) -> None:
+        if self._agent is not None:
+            await self._agent.close()
+            self._agent = None
         if self._sftp is not None:
             self._sftp.exit()
             self._sftp = None
@@ -183,16 +206,85 @@ class SshConnector(Connector):
                     raise self._error(f"cannot start SFTP: {exc}") from None
             return self._sftp
 
-    # ------------------------------------------------------------------ files and programs
+    # ------------------------------------------------------------------ files
+
+    async def _helper(self) -> Agent | None:
+        """Return the connection's file helper (``connectors.agent``), started by the first
+        caller; None when the host has no python3 (then files go over SFTP)."""
+        async with self._agent_starting:
+            if not self._agent_tried:
+                self._agent_tried = True
+                try:
+                    self._agent = await Agent.start(self._conn(), self.root, self.python)
+                except (AgentGone, asyncssh.Error, OSError) as exc:
+                    raise self._error(f"cannot start its file helper (python3): {exc}") from None
+                if self._agent is None:
+                    log.debug("%s: no python3 there: files go over SFTP", self.host)
+            return self._agent
+
+    async def _ask(self, doing: str, path: str, request: dict[str, Any]) -> Any:
+        """Send ``request`` to the file helper; return its answer's value, its errors
+        translated (``doing``: reading, writing, ...)."""
+        agent = self._agent
+        assert agent is not None
+        try:
+            answer = await agent.ask(request)
+        except AgentGone as gone:
+            raise self._error(f"its file helper (python3) ended: {gone}") from None
+        if "ok" in answer:
+            return answer["ok"]
+        kind = answer.get("error")
+        if kind == "link":
+            raise link_error(self.host, self.where, str(answer.get("path")))
+        if kind == "irregular":
+            raise irregular_error(self.host, self.where, str(answer.get("path")))
+        reason = str(answer.get("reason"))
+        if kind == "os" and doing != "reading":
+            number = answer.get("errno")
+            raise write_error(
+                self.host,
+                self.where,
+                doing,
+                path,
+                number if isinstance(number, int) else None,
+                reason,
+            )
+        raise self._error(f"cannot read {path}: {reason}")
+
+    async def _no_link(self, path: str, whole: bool = True) -> None:
+        """Over SFTP (no python3 on the host): raise UserError if a component of ``path``
+        below the root (its directories only, unless ``whole``) is a symbolic link. SFTP
+        cannot refuse one while opening, so this is checked just before; the file helper is
+        the one that leaves no moment in between."""
+        sftp = await self._files()
+        parts = PurePosixPath(path).parts[1:]
+        for depth in range(len(parts) if whole else len(parts) - 1):
+            here = "/" + "/".join(parts[: depth + 1])
+            try:
+                attrs = await sftp.lstat(under(self.root, here))
+            except asyncssh.SFTPNoSuchFile:
+                return
+            except (asyncssh.Error, OSError) as exc:
+                raise self._sftp_error(path, exc) from None
+            if stat.S_ISLNK(attrs.permissions or 0):
+                raise link_error(self.host, self.where, here)
 
     def _sftp_error(self, path: str, exc: Exception) -> UserError:
         reason = exc.reason if isinstance(exc, asyncssh.SFTPError) else str(exc)
         return self._error(f"cannot read {path}: {reason}")
 
     async def read(self, path: str) -> bytes | None:
+        remote = under(self.root, path)
+        if await self._helper() is not None:
+            found = await self._ask("reading", path, {"op": "read", "path": path})
+            return None if found is None else decode(found)
+        await self._no_link(path)
         sftp = await self._files()
         try:
-            async with sftp.open(under(self.root, path), "rb") as handle:
+            attrs = await sftp.stat(remote)
+            if not stat.S_ISREG(attrs.permissions or 0):
+                raise irregular_error(self.host, self.where, path)
+            async with sftp.open(remote, "rb") as handle:
                 data: bytes = await handle.read()
                 return data
         except asyncssh.SFTPNoSuchFile:
@@ -201,8 +293,12 @@ class SshConnector(Connector):
             raise self._sftp_error(path, exc) from None
 
     async def stat(self, path: str) -> FileStat | None:
-        sftp = await self._files()
         remote = under(self.root, path)
+        if await self._helper() is not None:
+            found = await self._ask("reading", path, {"op": "stat", "path": path})
+            return None if found is None else FileStat(**found)
+        await self._no_link(path)
+        sftp = await self._files()
         try:
             attrs = await sftp.stat(remote)
         except asyncssh.SFTPNoSuchFile:
@@ -211,7 +307,7 @@ class SshConnector(Connector):
             raise self._sftp_error(path, exc) from None
         mode = attrs.permissions or 0
         if not stat.S_ISREG(mode):
-            raise self._error(f"{path} is not a regular file")
+            raise irregular_error(self.host, self.where, path)
         data = await self.read(path)
         if data is None:
             return None
@@ -219,48 +315,23 @@ class SshConnector(Connector):
         return FileStat(stat.S_IMODE(mode), attrs.uid or 0, attrs.gid or 0, digest)
 
     async def stat_many(self, paths: Sequence[str]) -> list[FileStat | None]:
-        """Hash every path with one run of ``onhost.stat_many`` on the host; where there is no
-        python3, fall back to ``stat`` per file over SFTP."""
-        if not paths:
-            return []
-        lines = "".join(json.dumps(self.real(p)) + "\n" for p in paths).encode()
-        try:
-            ran = await self.run(onhost.command("stat_many"), input=lines)
-        except ToolMissing:
-            log.debug("%s: no python3 there, hashing each file over SFTP", self.host)
+        """Ask the file helper about every path at once (one round trip); where there is no
+        python3, ``stat`` each file over SFTP."""
+        for path in paths:
+            under(self.root, path)
+        if not paths or await self._helper() is None:
             return await super().stat_many(paths)
-        answers = ran.stdout.splitlines()
-        if len(answers) != len(paths):
-            raise self._error(
-                f"cannot hash its files with python3 ({len(answers)} of {len(paths)} answers): "
-                f"{tail(ran.stdout, ran.stderr)}"
-            )
-        found: list[FileStat | None] = []
-        for path, answer in zip(paths, answers, strict=True):
-            try:
-                item = json.loads(answer)
-                if item is None:
-                    found.append(None)
-                    continue
-                error = item.get("error")
-                if error is None:
-                    found.append(FileStat(item["mode"], item["uid"], item["gid"], item["sha256"]))
-                    continue
-            except (ValueError, KeyError, TypeError, AttributeError):
-                raise self._error(
-                    f"unexpected answer about {path} from python3: "
-                    f"{answer.decode(errors='replace')[:200]!r}"
-                ) from None
-            if error == "irregular":
-                raise self._error(f"{path} is not a regular file")
-            raise self._error(f"cannot read {path}: {item.get('reason')}")
-        return found
+        return list(await asyncio.gather(*(self.stat(p) for p in paths)))
 
     async def list_files(self, root: str) -> list[str]:
+        if await self._helper() is not None:
+            found: list[str] = await self._ask("reading", root, {"op": "list", "path": root})
+            return found
+        await self._no_link(root)
         sftp = await self._files()
         base = under(self.root, root)
         prefix = "" if self.root in ("", "/") else self.root.rstrip("/")
-        found: list[str] = []
+        listed: list[str] = []
         pending = [base]
         try:
             while pending:
@@ -278,10 +349,10 @@ class SshConnector(Connector):
                     if stat.S_ISDIR(mode):
                         pending.append(full)
                     elif stat.S_ISREG(mode):
-                        found.append(full[len(prefix) :] if prefix else full)
+                        listed.append(full[len(prefix) :] if prefix else full)
         except (asyncssh.Error, OSError) as exc:
             raise self._sftp_error(root, exc) from None
-        return sorted(found)
+        return sorted(listed)
 
     async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
         try:
@@ -315,16 +386,24 @@ class SshConnector(Connector):
     async def write_temp(
         self, path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None
     ) -> str:
-        sftp = await self._files()
         temp = temp_beside(path)
         remote = under(self.root, temp)
+        if await self._helper() is not None:
+            request = {"op": "write", "path": temp, "data": encode(data), "mode": mode}
+            if owner is not None:
+                request["owner"] = list(owner)
+            await self._ask("writing", path, request)
+            return temp
+        await self._no_link(temp, whole=False)  # a link at the temp is removed, "x" refuses one
+        sftp = await self._files()
         parent = str(PurePosixPath(remote).parent)
         try:
-            if parent not in self._dirs:
-                await sftp.makedirs(parent, exist_ok=True)
-                self._dirs.add(parent)
+            await sftp.makedirs(parent, exist_ok=True)
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await sftp.remove(remote)
             attrs = asyncssh.SFTPAttrs(permissions=0o600)
-            async with sftp.open(remote, "wb", attrs) as handle:
+            flags = asyncssh.FXF_WRITE | asyncssh.FXF_CREAT | asyncssh.FXF_EXCL
+            async with sftp.open(remote, flags, attrs, encoding=None) as handle:
                 if owner is not None:
                     await sftp.chown(remote, *owner)
                 await sftp.chmod(remote, mode)
@@ -351,6 +430,11 @@ class SshConnector(Connector):
         return bool(info.bavail * info.frsize < size + info.frsize)
 
     async def rename(self, source: str, target: str) -> None:
+        if await self._helper() is not None:
+            await self._ask("replacing", target, {"op": "rename", "source": source, "path": target})
+            return
+        await self._no_link(source, whole=False)
+        await self._no_link(target, whole=False)
         sftp = await self._files()
         try:
             await sftp.posix_rename(under(self.root, source), under(self.root, target))
@@ -358,39 +442,45 @@ class SshConnector(Connector):
             raise self._write_fail("replacing", target, exc) from None
 
     async def remove(self, path: str) -> None:
+        remote = under(self.root, path)
+        if await self._helper() is not None:
+            await self._ask("deleting", path, {"op": "remove", "path": path})
+            return
+        await self._no_link(path, whole=False)
         sftp = await self._files()
         try:
-            await sftp.remove(under(self.root, path))
+            await sftp.remove(remote)
         except asyncssh.SFTPNoSuchFile:
             pass
         except (asyncssh.Error, OSError) as exc:
             raise self._write_fail("deleting", path, exc) from None
 
     async def make_dir(self, path: str) -> bool:
-        sftp = await self._files()
         remote = under(self.root, path)
-        parent = str(PurePosixPath(remote).parent)
+        if await self._helper() is not None:
+            made: bool = await self._ask("creating", path, {"op": "make_dir", "path": path})
+            return made
+        await self._no_link(path)
+        sftp = await self._files()
         try:
-            if parent not in self._dirs:
-                await sftp.makedirs(parent, exist_ok=True)
-                self._dirs.add(parent)
+            await sftp.makedirs(str(PurePosixPath(remote).parent), exist_ok=True)
             await sftp.mkdir(remote)
         except (asyncssh.Error, OSError) as exc:
             if await sftp.isdir(remote):
+                await self._no_link(path)
                 return False
             raise self._write_fail("creating", path, exc) from None
         return True
 
-    async def remove_tree(self, path: str) -> None:
-        real = under(self.root, path)
-        self._dirs = {d for d in self._dirs if d != real and not d.startswith(real + "/")}
-        await super().remove_tree(path)
-
     async def remove_dir(self, path: str) -> None:
+        remote = under(self.root, path)
+        if await self._helper() is not None:
+            await self._ask("deleting", path, {"op": "remove_dir", "path": path})
+            return
+        await self._no_link(path, whole=False)
         sftp = await self._files()
-        self._dirs.discard(under(self.root, path))
         try:
-            await sftp.rmdir(under(self.root, path))
+            await sftp.rmdir(remote)
         except asyncssh.SFTPNoSuchFile:
             pass
         except (asyncssh.Error, OSError) as exc:

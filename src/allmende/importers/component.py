@@ -15,7 +15,7 @@ import re
 import shlex
 from typing import Any
 
-from allmende.importers.composefile import Project, missing_env_file, read_env_file
+from allmende.importers.composefile import Project, missing_env_file, outside, read_env_file
 from allmende.importers.context import ComponentContext
 from allmende.importers.mounts import map_ports, map_volumes
 from allmende.importers.probes import map_healthcheck
@@ -64,6 +64,14 @@ def environment(ctx: ComponentContext) -> dict[str, str]:
             path, required = entry.get("path"), entry.get("required", True) is not False
         if not isinstance(path, str):
             ctx.problem(("env_file", i), "expected the path of an env file")
+            continue
+        if outside(ctx.project, path):
+            ctx.note(
+                ("env_file", i),
+                "warning",
+                f"env file {path} is outside the project's directory: not read (copy the "
+                "variables the service needs into the project, or pass the file with --env-file)",
+            )
             continue
         found = read_env_file(ctx.project, path, (*ctx.base, "env_file", i))
         if found is None:

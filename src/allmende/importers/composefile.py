@@ -299,6 +299,18 @@ def read_project(
     return project
 
 
+def outside(project: Project, raw: str) -> bool:
+    """Whether the ``env_file`` entry ``raw`` lies outside the project's directory, its links
+    followed (``/etc/shadow``, ``../../secrets.env``): an import never reads such a file."""
+    file = Path(raw)
+    if not file.is_absolute():
+        file = project.directory / file
+    try:
+        return not file.resolve().is_relative_to(project.directory.resolve())
+    except (OSError, RuntimeError):
+        return True
+
+
 def read_env_file(project: Project, raw: str, path: KeyPath) -> dict[str, str] | None:
     """Given an ``env_file`` entry (relative to the project directory), return its variables.
 

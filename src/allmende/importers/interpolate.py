@@ -177,10 +177,12 @@ def parse_dotenv(text: str, lookup: Lookup, missing: Missing | None = None) -> d
         return found if found is not None else here(name)
 
     i = 0
+    line_number, counted = 1, 0  # the line at ``counted``; counted on from there (linear)
     while i < len(text):
         end = text.find("\n", i)
         end = len(text) if end < 0 else end
-        line_number = text.count("\n", 0, i) + 1
+        line_number += text.count("\n", counted, i)
+        counted = i
         line = text[i:end].strip()
         if not line or line.startswith("#"):
             i = end + 1
@@ -189,8 +191,8 @@ def parse_dotenv(text: str, lookup: Lookup, missing: Missing | None = None) -> d
             line = line[7:].lstrip()
         separator = min((p for p in (line.find("="), line.find(":")) if p >= 0), default=-1)
         key = (line[:separator] if separator >= 0 else line).strip()
-        if not _KEY.match(key):
-            raise InterpolationError(f"line {line_number}: expected KEY=VALUE, found {line!r}")
+        if not _KEY.match(key):  # the line itself is not shown: it may hold a secret
+            raise InterpolationError(f"line {line_number}: expected KEY=VALUE")
         if separator < 0:
             inherited = lookup(key)
             if inherited is not None:

@@ -1,12 +1,14 @@
 """Load an inventory as it would be after an import, before anything of it is written.
 
-The inventory's files are linked into a temporary directory, the new and changed files are laid
-over them, every secret name (stored or about to be) gets an empty placeholder, and the real
-loader reads the result. The inventory itself is not touched.
+The inventory's files are copied into a temporary directory (links are not: a copy can never
+write into the inventory, nor the real loader's refusals of links be sidestepped), the new and
+changed files are laid over them, every secret name (stored or about to be) gets an empty
+placeholder, and the real loader reads the result. The inventory itself is not touched.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,18 +28,15 @@ def staged(
     the inventory loaded as it would be. Raise InventoryError if it would not load."""
     with tempfile.TemporaryDirectory(prefix="allmende-import-") as temp:
         stage = Path(temp)
-        (stage / COLLECTIVE_FILE).symlink_to((root / COLLECTIVE_FILE).absolute())
+        _copy(root / COLLECTIVE_FILE, stage / COLLECTIVE_FILE)
         for directory in DIRECTORIES.values():
             source = root / directory
-            if not any(name.startswith(f"{directory}/") for name in files):
-                if source.is_dir():
-                    (stage / directory).symlink_to(source.absolute())
+            if not source.is_dir() or source.is_symlink():
                 continue
             (stage / directory).mkdir()
-            if source.is_dir():
-                for path in source.iterdir():
-                    if f"{directory}/{path.name}" not in files:
-                        (stage / directory / path.name).symlink_to(path.absolute())
+            for path in source.iterdir():
+                if f"{directory}/{path.name}" not in files:
+                    _copy(path, stage / directory / path.name)
         for relative, text in files.items():
             target = stage / relative
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -48,3 +47,9 @@ def staged(
             placeholder.touch()
         inventory = load(stage, environ)
     return inventory
+
+
+def _copy(source: Path, target: Path) -> None:
+    """Copy a regular file that is no link (the loader reports links and the rest)."""
+    if source.is_file() and not source.is_symlink():
+        shutil.copyfile(source, target)

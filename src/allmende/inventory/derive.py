@@ -304,16 +304,36 @@ def on_incus_bridge(inventory: Inventory, edge: str, host: str) -> bool:
     return False
 
 
-def published_ip(host: Host) -> str | None:
-    """Given a host, return the IP its published ports bind to: its address if that is an IP,
-    127.0.0.1 if it has none (the local machine), None if its address is a DNS name (then
-    they bind every address)."""
-    if host.address is None:
-        return "127.0.0.1"
+def published_ip(host: Host) -> str:
+    """Given a host, return the IP its published ports bind to: its ``bind`` if given, else
+    its address if that is an IP, else 127.0.0.1 (a host without an address is the local
+    machine; one reached by name publishes on every interface only when ``bind`` says so)."""
+    if host.bind is not None:
+        return host.bind
+    return _ip_or_loopback(host.address)
+
+
+#: The ``bind`` values that mean every interface of the host.
+EVERY_INTERFACE = ("0.0.0.0", "::")
+
+
+def _ip_or_loopback(address: str | None) -> str:
+    """Return ``address`` if it is an IP, else 127.0.0.1."""
     try:
-        return str(ipaddress.ip_address(host.address))
+        return str(ipaddress.ip_address(address or ""))
     except ValueError:
-        return None
+        return "127.0.0.1"
+
+
+def bind_unsaid(host: Host) -> bool:
+    """Whether a host is reached by a name and does not say where its ports listen."""
+    if host.bind is not None or host.address is None:
+        return False
+    try:
+        ipaddress.ip_address(host.address)
+    except ValueError:
+        return True
+    return False
 
 
 def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach | None:
@@ -321,9 +341,9 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
     None when the service has no such component or port.
 
     A published port is reached on the service host's ``address``; when the service runs on
-    the edge host itself, on the address its ports are published on (``published_ip``: the
-    host's IP, else 127.0.0.1). An unpublished port of a container on an Incus host
-    the edge runs on or in is reached by name on the Incus bridge,
+    the edge host itself, on the address its ports are published on (``published_ip``; where
+    that is every interface, the host's IP, else 127.0.0.1). An unpublished port of a
+    container on an Incus host the edge runs on or in is reached by name on the Incus bridge,
     ``<service>-<component>.incus``. Any other unpublished port cannot be reached.
     """
     component_name, port_name = split_target(target)
@@ -337,7 +357,9 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
         # Incus names every instance on its managed bridge: <service>-<component>.incus.
         return Reach(owner.host, f"{service}-{component_name}.incus", port, False, True)
     if owner.host == edge:
-        address: str | None = published_ip(inventory.hosts[edge]) or "127.0.0.1"
+        address: str | None = published_ip(inventory.hosts[edge])
+        if address in EVERY_INTERFACE:  # listening everywhere: reached at its own address
+            address = _ip_or_loopback(inventory.hosts[edge].address)
     else:
         host = inventory.hosts.get(owner.host)
         address = (host.address or None) if host is not None else None

@@ -8,7 +8,8 @@ separator between them (``<host>/srv/<service>/compose.yaml`` is ``host + path``
 - HAProxy's files where the Debian package has them: configuration, certificates, runtime
   sockets and pidfile, the workers' chroot;
 - systemd units, and the drop-in that gives the Debian HAProxy unit allmende's master socket;
-- allmende's own state on the host: the manifest of what it wrote, the apply lock.
+- allmende's own state on the host: the manifest of what it wrote, the key of its hashes of
+  secret files, the apply lock.
 """
 
 from __future__ import annotations
@@ -127,6 +128,9 @@ STATE_DIR = f"/var/lib/{STATE_NAME}"
 CACHE_DIR = f"/var/cache/{STATE_NAME}"
 #: What allmende wrote on the host, with hashes and sources (written last by apply).
 MANIFEST = f"{STATE_DIR}/manifest.json"
+#: The host's random key for the hashes of files that carry secrets (mode 0600; see
+#: ``plan.digest``).
+HASH_KEY = f"{STATE_DIR}/hash.key"
 #: Held while apply changes the host: a directory, since creating one is atomic.
 APPLY_LOCK = f"{STATE_DIR}/apply.lock"
 #: The only places allmende deletes from, whatever a manifest says.

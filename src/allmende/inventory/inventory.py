@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,9 @@ class Inventory:
     """A whole inventory, loaded and with every reference resolved.
 
     ``files[(kind, name)]`` is the file (relative to ``root``) a model came from and
-    ``documents[file]`` holds the positions of every key in it.
+    ``documents[file]`` holds the positions of every key in it. ``skipped`` names the entries
+    of ``hosts/``, ``services/`` and ``zones/`` that were not read, and why (a FIFO, a device,
+    a directory named like a file): the check ``inventory.skipped`` reports them.
     """
 
     root: Path
@@ -32,6 +34,7 @@ class Inventory:
     secrets: frozenset[str]
     files: Mapping[tuple[Kind, str], str]
     documents: Mapping[str, Document]
+    skipped: Mapping[str, str] = field(default_factory=dict)
 
     def file(self, kind: Kind, name: str = "") -> str:
         """Return the file, relative to the root, that defines the named host, service, ..."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -9,9 +10,11 @@ from typing import Any
 from pydantic import BaseModel
 
 from allmende.errors import InventoryError, Location, Problem
+from allmende.inventory import dnsnames
 from allmende.inventory.inventory import COLLECTIVE_FILE, DIRECTORIES, Inventory, Kind
 from allmende.inventory.models import Collective, Host, Service, Zone
 from allmende.inventory.resolve import resolve
+from allmende.inventory.safenames import why_unsafe
 from allmende.inventory.secrets import SecretStore
 from allmende.inventory.validate import validate
 from allmende.inventory.yamlpos import Document, parse
@@ -25,17 +28,83 @@ MODELS: dict[Kind, type[BaseModel]] = {
 SUFFIXES = (".yaml", ".yml")
 
 
-def _files(root: Path, kind: Kind, problems: list[Problem]) -> dict[str, str]:
-    """Return name -> relative file for every YAML file of one kind, noting doubles."""
+def _inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, its links followed, stays inside the inventory ``root``."""
+    try:
+        return path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a loop of links
+        return False
+
+
+def _outside(relative: str) -> Problem:
+    return Problem(
+        Location(relative),
+        "",
+        "is a symbolic link that leads out of the inventory: refused, and not read",
+        "put the file itself into the inventory, or link only to files inside it",
+    )
+
+
+def _name_problem(relative: str, kind: Kind, name: str) -> Problem | None:
+    """Return why the file name cannot give a host, service or zone its name, if it cannot."""
+    if kind == "zone":
+        try:
+            dnsnames.domain(name)
+        except dnsnames.BadName as exc:
+            return Problem(Location(relative), "", f"not a domain: {exc}", "rename the file")
+        return None
+    why = why_unsafe(name)
+    if why is None:
+        return None
+    return Problem(Location(relative), "", f"the {kind} name: {why}", "rename the file")
+
+
+def _files(
+    root: Path, kind: Kind, problems: list[Problem], skipped: dict[str, str]
+) -> dict[str, str] | None:
+    """Return name -> relative file for every YAML file of one kind, noting doubles, links out
+    of the inventory, names that cannot be names, and entries that are no regular files; None
+    when the directory cannot be read."""
     directory = root / DIRECTORIES[kind]
     found: dict[str, str] = {}
+    if directory.is_symlink() and not _inside(root, directory):
+        problems.append(_outside(DIRECTORIES[kind]))
+        return found
     if not directory.is_dir():
         return found
-    for path in sorted(directory.iterdir()):
-        if path.suffix not in SUFFIXES or not path.is_file():
+    try:
+        entries = sorted(directory.iterdir())
+    except OSError as exc:
+        problems.append(
+            Problem(
+                Location(f"{DIRECTORIES[kind]}/"),
+                "",
+                f"cannot read the directory: {exc.strerror}",
+                "check its permissions",
+            )
+        )
+        return None
+    for path in entries:
+        if path.suffix not in SUFFIXES:
             continue
         name = path.name[: -len(path.suffix)]
         relative = path.relative_to(root).as_posix()
+        if path.is_symlink() and not _inside(root, path):
+            problems.append(_outside(relative))
+            continue
+        try:
+            mode = path.stat().st_mode
+        except OSError as exc:
+            problems.append(Problem(Location(relative), "", f"cannot read: {exc.strerror}"))
+            continue
+        if not stat.S_ISREG(mode):
+            what = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, a device)"
+            skipped[relative] = what
+            continue
+        invalid = _name_problem(relative, kind, name)
+        if invalid is not None:
+            problems.append(invalid)
+            continue
         if name in found:
             problems.append(
                 Problem(
@@ -51,8 +120,12 @@ def _files(root: Path, kind: Kind, problems: list[Problem]) -> dict[str, str]:
 
 
 def _read(root: Path, relative: str, problems: list[Problem]) -> Document | None:
+    path = root / relative
+    if path.is_symlink() and not _inside(root, path):
+        problems.append(_outside(relative))
+        return None
     try:
-        raw = (root / relative).read_bytes()
+        raw = path.read_bytes()
     except OSError as exc:
         problems.append(
             Problem(
@@ -83,9 +156,14 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
             [Problem(Location(COLLECTIVE_FILE), "", "missing: this is not an inventory", hint)]
         )
     problems: list[Problem] = []
+    skipped: dict[str, str] = {}
     files: dict[tuple[Kind, str], str] = {("collective", ""): COLLECTIVE_FILE}
+    unreadable: set[Kind] = set()
     for kind in DIRECTORIES:
-        for name, relative in _files(root, kind, problems).items():
+        listed = _files(root, kind, problems, skipped)
+        if listed is None:
+            unreadable.add(kind)
+        for name, relative in (listed or {}).items():
             files[(kind, name)] = relative
 
     documents: dict[str, Document] = {}
@@ -115,8 +193,9 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         secrets=frozenset(store.names()),
         files=files,
         documents=documents,
+        skipped=skipped,
     )
-    problems.extend(_resolvable(inventory, files, failed_paths))
+    problems.extend(_resolvable(inventory, files, failed_paths, unreadable))
     if problems:
         raise InventoryError(problems)
     return inventory
@@ -128,12 +207,16 @@ def _scope(keypath: str) -> str:
 
 
 def _resolvable(
-    inventory: Inventory, files: dict[tuple[Kind, str], str], failed: set[tuple[str, str]]
+    inventory: Inventory,
+    files: dict[tuple[Kind, str], str],
+    failed: set[tuple[str, str]],
+    unreadable: set[Kind],
 ) -> list[Problem]:
     """Resolve references, leaving out what only follows from problems already reported.
 
-    A file that failed to load is not reported again as an unknown name, and a reference next
-    to a value that failed validation (in the same component, say) is not reported either.
+    A file that failed to load is not reported again as an unknown name, a reference next
+    to a value that failed validation (in the same component, say) is not reported either, and
+    neither are unknown hosts or services when their directory cannot be read.
     """
     unloaded = frozenset(
         name
@@ -141,8 +224,10 @@ def _resolvable(
         if kind in ("host", "service")
         and name not in (inventory.hosts if kind == "host" else inventory.services)
     )
+    unknown = tuple(f"unknown {kind} " for kind in sorted(unreadable))
     return [
         p
         for p in resolve(inventory, unloaded)
         if (p.location.file, _scope(p.keypath)) not in failed
+        and not (unknown and p.message.startswith(unknown))
     ]

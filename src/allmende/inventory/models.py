@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Annotated, Any, Literal
 
@@ -25,6 +26,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from allmende.inventory import dnsnames
+from allmende.inventory.safenames import unsafe_character, why_unsafe
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 DURATION_PATTERN = r"^[0-9]+(ms|s|m|h|d|w)$"
 SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?\s*(B|[KMGTP]i?B)$"
@@ -39,7 +43,66 @@ Size = Annotated[
     StringConstraints(pattern=SIZE_PATTERN),
     Field(description="A size such as `16GiB` or `512GB`."),
 ]
-Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def _whole_number(value: Any) -> Any:
+    """Accept a port written as a decimal whole number only: not `true`, `1e3`, `"80"` or
+    `0o17` (the YAML reader keeps the octal and hex forms apart)."""
+    if type(value) is int:
+        return value
+    written = f"`{value}`" if isinstance(value, int | float) else "that"
+    if isinstance(value, bool):
+        written = f"`{str(value).lower()}`"
+    elif isinstance(value, str):
+        written = f'the text "{value}"' if value.isprintable() and len(value) < 40 else "text"
+    raise ValueError(f"{written} is not a port: write a whole number from 1 to 65535")
+
+
+Port = Annotated[
+    int, BeforeValidator(_whole_number, json_schema_input_type=int), Field(ge=1, le=65535)
+]
+
+
+def _safe_name(value: str) -> str:
+    why = why_unsafe(value)
+    if why is not None:
+        raise ValueError(why)
+    return value
+
+
+#: A name that becomes part of a path, a project name or a command argument (see
+#: ``inventory.safenames``); its house style is the check ``names.format``.
+SafeName = Annotated[str, AfterValidator(_safe_name)]
+
+
+def _dns(check: Callable[[str], str]) -> Callable[[Any], Any]:
+    """Return a validator that runs one of ``dnsnames``' checks on a value (None passes)."""
+
+    def validate(value: Any) -> Any:
+        if value is None:
+            return None
+        try:
+            return check(value)
+        except dnsnames.BadName as exc:
+            raise ValueError(str(exc)) from None
+
+    return validate
+
+
+_domain = _dns(dnsnames.domain)
+
+
+def _host_address(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return dnsnames.host_address(value)
+    except dnsnames.BadName as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: A DNS name: ASCII (IDNA for other letters), lowercase, without the final dot.
+DomainName = Annotated[str, AfterValidator(_domain)]
 
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -225,7 +288,7 @@ class Collective(Extensible):
     name: str = Field(description="The collective's short name.")
     description: str = Field("", description="One line on who you are.")
     contact: str | None = Field(None, description="How to reach the people who run the servers.")
-    domains: tuple[str, ...] = Field(
+    domains: tuple[DomainName, ...] = Field(
         (),
         description="DNS zones the collective manages. Each is rendered as a BIND zone file "
         "(`dns/<domain>.zone`) with the records of `zones/<domain>.yaml` and derived ones: "
@@ -240,15 +303,10 @@ class Collective(Extensible):
     acme: Acme | None = Field(None, description="How route certificates are obtained.")
     backup: BackupDefaults | None = Field(None, description="Backup defaults for every service.")
     notify: tuple[Notify, ...] = Field((), description="Where alerts go.")
-    people: dict[str, Person] = Field(default_factory=dict, description="Name -> person.")
+    people: dict[SafeName, Person] = Field(default_factory=dict, description="Name -> person.")
     allow: tuple[Allow, ...] = Field(
         (), description="Findings in allmende.yaml accepted on purpose."
     )
-
-    @field_validator("domains")
-    @classmethod
-    def _domains(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(d.lower().rstrip(".") for d in value)
 
 
 # --------------------------------------------------------------------------- hosts
@@ -273,12 +331,13 @@ def _ip(version: int) -> Any:
     def check(value: Any) -> Any:
         if value is None:
             return None
+        kind = f"an IPv{version}" if version else "an IP"
         try:
             address = ipaddress.ip_address(str(value))
         except ValueError as exc:
-            raise ValueError(f"not an IPv{version} address") from exc
-        if address.version != version:
-            raise ValueError(f"not an IPv{version} address")
+            raise ValueError(f"not {kind} address") from exc
+        if version and address.version != version:
+            raise ValueError(f"not {kind} address")
         return str(address)
 
     return check
@@ -308,7 +367,16 @@ class Host(Extensible):
     parent: str | None = Field(
         None, description="Required for vm and container: the host it runs on."
     )
-    address: str | None = Field(None, description="How allmende reaches it (IP or DNS name).")
+    address: Annotated[str | None, AfterValidator(_host_address)] = Field(
+        None, description="How allmende reaches it: an IP address or a host name."
+    )
+    bind: Annotated[str | None, BeforeValidator(_ip(0))] = Field(
+        None,
+        description="The IP address its published ports listen on. Default: `address` when "
+        "that is an IP, 127.0.0.1 when the host has none (the machine allmende runs on); a "
+        "host reached by name publishes on 127.0.0.1 only until it says which (`0.0.0.0` or "
+        "`::` is every interface).",
+    )
     public_ipv4: Annotated[str | None, BeforeValidator(_ip(4))] = Field(
         None, description="Where DNS records of its routes point."
     )
@@ -478,12 +546,12 @@ class Component(Extensible):
     restart: Literal["no", "always", "on-failure", "unless-stopped"] = Field(
         "unless-stopped", description="When the engine restarts it after it stops."
     )
-    ports: dict[str, Port] = Field(default_factory=dict, description="Name -> port inside.")
-    publish: dict[str, Port] = Field(
+    ports: dict[SafeName, Port] = Field(default_factory=dict, description="Name -> port inside.")
+    publish: dict[SafeName, Port] = Field(
         default_factory=dict, description="Port name -> port on the host's address."
     )
     volumes: dict[
-        str, Annotated[Volume, BeforeValidator(_volume, json_schema_input_type=str | Volume)]
+        SafeName, Annotated[Volume, BeforeValidator(_volume, json_schema_input_type=str | Volume)]
     ] = Field(default_factory=dict, description="Name -> path inside, or {path, host}.")
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
     depends_on: tuple[str, ...] = Field((), description="Components started (healthy) first.")
@@ -504,7 +572,7 @@ class Provides(Model):
     )
     component: str | None = Field(None, description="Default: the only component.")
     port: str | None = Field(None, description="Port name; default: the component's only port.")
-    databases: tuple[str, ...] | None = Field(
+    databases: tuple[SafeName, ...] | None = Field(
         None, description="The databases offered; when given, `uses` must name one of them."
     )
 
@@ -533,7 +601,7 @@ class Use(Model):
 class Route(Model):
     """An HTTP(S) or SNI route through the edge."""
 
-    domain: str = Field(description="The domain name the route answers.")
+    domain: DomainName = Field(description="The domain name the route answers.")
     path: str = Field("/", description="Path prefix.")
     to: str = Field(description="`<component>.<port name>`.")
     tls: Literal["terminate", "passthrough", "none"] = Field(
@@ -544,16 +612,13 @@ class Route(Model):
     redirect_https: bool | None = Field(None, description="Default: true when tls is terminate.")
     cache: Duration | None = Field(None, description="Cache responses at the edge this long.")
 
-    @field_validator("domain")
-    @classmethod
-    def _domain(cls, value: str) -> str:
-        return value.lower().rstrip(".")
-
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
         if not value.startswith("/"):
             raise ValueError("must start with /")
+        if unsafe_character(value) is not None:
+            raise ValueError(f"{unsafe_character(value)!r} has no place in a path")
         return value
 
 
@@ -609,7 +674,7 @@ class Service(Extensible):
     description: str = Field(description="What it offers to people.")
     maintainers: tuple[str, ...] = Field((), description="Names from `people`.")
     host: str = Field(description="The host it runs on.")
-    components: dict[str, Component] = Field(
+    components: dict[SafeName, Component] = Field(
         min_length=1, description="The containers that make up the service, by name."
     )
     provides: Provides | None = Field(None, description="A database other services may use.")
@@ -636,10 +701,20 @@ RecordType = Literal[
 class Record(Model):
     """One DNS record."""
 
-    name: str = Field(description="`@` for the zone apex, or a relative name.")
+    name: Annotated[str, AfterValidator(_dns(dnsnames.owner))] = Field(
+        description="`@` for the zone apex, or a relative name."
+    )
     type: RecordType = Field(description="The record type.")
     value: EnvValue = Field(description="The record data as in a zone file.")
     ttl: int | None = Field(None, ge=0, description="Default: the zone's ttl.")
+
+    @model_validator(mode="after")
+    def _data(self) -> Record:
+        try:
+            value = dnsnames.record_value(self.type, self.value)
+        except dnsnames.BadName as exc:
+            raise ValueError(f"value: {exc}") from None
+        return self if value == self.value else self.model_copy(update={"value": value})
 
 
 class Zone(Extensible):
@@ -648,7 +723,11 @@ class Zone(Extensible):
     provider: Annotated[str, StringConstraints(pattern=r"^(zonefile|rfc2136|octodns:[\w.]+)$")] = (
         Field("zonefile", description="`zonefile`, `rfc2136` or `octodns:<provider class>`.")
     )
-    nameservers: tuple[str, ...] = Field((), description="NS records of the zone.")
+    nameservers: tuple[Annotated[str, AfterValidator(_dns(dnsnames.target))], ...] = Field(
+        (), description="NS records of the zone."
+    )
     ttl: int = Field(3600, ge=0, description="Default TTL in seconds.")
-    email: str | None = Field(None, description="The zone contact for the SOA record.")
+    email: Annotated[str | None, AfterValidator(_dns(dnsnames.soa_email))] = Field(
+        None, description="The zone contact for the SOA record."
+    )
     records: tuple[Record, ...] = Field((), description="Records beyond the derived ones.")

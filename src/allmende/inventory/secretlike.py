@@ -8,15 +8,15 @@ from collections import Counter
 
 _SECRET_NAME = re.compile(
     r"(PASSWORD|PASSWD|PASSPHRASE|SECRET|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|CREDENTIAL"
-    r"|AUTH_?KEY|SALT|_PASS$|^PASS$|_KEY$|^KEY$)",
+    r"|AUTH_?KEY|SALT|_PASS$|^PASS$|_PWD$|^PWD_|_PWD_|_KEY$|^KEY$)",
     re.IGNORECASE,
 )
 _NOT_A_VALUE = re.compile(r"(_FILE|_PATH|_LENGTH|_EXPIRY|_TTL|_URL|_NAME|_USER)$", re.IGNORECASE)
 _TOKEN_SHAPES = re.compile(
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----|^gh[pousr]_[A-Za-z0-9]{20,}|^glpat-|^xox[abps]-"
-    r"|^sk_live_|^AKIA[0-9A-Z]{16}$|^AGE-SECRET-KEY-1"
+    r"|^sk_live_|^AKIA[0-9A-Z]{16}$|^AGE-SECRET-KEY-1|^(Bearer|Basic|Token)\s+\S{8,}"
 )
-_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]+:[^/@\s$]+@", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:[^/@\s$]+@", re.IGNORECASE)
 _HARMLESS = {"", "true", "false", "yes", "no", "on", "off", "none", "null", "changeme?"}
 
 

@@ -8,17 +8,21 @@ Layout, readable with the plain ``age`` tool as well::
 
 The private key (an age identity file as ``age-keygen`` writes it) lives outside the inventory,
 at the first of ``$ALLMENDE_AGE_KEY``, ``$XDG_CONFIG_HOME/allmende/age.key`` and
-``~/.config/allmende/age.key``. Every failure is a ``SecretError``; values never appear in
-messages, logs or reprs, and neither does the private key.
+``~/.config/allmende/age.key``, readable by its owner only (a key file others can read is
+refused, as SSH refuses one). Every failure is a ``SecretError``; values never appear in
+messages, logs or reprs, and neither does the private key. Adding a recipient holds
+``secrets/.lock``, so that members adding theirs at once lose none.
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import fcntl
 import os
 import re
-from collections.abc import Mapping
+import stat
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +36,8 @@ from allmende.inventory.atomic import create_new, write_atomic
 
 SECRETS_DIR = "secrets"
 RECIPIENTS_FILE = "recipients.txt"
+#: Held while the recipients file is changed (a dot file: never taken for a secret).
+LOCK_FILE = ".lock"
 SUFFIX = ".age"
 NAME_MAX = 200
 KEY_ENV = "ALLMENDE_AGE_KEY"
@@ -137,8 +143,14 @@ def _read_identities(location: KeyLocation) -> list[Any]:
         )
     try:
         data = path.read_bytes()
+        mode = stat.S_IMODE(path.stat().st_mode)
     except OSError as err:
         raise SecretError(f"cannot read the age key file {path}: {err.strerror}") from None
+    if mode & 0o077:
+        raise SecretError(
+            f"the age key file {path} can be read by others (mode {mode:04o}): run `chmod 600 "
+            f"{path}`; whoever could read it may have a copy, so think about a new key"
+        )
     if data.startswith(_AGE_STARTS):
         raise SecretError(
             f"the age key file {path} is protected with a passphrase, which allmende does not"
@@ -426,16 +438,38 @@ class SecretStore:
         key = _parse_public_key(public_key)
         if "\n" in comment or "\r" in comment:
             raise SecretError("a recipient's comment must be a single line")
-        if key in self.recipients():
-            return False
         path = self.recipients_file
-        try:
-            text = path.read_text() if path.exists() else _RECIPIENTS_HEADER
-            if text and not text.endswith("\n"):
-                text += "\n"
-            text += (f"# {comment.strip()}\n" if comment.strip() else "") + f"{key}\n"
-            self.directory.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, text.encode())
-        except OSError as err:
-            raise SecretError(f"cannot write {self._shown(path)}: {err.strerror}") from None
+        with self._locked():
+            if key in self.recipients():
+                return False
+            try:
+                text = path.read_text() if path.exists() else _RECIPIENTS_HEADER
+                if text and not text.endswith("\n"):
+                    text += "\n"
+                text += (f"# {comment.strip()}\n" if comment.strip() else "") + f"{key}\n"
+                write_atomic(path, text.encode())
+            except OSError as err:
+                raise SecretError(f"cannot write {self._shown(path)}: {err.strerror}") from None
         return True
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock of the recipients file (``secrets/.lock``): two members adding a
+        recipient at once each add theirs, neither writes over the other's."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = os.open(self.directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise SecretError(f"cannot lock {SECRETS_DIR}/{LOCK_FILE}: {err.strerror}") from None
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(handle)
+
+    def own_public_key(self) -> str | None:
+        """Return the public key of your age key, or None if there is no key to read."""
+        try:
+            return str(_read_identities(self.key_location())[0].to_public())
+        except SecretError:
+            return None

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from allmende.errors import Problem
 from allmende.inventory.models import DURATION_PATTERN, SIZE_PATTERN
-from allmende.inventory.yamlpos import Document, KeyPath, dotted
+from allmende.inventory.yamlpos import Based, Document, KeyPath, dotted
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -21,6 +21,7 @@ _TYPE_NAMES = {
     int: "a number",
     float: "a number",
     str: "text",
+    Based: "a number",
     dict: "a mapping",
     list: "a list",
     type(None): "nothing",
@@ -185,7 +186,7 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
         problem = Problem(
             doc.locate(()),
             "",
-            f"expected a mapping of keys, got {_describe(doc.data)}",
+            f"expected a mapping of keys, got {_TYPE_NAMES.get(type(doc.data), 'something else')}",
             "start the file with `key: value` lines",
         )
         return None, [problem]
@@ -198,7 +199,8 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
             kind = error["type"]
             path = _data_path(doc.data, tuple(error["loc"]), keep_last=kind in ("missing",))
             message, hint = _message(error, model, path)
-            location = doc.locate(path, key=kind in ("extra_forbidden", "missing"))
+            at_key = kind in ("extra_forbidden", "missing") or error["loc"][-1:] == ("[key]",)
+            location = doc.locate(path, key=at_key)
             if kind == "missing":
                 location = doc.locate(path[:-1])
             problems.append(Problem(location, dotted(path), message, hint))

@@ -5,6 +5,12 @@ Scalars follow the YAML 1.2 core schema, not PyYAML's YAML 1.1 defaults: ``no``,
 ``true``/``false`` are booleans and only ``null``, ``~`` or nothing is null. Anchors, aliases
 and ``<<`` merge keys work as in Compose files. Duplicate keys and unknown tags are problems,
 not silently resolved.
+
+A file is an untrusted input: the tree is composed here from libyaml's events, counting as it
+goes, and a file nested deeper than ``MAX_DEPTH`` levels or whose aliases would stand for more
+than ``MAX_ALIASED`` values in all is refused at the place that crosses the limit, before it is
+built (a 1 KB "billion laughs" of nested aliases, 40,000 nested brackets). What is written out
+costs the bytes that write it; only aliases multiply.
 """
 
 from __future__ import annotations
@@ -19,6 +25,12 @@ import yaml
 from allmende.errors import Location, Problem
 
 _Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+#: The deepest nesting of mappings and lists a file may have (aliases counted as what they
+#: stand for); an inventory file needs a handful, a compose file a dozen.
+MAX_DEPTH = 64
+#: The most values the aliases of a file may stand for, together.
+MAX_ALIASED = 100_000
 
 
 class _Loader(_Base):  # type: ignore[misc]
@@ -89,6 +101,26 @@ def _position(node: yaml.Node) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
+class Based(int):
+    """A whole number written in octal or hex (``0o17``, ``0x1F``): a number wherever one may
+    be written so, but ``str`` gives it as written, and a port must be decimal."""
+
+    text: str
+    base: int
+
+    def __new__(cls, text: str, base: int) -> Based:
+        number = super().__new__(cls, int(text[2:], base))
+        number.text = text
+        number.base = base
+        return number
+
+    def __getnewargs__(self) -> tuple[str, int]:  # type: ignore[override]
+        return self.text, self.base
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def _scalar(node: yaml.ScalarNode) -> Any:
     value: str = node.value
     tag = node.tag
@@ -103,9 +135,9 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if _INT10.match(value):
         return int(value)
     if _INT8.match(value):
-        return int(value[2:], 8)
+        return Based(value, 8)
     if _INT16.match(value):
-        return int(value[2:], 16)
+        return Based(value, 16)
     if _FLOAT.match(value):
         return float(value)
     if _INF.match(value):
@@ -115,13 +147,144 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return value
 
 
+class _TooBig(Exception):
+    """A file crosses ``MAX_DEPTH`` or ``MAX_ALIASED``, or an alias stands for itself; ``mark``
+    is where."""
+
+    def __init__(self, message: str, mark: Any, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.mark = mark
+        self.hint = (
+            hint or "write the values out; allmende reads no file nested or aliased this much"
+        )
+
+
+class _Open:
+    """A mapping or list being composed: its node, its children so far, how many values they
+    stand for and how deep they go (aliases expanded)."""
+
+    __slots__ = ("anchor", "children", "height", "node", "weight")
+
+    def __init__(self, node: yaml.Node, anchor: str | None) -> None:
+        self.node = node
+        self.anchor = anchor
+        self.children: list[yaml.Node] = []
+        self.weight = 1
+        self.height = 1
+
+
+def _composed(loader: Any) -> tuple[yaml.Node | None, yaml.Node | None]:
+    """Compose the first document of the stream into nodes, as PyYAML's composer does, but
+    without recursion and within ``MAX_DEPTH`` and ``MAX_ALIASED``; return it (None for an empty
+    stream) and the first node of a second document, if there is one (not composed further).
+    Raise _TooBig, or yaml's MarkedYAMLError for a syntax error or an undefined alias."""
+    #: Each anchor's node, how many values it stands for, and how deep it goes.
+    anchors: dict[str, tuple[yaml.Node, int, int]] = {}
+    stack: list[_Open] = []
+    total = 0
+    document: yaml.Node | None = None
+    scalar, alias, end_kinds = yaml.ScalarEvent, yaml.AliasEvent, yaml.CollectionEndEvent
+    while True:
+        event: Any = loader.get_event()
+        kind = type(event)
+        start: Any = event.start_mark
+        weight = height = 1
+        if kind is scalar or kind is alias or issubclass(kind, yaml.CollectionStartEvent):
+            if document is not None and not stack:  # a second document starts
+                if kind is alias:
+                    return document, yaml.ScalarNode("?", "", start, start)
+                return document, _node(loader, event)
+            node: yaml.Node
+            if kind is alias:
+                if any(o.anchor == event.anchor for o in stack):
+                    raise _TooBig(
+                        f"recursive alias `*{event.anchor}`",
+                        start,
+                        "an anchor must not contain itself",
+                    )
+                if event.anchor not in anchors:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"found undefined alias {event.anchor!r}", start
+                    )
+                node, weight, height = anchors[event.anchor]
+            else:
+                node = _node(loader, event)
+                if event.anchor is not None and event.anchor in anchors:
+                    raise yaml.composer.ComposerError(
+                        f"found duplicate anchor {event.anchor!r}; first occurrence",
+                        anchors[event.anchor][0].start_mark,
+                        "second occurrence",
+                        start,
+                    )
+                if kind is not scalar:
+                    stack.append(_Open(node, event.anchor))
+                    if len(stack) > MAX_DEPTH:
+                        raise _TooBig(f"nested more than {MAX_DEPTH} levels deep", start)
+                    continue
+                if event.anchor is not None:
+                    anchors[event.anchor] = (node, 1, 1)
+        elif issubclass(kind, end_kinds):
+            done = stack.pop()
+            node = done.node
+            children = done.children
+            if isinstance(node, yaml.MappingNode):
+                node.value = list(zip(children[::2], children[1::2], strict=True))
+            else:
+                node.value = children
+            node.end_mark = start
+            weight, height = done.weight, done.height
+            if done.anchor is not None:
+                anchors[done.anchor] = (node, weight, height)
+            if not stack:
+                document = node
+                continue
+            stack[-1].weight += weight
+            stack[-1].height = max(stack[-1].height, height + 1)
+            stack[-1].children.append(node)
+            continue
+        elif kind is yaml.StreamEndEvent:
+            return document, None
+        else:  # stream or document start or end
+            if kind is yaml.DocumentEndEvent:
+                anchors.clear()
+            continue
+        if kind is alias:
+            total += weight
+        if len(stack) + height > MAX_DEPTH:
+            how = " with its aliases" if kind is alias else ""
+            raise _TooBig(f"nested more than {MAX_DEPTH} levels deep{how}", start)
+        if total > MAX_ALIASED:
+            raise _TooBig(f"its aliases stand for more than {MAX_ALIASED:,} values", start)
+        if stack:
+            stack[-1].weight += weight
+            stack[-1].height = max(stack[-1].height, height + 1)
+            stack[-1].children.append(node)
+        else:
+            document = node
+
+
+def _node(loader: Any, event: Any) -> yaml.Node:
+    """Return the node an event starts, its tag resolved as PyYAML's composer resolves it."""
+    tag = event.tag
+    start: Any = event.start_mark
+    if isinstance(event, yaml.ScalarEvent):
+        if tag is None or tag == "!":
+            tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        end: Any = event.end_mark
+        return yaml.ScalarNode(tag, event.value, start, end, event.style)
+    kind = yaml.SequenceNode if isinstance(event, yaml.SequenceStartEvent) else yaml.MappingNode
+    if tag is None or tag == "!":
+        tag = loader.resolve(kind, None, event.implicit)
+    return kind(tag, [], start, None, event.flow_style)
+
+
 class _Builder:
     """Turn a composed node tree into Python data, recording positions and problems."""
 
     def __init__(self, doc: Document, problems: list[Problem]) -> None:
         self.doc = doc
         self.problems = problems
-        self._active: set[int] = set()
 
     def problem(self, node: yaml.Node, path: KeyPath, message: str, hint: str = "") -> None:
         line, column = _position(node)
@@ -143,17 +306,10 @@ class _Builder:
             self.problem(node, path, f"unsupported YAML type {tag}", "write the value as text")
         if isinstance(node, yaml.ScalarNode):
             return _scalar(node)
-        if id(node) in self._active:
-            self.problem(node, path, "recursive alias", "an anchor must not contain itself")
-            return None
-        self._active.add(id(node))
-        try:
-            if isinstance(node, yaml.SequenceNode):
-                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            assert isinstance(node, yaml.MappingNode)
-            return self.mapping(node, path)
-        finally:
-            self._active.discard(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        assert isinstance(node, yaml.MappingNode)
+        return self.mapping(node, path)
 
     def _merged(self, node: yaml.MappingNode, path: KeyPath) -> Iterator[tuple[yaml.Node, Any]]:
         """Yield (key node, value node) of a mapping with ``<<`` merges applied."""
@@ -253,8 +409,19 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
     if problem is not None or text is None:
         return doc, [problem] if problem else []
     problems: list[Problem] = []
+    loader = _Loader(text)
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        first, second = _composed(loader)
+    except _TooBig as exc:
+        line, column = exc.mark.line + 1, exc.mark.column + 1
+        return doc, [
+            Problem(
+                Location(file, line, column),
+                "",
+                exc.message,
+                exc.hint,
+            )
+        ]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -269,8 +436,9 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
         ]
     except yaml.YAMLError as exc:
         return doc, [Problem(Location(file, 1, 1), "", f"invalid YAML: {exc}", "fix the syntax")]
-    nodes = [n for n in nodes if n is not None]
-    if not nodes:
+    finally:
+        loader.dispose()
+    if first is None:
         return doc, [
             Problem(
                 Location(file, 1, 1),
@@ -279,8 +447,8 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
                 "write the keys this file needs, or delete the file",
             )
         ]
-    if len(nodes) > 1:
-        line, column = _position(nodes[1])
+    if second is not None:
+        line, column = _position(second)
         problems.append(
             Problem(
                 Location(file, line, column),
@@ -289,7 +457,7 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
                 "keep one document per file",
             )
         )
-    doc.data = _Builder(doc, problems).build(nodes[0], ())
+    doc.data = _Builder(doc, problems).build(first, ())
     if doc.data is None:
         problems.append(
             Problem(

@@ -13,7 +13,7 @@ from importlib import resources
 
 @cache
 def source(name: str) -> str:
-    """Return the text of the program ``name`` (a module of this package, ``stat_many``)."""
+    """Return the text of the program ``name`` (a module of this package, ``files``)."""
     return resources.files(__package__).joinpath(f"{name}.py").read_text(encoding="utf-8")
 
 

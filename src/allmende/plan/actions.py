@@ -23,19 +23,18 @@ from allmende.connectors.base import Connector
 from allmende.engines import find_driver
 from allmende.engines.base import Driver, Running
 from allmende.inventory.hostpaths import (
-    HAPROXY_PATHS,
     PROXY_FILES,
     SYSTEMD_RUNNING,
     UNITS,
     service_of,
 )
 from allmende.inventory.inventory import Inventory
-from allmende.plan.changes import Action, Change, sha256
+from allmende.plan.changes import Action, Change, sensitive, sha256
 from allmende.plan.databases import database_actions
 from allmende.plan.deliver import secret_names
 from allmende.plan.images import not_driven, pull_actions
-from allmende.plan.observe import manifest_hashes
-from allmende.plan.proxy import show_proc
+from allmende.plan.observe import Recorded, manifest_hashes
+from allmende.plan.proxy import proxy_paths, show_proc
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -170,23 +169,25 @@ def host_actions(
     return actions
 
 
-def unrecorded(manifest: bytes | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
+def unrecorded(recorded: Recorded | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
     """Return the services with a file whose wanted hash is not the one the manifest records
     (apply writes the manifest last: such a service's files may be in place while the apply
     that wrote them died before bringing it up). A host without a manifest has none."""
-    if manifest is None:
+    if recorded is None or recorded.manifest is None:
         return set()
-    recorded = manifest_hashes(manifest, host)
+    hashes = manifest_hashes(recorded.manifest, host)
+    key = recorded.key
     return {
         service
         for path, rendered in wanted.items()
-        if (service := service_of(path)) and recorded.get(path) != sha256(rendered.content)
+        if (service := service_of(path))
+        and hashes.get(path) != key.shown(sha256(rendered.content), sensitive(path, rendered.mode))
     }
 
 
 async def has_systemd(connector: Connector) -> bool:
     """Return whether the host runs systemd (``/run/systemd/system`` exists there)."""
-    return await connector.succeeds(["test", "-d", SYSTEMD_RUNNING])
+    return await connector.succeeds(["test", "-d", connector.real(SYSTEMD_RUNNING)])
 
 
 async def plan_actions(
@@ -194,7 +195,7 @@ async def plan_actions(
     inventory: Inventory,
     changes: Sequence[Change],
     wanted: Mapping[str, Rendered],
-    manifest: bytes | None,
+    recorded: Recorded | None,
     service: str | None = None,
     passwords: Mapping[str, bytes] | None = None,
 ) -> list[Action]:
@@ -202,8 +203,8 @@ async def plan_actions(
     in the order apply takes them: images pulled, services down, then up (each database
     provider provisioned right after it is up, with ``passwords``, the values of its roles'
     secrets), then the proxy and systemd; reading the engine, the databases and the proxy
-    where they matter (only ``service``'s if given). The host's ``manifest`` tells which
-    services an unfinished apply left. Raise UserError if the engine cannot be asked."""
+    where they matter (only ``service``'s if given). The host's manifest (``recorded``) tells
+    which services an unfinished apply left. Raise UserError if the engine cannot be asked."""
     host = connector.host
     model = inventory.hosts[host]
     driver = await find_driver(connector, model.engine, model.runtime)
@@ -213,7 +214,7 @@ async def plan_actions(
         projects = [p for p in wanted if is_project(driver, p)]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
         running = await driver.running(connector) if projects or leaving else None
-        unfinished = unrecorded(manifest, host, wanted)
+        unfinished = unrecorded(recorded, host, wanted)
         actions = engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
         provisions = await database_actions(connector, driver, inventory, running, passwords or {})
         pulls = await pull_actions(connector, driver, inventory, actions)
@@ -222,6 +223,6 @@ async def plan_actions(
         return [a for a in actions if a.subject == service]
     proxy: bool | None = None
     if PROXY_FILES[0] in wanted:
-        proxy = await show_proc(connector, HAPROXY_PATHS) is not None
+        proxy = await show_proc(connector, proxy_paths(connector)) is not None
     systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
     return actions + host_actions(host, changes, wanted, proxy, systemd)

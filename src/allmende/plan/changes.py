@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from allmende.plan.digest import HostKey
+
 Kind = Literal["create", "update", "delete"]
 #: A file's owner: (uid, gid).
 Owner = tuple[int, int]
@@ -30,8 +32,9 @@ HIDDEN = "(diff not shown: the file carries secret values)\n"
 class Change:
     """One file to create, update or delete on one host.
 
-    ``before``/``after`` are sha256 hex digests (None where the file is absent) and
-    ``mode_before``/``mode_after`` its permission bits. ``sensitive`` files never show a diff.
+    ``before``/``after`` are sha256 hex digests (None where the file is absent), keyed with
+    the host's key for ``sensitive`` files (``digest.HostKey``), and ``mode_before``/
+    ``mode_after`` its permission bits. ``sensitive`` files never show a diff.
     """
 
     kind: Kind
@@ -48,14 +51,19 @@ class Change:
     owner_after: Owner | None = None
     owner_before: Owner | None = None
 
-    def canonical(self) -> dict[str, Any]:
-        """Return what the checksum covers: everything but the diff."""
+    def canonical(self, masked: bool = False) -> dict[str, Any]:
+        """Return what the checksum covers: everything but the diff. ``masked``: the hashes of
+        a sensitive file only as whether there is one (its host has no key yet)."""
+        before, after = self.before, self.after
+        if masked and self.sensitive:
+            before = None if before is None else "secret"
+            after = None if after is None else "secret"
         data: dict[str, Any] = {
             "kind": self.kind,
             "host": self.host,
             "path": self.path,
-            "before": self.before,
-            "after": self.after,
+            "before": before,
+            "after": after,
             "mode_before": self.mode_before,
             "mode_after": self.mode_after,
         }
@@ -131,12 +139,17 @@ class Plan:
     hosts: tuple[str, ...]
     failed: Mapping[str, str] = field(default_factory=dict)
     actions: tuple[Action, ...] = ()
+    #: Each host's key for the hashes of its secret files (never shown).
+    keys: Mapping[str, HostKey] = field(default_factory=dict, repr=False)
 
     @property
     def checksum(self) -> str:
-        """Return the sha256 of the canonical JSON of the changes and actions, in order."""
+        """Return the sha256 of the canonical JSON of the changes and actions, in order (the
+        hashes of secret files masked on hosts that have no key yet)."""
+        fresh = {h for h, k in self.keys.items() if k.new}
         canonical = json.dumps(
-            [c.canonical() for c in self.changes] + [a.canonical() for a in self.actions],
+            [c.canonical(c.host in fresh) for c in self.changes]
+            + [a.canonical() for a in self.actions],
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -204,15 +217,18 @@ def file_change(
     have_mode: int | None,
     have: bytes | None = None,
     *,
+    key: HostKey,
     owner: Owner | None = None,
     have_owner: Owner | None = None,
 ) -> Change | None:
     """Compare one file: what render wants (None: it should not exist) with what the host has
-    (``have_hash`` None: absent; ``have`` its content, needed only when the hashes differ).
-    A wanted ``owner`` (uid, gid) is compared with ``have_owner``; without one, whoever owns
-    the file is right. Return the Change, or None when they agree."""
+    (``have_hash`` None: absent; ``have`` its content, needed only when the hashes differ and
+    it carries no secrets). A wanted ``owner`` (uid, gid) is compared with ``have_owner``;
+    without one, whoever owns the file is right. Return the Change, its hashes keyed with the
+    host's ``key`` and no diff if it carries secrets, or None when they agree."""
     label = f"{host}:{path}"
     secret = sensitive(path, wanted_mode, have_mode)
+    before = None if have_hash is None else key.shown(have_hash, secret)
     if wanted is None:
         if have_hash is None:
             return None
@@ -220,33 +236,34 @@ def file_change(
             "delete",
             host,
             path,
-            unified_diff(label, have, None),
-            before=have_hash,
+            "" if secret else unified_diff(label, have, None),
+            before=before,
             mode_before=have_mode,
             sensitive=secret,
         )
-    after = sha256(wanted)
+    plain = sha256(wanted)
+    after = key.shown(plain, secret)
     if have_hash is None:
         return Change(
             "create",
             host,
             path,
-            unified_diff(label, None, wanted),
+            "" if secret else unified_diff(label, None, wanted),
             after=after,
             mode_after=wanted_mode,
             sensitive=secret,
             owner_after=owner,
         )
     owned = owner is None or owner == have_owner
-    if have_hash == after and have_mode == wanted_mode and owned:
+    if have_hash == plain and have_mode == wanted_mode and owned:
         return None
-    diff = "" if have_hash == after else unified_diff(label, have, wanted)
+    diff = "" if have_hash == plain or secret else unified_diff(label, have, wanted)
     return Change(
         "update",
         host,
         path,
         diff,
-        before=have_hash,
+        before=before,
         after=after,
         mode_before=have_mode,
         mode_after=wanted_mode,

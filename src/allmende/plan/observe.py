@@ -6,10 +6,14 @@ allmende keeps on each host (``/var/lib/allmende/manifest.json``, written by app
 listed there for this host, under a path allmende manages, that render no longer wants and that
 still exists.
 
-Manifest format::
+Manifest format (mode 0600)::
 
     {"version": 1,
-     "hosts": {"<host>": {"/srv/wiki/compose.yaml": {"sha256": "...", "sources": ["..."]}}}}
+     "hosts": {"<host>": {"/srv/wiki/compose.yaml": {"sha256": "...", "sources": ["..."]},
+                          "/srv/wiki/secrets/db": {"hmac": "hmac-sha256:...", "sources": [...]}}}}
+
+A file that carries secrets is recorded by its keyed hash (``digest``), never its sha256; the
+host's key (``hostpaths.HASH_KEY``) is read with the manifest.
 
 Hosts are keyed by name so that two inventory hosts on one machine do not see each other's
 files. Each host is observed concurrently; one that cannot be reached (or whose manifest is
@@ -22,13 +26,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
-from allmende.inventory.hostpaths import MANAGED, MANIFEST
-from allmende.plan.changes import Action, Change, Plan, file_change, sha256
+from allmende.inventory.hostpaths import HASH_KEY, MANAGED, MANIFEST
+from allmende.plan.changes import Action, Change, Plan, file_change, sensitive, sha256
+from allmende.plan.digest import HostKey, host_key
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -76,13 +81,27 @@ def manifest_entries(data: bytes | None, host: str) -> dict[str, tuple[str, ...]
 
 
 def manifest_hashes(data: bytes, host: str) -> dict[str, str]:
-    """Return the sha256 the manifest records for each of ``host``'s files ({} if it is not
-    readable: ``manifest_entries`` reports that)."""
+    """Return the hash the manifest records for each of ``host``'s files: its sha256, or the
+    keyed hash of a file that carries secrets ({} if it is not readable: ``manifest_entries``
+    reports that)."""
     try:
         files = json.loads(data)["hosts"].get(host, {})
-        return {str(p): str(e.get("sha256")) for p, e in files.items() if isinstance(e, dict)}
+        return {
+            str(p): str(e.get("hmac") or e.get("sha256"))
+            for p, e in files.items()
+            if isinstance(e, dict)
+        }
     except (ValueError, KeyError, TypeError, AttributeError):
         return {}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a host says about the last apply: its manifest (None: none yet) and its key for
+    the hashes of secret files."""
+
+    manifest: bytes | None
+    key: HostKey
 
 
 def managed(path: str) -> bool:
@@ -95,16 +114,20 @@ async def observe_host(
     connector: Connector,
     wanted: Mapping[str, Rendered],
     source: str | None = None,
-) -> tuple[list[Change], bytes | None]:
-    """Return the changes that bring one (opened) host to ``wanted``, and its manifest (None:
-    none yet), where deletes come from. With ``source`` (an inventory file such as
-    ``services/wiki.yaml``), deletes are limited to files that came from it. Raise UserError
-    if the host cannot be read."""
+) -> tuple[list[Change], Recorded]:
+    """Return the changes that bring one (opened) host to ``wanted``, and what it records of
+    the last apply: its manifest (None: none yet), where deletes come from, and its key. With
+    ``source`` (an inventory file such as ``services/wiki.yaml``), deletes are limited to
+    files that came from it. Files that carry secrets are compared by hash only, never read.
+    Raise UserError if the host cannot be read."""
     host = connector.host
+    key = host_key(await connector.read(HASH_KEY))
     paths = sorted(wanted)
     stats = await connector.stat_many(paths)
     differing = [
-        p for p, s in zip(paths, stats, strict=True) if s and s.sha256 != sha256(wanted[p].content)
+        p
+        for p, s in zip(paths, stats, strict=True)
+        if s and s.sha256 != sha256(wanted[p].content) and not sensitive(p, s.mode, wanted[p].mode)
     ]
     contents = dict(
         zip(differing, await asyncio.gather(*(connector.read(p) for p in differing)), strict=True)
@@ -120,6 +143,7 @@ async def observe_host(
             have.sha256 if have else None,
             have.mode if have else None,
             contents.get(path),
+            key=key,
             owner=want.owner,
             have_owner=(have.uid, have.gid) if have else None,
         )
@@ -137,18 +161,17 @@ async def observe_host(
         gone.append(path)
     for path, have in zip(gone, await connector.stat_many(gone), strict=True):
         if have is not None:
-            change = file_change(
-                host, path, None, None, have.sha256, have.mode, await connector.read(path)
-            )
+            content = None if sensitive(path, have.mode) else await connector.read(path)
+            change = file_change(host, path, None, None, have.sha256, have.mode, content, key=key)
             if change is not None:
                 changes.append(change)
-    return changes, manifest
+    return changes, Recorded(manifest, key)
 
 
-#: Given an opened host, its file changes, its wanted files and its manifest (None: none yet):
-#: the actions that follow.
+#: Given an opened host, its file changes, its wanted files and what it records of the last
+#: apply: the actions that follow.
 Actor = Callable[
-    [Connector, list[Change], Mapping[str, Rendered], bytes | None], Awaitable[list[Action]]
+    [Connector, list[Change], Mapping[str, Rendered], Recorded], Awaitable[list[Action]]
 ]
 
 
@@ -162,12 +185,12 @@ async def observe(
     ``act`` finds on each host. A host that cannot be reached or read is put in
     ``Plan.failed`` with the reason; the others are planned."""
 
-    async def one(host: str) -> tuple[list[Change], list[Action]] | str:
+    async def one(host: str) -> tuple[list[Change], list[Action], HostKey] | str:
         try:
             async with open_connector(host) as connector:
-                found, manifest = await observe_host(connector, wanted[host], source)
-                actions = await act(connector, found, wanted[host], manifest) if act else []
-                return found, actions
+                found, recorded = await observe_host(connector, wanted[host], source)
+                actions = await act(connector, found, wanted[host], recorded) if act else []
+                return found, actions, recorded.key
         except UserError as exc:
             return str(exc)
 
@@ -177,6 +200,7 @@ async def observe(
     actions: list[Action] = []
     failed: dict[str, str] = {}
     reached: list[str] = []
+    keys: dict[str, HostKey] = {}
     for host, result in zip(hosts, results, strict=True):
         if isinstance(result, str):
             failed[host] = result
@@ -184,4 +208,5 @@ async def observe(
             reached.append(host)
             changes.extend(result[0])
             actions.extend(result[1])
-    return Plan(tuple(changes), tuple(reached), failed, tuple(actions))
+            keys[host] = result[2]
+    return Plan(tuple(changes), tuple(reached), failed, tuple(actions), keys)

@@ -14,8 +14,25 @@ from dataclasses import dataclass
 
 from allmende import onhost
 from allmende.connectors.base import Connector
-from allmende.inventory.hostpaths import ProxyPaths
+from allmende.inventory.hostpaths import (
+    HAPROXY_CONFIG,
+    HAPROXY_MASTER_SOCKET,
+    HAPROXY_PIDFILE,
+    ProxyPaths,
+)
 from allmende.onhost.master_cli import NOBODY
+
+
+def proxy_paths(connector: Connector) -> ProxyPaths:
+    """Return where HAProxy's configuration, master socket and pidfile are for programs run on
+    the host: under its root (``ALLMENDE_HOST_ROOT``, ``ALLMENDE_REMOTE_ROOT``), so that a plan
+    or apply of a staging root never speaks to the machine's own HAProxy or reads its
+    ``/etc/haproxy/haproxy.cfg``."""
+    return ProxyPaths(
+        connector.real(HAPROXY_CONFIG),
+        connector.real(HAPROXY_MASTER_SOCKET),
+        connector.real(HAPROXY_PIDFILE),
+    )
 
 
 @dataclass(frozen=True)

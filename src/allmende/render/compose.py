@@ -234,13 +234,12 @@ def environment(component: Component) -> dict[str, str]:
 
 def ports(host: Host, component: Component) -> list[str]:
     """Given a host and a component, return ``"<ip>:<publish>:<port>"`` for every published
-    port, by port name; without the ip where the host's address is a name."""
+    port, by port name (``derive.published_ip``: never every interface unless it says so)."""
     ip = derive.published_ip(host)
-    if ip is not None and ":" in ip:
+    if ":" in ip:
         ip = f"[{ip}]"
-    prefix = f"{ip}:" if ip is not None else ""
     return [
-        f"{prefix}{published}:{component.ports[port]}"
+        f"{ip}:{published}:{component.ports[port]}"
         for port, published in sorted(component.publish.items())
         if port in component.ports
     ]
@@ -393,11 +392,14 @@ def notes(context: Context, networks: Networks) -> list[str]:
             "Ports are published on 127.0.0.1: the host has no address, so it is the machine "
             "allmende runs on."
         )
-    elif published and derive.published_ip(context.host) is None:
+    elif published and derive.bind_unsaid(context.host):
         lines.append(
-            f"Ports are published on every address of the host: its address "
-            f"`{context.host.address}` is a DNS name, and Compose binds to IPs only."
+            f"Ports are published on 127.0.0.1 only: the host is reached by the name "
+            f"`{context.host.address}` and does not say with `bind:` which of its addresses "
+            "they listen on."
         )
+    elif published and context.host.bind in ("0.0.0.0", "::"):
+        lines.append("Ports are published on every interface of the host, as its `bind` says.")
     if secret_names(context.service):
         lines.append(
             "Secrets are read from ./secrets/<name>, written with mode 0600 when applied; the "

@@ -205,8 +205,7 @@ def container_ports(context: Context, component: Component) -> list[dict[str, An
         entry["protocol"] = "TCP"
         if port in component.publish:
             entry["hostPort"] = component.publish[port]
-            if ip is not None:
-                entry["hostIP"] = ip
+            entry["hostIP"] = ip
         result.append(entry)
     return result
 

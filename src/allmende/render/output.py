@@ -71,6 +71,14 @@ class _Dumper(_SafeDumper):  # type: ignore[misc]
         return True
 
 
+def _whole_number(dumper: Any, data: int) -> Any:
+    return dumper.represent_int(int(data))
+
+
+# Whole numbers the reader kept as written (``yamlpos.Based``) are written as numbers.
+_Dumper.add_multi_representer(int, _whole_number)
+
+
 def yaml_text(data: Any) -> str:
     """Given plain data (dicts in the order they are to be written), return it as YAML.
 

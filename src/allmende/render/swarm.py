@@ -23,7 +23,9 @@ components and of the service), with what differs in a swarm:
   secrets ``as: env`` come from the component's env file ``./secrets/<component>.env``, which
   ``docker stack deploy`` reads where it runs.
 - Published ports use the long syntax in ingress mode: Swarm cannot bind a published port to
-  one address, the routing mesh publishes it on every node of the swarm.
+  one address, the routing mesh publishes it on every node of the swarm. So they are
+  published only when the host says ``bind: 0.0.0.0`` (or ``::``); else none is (the check
+  ``ports.bind`` says so).
 - The shared database networks are overlay networks.
 """
 
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allmende.inventory import derive
 from allmende.inventory.hostpaths import project_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
@@ -69,8 +72,15 @@ def notes(context: Context, networks: Networks) -> list[str]:
         f"Deploy with: docker stack deploy -c stack.yaml {context.name}",
         f"Tasks run on the node labelled {NODE_LABEL}={context.service.host}.",
     ]
-    if any(c.publish for _, c in compose.image_components(context.service)):
+    if not any(c.publish for _, c in compose.image_components(context.service)):
+        pass
+    elif context.host.bind in derive.EVERY_INTERFACE:
         lines.append("Published ports go through the routing mesh: every node listens on them.")
+    else:
+        lines.append(
+            "No port is published: the routing mesh would listen on every node, and the host "
+            "does not say `bind: 0.0.0.0`."
+        )
     if compose.secret_names(context.service):
         lines.append(
             f"Secrets are Swarm secrets named {context.name}_<name>, created when applied; the "
@@ -135,7 +145,7 @@ def stack_service(
     published = [
         {"target": component.ports[port], "published": number, "protocol": "tcp", "mode": "ingress"}
         for port, number in sorted(component.publish.items())
-        if port in component.ports
+        if port in component.ports and context.host.bind in derive.EVERY_INTERFACE
     ]
     if published:
         entry["ports"] = published

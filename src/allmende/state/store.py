@@ -1,5 +1,6 @@
-"""The state database: one SQLite file recording every apply and the serial of every rendered
-DNS zone.
+"""The state database: one SQLite file (mode 0600) recording every apply and the serial of every
+rendered DNS zone. The changes of an apply carry the hashes a plan shows: keyed, for a file
+that carries secrets (``plan.digest``), never its plain sha256.
 
 Where: ``ALLMENDE_STATE`` if set, else ``$XDG_STATE_HOME/allmende/state.sqlite``, else
 ``~/.local/state/allmende/state.sqlite``. The schema version is SQLite's ``user_version``;
@@ -14,6 +15,7 @@ leaves the inventory, so that it continues from there should it come back.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -47,6 +49,22 @@ MIGRATIONS: tuple[str, ...] = (
         content TEXT NOT NULL,
         updated TEXT NOT NULL,
         PRIMARY KEY (inventory, zone)
+    );
+    """,
+    # Before the hashes of secret files were keyed with the host's key (plan.digest), applies
+    # recorded their plain sha256: a dictionary attack away from the value. Scrubbed.
+    """
+    UPDATE applies SET changes = (
+        SELECT json_group_array(
+            CASE WHEN json_extract(value, '$.path') LIKE '%/secrets/%'
+            THEN json_set(
+                value,
+                '$.before', CASE WHEN json_extract(value, '$.before') IS NULL
+                    THEN NULL ELSE 'secret' END,
+                '$.after', CASE WHEN json_extract(value, '$.after') IS NULL
+                    THEN NULL ELSE 'secret' END)
+            ELSE json(value) END)
+        FROM json_each(applies.changes)
     );
     """,
 )
@@ -90,11 +108,24 @@ def now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _private(path: Path) -> None:
+    """Make the database file (and a new directory for it) readable by its owner only: it
+    names hosts, paths and who applied what. SQLite gives its journal the file's mode."""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(handle).st_mode & 0o077:
+            os.fchmod(handle, 0o600)
+    finally:
+        os.close(handle)
+
+
 def open_store(path: Path) -> sqlite3.Connection:
     """Open (creating if needed) the state database at ``path``, migrated to ``VERSION``.
     Raise UserError if it cannot be opened or was written by a newer allmende."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private(path)
         db = sqlite3.connect(path, isolation_level=None)
         db.execute("PRAGMA busy_timeout = 5000")
         version = db.execute("PRAGMA user_version").fetchone()[0]
