@@ -20,8 +20,9 @@ The decisions, in one place:
   ``limits.memory``.
 * ``env`` becomes ``environment.*``, which Incus gives the container's init and every
   ``incus exec``. Secrets are never values: ``/srv/<service>/secrets`` (written with mode 0600
-  by apply) is mounted read-only at ``/run/secrets`` and each is named to the program by
-  ``<ENV>_FILE=/run/secrets/<flat name>``, as for Compose.
+  by apply) is mounted read-only at ``/etc/allmende/secrets`` and each is named to the
+  program by ``<ENV>_FILE=/etc/allmende/secrets/<flat name>``, as Compose does with
+  ``/run/secrets`` (under ``/run`` systemd's tmpfs would hide it).
 * Volumes are disk devices of ``/srv/<service>/<volume>`` (or the volume's ``host``), shifted
   (``shift``: the container's root owns what the host's root owns), so backups and moves see
   plain directories (apply makes a new volume's directory before the instance mounts it).
@@ -63,8 +64,9 @@ from allmende.inventory.secretnames import flat_name
 
 #: Incus's longest instance name.
 MAX_NAME = 63
-#: Where a service's secrets appear inside its instances.
-SECRETS_DIR = "/run/secrets"
+#: Where a service's secrets appear inside its instances (not under /run, where systemd mounts
+#: a tmpfs over whatever Incus mounted there before it started).
+SECRETS_DIR = "/etc/allmende/secrets"
 #: The prefix of the ``user.*`` keys in which allmende keeps what it did in an instance.
 USER = "user.allmende."
 #: The keys a later apply reads to know what it made and what it ran inside.
