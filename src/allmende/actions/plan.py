@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from allmende.actions.render import select
-from allmende.connectors import connect
 from allmende.connectors.base import Connector
+from allmende.engines import connect
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore

@@ -34,6 +34,7 @@ from allmende.plan.changes import Action, Change, sha256
 from allmende.plan.deliver import secret_names
 from allmende.plan.observe import manifest_hashes
 from allmende.plan.proxy import show_proc
+from allmende.plan.steps import converge, converged, owned, prepare_actions
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,10 @@ def engine_actions(
         s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
     ]
     for service in here:
+        step = converge(driver, service, wanted, running)
+        if step is not None:  # the engine judges for itself
+            actions += converged(host, service, step)
+            continue
         if service in changed:
             reason = "its files change"
         elif service in unfinished:
@@ -188,8 +193,10 @@ async def plan_actions(
     if driver is not None:
         projects = [p for p in wanted if is_project(driver, p)]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
-        running = await driver.running(connector) if projects or leaving else None
+        own = owned(driver, changes, wanted)
+        running = await driver.running(connector) if projects or leaving or own else None
         unfinished = unrecorded(manifest, host, wanted)
+        actions += prepare_actions(host, driver, changes, wanted, running)
         actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
     if service is not None:
         return [a for a in actions if a.subject == service]

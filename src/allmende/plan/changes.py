@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["create", "update", "delete"]
-Verb = Literal["up", "down", "start-proxy", "reload-proxy", "reload-systemd"]
+Verb = Literal["prepare", "up", "down", "start-proxy", "reload-proxy", "reload-systemd"]
 
 #: Shown instead of the diff of a file that carries (or would carry) a secret value.
 HIDDEN = "(diff not shown: the file carries secret values)\n"
@@ -71,22 +71,27 @@ class Change:
 
 @dataclass(frozen=True)
 class Action:
-    """One thing apply does on a host after (``down``: before) writing its files."""
+    """One thing apply does on a host after (``down``: before) writing its files; ``undo``
+    puts back what it changed when the apply is rolled back, where the engine says how."""
 
     host: str
     verb: Verb
     subject: str
     reason: str
     commands: tuple[tuple[str, ...], ...] = ()
+    undo: tuple[tuple[str, ...], ...] = ()
 
     def canonical(self) -> dict[str, Any]:
         """Return what a plan's checksum covers."""
-        return {
+        data: dict[str, Any] = {
             "host": self.host,
             "verb": self.verb,
             "subject": self.subject,
             "commands": [list(c) for c in self.commands],
         }
+        if self.undo:
+            data["undo"] = [list(c) for c in self.undo]
+        return data
 
     def as_json(self) -> dict[str, Any]:
         """Return the action as plain data for ``--json``."""
