@@ -187,4 +187,5 @@ def http_get(url: str, timeout: float = 20) -> str:
             time.sleep(0.2)
 
 
+from tests.end_to_end.incus import incus_world  # noqa: E402, F401  (registers the fixture)
 from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)
