@@ -181,20 +181,11 @@ def _metadata(directory: Path, os_name: str, release: str) -> Path:
 
 
 def _busybox_rootfs(directory: Path) -> Path:
+    from tests.end_to_end.conftest import busybox_tree
+
     root = directory / "busybox"
-    for name in ("bin", "sbin", "etc", "www", "proc", "sys", "dev", "tmp", "run", "root", "var"):
-        (root / name).mkdir(parents=True, exist_ok=True)
-    busybox = Path(shutil.which("busybox") or "busybox")
-    shutil.copy(busybox, root / "bin" / "busybox")
-    applets = subprocess.run(
-        [str(busybox), "--list"], capture_output=True, text=True, check=True
-    ).stdout.split()
-    for applet in applets:
-        if applet != "busybox":
-            (root / "bin" / applet).symlink_to("busybox")
+    busybox_tree(root, "sbin", "www", "proc", "sys", "dev", "tmp", "run", "root", "var")
     (root / "sbin" / "init").symlink_to("../bin/busybox")
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\n")
     (root / "etc" / "inittab").write_text(INITTAB)
     script = root / "etc" / "udhcpc.script"
     script.write_text(UDHCPC)

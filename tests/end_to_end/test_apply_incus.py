@@ -16,11 +16,13 @@ The routes are answered through HAProxy on 127.0.0.1, which reaches the services
 the bridge. The tests run in order, each on what the one before left: the first two applies
 (box makes the edge container; the edge's HAProxy follows), a third that changes nothing, a
 change of limits and a new published port applied in place, a rollback to the snapshot taken
-before that change, and a change Incus refuses.
+before that change, a snapshot held for a backup, a new image (the instance made anew), the
+same host planned and changed over SSH, and a change Incus refuses.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import urllib.request
@@ -33,9 +35,13 @@ import pytest
 import yaml
 from tests.end_to_end.conftest import free_port
 from tests.end_to_end.incus import Incus
+from tests.end_to_end.remote import RemoteHost
 
 from allmende.actions.apply import Outcome, plan_and_apply
 from allmende.actions.rollback import rollback, snapshots
+from allmende.apply.snapshots import hold_for_backup, release_backup
+from allmende.connectors.local import LocalConnector
+from allmende.engines import find_driver
 from allmende.errors import ApplyFailed
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.plan.changes import Plan
@@ -302,6 +308,90 @@ def test_a_rollback_brings_back_a_file_changed_after_the_snapshot(school: School
     assert [a.verb for a in plan.actions] == ["up"] and outcome.ok, outcome.results
 
 
+def test_a_backup_reads_a_snapshot_while_the_service_runs_on(school: School) -> None:
+    web, service = school.name("site-web"), school.name("site")
+    school.incus.inside(web, "echo in the backup > /root/mark")
+
+    async def hold() -> dict[str, str]:
+        async with LocalConnector("box", str(school.root)) as connector:
+            driver = await find_driver(connector, "incus", "docker")
+            assert driver is not None
+            return await hold_for_backup(connector, driver, service, ["web"])
+
+    async def release() -> None:
+        async with LocalConnector("box", str(school.root)) as connector:
+            driver = await find_driver(connector, "incus", "docker")
+            assert driver is not None
+            await release_backup(connector, driver, service, ["web"])
+
+    held = asyncio.run(hold())
+    school.incus.inside(web, "echo changed since > /root/mark")
+    assert held == {
+        "web": f"/var/lib/incus/storage-pools/{school.incus.pool}/"
+        f"containers-snapshots/{web}/allmende-backup/rootfs"
+    }
+    assert (Path(held["web"]) / "root" / "mark").read_text() == "in the backup\n"
+    assert school.instance(web)["status"] == "Running"
+    asyncio.run(release())
+    assert not Path(held["web"]).exists()
+    assert "allmende-backup" not in [
+        s.name for s in snapshots(school.inventory, school.env, service)
+    ]
+
+
+def test_a_new_image_makes_the_instance_anew_with_its_data_kept(school: School) -> None:
+    web = school.name("site-web")
+    fingerprint = school.incus.query(f"/1.0/images/aliases/{school.incus.busybox}")["target"]
+    school.incus.run("image", "alias", "create", f"{school.incus.busybox}-next", fingerprint)
+    pid = school.pid(web)
+    site = school.service("site")
+    site["components"]["web"]["system"]["image"] = f"{school.incus.busybox}-next"
+    school.write_service("site", site)
+
+    plan, outcome = school.apply()
+    (action,) = plan.actions
+    assert action.reason.startswith(f"make {web} anew: its image changes")
+    assert outcome.ok, outcome.results
+    assert school.pid(web) != pid
+    kept = school.instance(f"{web}-previous")
+    assert kept["status"] == "Stopped" and kept["config"]["boot.autostart"] == "false"
+    assert school.incus.inside(web, "cat /root/mark 2>/dev/null || echo gone") == "gone\n"
+    assert school.get("site.test") == "the art school\n"  # its volume, kept
+    plan, _ = school.apply()
+    assert plan.empty, [a.shown() for a in plan.actions]
+
+
+def test_the_school_is_planned_and_changed_over_ssh_alike(
+    school: School, remote_host: RemoteHost
+) -> None:
+    # The same machine, reached over SSH (as a remote Incus host is): the same files, the same
+    # instances, so nothing to do; then a change applied through SSH.
+    box = yaml.safe_load((school.inventory / "hosts" / "box.yaml").read_text())
+    box.update({"address": "127.0.0.1", "ssh": {"user": "root", "port": remote_host.port}})
+    (school.inventory / "hosts" / "box.yaml").write_text(yaml.safe_dump(box))
+    local = dict(school.env)
+    school.env.pop("ALLMENDE_HOST_ROOT")
+    school.env.update({"ALLMENDE_REMOTE_ROOT": str(school.root), **remote_host.connector_env})
+    try:
+        plan, _ = school.apply()
+        assert plan.empty and not plan.failed, [a.shown() for a in plan.actions]
+        web = school.name("site-web")
+        site = school.service("site")
+        site["components"]["web"]["resources"] = {"memory": "320MiB"}
+        school.write_service("site", site)
+        plan, outcome = school.apply()
+        assert [a.reason for a in plan.actions] == [
+            f"change {web} in place: limits.memory 256MiB -> 320MiB"
+        ]
+        assert outcome.ok, outcome.results
+        assert school.instance(web)["config"]["limits.memory"] == "320MiB"
+    finally:
+        del box["address"], box["ssh"]
+        (school.inventory / "hosts" / "box.yaml").write_text(yaml.safe_dump(box))
+        school.env.clear()
+        school.env.update(local)
+
+
 def test_a_change_incus_refuses_leaves_the_instance_untouched_and_says_why(
     school: School,
 ) -> None:
@@ -323,7 +413,7 @@ def test_a_change_incus_refuses_leaves_the_instance_untouched_and_says_why(
     assert f"incus query -X PUT --wait /1.0/instances/{web}" in str(error)
     assert 'Failed to start device "publish-http"' in str(error)
     after = school.instance(web)
-    assert after["config"]["limits.memory"] == before["config"]["limits.memory"] == "256MiB"
+    assert after["config"]["limits.memory"] == before["config"]["limits.memory"] == "320MiB"
     assert after["devices"] == before["devices"]
     assert school.pid(web) == pid and after["status"] == "Running"
     assert school.get("site.test", old_port) == "the art school\n"

@@ -25,14 +25,7 @@ from typing import Any, Literal
 from allmende.connectors.base import Connector
 from allmende.engines.base import Command, Commands, Engine, Running, Site, Snapshot, Step
 from allmende.engines.incus import commands as c
-from allmende.engines.incus.judge import (
-    KEPT,
-    combine,
-    definitions,
-    judge,
-    kept_name,
-    with_snapshot,
-)
+from allmende.engines.incus.judge import combine, definitions, judge, set_aside, with_snapshot
 from allmende.errors import CommandFailed, ToolMissing, UserError
 from allmende.inventory.hostpaths import (
     INCUS_DIR,
@@ -101,12 +94,12 @@ class Incus(Engine):
         where = f"{site.host}:{self.project(service)}"
         wanted = definitions(project, where)
         self._can_run(site, where, wanted)
-        observed = dict(running.observed) if running is not None else {}
+        observed = running.observed if running is not None else {}
         steps = [self._one(site, body, observed.get(name)) for name, body in wanted.items()]
-        for name, instance in sorted(observed.items()):
-            config = instance.get("config") or {}
-            if config.get(SERVICE) == service and name not in wanted and not name.endswith(KEPT):
-                steps.append(_set_aside(name, instance, "its component left the service"))
+        for component in sorted(running.states if running is not None else ()):
+            name = f"{service}-{component}"
+            if name not in wanted and name in observed:
+                steps.append(set_aside(name, observed[name], "its component left the service"))
         return combine(steps)
 
     def _one(self, site: Site, body: Mapping[str, Any], found: Mapping[str, Any] | None) -> Step:
@@ -150,7 +143,7 @@ class Incus(Engine):
         for path, kind in sorted(changes.items()):
             host = PurePosixPath(path).stem
             if kind == "delete" and path != INCUS_PRESEED and host in observed:
-                gone = _set_aside(host, observed[host], "it left the inventory")
+                gone = set_aside(host, observed[host], "it left the inventory")
                 found.append(("down", host, gone))
         return found
 
@@ -224,21 +217,6 @@ async def _query(connector: Connector, path: str) -> dict[str, Any]:
             exit=ran.exit,
         )
     return answer
-
-
-def _set_aside(name: str, instance: Mapping[str, Any], why: str) -> Step:
-    """Return the Step that stops an instance and keeps it aside, out of the way (a rollback
-    puts it back)."""
-    aside = kept_name(name)
-    commands: list[Command] = [c.sh(c.DELETE_IF_THERE, aside)]
-    if str(instance.get("status", "")).lower() == "running":
-        commands.append(c.incus("stop", name))
-    commands += [
-        c.incus("rename", name, aside),
-        c.incus("config", "set", aside, "boot.autostart=false"),
-    ]
-    what = f"set {name} aside: {why}; it is kept stopped as {aside}"
-    return Step(what, tuple(commands), (c.sh(c.PUT_BACK, name, aside),))
 
 
 ENGINE = Incus()

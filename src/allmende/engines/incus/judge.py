@@ -39,6 +39,8 @@ from allmende.errors import UserError
 from allmende.render.incus_plan import IMAGE, PROVISIONED, SERVICES, SETUP, USER
 from allmende.render.incus_plan import PACKAGES as PACKAGE_KEY
 
+#: libyaml's safe loader where PyYAML has it (the definitions are read at every plan).
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Configuration keys Incus itself keeps; a ``PUT`` passes them on as they are.
 INCUS_KEYS = ("volatile.", "image.")
 #: The name of the instance an image change keeps aside.
@@ -286,23 +288,31 @@ def _recreate(
     config: dict[str, str],
     found: Mapping[str, Any],
 ) -> Judged:
-    aside = kept_name(name)
     old = found.get("config", {}).get(IMAGE)
     made = _create(name, body, config)
+    aside = set_aside(name, found, "")
+    what = (
+        f"make {name} anew: its image changes ({old} -> {config[IMAGE]}); data in volumes is "
+        f"kept, the old instance is kept stopped as {kept_name(name)}"
+    )
+    undo = (c.sh(c.DELETE_IF_THERE, name), *aside.undo)
+    return Judged(Step(what, (*aside.commands, *made.step.commands), undo), True)
+
+
+def set_aside(name: str, instance: Mapping[str, Any], why: str) -> Step:
+    """Return the Step that stops an instance and keeps it aside as ``<name>-previous``, out
+    of the way and not started with the host (a rollback puts it back; an earlier one kept
+    aside goes)."""
+    aside = kept_name(name)
     commands: list[Command] = [c.sh(c.DELETE_IF_THERE, aside)]
-    if str(found.get("status", "")).lower() == "running":
+    if str(instance.get("status", "")).lower() == "running":
         commands.append(c.incus("stop", name))
     commands += [
         c.incus("rename", name, aside),
         c.incus("config", "set", aside, "boot.autostart=false"),
-        *made.step.commands,
     ]
-    what = (
-        f"make {name} anew: its image changes ({old} -> {config[IMAGE]}); data in volumes is "
-        f"kept, the old instance is kept stopped as {aside}"
-    )
-    undo = (c.sh(c.DELETE_IF_THERE, name), c.sh(c.PUT_BACK, name, aside))
-    return Judged(Step(what, tuple(commands), undo), True)
+    what = f"set {name} aside: {why}; it is kept stopped as {aside}"
+    return Step(what, tuple(commands), (c.sh(c.PUT_BACK, name, aside),))
 
 
 def with_snapshot(name: str, judged: Judged, existing: bool) -> Step:
@@ -319,7 +329,7 @@ def definitions(project: bytes, where: str) -> dict[str, dict[str, Any]]:
     """Return the instance definitions of a rendered file, by name. Raise UserError if it is
     not one allmende rendered."""
     try:
-        document = yaml.safe_load(project) or {}
+        document = yaml.load(project, Loader=_Loader) or {}
         instances = document["instances"]
         if not isinstance(instances, dict) or not all(
             isinstance(v, dict) and v.get("name") == k for k, v in instances.items()
