@@ -17,7 +17,8 @@ the bridge. The tests run in order, each on what the one before left: the first 
 (box makes the edge container; the edge's HAProxy follows), a third that changes nothing, a
 change of limits and a new published port applied in place, a rollback to the snapshot taken
 before that change, a snapshot held for a backup, a new image (the instance made anew), the
-same host planned and changed over SSH, and a change Incus refuses.
+same host planned and changed over SSH, a service that leaves (its instance deleted), and a
+change Incus refuses.
 """
 
 from __future__ import annotations
@@ -390,6 +391,19 @@ def test_the_school_is_planned_and_changed_over_ssh_alike(
         (school.inventory / "hosts" / "box.yaml").write_text(yaml.safe_dump(box))
         school.env.clear()
         school.env.update(local)
+
+
+def test_a_service_that_leaves_the_inventory_is_deleted(school: School) -> None:
+    notes = school.name("notes")
+    (school.inventory / "services" / f"{notes}.yaml").unlink()
+    plan, outcome = school.apply()
+    assert sorted((a.host, a.verb, a.subject, a.reason) for a in plan.actions) == [
+        ("box", "down", notes, "removed from the inventory"),
+        (school.name("edge"), "reload-proxy", "haproxy", "its configuration changes"),
+    ]
+    assert outcome.ok, outcome.results
+    assert not school.incus.exists(f"{notes}-app")
+    assert school.get("site.test") == "the art school\n"
 
 
 def test_a_change_incus_refuses_leaves_the_instance_untouched_and_says_why(
