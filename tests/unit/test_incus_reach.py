@@ -11,7 +11,7 @@ import pytest
 
 from allmende.actions.plan import Seams
 from allmende.apply.snapshots import choose, hold_for_backup, roll_back
-from allmende.apply.verify import _unplanned
+from allmende.apply.verify import only_unplanned
 from allmende.cli.main import main
 from allmende.connectors.base import Ran
 from allmende.connectors.local import LocalConnector
@@ -180,7 +180,7 @@ def test_rollback_lists_asks_and_goes_back(
 def test_monitors_only_an_unplanned_edge_could_pass_wait() -> None:
     inventory = load(EXAMPLES / "klankschool", {})
     music = Monitor(http="https://funk.klank.school/")
-    assert _unplanned(inventory, music, {"gateway"})
-    assert not _unplanned(inventory, music, set())
-    assert not _unplanned(inventory, Monitor(tcp="database-server.incus:5432"), {"gateway"})
-    assert _unplanned(inventory, Monitor(tls="mail.klank.school:993"), {"gateway"})
+    assert only_unplanned(inventory, music, {"gateway"})
+    assert not only_unplanned(inventory, music, set())
+    assert not only_unplanned(inventory, Monitor(tcp="database-server.incus:5432"), {"gateway"})
+    assert only_unplanned(inventory, Monitor(tls="mail.klank.school:993"), {"gateway"})

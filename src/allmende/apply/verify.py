@@ -126,7 +126,7 @@ async def _http(inventory: Inventory, monitor: Monitor) -> str | None:
     return None
 
 
-def _unplanned(inventory: Inventory, monitor: Monitor, unplanned: Collection[str]) -> bool:
+def only_unplanned(inventory: Inventory, monitor: Monitor, unplanned: Collection[str]) -> bool:
     """Return whether a monitor can only pass through edge hosts this apply could not plan
     (a container its parent makes in this very apply: its proxy comes at the next one)."""
     text = monitor.http or monitor.tcp or monitor.tls or ""
@@ -161,7 +161,7 @@ async def verify(
         (s, m)
         for s in services
         for m in derive.monitors(inventory.services[s])
-        if not _unplanned(inventory, m, unplanned)
+        if not only_unplanned(inventory, m, unplanned)
     ]
     results = await asyncio.gather(*(one(s, m) for s, m in probes))
     return [r for r in results if r is not None]

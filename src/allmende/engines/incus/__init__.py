@@ -26,6 +26,7 @@ from allmende.connectors.base import Connector
 from allmende.engines.base import Command, Commands, Engine, Running, Site, Snapshot, Step
 from allmende.engines.incus import commands as c
 from allmende.engines.incus.judge import combine, definitions, judge, set_aside, with_snapshot
+from allmende.engines.incus.reach import IncusExecConnector
 from allmende.errors import CommandFailed, ToolMissing, UserError
 from allmende.inventory.hostpaths import (
     INCUS_DIR,
@@ -148,8 +149,6 @@ class Incus(Engine):
         return found
 
     def reach(self, parent: Connector, host: str) -> Connector | None:
-        from allmende.engines.incus.reach import IncusExecConnector
-
         return IncusExecConnector(parent, host)
 
     # ------------------------------------------------------------------ snapshots
