@@ -98,6 +98,9 @@ def run(
         done = subprocess.run(
             [program, *argv[1:]],
             input=input,
+            # Without input, standard input is empty: a program reading it when it is not a
+            # terminal (`incus snapshot create`) must not wait on allmende's own.
+            stdin=subprocess.DEVNULL if input is None else None,
             env=dict(env) if env is not None else None,
             capture_output=True,
             timeout=timeout,

@@ -109,10 +109,10 @@ def _configure(root: Path) -> dict[str, str]:
     }
 
 
-def _rootfs(root: Path) -> Path:
-    """Make the busybox rootfs of the test image under ``root``; return it."""
-    rootfs = root / "rootfs"
-    for directory in ("bin", "etc", "www/cgi-bin", "tmp"):
+def busybox_tree(rootfs: Path, *directories: str) -> None:
+    """Make ``directories`` under ``rootfs``, the static busybox in its ``bin`` with a link per
+    applet, and ``/etc/passwd`` and ``/etc/group`` with root."""
+    for directory in ("bin", "etc", *directories):
         (rootfs / directory).mkdir(parents=True, exist_ok=True)
     busybox = Path(shutil.which("busybox") or "busybox")
     shutil.copy(busybox, rootfs / "bin" / "busybox")
@@ -124,6 +124,12 @@ def _rootfs(root: Path) -> Path:
             (rootfs / "bin" / applet).symlink_to("busybox")
     (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (rootfs / "etc" / "group").write_text("root:x:0:\n")
+
+
+def _rootfs(root: Path) -> Path:
+    """Make the busybox rootfs of the test image under ``root``; return it."""
+    rootfs = root / "rootfs"
+    busybox_tree(rootfs, "www/cgi-bin", "tmp")
     (rootfs / "www" / "index.html").write_text(INDEX)
     script = rootfs / "www" / "cgi-bin" / "env"
     script.write_text(CGI_ENV)
@@ -191,4 +197,5 @@ def http_get(url: str, timeout: float = 20) -> str:
             time.sleep(0.2)
 
 
+from tests.end_to_end.incus import incus_world  # noqa: E402, F401  (registers the fixture)
 from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)

@@ -4,8 +4,6 @@ entry point in the group ``allmende.engines``); the host is an in-memory one."""
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.plan.changes import Plan
 from allmende.render.output import Rendered
+from tests.engine_package import installed
 from tests.memory import MemoryHost
 
 TOY = '''
@@ -53,18 +52,8 @@ TOY = '''
 @pytest.fixture
 def toy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Install the toy engine package for the test."""
-    site = tmp_path / "site"
-    (site / "toy_engine").mkdir(parents=True)
-    (site / "toy_engine" / "__init__.py").write_text(textwrap.dedent(TOY))
-    info = site / "toy_engine-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-engine\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text("[allmende.engines]\ntoy = toy_engine\n")
-    monkeypatch.syspath_prepend(str(site))
-    engines.engines.cache_clear()
-    yield
-    engines.engines.cache_clear()
-    sys.modules.pop("toy_engine", None)
+    with installed(tmp_path, monkeypatch, "toy", TOY):
+        yield
 
 
 def write_inventory(root: Path, engine: str) -> Path:

@@ -443,14 +443,14 @@ def test_swarm_deploys_the_stack() -> None:
     assert driver.down("ledger") == (("docker", "stack", "rm", "ledger"),)
 
 
-@pytest.mark.parametrize("engine", ["incus", "systemd"])
+@pytest.mark.parametrize("engine", ["systemd"])
 def test_hosts_that_only_get_files_are_not_driven(engine: str) -> None:
     assert engines.engine(engine) is None
     assert asyncio.run(find_driver(MemoryHost("rack"), engine, "docker")) is None
 
 
 def test_every_engine_has_the_same_shape() -> None:
-    assert sorted(engines.engines()) == ["compose", "kubernetes", "swarm"]
+    assert sorted(engines.engines()) == ["compose", "incus", "kubernetes", "swarm"]
     for engine in engines.engines().values():
         site = Site("rack", engine.runtimes[0])
         assert engine.project("wiki") == f"/srv/wiki/{engine.project_file}"
@@ -675,14 +675,14 @@ def test_components_without_an_image_need_not_run() -> None:
 def test_hosts_with_files_only_get_no_engine_actions() -> None:
     changes = [update("rack", "/srv/wiki/compose.yaml")]
     model = inventory(BASE)
-    incus = model.hosts["rack"].model_copy(update={"engine": "incus"})
-    model = dataclasses.replace(model, hosts={**model.hosts, "rack": incus})
+    systemd = model.hosts["rack"].model_copy(update={"engine": "systemd"})
+    model = dataclasses.replace(model, hosts={**model.hosts, "rack": systemd})
     host = MemoryHost("rack")
     actions = asyncio.run(plan_actions(host, model, changes, wanted(BASE, "rack"), None))
-    assert [(a.verb, a.subject, a.commands) for a in actions] == [("note", "incus", ())]
+    assert [(a.verb, a.subject, a.commands) for a in actions] == [("note", "systemd", ())]
     assert actions[0].reason == (
-        "database, git, wiki on rack are not deployed: allmende cannot drive engine incus yet "
-        "(their files, if any, are written)"
+        "database, git, wiki on rack are not deployed: allmende cannot drive engine systemd "
+        "yet (their files, if any, are written)"
     )
     assert host.ran == []
     assert Plan((), ("rack",), actions=tuple(actions)).empty

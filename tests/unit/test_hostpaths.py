@@ -36,4 +36,18 @@ def test_haproxy_systemd_and_allmende_paths() -> None:
     assert hostpaths.HAPROXY_DROP_IN == "/etc/systemd/system/haproxy.service.d/allmende.conf"
     assert hostpaths.MANIFEST == "/var/lib/allmende/manifest.json"
     assert hostpaths.APPLY_LOCK == "/var/lib/allmende/apply.lock"
-    assert hostpaths.MANAGED == ("/srv/", "/etc/haproxy/", "/etc/systemd/system/")
+    assert hostpaths.MANAGED == (
+        "/srv/",
+        "/etc/haproxy/",
+        "/etc/systemd/system/",
+        "/etc/allmende/incus/",
+    )
+
+
+def test_incus_paths() -> None:
+    assert hostpaths.project_file("music", "incus") == "/srv/music/incus.yaml"
+    assert hostpaths.INCUS_PRESEED == "/etc/allmende/incus/preseed.yaml"
+    assert hostpaths.incus_host_file("gateway") == "/etc/allmende/incus/hosts/gateway.yaml"
+    assert hostpaths.incus_snapshot_rootfs("default", "music-app", "auto-1") == (
+        "/var/lib/incus/storage-pools/default/containers-snapshots/music-app/auto-1/rootfs"
+    )

@@ -27,7 +27,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "render": ROOT | {"inventory"},
     "importers": ROOT | {"inventory"},
     "connectors": ROOT | {"inventory", "execute", "onhost"},
-    "engines": ROOT | {"inventory", "render", "connectors", "execute"},
+    # Engines may reach into their containers (Incus: a connector over `incus exec`).
+    "engines": ROOT | {"inventory", "render", "connectors", "execute", "onhost"},
     # The database servers allmende provisions: SQL and argument lists, nothing run.
     "databases": ROOT | {"inventory"},
     "plan": ROOT | {"inventory", "render", "connectors", "engines", "onhost", "databases"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -70,21 +71,30 @@ def test_select_by_host_and_by_service() -> None:
 
 
 def test_every_target_is_registered() -> None:
-    assert set(TARGETS) == {"compose", "swarm", "kubernetes", "haproxy", "dns", "systemd"}
+    assert set(TARGETS) == {
+        "compose",
+        "swarm",
+        "kubernetes",
+        "incus",
+        "haproxy",
+        "dns",
+        "systemd",
+    }
 
 
 def test_render_says_which_services_it_leaves_out_and_why(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    art = EXAMPLES / "klankschool"
+    root = shutil.copytree(BASE, tmp_path / "inventory")
+    rack = root / "hosts" / "rack.yaml"
+    rack.write_text(rack.read_text().replace("engine: compose", "engine: systemd"))
     env = {"ALLMENDE_STATE": str(tmp_path / "state.sqlite")}
-    render(art, tmp_path / "out", env)
+    render(root, tmp_path / "out", env)
     said = [r.getMessage() for r in caplog.records if "not rendered" in r.getMessage()]
-    services = sorted(n for n, s in load(art, {}).services.items() if s.host == "macpro")
-    assert said == [
-        f"{', '.join(services)} on macpro: not rendered, allmende cannot render engine incus yet"
-    ]
-    assert left_out(load(EXAMPLES / "demo", {})) == {}
+    services = sorted(n for n, s in load(root, {}).services.items() if s.host == "rack")
+    why = "not rendered, allmende cannot render engine systemd yet"
+    assert said == [f"{', '.join(services)} on rack: {why}"]
+    assert left_out(load(EXAMPLES / "klankschool", {})) == {}  # Incus is rendered
 
 
 def test_renders_into_one_out_at_once_take_turns_and_clean_up(tmp_path: Path) -> None:

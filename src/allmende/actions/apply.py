@@ -124,6 +124,7 @@ def apply(
             prepared.scoped,
             float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
             lambda line: say(f"{host}: {line}"),
+            frozenset(plan.failed),
         )
         try:
             async with (

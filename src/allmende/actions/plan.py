@@ -9,8 +9,8 @@ from pathlib import Path
 
 from allmende.actions.render import select
 from allmende.checks.registry import refusal, run
-from allmende.connectors import connect
 from allmende.connectors.base import Connector
+from allmende.engines import connect
 from allmende.errors import CheckFailed
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load

@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from allmende.apply.certs import ensure_certificates
-from allmende.apply.engines import run_action, wait_up
+from allmende.apply.engines import began, prepare, run_action, undo, wait_up
 from allmende.apply.files import Staged, commit, discard, record, rollback, stage
 from allmende.apply.proxy import ensure_running, reload
 from allmende.apply.verify import TIMEOUT, verify
@@ -63,6 +63,8 @@ class HostPlan:
     verify_timeout: float = TIMEOUT
     #: Told each step as it is done, one line without the host's name (for people watching).
     say: Callable[[str], None] = field(default=lambda line: None, repr=False)
+    #: Hosts the plan could not reach: monitors only they can pass are not run.
+    unplanned: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -73,6 +75,8 @@ class Done:
     reloaded_proxy: bool = False
     up: list[str] = field(default_factory=list)
     files: int = 0
+    #: The engine's undo of each action begun (``Action.undo``), in the order they began.
+    undo: list[Action] = field(default_factory=list)
 
 
 async def apply_host(connector: Connector, plan: HostPlan) -> Done:
@@ -157,8 +161,10 @@ async def _after_files(
     for action in plan.actions:
         if action.verb == "reload-systemd":
             await run_action(connector, action)
+    await prepare(connector, plan, driver, done)
     for action in plan.actions:
         if action.verb == "up" and driver is not None:
+            began(action, done)
             done.up.append(action.subject)
             plan.say(f"{action.subject}: up ({action.reason})")
             await run_action(connector, action)
@@ -181,7 +187,7 @@ async def _after_files(
     watched = list(done.up)
     if done.started_proxy or done.reloaded_proxy:
         watched += derive.served_by(plan.inventory, connector.host)
-    failed = await verify(plan.inventory, sorted(set(watched)), plan.verify_timeout)
+    failed = await verify(plan.inventory, sorted(set(watched)), plan.verify_timeout, plan.unplanned)
     if failed:
         raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
     if watched:
@@ -207,8 +213,9 @@ async def _roll_back(
     problems: list[str] = []
     created = {c.path for c in staged.committed if c.kind == "create"}
     new_services = []
+    undone = {a.subject for a in done.undo if a.verb == "up"}
     if driver is not None:
-        new_services = [s for s in done.up if driver.project_file(s) in created]
+        new_services = [s for s in done.up if driver.project_file(s) in created and s not in undone]
         for service in new_services:
             down = Action(connector.host, "down", service, "rollback", driver.down(service))
             try:
@@ -219,8 +226,9 @@ async def _roll_back(
         await rollback(connector, staged)
     except UserError as exc:
         return [*problems, str(exc)]
+    problems += await undo(connector, done)
     for service in done.up:
-        if service in new_services or driver is None:
+        if service in new_services or service in undone or driver is None:
             continue
         try:
             await run_action(connector, previous_up(driver, plan.inventory, service, created))

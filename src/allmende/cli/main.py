@@ -34,6 +34,7 @@ COMMANDS = {
     "import": "importing",
     "plan": "plan",
     "apply": "apply",
+    "rollback": "rollback",
 }
 
 

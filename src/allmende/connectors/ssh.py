@@ -356,8 +356,11 @@ class SshConnector(Connector):
 
     async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
         try:
+            # Without input, standard input is empty (as locally): a program that reads it
+            # when it is not a terminal (`incus snapshot create`) must not wait for ever.
+            stdin = {} if input is not None else {"stdin": asyncssh.DEVNULL}
             done = await self._conn().run(
-                shlex.join(argv), check=False, encoding=None, input=input, timeout=timeout
+                shlex.join(argv), check=False, encoding=None, input=input, timeout=timeout, **stdin
             )
         except asyncssh.TimeoutError:
             raise TimeoutError from None

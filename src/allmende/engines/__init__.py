@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import entry_points
 
+from allmende import connectors
 from allmende.connectors.base import Connector
 from allmende.engines.base import Driver, Engine
 from allmende.errors import InternalError
+from allmende.inventory.inventory import Inventory
 
 #: The entry point group through which other packages add engines.
 GROUP = "allmende.engines"
@@ -59,3 +62,19 @@ async def find_driver(connector: Connector, engine_name: str, runtime: str) -> D
     if found is None:
         return None
     return Driver(found, await found.find(connector, runtime))
+
+
+def connect(inventory: Inventory, host_name: str, env: Mapping[str, str]) -> Connector:
+    """Return the (not yet opened) connector of a host, as ``connectors.connect`` does, except
+    for a container without ``ssh`` on a host whose engine reaches into its containers (Incus:
+    ``incus exec`` on the parent, itself reached as its own host file says). Raise UserError
+    as ``connectors.connect`` does."""
+    host = inventory.hosts.get(host_name)
+    if host is not None and host.ssh is None and host.kind == "container" and host.parent:
+        parent = inventory.hosts.get(host.parent)
+        outer = engine(parent.engine) if parent is not None else None
+        if outer is not None:
+            reached = outer.reach(connect(inventory, host.parent, env), host_name)
+            if reached is not None:
+                return reached
+    return connectors.connect(inventory, host_name, env)

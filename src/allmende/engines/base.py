@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar, Literal
 
 from allmende.connectors.base import Connector, under
 from allmende.errors import SecretError, ToolMissing, UserError
@@ -45,6 +45,9 @@ class Running:
     states: Mapping[str, str] = field(default_factory=dict)
     health: Mapping[str, str] = field(default_factory=dict)
     containers: Mapping[str, str] = field(default_factory=dict)
+    #: What the engine read of each instance by its name, as the engine has it, for engines
+    #: that judge for themselves what differs (``Engine.converge``).
+    observed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def missing(self, components: Sequence[str]) -> list[str]:
         """Return the components of ``components`` that do not run, with their state."""
@@ -65,10 +68,36 @@ class Site:
     runtime: str
     root: str = "/"
     program: Command = ()
+    #: What the engine found the host can do (Incus: its API extensions).
+    features: frozenset[str] = frozenset()
 
     def real(self, path: str) -> str:
         """Return where the host path ``path`` really is (under ``root``)."""
         return under(self.root, path)
+
+
+@dataclass(frozen=True)
+class Step:
+    """What bringing one thing (a service, or something the host itself needs) to its files
+    takes, as the engine judged it from what runs: ``what`` says it in a line for the plan
+    (``change in place: limits.memory``), ``commands`` do it, and ``undo`` puts back what
+    they changed when the apply is rolled back (after the files are put back). A Step without
+    commands means nothing differs."""
+
+    what: str
+    commands: Commands = ()
+    undo: Commands = ()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One snapshot of one component of a service: its name, when it was taken and when it
+    expires (ISO 8601, UTC; None: never)."""
+
+    component: str
+    name: str
+    created: str
+    expires: str | None = None
 
 
 class Engine:
@@ -174,6 +203,75 @@ class Engine:
             driver = Driver(self, site)
             await wait_running(connector, driver, service, components, timeout, self.nudge(site))
 
+    # Engines that judge for themselves what differs (Incus): by default, plan decides from
+    # the files alone (``up`` when they change or the service does not run).
+
+    def converge(
+        self, site: Site, service: str, project: bytes, running: Running | None
+    ) -> Step | None:
+        """Return what brings ``service`` from what runs (``running``; None where nothing was
+        read) to its project file ``project`` (what render wants), or None to let plan decide
+        from the files. Raise UserError if it cannot be done on this host."""
+        return None
+
+    def owns(self, path: str) -> bool:
+        """Return whether a host file outside the services' directories is this engine's own
+        (Incus: its preseed and the definitions of containers that are hosts)."""
+        return False
+
+    def prepare(
+        self,
+        site: Site,
+        wanted: Mapping[str, bytes],
+        changes: Mapping[str, str],
+        running: Mapping[str, Running] | None,
+    ) -> list[tuple[Literal["prepare", "down"], str, Step]]:
+        """Return what the host needs before its services come up, from the engine's own files
+        (``owns``): ``wanted`` by path, and how this apply changes them (``changes``: path ->
+        ``create``, ``update`` or ``delete``). Each is (verb, subject, Step): ``prepare`` runs
+        after the files are in place, ``down`` before. Raise UserError if it cannot be done on
+        this host."""
+        return []
+
+    def reach(self, parent: Connector, host: str) -> Connector | None:
+        """Return a connector to the container ``host`` that runs on the (not yet opened)
+        host ``parent`` under this engine, or None where this engine cannot reach into it."""
+        return None
+
+    # Snapshots, for engines that keep them (Incus); by default an engine keeps none.
+
+    def list_snapshots(self, site: Site, service: str, components: Sequence[str]) -> Commands:
+        """Return the commands whose output lists the snapshots of a service's components,
+        one command per component; () where this engine keeps no snapshots."""
+        return ()
+
+    def parse_snapshots(
+        self, site: Site, service: str, outputs: Mapping[str, bytes]
+    ) -> list[Snapshot]:
+        """Return the snapshots the ``list_snapshots`` commands answered (by component),
+        oldest first. Raise ValueError if they cannot be read."""
+        return []
+
+    def snapshot(self, site: Site, service: str, component: str, name: str) -> Commands:
+        """Return the commands that take the snapshot ``name`` of a component."""
+        raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
+
+    def restore(self, site: Site, service: str, component: str, name: str) -> Commands:
+        """Return the commands that bring a component back to its snapshot ``name``."""
+        raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
+
+    def forget(self, site: Site, service: str, component: str, name: str) -> Commands:
+        """Return the commands that delete a component's snapshot ``name``."""
+        raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
+
+    async def snapshot_files(
+        self, connector: Connector, site: Site, service: str, component: str, name: str
+    ) -> str:
+        """Return the directory on the (opened) host that holds the files of a component's
+        snapshot ``name``, for a backup to read. Raise UserError where the engine cannot show
+        them."""
+        raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
+
 
 def deliver_files(
     inventory: Inventory, service: str, values: Mapping[str, bytes]
@@ -275,6 +373,10 @@ class Driver:
     async def running(self, connector: Connector) -> dict[str, Running] | None:
         """Return what runs on the host by service; None where the engine is not read."""
         return await observe(connector, self)
+
+    def converge(self, service: str, project: bytes, running: Running | None) -> Step | None:
+        """Return what brings ``service`` to ``project`` (see ``Engine.converge``)."""
+        return self.engine.converge(self.site, service, project, running)
 
     async def wait_healthy(
         self,

@@ -342,9 +342,10 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
 
     A published port is reached on the service host's ``address``; when the service runs on
     the edge host itself, on the address its ports are published on (``published_ip``; where
-    that is every interface, the host's IP, else 127.0.0.1). An unpublished port of a
-    container on an Incus host the edge runs on or in is reached by name on the Incus bridge,
-    ``<service>-<component>.incus``. Any other unpublished port cannot be reached.
+    that is every interface, the host's IP, else 127.0.0.1). A port of a container on an Incus
+    host the edge runs on or in is reached by name on the Incus bridge,
+    ``<service>-<component>.incus`` (published or not: the bridge is the shorter way). Any
+    other unpublished port cannot be reached.
     """
     component_name, port_name = split_target(target)
     owner = inventory.services[service]
@@ -353,9 +354,11 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
         return None
     published = component.publish.get(port_name)
     port = published if published is not None else component.ports[port_name]
-    if published is None and on_incus_bridge(inventory, edge, owner.host):
-        # Incus names every instance on its managed bridge: <service>-<component>.incus.
-        return Reach(owner.host, f"{service}-{component_name}.incus", port, False, True)
+    if on_incus_bridge(inventory, edge, owner.host):
+        # Incus names every instance on its managed bridge: <service>-<component>.incus,
+        # where its port is open whether it is published on the host or not.
+        inside = component.ports[port_name]
+        return Reach(owner.host, f"{service}-{component_name}.incus", inside, False, True)
     if owner.host == edge:
         address: str | None = published_ip(inventory.hosts[edge])
         if address in EVERY_INTERFACE:  # listening everywhere: reached at its own address

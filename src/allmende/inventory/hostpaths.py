@@ -8,6 +8,7 @@ separator between them (``<host>/srv/<service>/compose.yaml`` is ``host + path``
 - HAProxy's files where the Debian package has them: configuration, certificates, runtime
   sockets and pidfile, the workers' chroot;
 - systemd units, and the drop-in that gives the Debian HAProxy unit allmende's master socket;
+- Incus: the preseed of an Incus host and the instances of its containers that are hosts;
 - allmende's own state on the host: the manifest of what it wrote, the key of its hashes of
   secret files, the apply lock.
 """
@@ -24,7 +25,12 @@ SERVICES = "/srv"
 #: The directory under a service's where its secret files are.
 SECRETS = "secrets"
 #: The project file of a service, by engine.
-PROJECT_FILES = {"compose": "compose.yaml", "kubernetes": "kubernetes.yaml", "swarm": "stack.yaml"}
+PROJECT_FILES = {
+    "compose": "compose.yaml",
+    "kubernetes": "kubernetes.yaml",
+    "swarm": "stack.yaml",
+    "incus": "incus.yaml",
+}
 #: The file under a service's ``secrets/`` that holds its Kubernetes Secret objects.
 KUBERNETES_SECRETS = "kubernetes.yaml"
 
@@ -119,6 +125,27 @@ def unit_file(unit: str) -> str:
     return f"{UNITS}{unit}"
 
 
+# Incus
+
+#: allmende's Incus files on an Incus host: the preseed and its containers that are hosts.
+INCUS_DIR = "/etc/allmende/incus"
+#: The storage pool, network and profile of the host, for ``incus admin init --preseed``.
+INCUS_PRESEED = f"{INCUS_DIR}/preseed.yaml"
+#: Where Incus keeps a snapshot's root file system on a ``dir`` or ``btrfs`` pool.
+INCUS_POOLS = "/var/lib/incus/storage-pools"
+
+
+def incus_host_file(host: str) -> str:
+    """Return the instance definition of a container that is itself a host (``system:`` in
+    its host file), on its Incus parent: ``/etc/allmende/incus/hosts/<host>.yaml``."""
+    return f"{INCUS_DIR}/hosts/{host}.yaml"
+
+
+def incus_snapshot_rootfs(pool: str, instance: str, snapshot: str) -> str:
+    """Return where a container snapshot's files are on a ``dir`` or ``btrfs`` pool."""
+    return f"{INCUS_POOLS}/{pool}/containers-snapshots/{instance}/{snapshot}/rootfs"
+
+
 # allmende's own
 
 #: allmende's directory under /var/lib and /var/cache on every host (systemd's
@@ -134,4 +161,4 @@ HASH_KEY = f"{STATE_DIR}/hash.key"
 #: Held while apply changes the host: a directory, since creating one is atomic.
 APPLY_LOCK = f"{STATE_DIR}/apply.lock"
 #: The only places allmende deletes from, whatever a manifest says.
-MANAGED = (f"{SERVICES}/", f"{HAPROXY_DIR}/", UNITS)
+MANAGED = (f"{SERVICES}/", f"{HAPROXY_DIR}/", UNITS, f"{INCUS_DIR}/")

@@ -309,6 +309,88 @@ class Collective(Extensible):
     )
 
 
+# --------------------------------------------------------------------------- Incus
+
+SNAPSHOT_SCHEDULE_PATTERN = r"^(hourly|daily|weekly|monthly|(\S+\s+){4}\S+)$"
+
+
+class SystemContainer(Model):
+    """An Incus system container: a whole distribution with its own init."""
+
+    image: str = Field(description="An Incus image alias such as `debian/12`.")
+    packages: tuple[str, ...] = Field((), description="Installed with the package manager.")
+    setup: tuple[str, ...] = Field((), description="Commands run once, in order.")
+    services: tuple[str, ...] = Field((), description="Init services to enable and start.")
+
+
+class Snapshots(Model):
+    """Snapshots Incus takes of an instance by itself, on a schedule, and how long it keeps
+    them. Snapshots allmende takes before an apply that changes an instance expire alike."""
+
+    schedule: Annotated[str, StringConstraints(pattern=SNAPSHOT_SCHEDULE_PATTERN)] | None = Field(
+        None,
+        description="`hourly`, `daily`, `weekly`, `monthly`, or a cron expression of five "
+        "fields such as `0 3 * * *` (03:00 every day); unset: no scheduled snapshots.",
+    )
+    expiry: Duration | None = Field(
+        None,
+        description="How long a snapshot is kept (`7d`, `4w`; minutes at least); unset: until "
+        "it is deleted by hand.",
+    )
+
+
+class IncusHost(Model):
+    """How allmende sets Incus up on a host with `engine: incus` (its preseed): the storage
+    pool, the bridge and the profile every instance of the host gets."""
+
+    pool: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] = Field(
+        "default", description="The storage pool the instances' root disks are on."
+    )
+    driver: Literal["dir", "btrfs", "zfs", "lvm"] = Field(
+        "dir", description="The storage pool's driver, when allmende creates it."
+    )
+    network: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] = Field(
+        "incusbr0",
+        description="The managed bridge the instances are on; they reach each other by name "
+        "there as `<instance>.incus`.",
+    )
+    subnet: str | None = Field(
+        None,
+        description="The bridge's IPv4 address and prefix (`10.71.0.1/24`), with NAT to the "
+        "outside and no IPv6; unset: allmende leaves the network as it is (it must exist).",
+    )
+    profile: Annotated[str, StringConstraints(pattern=NAME_PATTERN)] = Field(
+        "allmende",
+        description="The profile allmende keeps (root disk on `pool`, `eth0` on `network`); "
+        "every instance allmende makes has it and no other.",
+    )
+    snapshots: Snapshots | None = Field(
+        None, description="Snapshots of every instance on the host; a service may override."
+    )
+
+    @field_validator("subnet")
+    @classmethod
+    def _subnet(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            interface = ipaddress.ip_interface(value)
+        except ValueError as exc:
+            raise ValueError("not an address with a prefix, such as 10.71.0.1/24") from exc
+        if interface.version != 4 or "/" not in value:
+            raise ValueError("not an IPv4 address with a prefix, such as 10.71.0.1/24")
+        if interface.ip in (interface.network.network_address, interface.network.broadcast_address):
+            raise ValueError("the bridge needs a host address of the subnet, such as 10.71.0.1/24")
+        return str(interface)
+
+
+class Limits(Model):
+    """The most one component may use."""
+
+    cpus: float | None = Field(None, gt=0, description="CPU cores (`0.5`, `2`).")
+    memory: Size | None = Field(None, description="Memory, e.g. `512MiB`.")
+
+
 # --------------------------------------------------------------------------- hosts
 
 
@@ -405,6 +487,15 @@ class Host(Extensible):
     resources: Resources | None = Field(None, description="What the machine has.")
     storage_class: str | None = Field(
         None, description="Kubernetes hosts: the storage class of volumes."
+    )
+    incus: IncusHost | None = Field(
+        None, description="Incus hosts: the storage pool, bridge and profile allmende keeps."
+    )
+    system: SystemContainer | None = Field(
+        None,
+        description="A container on an Incus host (`kind: container`, `parent` with `engine: "
+        "incus`): the instance allmende makes for it there. The edge's ports (and exposed "
+        "ones) on the parent's address are passed to it.",
     )
     allow: tuple[Allow, ...] = Field(
         (), description="Findings in this host's file accepted on purpose."
@@ -513,15 +604,6 @@ class Healthcheck(Model):
         return self
 
 
-class SystemContainer(Model):
-    """An Incus system container: a whole distribution with its own init."""
-
-    image: str = Field(description="An Incus image alias such as `debian/12`.")
-    packages: tuple[str, ...] = Field((), description="Installed with the package manager.")
-    setup: tuple[str, ...] = Field((), description="Commands run once, in order.")
-    services: tuple[str, ...] = Field((), description="Init services to enable and start.")
-
-
 class Component(Extensible):
     """One container of a service: an application image or (on Incus) a system container."""
 
@@ -556,6 +638,9 @@ class Component(Extensible):
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
     depends_on: tuple[str, ...] = Field((), description="Components started (healthy) first.")
     replicas: int = Field(1, ge=0, description="How many copies run.")
+    resources: Limits | None = Field(
+        None, description="Incus hosts: the instance's `limits.cpu` and `limits.memory`."
+    )
 
     @model_validator(mode="after")
     def _image_or_system(self) -> Component:
@@ -682,6 +767,9 @@ class Service(Extensible):
     routes: tuple[Route, ...] = Field((), description="HTTP(S) and SNI routes through the edge.")
     expose: tuple[Expose, ...] = Field((), description="Raw TCP/UDP ports through the edge.")
     backup: ServiceBackup | None = Field(None, description="How it is backed up.")
+    snapshots: Snapshots | None = Field(
+        None, description="Incus hosts: snapshots of its instances (default: the host's)."
+    )
     monitor: tuple[Monitor, ...] | None = Field(
         None, description="Derived for every route when omitted."
     )

@@ -63,7 +63,25 @@ class _Resolver:
                     f"a {host.kind} needs a `parent`",
                     "add `parent: <host it runs on>`",
                 )
+            self._incus(name)
         self._cycles()
+
+    def _incus(self, name: str) -> None:
+        """A host's ``system:`` makes it an instance of its parent: only for a container whose
+        parent runs Incus."""
+        host = self.inv.hosts[name]
+        parent = self.inv.hosts.get(host.parent) if host.parent else None
+        if host.system is not None and (
+            host.kind != "container" or parent is None or parent.engine != "incus"
+        ):
+            self.add(
+                "host",
+                name,
+                ("system",),
+                "only a container on an Incus host is made by allmende",
+                "remove `system:`, or make it `kind: container` with a `parent` whose engine "
+                "is incus",
+            )
 
     def _cycles(self) -> None:
         reported: set[str] = set()

@@ -35,6 +35,7 @@ from allmende.plan.deliver import secret_names
 from allmende.plan.images import not_driven, pull_actions
 from allmende.plan.observe import Recorded, manifest_hashes
 from allmende.plan.proxy import proxy_paths, show_proc
+from allmende.plan.steps import converge, converged, owned, prepare_actions
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,10 @@ def engine_actions(
         s for s in order(inventory, list(inventory.services)) if driver.project_file(s) in wanted
     ]
     for service in here:
+        step = converge(driver, service, wanted, running)
+        if step is not None:  # the engine judges for itself
+            actions += converged(host, service, step)
+            continue
         changed_files = service in changed or service in unfinished
         if service in changed:
             reason = "its files change"
@@ -213,9 +218,11 @@ async def plan_actions(
     else:
         projects = [p for p in wanted if is_project(driver, p)]
         leaving = [c for c in changes if c.kind == "delete" and service_of(c.path)]
-        running = await driver.running(connector) if projects or leaving else None
+        own = owned(driver, changes, wanted)
+        running = await driver.running(connector) if projects or leaving or own else None
         unfinished = unrecorded(recorded, host, wanted)
-        actions = engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
+        actions = prepare_actions(host, driver, changes, wanted, running)
+        actions += engine_actions(inventory, host, driver, changes, wanted, running, unfinished)
         provisions = await database_actions(connector, driver, inventory, running, passwords or {})
         pulls = await pull_actions(connector, driver, inventory, actions)
         actions = pulls + after_providers(actions, provisions)

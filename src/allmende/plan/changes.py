@@ -21,7 +21,15 @@ Kind = Literal["create", "update", "delete"]
 #: A file's owner: (uid, gid).
 Owner = tuple[int, int]
 Verb = Literal[
-    "pull", "up", "down", "provision", "start-proxy", "reload-proxy", "reload-systemd", "note"
+    "pull",
+    "prepare",
+    "up",
+    "down",
+    "provision",
+    "start-proxy",
+    "reload-proxy",
+    "reload-systemd",
+    "note",
 ]
 
 #: Shown instead of the diff of a file that carries (or would carry) a secret value.
@@ -95,13 +103,15 @@ class Change:
 
 @dataclass(frozen=True)
 class Action:
-    """One thing apply does on a host after (``down``: before) writing its files."""
+    """One thing apply does on a host after (``down``: before) writing its files; ``undo``
+    puts back what it changed when the apply is rolled back, where the engine says how."""
 
     host: str
     verb: Verb
     subject: str
     reason: str
     commands: tuple[tuple[str, ...], ...] = ()
+    undo: tuple[tuple[str, ...], ...] = ()
     #: What the (last) command reads on its standard input: made by the plan, never shown and
     #: not in the checksum (a database's SQL, which carries freshly salted password verifiers).
     input: bytes = field(default=b"", repr=False, compare=False)
@@ -118,6 +128,8 @@ class Action:
         }
         if self.verb == "provision":
             data["does"] = self.reason
+        if self.undo:
+            data["undo"] = [list(c) for c in self.undo]
         return data
 
     def as_json(self) -> dict[str, Any]:

@@ -107,7 +107,7 @@ async def _provider(
     if words:
         sql = kind.provision(logins, owners(logins, databases), passwords)
         command = (*prefix, *kind.client(env))
-        actions.append(Action(host, "provision", provider, ", ".join(words), (command,), sql))
+        actions.append(Action(host, "provision", provider, ", ".join(words), (command,), input=sql))
     if existing is not None:
         left = sorted(existing.databases - set(databases) - SYSTEM)
         if left:

@@ -17,9 +17,9 @@ The decisions, in one place:
   never ``/apix``; a trailing slash in the inventory changes nothing. Within a domain the
   longest prefix wins.
 * A backend reaches the component's published port on its host's ``address``, or on
-  127.0.0.1 when the service runs on the edge host itself. An unpublished port of a system
-  container on an Incus host that the edge runs on or in is reached by name on the Incus
-  bridge, ``<service>-<component>.incus:<port>``. Any other port that is not published
+  127.0.0.1 when the service runs on the edge host itself. A port of a system container on
+  an Incus host that the edge runs on or in, published or not, is reached by name on the
+  Incus bridge, ``<service>-<component>.incus:<port>``. Any other port that is not published
   cannot be reached: its server is rendered disabled, with the reason. The decision is
   ``derive.reach``, which the check ``routes.reachable`` applies as well.
 
