@@ -36,4 +36,10 @@ def test_haproxy_systemd_and_allmende_paths() -> None:
     assert hostpaths.HAPROXY_DROP_IN == "/etc/systemd/system/haproxy.service.d/allmende.conf"
     assert hostpaths.MANIFEST == "/var/lib/allmende/manifest.json"
     assert hostpaths.APPLY_LOCK == "/var/lib/allmende/apply.lock"
-    assert hostpaths.MANAGED == ("/srv/", "/etc/haproxy/", "/etc/systemd/system/")
+    assert hostpaths.MANAGED == (
+        "/srv/",
+        "/etc/haproxy/",
+        "/etc/systemd/system/",
+        "/etc/allmende/backup/",
+        "/usr/local/lib/allmende/",
+    )

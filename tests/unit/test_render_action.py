@@ -69,4 +69,12 @@ def test_select_by_host_and_by_service() -> None:
 
 
 def test_every_target_is_registered() -> None:
-    assert set(TARGETS) == {"compose", "swarm", "kubernetes", "haproxy", "dns", "systemd"}
+    assert set(TARGETS) == {
+        "compose",
+        "swarm",
+        "kubernetes",
+        "haproxy",
+        "dns",
+        "systemd",
+        "backups",
+    }

@@ -14,6 +14,7 @@ from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.actions import plan_actions
+from allmende.plan.backupfiles import backup_files
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.deliver import host_files, needs_secrets
 from allmende.plan.observe import observe, wanted_by_host
@@ -66,6 +67,7 @@ def prepare(
     hosts = [host] if host is not None else sorted(inventory.hosts)
     store = SecretStore(root, env) if needs_secrets(inventory, hosts, service) else None
     rendered = host_files(inventory, seams.render(inventory), store, service)
+    rendered.update(backup_files(inventory, root, env, hosts, service))
     files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)

@@ -33,6 +33,7 @@ COMMANDS = {
     "import": "importing",
     "plan": "plan",
     "apply": "apply",
+    "backup": "backup",
 }
 
 

@@ -9,7 +9,7 @@ import asyncio
 import hashlib
 import os
 import stat
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from allmende import execute
@@ -70,10 +70,17 @@ class LocalConnector(Connector):
                     found.append("/" + str(local.relative_to(self._path("/"))))
         return sorted(found)
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        extended = {**os.environ, **env} if env else None
         try:
             done = await asyncio.to_thread(
-                execute.run, list(argv), input=input, check=False, timeout=timeout
+                execute.run, list(argv), input=input, env=extended, check=False, timeout=timeout
             )
         except ToolMissing as exc:
             return Ran(NOT_FOUND, b"", str(exc).encode())

@@ -283,10 +283,22 @@ class SshConnector(Connector):
             raise self._sftp_error(root, exc) from None
         return sorted(found)
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        # sshd passes on only the variables its AcceptEnv names: set them with env(1) instead.
+        prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
         try:
             done = await self._conn().run(
-                shlex.join(argv), check=False, encoding=None, input=input, timeout=timeout
+                shlex.join([*prefix, *argv]),
+                check=False,
+                encoding=None,
+                input=input,
+                timeout=timeout,
             )
         except asyncssh.TimeoutError:
             raise TimeoutError from None

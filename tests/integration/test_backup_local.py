@@ -1,0 +1,131 @@
+"""Backups with the real Borg into a local repository, on this machine under a temp root: the
+files come back, the manifest catches what changed, freshness is read from the repository,
+every run is recorded, and a wrong passphrase or a full disk fail clearly and lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from allmende.actions import backup
+from allmende.errors import UserError
+from allmende.inventory.backups import passphrase_secret
+from allmende.inventory.secrets import SecretStore
+from tests.integration.backup_site import Site, make_site, need_borg
+
+FILES = """\
+description: Shared files
+host: box
+components:
+  app:
+    image: localhost/files:1
+    volumes: {data: /data, more: /more}
+backup: {consistency: stop}
+"""
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Site:
+    need_borg()
+    made = make_site(tmp_path, str(tmp_path / "repo" / "{service}"), {"files": FILES})
+    data = made.on_host("/srv/files/data")
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("alpha\n")
+    (data / "sub" / "b.bin").write_bytes(os.urandom(100_000))
+    (data / "link").symlink_to("a.txt")
+    made.on_host("/srv/files/more").mkdir()
+    (made.on_host("/srv/files/more") / "c.txt").write_text("gamma\n")
+    return made
+
+
+def passphrase(site: Site) -> bytes:
+    return SecretStore(site.inventory, site.env).get(passphrase_secret("files"))
+
+
+def runs(site: Site) -> list[tuple[str, str, int]]:
+    with sqlite3.connect(site.env["ALLMENDE_STATE"]) as db:
+        return db.execute("SELECT kind, service, ok FROM backup_runs ORDER BY id").fetchall()
+
+
+def test_a_backup_restores_the_files_and_says_how_fresh_it_is(site: Site) -> None:
+    [made] = site.init()
+    assert made.created and not made.error
+    [outcome] = site.run()
+    assert outcome.ok, outcome.message
+    archive = outcome.value.archive
+    assert archive.startswith("files-")
+    # The archive holds the volumes and the manifest, by the paths they have on the host.
+    listed = site.borg("list", "--short", f"{site.directory}/repo/files::{archive}",
+                       passphrase=passphrase(site)).decode().split()
+    assert "srv/files/data/a.txt" in listed and "srv/files/more/c.txt" in listed
+    assert "srv/files/dumps/allmende-manifest.json" in listed
+    manifest = json.loads(site.borg(
+        "extract", "--stdout", f"{site.directory}/repo/files::{archive}",
+        "srv/files/dumps/allmende-manifest.json", passphrase=passphrase(site)))
+    assert manifest["files"]["srv/files/data/a.txt"][0] == 6
+    assert manifest["links"] == {"srv/files/data/link": "a.txt"}
+
+    [fresh] = backup.status(site.context(), site.say)
+    assert fresh.ok and fresh.message.startswith(f"fresh: last archive {archive}")
+    [verified] = backup.verify(site.context(), site.say)
+    assert verified.ok, verified.message
+    assert verified.value.files == 3
+
+    # Lose a file, change another: in place brings both back, and keeps today's aside.
+    data = site.on_host("/srv/files/data")
+    (data / "a.txt").write_text("changed\n")
+    (data / "sub" / "b.bin").unlink()
+    done = backup.restore_service(site.context("files"), "files", site.say, in_place=True)
+    assert (data / "a.txt").read_text() == "alpha\n"
+    assert (data / "sub" / "b.bin").stat().st_size == 100_000
+    assert [Path(p).name.startswith("data.before-restore-") for p in done.aside if "data" in p]
+    assert runs(site) == [
+        ("run", "files", 1), ("status", "files", 1), ("verify", "files", 1),
+        ("restore", "files", 1),
+    ]
+
+
+def test_restore_to_a_directory_touches_nothing_live(site: Site) -> None:
+    site.init()
+    site.run()
+    (site.on_host("/srv/files/data") / "a.txt").write_text("newer\n")
+    done = backup.restore_service(site.context("files"), "files", site.say, into="/restored")
+    assert done.paths[0] == "/restored/srv/files/data"
+    assert (site.on_host("/restored/srv/files/data/a.txt")).read_text() == "alpha\n"
+    assert (site.on_host("/srv/files/data/a.txt")).read_text() == "newer\n"
+
+
+def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -> None:
+    site.init()
+    [first] = site.run()
+    # An archive whose files differ from what its manifest recorded (as if a file had been
+    # changed in the repository's copy): the drill says which.
+    scratch = site.directory / "scratch"
+    scratch.mkdir()
+    repo = f"{site.directory}/repo/files"
+    site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
+    (scratch / "srv/files/data/a.txt").write_text("tampered\n")
+    site.borg("create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
+              cwd=scratch)
+    [verified] = backup.verify(site.context(), site.say)
+    assert not verified.ok
+    assert "changed: srv/files/data/a.txt" in verified.message
+
+
+def test_a_wrong_passphrase_fails_clearly_and_is_recorded(site: Site) -> None:
+    site.init()
+    SecretStore(site.inventory, site.env).set(passphrase_secret("files"), b"not it")
+    [outcome] = site.run()
+    assert not outcome.ok
+    assert "the repository passphrase is wrong" in outcome.message
+    assert "not it" not in outcome.message
+    assert runs(site) == [("run", "files", 0)]
+
+
+def test_an_unknown_service_or_one_without_backup_is_refused(site: Site) -> None:
+    with pytest.raises(UserError, match="unknown service `fils`"):
+        site.context("fils")
