@@ -10,12 +10,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from tests.integration.backup_site import Site, make_site, need_borg
 
 from allmende.actions import backup
 from allmende.errors import UserError
 from allmende.inventory.backups import passphrase_secret
 from allmende.inventory.secrets import SecretStore
-from tests.integration.backup_site import Site, make_site, need_borg
 
 FILES = """\
 description: Shared files
@@ -59,13 +59,27 @@ def test_a_backup_restores_the_files_and_says_how_fresh_it_is(site: Site) -> Non
     archive = outcome.value.archive
     assert archive.startswith("files-")
     # The archive holds the volumes and the manifest, by the paths they have on the host.
-    listed = site.borg("list", "--short", f"{site.directory}/repo/files::{archive}",
-                       passphrase=passphrase(site)).decode().split()
+    listed = (
+        site.borg(
+            "list",
+            "--short",
+            f"{site.directory}/repo/files::{archive}",
+            passphrase=passphrase(site),
+        )
+        .decode()
+        .split()
+    )
     assert "srv/files/data/a.txt" in listed and "srv/files/more/c.txt" in listed
     assert "srv/files/dumps/allmende-manifest.json" in listed
-    manifest = json.loads(site.borg(
-        "extract", "--stdout", f"{site.directory}/repo/files::{archive}",
-        "srv/files/dumps/allmende-manifest.json", passphrase=passphrase(site)))
+    manifest = json.loads(
+        site.borg(
+            "extract",
+            "--stdout",
+            f"{site.directory}/repo/files::{archive}",
+            "srv/files/dumps/allmende-manifest.json",
+            passphrase=passphrase(site),
+        )
+    )
     assert manifest["files"]["srv/files/data/a.txt"][0] == 6
     assert manifest["links"] == {"srv/files/data/link": "a.txt"}
 
@@ -84,7 +98,9 @@ def test_a_backup_restores_the_files_and_says_how_fresh_it_is(site: Site) -> Non
     assert (data / "sub" / "b.bin").stat().st_size == 100_000
     assert [Path(p).name.startswith("data.before-restore-") for p in done.aside if "data" in p]
     assert runs(site) == [
-        ("run", "files", 1), ("status", "files", 1), ("verify", "files", 1),
+        ("run", "files", 1),
+        ("status", "files", 1),
+        ("verify", "files", 1),
         ("restore", "files", 1),
     ]
 
@@ -109,8 +125,13 @@ def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -
     repo = f"{site.directory}/repo/files"
     site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
     (scratch / "srv/files/data/a.txt").write_text("tampered\n")
-    site.borg("create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
-              cwd=scratch)
+    site.borg(
+        "create",
+        f"{repo}::files-9999-12-31T00:00:00",
+        "srv",
+        passphrase=passphrase(site),
+        cwd=scratch,
+    )
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
     assert "changed: srv/files/data/a.txt" in verified.message

@@ -187,7 +187,9 @@ def test_backups_required(tmp_path: Path) -> None:
     allowed = opted_out + "allow: [{rule: backups.required, reason: scratch data}]\n"
     assert findings(tmp_path / "c", "backups.required", {"services/pad.yaml": allowed}) == []
     base = (FIXTURES / "valid" / "nordlicht" / "allmende.yaml").read_text()
-    nowhere = base.replace("  repository: ssh://borg@vault.nordlicht.example/srv/borg/{service}\n", "")
+    nowhere = base.replace(
+        "  repository: ssh://borg@vault.nordlicht.example/srv/borg/{service}\n", ""
+    )
     found = findings(
         tmp_path / "d",
         "backups.required",

@@ -110,8 +110,10 @@ def test_no_repository_or_no_backup_no_units(nordlicht: Path) -> None:
         "database": ("dump", "daily"),
         "git": ("snapshot", "daily"),
     }
-    no_repository = (nordlicht / "allmende.yaml").read_text().replace(
-        "  repository: ssh://borg@vault.nordlicht.example/srv/borg/{service}\n", ""
+    no_repository = (
+        (nordlicht / "allmende.yaml")
+        .read_text()
+        .replace("  repository: ssh://borg@vault.nordlicht.example/srv/borg/{service}\n", "")
     )
     inventory = with_files(nordlicht, {"allmende.yaml": no_repository})
     assert systemd.backed_up(inventory) == {}
@@ -189,7 +191,7 @@ def test_odd_volume_paths_and_schedules_survive_systemd(nordlicht: Path, tmp_pat
     wiki = (nordlicht / "services/wiki.yaml").read_text()
     wiki = wiki.replace(
         "consistency: stop",
-        'consistency: stop\n  schedule: Mon..Fri *-*-* 02:30\n'
+        "consistency: stop\n  schedule: Mon..Fri *-*-* 02:30\n"
         '  repository: "/mnt/big/borg 100% {service}"',
     )
     inventory = with_files(nordlicht, {"services/wiki.yaml": wiki})

@@ -86,7 +86,14 @@ def archive(job: Job, name: str) -> str:
 def init(job: Job) -> list[str]:
     """Return ``borg init`` of the job's repository (append-only if the job says so)."""
     flags = ["--append-only"] if job.append_only else []
-    return ["borg", "init", f"--encryption={job.encryption}", "--make-parent-dirs", *flags, job.repository]
+    return [
+        "borg",
+        "init",
+        f"--encryption={job.encryption}",
+        "--make-parent-dirs",
+        *flags,
+        job.repository,
+    ]
 
 
 def create(
