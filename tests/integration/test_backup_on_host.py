@@ -146,4 +146,4 @@ def test_the_program_imports_nothing_but_the_standard_library(tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert "what the backup timer runs" in done.stdout
+    assert "Back up SERVICE on this host" in done.stdout
