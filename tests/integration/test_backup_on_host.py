@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+from tests.end_to_end.conftest import free_port
+from tests.integration.backup_site import Site, make_site, need_borg
 
 from allmende.actions import backupinit
 from allmende.actions.plan import prepare as plan_prepare
 from allmende.inventory.hostpaths import PROGRAM, backup_job, backup_passphrase
 from allmende.plan.backupfiles import program
 from allmende.render import systemd
-from tests.end_to_end.conftest import free_port
-from tests.integration.backup_site import Site, make_site, need_borg
 
 NOTES = """\
 description: Notes
