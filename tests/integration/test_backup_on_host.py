@@ -128,7 +128,7 @@ def test_the_timer_command_backs_up_with_the_standard_library_alone(
     assert "the repository passphrase is wrong" in failed.stderr
     with sqlite3.connect(state) as db:
         assert db.execute("SELECT ok FROM backup_runs ORDER BY id").fetchall() == [(1,), (0,)]
-    [(sender, to, content)] = inbox.messages
+    [(_sender, to, content)] = inbox.messages
     assert to == ["infra@testers.example"]
     message = email.message_from_bytes(content)
     assert message["Subject"] == "[allmende testers] notes: backup failed"
