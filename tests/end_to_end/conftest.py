@@ -187,4 +187,9 @@ def http_get(url: str, timeout: float = 20) -> str:
             time.sleep(0.2)
 
 
+from tests.end_to_end.backup_world import (  # noqa: E402, F401  (registers the fixtures)
+    postgres_image,
+    repository_server,
+    webhook,
+)
 from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)

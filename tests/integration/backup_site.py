@@ -69,12 +69,15 @@ class Site:
     def run(self, *services: str) -> list[backup.Outcome]:
         return backup.run(self.context(*services), self.say)
 
-    def borg(self, *args: str, passphrase: bytes, cwd: Path | None = None) -> bytes:
-        """Run Borg here directly, as a person would, with the repository's passphrase."""
+    def borg(
+        self, *args: str, passphrase: bytes, cwd: Path | None = None, base: str = "borg-by-hand"
+    ) -> bytes:
+        """Run Borg here directly, as a person would, with the repository's passphrase (and
+        Borg's own files in ``base``)."""
         env = {
             **os.environ,
             "BORG_PASSPHRASE_FD": "0",
-            "BORG_BASE_DIR": str(self.directory / "borg-by-hand"),
+            "BORG_BASE_DIR": str(self.directory / base),
             "TZ": "UTC",
         }
         done = subprocess.run(
