@@ -15,11 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from tests.end_to_end.conftest import IMAGE, Podman
 from tests.end_to_end.images import POSTGRES_ENTRY, import_image, rootfs_tar
 from tests.sshd_setup import SSHD, prepare, wait_for
+
+if TYPE_CHECKING:  # conftest imports this module to register its fixtures
+    from tests.end_to_end.conftest import Podman
 
 POSTGRES_IMAGE = "localhost/allmende-test/postgres:15"
 
@@ -123,6 +126,8 @@ def labels(service: str, component: str) -> list[str]:
 def web_container(podman: Podman, service: str, data: Path) -> Iterator[str]:
     """Run busybox's httpd serving ``data`` as the ``app`` container of ``service``; yield its
     name; remove it afterwards."""
+    from tests.end_to_end.conftest import IMAGE
+
     name = f"{service}-app-{data.parent.parent.parent.name[-8:]}"
     podman.run(
         "run", "-d", "--name", name, *labels(service, "app"),

@@ -116,6 +116,10 @@ def test_the_wiki_page_says_where_it_runs_and_how_to_restore_it(nordlicht: dict[
     assert "srv/wiki/images" in restore
     assert "docker compose --project-name wiki stop" in restore
     assert "docker compose --project-name wiki start" in restore
+    # allmende's own commands first, then Borg by hand with the passphrase file apply wrote
+    assert "allmende backup restore wiki --in-place" in restore
+    assert "export BORG_PASSCOMMAND='cat /etc/allmende/backup/wiki.passphrase'" in restore
+    assert "No archive recorded on this machine yet" in page
     # monitors derived from the route, and the notes rendered
     assert "Derived from the routes" in page
     assert "Uploaded images live in the images volume" in page
@@ -124,7 +128,8 @@ def test_the_wiki_page_says_where_it_runs_and_how_to_restore_it(nordlicht: dict[
 def test_a_database_is_restored_from_its_dumps(nordlicht: dict[str, str]) -> None:
     page = text(nordlicht["services/database.html"])
     assert "Restores the databases git, wiki from their dumps in" in page
-    assert "pg_restore" in page
+    assert "psql --username=postgres --no-psqlrc --set=ON_ERROR_STOP=1" in page
+    assert "srv/database/dumps/wiki.sql" in page
     assert "--dbname=git" in page and "--dbname=wiki" in page
     assert "borg extract --stdout" in page
     assert "borg extract --list" not in page  # the live data directory is never extracted
