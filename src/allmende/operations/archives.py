@@ -79,13 +79,35 @@ async def archives(
     return sorted((a for a in found if usable(a.name)), key=lambda a: a.time)
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def _weekdays(spec: str) -> list[int]:
+    """Return the weekdays an OnCalendar day spec names (``Mon..Fri``, ``Sat,Sun``)."""
+    days: set[int] = set()
+    for part in spec.split(","):
+        first, _, last = part.partition("..")
+        if first[:3] in _DAYS:
+            start = _DAYS.index(first[:3])
+            end = _DAYS.index(last[:3]) if last[:3] in _DAYS else start
+            days.update(
+                range(start, end + 1) if end >= start else [*range(start, 7), *range(end + 1)]
+            )
+    return sorted(days)
+
+
 def period(schedule: str) -> timedelta:
-    """Return how far apart a schedule's runs are: the shorthands' periods; for an OnCalendar
-    expression, the step of its most frequent field that lists several values (hours in
-    ``*-*-* 00,03,06:00:00``), else a day."""
+    """Return how far apart a schedule's runs are, at most: the shorthands' periods; for an
+    OnCalendar expression, the longest gap between the hours it lists (``*-*-* 00,03,06:00``),
+    an hour when it runs every hour, a day, or the longest gap between its weekdays."""
     if schedule in PERIODS:
         return PERIODS[schedule]
-    match = re.search(r"(\S+):(\S+):\S+$", schedule)
+    days = _weekdays(schedule.split()[0]) if schedule.split() else []
+    if days:
+        gaps = [b - a for a, b in zip(days, [*days[1:], days[0] + 7], strict=True)]
+        if max(gaps) > 1:
+            return timedelta(days=max(gaps))
+    match = re.search(r"([^\s:]+):([^\s:]+)(:[^\s:]+)?$", schedule)
     if match:
         hours, minutes = match.group(1), match.group(2)
         if minutes.startswith("*") or "/" in minutes or "," in minutes:
@@ -97,8 +119,6 @@ def period(schedule: str) -> timedelta:
             values = sorted(int(h) for h in hours.split(",") if h.isdigit())
             gaps = [b - a for a, b in zip(values, [*values[1:], values[0] + 24], strict=True)]
             return timedelta(hours=max(gaps) if gaps else 24)
-    if re.match(r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)\b", schedule):
-        return timedelta(days=7)
     return timedelta(days=1)
 
 

@@ -64,7 +64,7 @@ def repository_path(repository: str) -> str:
     path = urlsplit(repository).path
     if not path:
         raise UserError(f"{repository}: an ssh:// repository needs a path")
-    return path[2:] if path.startswith("/./") else path
+    return path[3:] if path.startswith("/./") else path
 
 
 def authorized_key(job: Job, public: str) -> str:
