@@ -150,3 +150,37 @@ def test_a_wrong_passphrase_fails_clearly_and_is_recorded(site: Site) -> None:
 def test_an_unknown_service_or_one_without_backup_is_refused(site: Site) -> None:
     with pytest.raises(UserError, match="unknown service `fils`"):
         site.context("fils")
+
+
+def test_a_snapshot_backup_fails_clearly_where_no_snapshot_can_be_taken(site: Site) -> None:
+    services = site.inventory / "services" / "files.yaml"
+    services.write_text(services.read_text().replace("consistency: stop", "consistency: snapshot"))
+    site.init()
+    [outcome] = site.run()
+    assert not outcome.ok
+    assert "`consistency: snapshot` needs a file system snapshot" in outcome.message
+    assert "/srv/files/data is on " in outcome.message
+
+
+def test_the_command_line_shows_each_step_and_lists_sizes(
+    site: Site, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from allmende.cli.main import main
+
+    for name, value in site.env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["backup", "init", "-C", str(site.inventory)]) == 0
+    assert main(["backup", "run", "-C", str(site.inventory), "files"]) == 0
+    out, err = capsys.readouterr()
+    assert "files: archiving 2 path(s) and 0 dump(s) as files-" in err
+    assert out.strip() == "backup run: all 1 ok"
+    assert main(["backup", "list", "-C", str(site.inventory)]) == 0
+    out, _ = capsys.readouterr()
+    assert out.startswith("files: 1 archive(s)\n  files-") and " MiB," in out
+    assert main(["backup", "status", "-C", str(site.inventory)]) == 0
+    assert "fresh: last archive files-" in capsys.readouterr().out
+    assert main(["docs", str(site.inventory), "--out", str(site.directory / "site")]) == 0
+    page = (site.directory / "site/markdown/services/files.md").read_text()
+    assert "**Last archive:** `files-" in page
+    assert main(["backup", "restore", "-C", str(site.inventory), "files"]) == 2
+    assert "--to DIR (on the service's host) or --in-place" in capsys.readouterr().err

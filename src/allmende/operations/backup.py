@@ -113,6 +113,20 @@ async def borg_run(
     return ran.stdout
 
 
+async def refuse_snapshot(host: Connector, job: Job) -> None:
+    """Raise UserError for a ``snapshot`` backup, naming the file system of each volume: the
+    copy would not be consistent, and allmende takes no file system snapshots (yet)."""
+    kinds = []
+    for path in await existing(host, job.paths):
+        ran = await host.run(["stat", "-f", "-c", "%T", host.real(path)], what="file system")
+        kinds.append(f"{path} is on {ran.stdout.decode().strip() or 'an unknown file system'}")
+    raise UserError(
+        f"{job.service}: `consistency: snapshot` needs a file system snapshot, which allmende "
+        f"does not take here ({'; '.join(kinds) or 'no volume exists yet'}): nothing was backed "
+        "up; use `consistency: stop` (or `dump` for a database)"
+    )
+
+
 async def start_again(host: Connector, job: Job, say: Say) -> None:
     """Start the containers a previous run stopped and could not start (it was killed)."""
     left = await host.read(stopped_file(job.service))
@@ -200,6 +214,8 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     for a partial archive of a failed dump, which is deleted) if anything fails."""
     result = Result(job.service)
     began = time.monotonic()
+    if job.consistency == "snapshot":
+        await refuse_snapshot(host, job)
     await start_again(host, job, say)
     name = archive_name(job.service)
     manifest_pipe = backup_manifest(job.service)
