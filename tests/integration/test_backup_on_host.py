@@ -122,6 +122,7 @@ def test_the_timer_command_backs_up_with_the_standard_library_alone(
     assert inbox.messages == []
 
     # A wrong passphrase on the host: the run fails, is recorded, and mailed once.
+    right = site.on_host(backup_passphrase("notes")).read_bytes()
     site.on_host(backup_passphrase("notes")).write_text("hunter2-not-it\n")
     failed = run_timer_command(site)
     assert failed.returncode == 2
@@ -134,6 +135,15 @@ def test_the_timer_command_backs_up_with_the_standard_library_alone(
     assert message["Subject"] == "[allmende testers] notes: backup failed"
     body = str(message.get_payload())
     assert "the repository passphrase is wrong" in body and "hunter2" not in body
+
+    # Still failing: the same incident, no second mail. Repaired: one recovery.
+    assert run_timer_command(site).returncode == 2
+    assert len(inbox.messages) == 1
+    site.on_host(backup_passphrase("notes")).write_bytes(right)
+    assert run_timer_command(site).returncode == 0
+    assert len(inbox.messages) == 2
+    recovery = email.message_from_bytes(inbox.messages[1][2])
+    assert recovery["Subject"].startswith("[allmende testers] notes: recovered (backup failed")
 
 
 def test_the_program_imports_nothing_but_the_standard_library(tmp_path: Path) -> None:

@@ -119,12 +119,13 @@ def alert(
     detail: str = "",
     since: str = "",
 ) -> None:
-    """Send the alert of a failed operation, or the recovery of one that failed last time."""
+    """Send one alert per incident: when an operation fails that did not fail last time, and
+    the recovery when it works again after failing (the state database is the memory)."""
     if ok and previous is False:
         notifier.send(
             Event(job.service, what, since or now(), detail, "recovery", job.host, job.collective)
         )
-    elif not ok:
+    elif not ok and previous is not False:
         notifier.send(
             Event(job.service, what, since or now(), detail, "problem", job.host, job.collective)
         )

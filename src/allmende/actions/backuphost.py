@@ -3,8 +3,8 @@
 On the service's host, without the inventory: the job file apply wrote
 (``/etc/allmende/backup/<service>.json``), the passphrase file beside it, Borg. The run is
 recorded in the host's own state database (``ALLMENDE_STATE``, which the unit sets to
-``/var/lib/allmende/state.sqlite``) and a failure is alerted to the job's channels, as is the
-first success after a failure.
+``/var/lib/allmende/state.sqlite``) and a failure is alerted to the job's channels once per
+incident (not again while it keeps failing), as is the first success after it.
 
 This module, and everything it imports, uses the standard library only: it is what allmende's
 copy on a host (``/usr/local/lib/allmende/allmende.pyz``) runs.
@@ -69,7 +69,8 @@ def job(service: str, env: Mapping[str, str], say: Callable[[str], None]) -> ope
             result = asyncio.run(operation.run(host, found, passphrase, say))
         except UserError as exc:
             _finish(db, run_id, False, "", str(exc), {})
-            _alert(found, "problem", str(exc), env)
+            if not before or before[0].ok is not False:  # one alert per incident
+                _alert(found, "problem", str(exc), env)
             raise
         _finish(db, run_id, True, result.archive, "", result.facts())
     if before and before[0].ok is False:

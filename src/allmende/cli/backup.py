@@ -118,7 +118,8 @@ def run(directory: Path, services: tuple[str, ...]) -> int:
     On each service's host: `stop` services are stopped for the copy and started again, the
     databases of `dump` services are streamed into the archive, a manifest of every file's
     checksum and every table's row count goes with it, old archives are pruned. Recorded in
-    the state database; a failure is alerted to the `notify` channels. Exit 1 if any failed.
+    the state database; a failure is alerted to the `notify` channels (once, until a run works
+    again, which is alerted too). Exit 1 if any failed.
     """
     from allmende.actions.backup import run as run_all
 
