@@ -131,9 +131,10 @@ def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
     assert "allmende-backup-notes.timer" in systemd_host.sh("systemctl list-timers --all")
 
     # The unit as systemd runs it: the real ExecStart, with the hardening of the unit file.
+    start = ["systemctl", "start", "allmende-backup-notes.service"]
     done = subprocess.run(
-        ["podman", "exec", systemd_host.name, "systemctl", "start", "allmende-backup-notes.service"],
-        env=systemd_host.podman.env, capture_output=True, text=True, check=False, timeout=300,
+        ["podman", "exec", systemd_host.name, *start], env=systemd_host.podman.env,
+        capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     log = systemd_host.sh("journalctl -u allmende-backup-notes.service --no-pager", check=False)
     assert done.returncode == 0, done.stderr + log
