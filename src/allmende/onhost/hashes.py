@@ -90,7 +90,7 @@ def walk(spec: dict[str, object]) -> dict[str, object]:
                 host_path = os.path.join(host_dir, name)
                 if not _under(host_path, excluded):
                     one(host_path)
-    if cache_file:
+    if cache_file and fresh != cache:
         os.makedirs(os.path.dirname(str(cache_file)), exist_ok=True)
         temp = f"{cache_file}.tmp"
         with open(temp, "w", encoding="utf-8") as handle:

@@ -163,36 +163,41 @@ async def start(host: Connector, job: Job, ids: list[str]) -> None:
     await host.remove(stopped_file(job.service))
 
 
-async def specials(host: Connector, paths: Sequence[str]) -> list[str]:
-    """Return the special files under ``paths`` (relative to the host's root), and the links
-    to such files, as Borg stores their paths."""
+async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Return those of ``paths`` (host paths) that exist, and the special files under them
+    and the links to such files, as Borg stores their paths: one ``find`` run."""
     if not paths:
-        return []
+        return [], []
+    relative_paths = [relative(p) for p in paths]
     types = ["-type", "p", "-o", "-type", "b", "-o", "-type", "c"]
     xtypes = ["-o", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c"]
     ran = await host.run(
-        borg.in_dir(host.real("/"), ["find", *paths, "(", *types, *xtypes, ")", "-print0"]),
+        borg.in_dir(
+            host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+        ),
         ok=(0, 1),
         what="look for special files",
     )
-    return sorted(p for p in ran.stdout.decode(errors="replace").split("\0") if p)
+    said = ran.stderr.decode(errors="replace")
+    missing = {p for p in relative_paths if f"'{p}': No such file or directory" in said}
+    found = sorted(p for p in ran.stdout.decode(errors="replace").split("\0") if p)
+    return [p for p, r in zip(paths, relative_paths, strict=True) if r not in missing], found
 
 
 async def existing(host: Connector, paths: Sequence[str]) -> list[str]:
     """Return those of ``paths`` (host paths) that exist on the host."""
-    found = []
-    for path in paths:
-        if await host.succeeds(["test", "-e", host.real(path)]):
-            found.append(path)
-    return found
+    return (await survey(host, paths))[0]
 
 
 async def make_pipes(host: Connector, pipes: Sequence[str]) -> None:
     """Make a fresh named pipe (mode 0600) at each host path, replacing what was there."""
+    for directory in sorted({str(PurePosixPath(p).parent) for p in pipes}):
+        await host.make_dir(directory)
     for pipe in pipes:
-        await host.make_dir(str(PurePosixPath(pipe).parent))
         await host.remove(pipe)
-        await host.run(["mkfifo", "-m", "0600", host.real(pipe)], what="make a named pipe")
+    await host.run(
+        ["mkfifo", "-m", "0600", *(host.real(p) for p in pipes)], what="make named pipes"
+    )
 
 
 async def drain(host: Connector, pipe: str) -> None:
@@ -222,9 +227,9 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     pipes = [d.path for d in job.dumps] + [manifest_pipe]
     await host.make_dir(f"{CACHE_DIR}/backup")
     await make_pipes(host, pipes)
-    paths = await existing(host, job.paths)
+    paths, found_special = await survey(host, job.paths)
     relative_paths = [relative(p) for p in paths]
-    special = [s for s in await specials(host, relative_paths) if f"/{s}" not in pipes]
+    special = [s for s in found_special if f"/{s}" not in pipes]
     excludes = [borg.path_pattern(p) for p in job.exclude]
     excludes += [borg.full_pattern(s) for s in special]
     if special:
