@@ -136,3 +136,23 @@ def test_defaults_without_a_word_from_the_service(nordlicht: Path) -> None:
     database = inventory.services["database"]
     assert derive.default_consistency(database) == "dump"
     assert derive.default_consistency(inventory.services["pages"]) == "none"
+
+
+def test_a_host_that_backs_up_gets_borg_installed_when_it_lacks_it() -> None:
+    import asyncio
+
+    from allmende.connectors.base import Ran
+    from allmende.inventory.hostpaths import PROGRAM
+    from allmende.plan.backuptools import install_actions
+    from tests.memory import MemoryHost
+
+    ok = Ran(0, b"", b"")
+    host = MemoryHost("rack", programs={("python3",): ok, ("apt-get",): ok})
+    [action] = asyncio.run(install_actions(host, {PROGRAM: object()}))
+    assert action.verb == "install" and action.reason == "backups need borgbackup"
+    assert action.commands[-1][-1] == "borgbackup"
+    assert asyncio.run(install_actions(host, {"/srv/wiki/compose.yaml": object()})) == []
+    host.answer(("borg",), ok)
+    assert asyncio.run(install_actions(host, {PROGRAM: object()})) == []
+    without_apt = MemoryHost("rack", programs={("python3",): ok})
+    assert asyncio.run(install_actions(without_apt, {PROGRAM: object()})) == []

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Kind = Literal["create", "update", "delete"]
-Verb = Literal["up", "down", "start-proxy", "reload-proxy", "reload-systemd"]
+Verb = Literal["up", "down", "start-proxy", "reload-proxy", "reload-systemd", "install"]
 
 #: Shown instead of the diff of a file that carries (or would carry) a secret value.
 HIDDEN = "(diff not shown: the file carries secret values)\n"
