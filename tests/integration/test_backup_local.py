@@ -184,3 +184,38 @@ def test_the_command_line_shows_each_step_and_lists_sizes(
     assert "**Last archive:** `files-" in page
     assert main(["backup", "restore", "-C", str(site.inventory), "files"]) == 2
     assert "--to DIR (on the service's host) or --in-place" in capsys.readouterr().err
+
+
+NOTES = """\
+description: Notes in SQLite
+host: box
+components:
+  app:
+    image: localhost/notes:1
+    volumes: {data: /data}
+provides: {database: sqlite, databases: [notes.db]}
+"""
+
+
+def test_a_sqlite_database_is_copied_through_its_backup_api_and_comes_back(
+    tmp_path: Path,
+) -> None:
+    need_borg()
+    site = make_site(tmp_path, str(tmp_path / "repo" / "{service}"), {"notes": NOTES})
+    database = site.on_host("/srv/notes/data/notes.db")
+    database.parent.mkdir(parents=True)
+    with sqlite3.connect(database) as db:
+        db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        db.executemany("INSERT INTO notes (text) VALUES (?)", [(f"n{i}",) for i in range(300)])
+    site.init()
+    [outcome] = site.run()  # the default for a database provider: dump
+    assert outcome.ok, outcome.message
+    assert outcome.value.rows == {"notes.db": {"notes": 300}}
+    [verified] = backup.verify(site.context(), site.say)
+    assert verified.ok and verified.value.databases == {"notes.db": {"notes": 300}}
+    with sqlite3.connect(database) as db:
+        db.execute("DELETE FROM notes WHERE id > 10")
+    done = backup.restore_service(site.context("notes"), "notes", site.say, in_place=True)
+    assert done.databases == ["notes.db"]
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT count(*) FROM notes").fetchone() == (300,)

@@ -7,7 +7,8 @@ nothing), then the service is stopped, each volume is moved aside to
 ``<path>.before-restore-<time>`` and replaced by the archive's, each database dump is loaded
 into the running database server (a PostgreSQL dump drops and recreates what it holds), and
 the service is started again. A service backed up by ``dump`` gets its databases back from the
-dumps; its volume files were copied while it ran and are left as they are.
+dumps (a SQLite database gets its file back, its copy made through SQLite's backup API, while
+the service is stopped); its volume files were copied while it ran and are left as they are.
 """
 
 from __future__ import annotations
@@ -97,7 +98,12 @@ async def in_place(
         files = [] if job.dumps else [p for p in job.paths if await _has(host, scratch, p)]
         if files:
             await _files(host, job, scratch, files, done, say)
+        files_of = [d for d in job.dumps if d.kind == "sqlite"]
+        if files_of:
+            await _sqlite(host, job, scratch, done, say)
         for dump in job.dumps:
+            if dump in files_of:
+                continue
             say(f"loading the dump of {dump.database}")
             await _load(host, job, scratch, dump.database)
             done.databases.append(dump.database)
@@ -136,11 +142,36 @@ async def _files(
             say(f"started again after {done.downtime:.1f} s")
 
 
+async def _sqlite(host: Connector, job: Job, scratch: str, done: Restored, say: Say) -> None:
+    """Put each SQLite database's copy back in place of its file while the service is
+    stopped (the file that was there moved aside)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    stopped: list[str] = []
+    began = datetime.now(UTC)
+    if job.control is not None:
+        say("stopping the service")
+        stopped = await stop(host, job)
+    try:
+        for dump in (d for d in job.dumps if d.kind == "sqlite"):
+            live = dump.command[0]
+            if await host.succeeds(["test", "-e", host.real(live)]):
+                aside = f"{live}.before-restore-{stamp}"
+                await host.run(["mv", host.real(live), host.real(aside)], what="move aside")
+                done.aside.append(aside)
+            source = host.real(f"{scratch}/{relative(dump.path)}")
+            await host.run(["mv", source, host.real(live)], what="put back")
+            done.databases.append(dump.database)
+    finally:
+        if stopped:
+            await start(host, job, stopped)
+            done.downtime = (datetime.now(UTC) - began).total_seconds()
+
+
 async def _load(host: Connector, job: Job, scratch: str, database: str) -> None:
     """Load one dump from the scratch directory into its running server."""
     dump = next(d for d in job.dumps if d.database == database)
     source = host.real(f"{scratch}/{relative(dump.path)}")
-    if dump.kind in ("sqlite", "redis") or not dump.load:
+    if not dump.load:
         raise UserError(
             f"{job.service}: a {dump.kind} database is restored with its files: extract the "
             f"archive with --to and put {relative(dump.path)} back while the service is stopped"
