@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from tests.end_to_end.images import POSTGRES_ENTRY, import_image, rootfs_tar
-from tests.sshd_setup import SSHD, prepare, wait_for
+from tests.sshd_setup import SSHD, prepare, stop, wait_for
 
 if TYPE_CHECKING:  # conftest imports this module to register its fixtures
     from tests.end_to_end.conftest import Podman
@@ -58,12 +58,7 @@ def repository_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo
         (directory / "repos").mkdir()
         yield RepositoryServer(port, directory, keys)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
 
 
 @dataclass

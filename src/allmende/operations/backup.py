@@ -33,7 +33,7 @@ from pathlib import PurePosixPath
 from allmende import onhost
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserError
-from allmende.inventory.backupjob import Job, with_container
+from allmende.inventory.backupjob import Dump, Job, with_container
 from allmende.inventory.hostpaths import (
     CACHE_DIR,
     backup_manifest,
@@ -346,11 +346,7 @@ async def _dump(host: Connector, job: Job, database: str) -> dict[str, object]:
         if dump.kind == "sqlite":
             spec["file"] = host.real(command[0])
         elif dump.find:
-            ran = await host.run(list(dump.find), what=f"find the server of {database}")
-            found = ran.stdout.decode().split()
-            if not found:
-                raise UserError(f"the database server of {database} is not running")
-            command = with_container(dump.command, found[0])
+            command = with_container(dump.command, await server_of(host, dump))
         spec["command"] = command
         await host.run(
             onhost.command("dumps", "write", json.dumps(spec)), ok=(0, 1), what=f"dump {database}"
@@ -368,6 +364,16 @@ async def _dump(host: Connector, job: Job, database: str) -> dict[str, object]:
         return {"exit": 1, "error": "the dump left no counts", "rows": {}, "bytes": 0}
     found_stats: dict[str, object] = json.loads(data)
     return found_stats
+
+
+async def server_of(host: Connector, dump: Dump) -> str:
+    """Return the id of the running container that serves a dump's database. Raise
+    UserError if none runs."""
+    ran = await host.run(list(dump.find), what=f"find the server of {dump.database}")
+    found = ran.stdout.decode().split()
+    if not found:
+        raise UserError(f"the database server of {dump.database} is not running")
+    return found[0]
 
 
 async def _hashes(host: Connector, job: Job, paths: list[str]) -> dict[str, object]:

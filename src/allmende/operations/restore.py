@@ -25,7 +25,7 @@ from allmende.inventory.backupjob import Job, with_container
 from allmende.inventory.hostpaths import SCRATCH
 from allmende.operations import borg
 from allmende.operations.archives import archives
-from allmende.operations.backup import borg_run, relative, start, stop
+from allmende.operations.backup import borg_run, relative, server_of, start, stop
 
 Say = Callable[[str], None]
 
@@ -116,10 +116,12 @@ async def _has(host: Connector, scratch: str, path: str) -> bool:
     return await host.succeeds(["test", "-e", host.real(f"{scratch}/{relative(path)}")])
 
 
-async def _files(
-    host: Connector, job: Job, scratch: str, files: list[str], done: Restored, say: Say
+async def _put_back(
+    host: Connector, job: Job, pairs: list[tuple[str, str]], done: Restored, say: Say
 ) -> None:
-    """Stop the service, move each volume aside, move the archive's in, start it again."""
+    """With the service stopped, move each live path of ``pairs`` (live host path, its copy in
+    the scratch directory) aside to ``<path>.before-restore-<time>`` and its copy in, then
+    start the service again."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     stopped: list[str] = []
     began = datetime.now(UTC)
@@ -127,14 +129,12 @@ async def _files(
         say("stopping the service")
         stopped = await stop(host, job)
     try:
-        for path in files:
-            aside = f"{path}.before-restore-{stamp}"
-            if await host.succeeds(["test", "-e", host.real(path)]):
-                await host.run(["mv", host.real(path), host.real(aside)], what="move aside")
+        for live, copy in pairs:
+            aside = f"{live}.before-restore-{stamp}"
+            if await host.succeeds(["test", "-e", host.real(live)]):
+                await host.run(["mv", host.real(live), host.real(aside)], what="move aside")
                 done.aside.append(aside)
-            source = f"{scratch}/{relative(path)}"
-            await host.run(["mv", host.real(source), host.real(path)], what="put back")
-            done.paths.append(path)
+            await host.run(["mv", host.real(copy), host.real(live)], what="put back")
     finally:
         if stopped:
             await start(host, job, stopped)
@@ -142,29 +142,20 @@ async def _files(
             say(f"started again after {done.downtime:.1f} s")
 
 
+async def _files(
+    host: Connector, job: Job, scratch: str, files: list[str], done: Restored, say: Say
+) -> None:
+    """Put each volume back as the archive has it (``_put_back``)."""
+    await _put_back(host, job, [(p, f"{scratch}/{relative(p)}") for p in files], done, say)
+    done.paths += files
+
+
 async def _sqlite(host: Connector, job: Job, scratch: str, done: Restored, say: Say) -> None:
-    """Put each SQLite database's copy back in place of its file while the service is
-    stopped (the file that was there moved aside)."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-    stopped: list[str] = []
-    began = datetime.now(UTC)
-    if job.control is not None:
-        say("stopping the service")
-        stopped = await stop(host, job)
-    try:
-        for dump in (d for d in job.dumps if d.kind == "sqlite"):
-            live = dump.command[0]
-            if await host.succeeds(["test", "-e", host.real(live)]):
-                aside = f"{live}.before-restore-{stamp}"
-                await host.run(["mv", host.real(live), host.real(aside)], what="move aside")
-                done.aside.append(aside)
-            source = host.real(f"{scratch}/{relative(dump.path)}")
-            await host.run(["mv", source, host.real(live)], what="put back")
-            done.databases.append(dump.database)
-    finally:
-        if stopped:
-            await start(host, job, stopped)
-            done.downtime = (datetime.now(UTC) - began).total_seconds()
+    """Put each SQLite database's copy back in place of its file (``_put_back``)."""
+    dumps = [d for d in job.dumps if d.kind == "sqlite"]
+    pairs = [(d.command[0], f"{scratch}/{relative(d.path)}") for d in dumps]
+    await _put_back(host, job, pairs, done, say)
+    done.databases += [d.database for d in dumps]
 
 
 async def _load(host: Connector, job: Job, scratch: str, database: str) -> None:
@@ -178,9 +169,5 @@ async def _load(host: Connector, job: Job, scratch: str, database: str) -> None:
         )
     command = list(dump.load)
     if dump.find:
-        ran = await host.run(list(dump.find), what=f"find the server of {database}")
-        found = ran.stdout.decode().split()
-        if not found:
-            raise UserError(f"{job.service}: the database server of {database} is not running")
-        command = with_container(dump.load, found[0])
+        command = with_container(dump.load, await server_of(host, dump))
     await host.run(onhost.command("dumps", "load", source, *command), what=f"load {database}")
