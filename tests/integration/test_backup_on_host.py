@@ -67,23 +67,22 @@ def site(tmp_path: Path, smtp: tuple[Inbox, int]) -> Site:
         tmp_path,
         str(tmp_path / "repo" / "{service}"),
         {"notes": NOTES},
-        notify="  - email: infra@testers.example\n",
+        notify=f"  - {{email: infra@testers.example, smtp: '127.0.0.1:{smtp[1]}'}}\n",
     )
     (made.on_host("/srv/notes/data")).mkdir(parents=True)
     (made.on_host("/srv/notes/data/todo.txt")).write_text("back up\n")
     return made
 
 
-def apply_backup_files(site: Site, smtp_port: int) -> None:
+def apply_backup_files(site: Site) -> None:
     """Write what apply writes for the backup (job file, passphrase, program) under the host's
-    root, the job's mail server pointed at the test's."""
+    root."""
     prepared = plan_prepare(site.inventory, site.env)
     for path, rendered in prepared.wanted["box"].items():
         if path.startswith(("/etc/allmende/", "/usr/local/lib/allmende/")):
-            content = rendered.content.replace(b"localhost:25", f"127.0.0.1:{smtp_port}".encode())
             target = site.on_host(path)
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
+            target.write_bytes(rendered.content)
             target.chmod(rendered.mode)
 
 
@@ -103,10 +102,10 @@ def run_timer_command(site: Site) -> subprocess.CompletedProcess[str]:
 def test_the_timer_command_backs_up_with_the_standard_library_alone(
     site: Site, smtp: tuple[Inbox, int]
 ) -> None:
-    inbox, port = smtp
+    inbox, _ = smtp
     [made] = backupinit.init(site.context(), site.say)
     assert not made.error
-    apply_backup_files(site, port)
+    apply_backup_files(site)
     assert site.on_host(backup_job("notes")).exists()
     assert oct(site.on_host(backup_passphrase("notes")).stat().st_mode & 0o777) == "0o600"
     assert site.on_host(PROGRAM).read_bytes() == program()

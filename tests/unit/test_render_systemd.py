@@ -35,6 +35,7 @@ KNOWN = {
         "PrivateTmp",
         "ProtectKernelTunables",
         "ProtectKernelModules",
+        "ProtectControlGroups",
         "RestrictSUIDSGID",
         "LockPersonality",
         "StateDirectory",
@@ -136,6 +137,7 @@ def test_the_service_unit_runs_the_backup_command_hardened() -> None:
         ("PrivateTmp", "yes"),
         ("ProtectKernelTunables", "yes"),
         ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
         ("RestrictSUIDSGID", "yes"),
         ("LockPersonality", "yes"),
         ("Nice", "10"),
@@ -268,3 +270,23 @@ def test_every_schedule_is_a_calendar_systemd_understands() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_a_stop_backup_on_podman_has_no_mount_namespace_of_its_own() -> None:
+    files = systemd.render(load(EXAMPLES / "demo", {}))
+    wiki = settings(files["local/etc/systemd/system/allmende-backup-wiki.service"].content.decode(),
+                    "Service")  # fmt: skip
+    # podman must mount the file systems of the containers it starts where the host sees them
+    for namespaced in ("ProtectSystem", "ProtectHome", "PrivateTmp", "ProtectControlGroups"):
+        assert namespaced not in wiki, namespaced
+    assert "ReadWritePaths" not in wiki
+    assert wiki["NoNewPrivileges"] == ["yes"] and wiki["ProtectKernelModules"] == ["yes"]
+    # a dump runs `podman exec`, which keeps its session's state in podman's own files
+    database = settings(
+        files["local/etc/systemd/system/allmende-backup-database.service"].content.decode(),
+        "Service",
+    )
+    assert "ProtectSystem" not in database
+    # on a docker host the unit keeps its namespace: docker does it all in its daemon
+    docker = systemd.render(load(BASE, {}))[f"{UNITS}database.service"].content.decode()
+    assert settings(docker, "Service")["ProtectSystem"] == ["strict"]

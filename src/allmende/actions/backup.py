@@ -132,9 +132,8 @@ def alert(
 
 
 def notifier_of(context: Context) -> Notifier:
-    """Return the notifier of the collective's channels (those of the jobs)."""
-    channels = next((j.notify for j in context.jobs.values()), ())
-    return Notifier(channels)
+    """Return the notifier of the collective's ``notify`` channels."""
+    return Notifier(backups.channels_of(context.inventory))
 
 
 @dataclass

@@ -194,6 +194,16 @@ def _dump(inventory: Inventory, name: str, service: Service, database: str) -> D
     return Dump(database, kind, path, command, load, find)
 
 
+def channels_of(inventory: Inventory) -> list[Channel]:
+    """Return the collective's ``notify`` channels, as ``operations.notify`` sends to them."""
+    return [
+        Channel("email", n.email, n.smtp or SMTP)
+        if n.email
+        else Channel("webhook", n.webhook or "")
+        for n in inventory.collective.notify
+    ]
+
+
 def job(inventory: Inventory, name: str) -> Job | None:
     """Return the backup job of service ``name``, or None when it is not backed up (see
     ``backed_up``)."""
@@ -215,7 +225,9 @@ def job(inventory: Inventory, name: str) -> Job | None:
     keep = backup.keep or derive.DEFAULT_KEEP
     periods = ("hourly", "daily", "weekly", "monthly", "yearly")
     channels = tuple(
-        Channel("email", n.email, SMTP) if n.email else Channel("webhook", n.webhook or "")
+        Channel("email", n.email, n.smtp or SMTP)
+        if n.email
+        else Channel("webhook", n.webhook or "")
         for n in inventory.collective.notify
     )
     return Job(

@@ -224,6 +224,11 @@ class Notify(Model):
 
     email: str | None = Field(None, description="An address that receives alerts.")
     webhook: str | None = Field(None, description="A URL that receives alerts as a POST.")
+    smtp: str | None = Field(
+        None,
+        description="For `email`: the mail server alerts are handed to, `host:port` (465: TLS, "
+        "587: STARTTLS); default `localhost:25`, the host's own mail transfer agent.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Notify:

@@ -17,12 +17,12 @@ consistency is not ``none`` and a repository applies to it), the host the servic
   system read-only (home directories too) except the service's directory ``/srv/<service>``
   (where the dumps pass through named pipes), a local repository, allmende's state and cache
   directories (``/var/lib/allmende``, ``/var/cache/allmende``, created by systemd through
-  ``StateDirectory=``/``CacheDirectory=``), a private /tmp, kernel tunables and modules
-  protected, no set-user-ID files, the execution domain locked. Control groups stay writable
-  (a container runtime makes one for each container it starts). A ``stop`` backup on a podman
-  host gets no mount namespace of its own (``own_namespace``: no ``ProtectSystem=``,
-  ``ProtectHome=``, ``PrivateTmp=``), since podman mounts the file systems of the containers
-  it starts again where it runs.
+  ``StateDirectory=``/``CacheDirectory=``), a private /tmp, control groups, kernel tunables and
+  modules protected, no set-user-ID files, the execution domain locked. A backup that drives
+  podman (stopping and starting a service, or dumping its databases with ``podman exec``) gets
+  no mount namespace of its own (``own_namespace``: no ``ProtectSystem=``, ``ProtectHome=``,
+  ``PrivateTmp=``, ``ProtectControlGroups=``): podman mounts the file systems of the containers
+  it starts, makes their control groups and keeps its state where it runs.
 
 No unit holds a passphrase or any other secret: the job reads the repository passphrase from the
 file apply wrote with mode 0600 (``/etc/allmende/backup/<service>.passphrase``). Values are
@@ -51,14 +51,18 @@ BACKUP_COMMAND = ("/usr/bin/python3", "-I", PROGRAM, "backup", "job")
 
 def own_namespace(inventory: Inventory, name: str) -> bool:
     """Return whether a service's backup unit may have a mount namespace of its own: not when
-    it starts podman containers again (``stop`` on a podman host). podman mounts a container's
-    file system where it runs; from inside the unit's namespace that mount would never be seen
-    by the host, and the container, though running, could not be reached by ``podman exec``
-    or stopped cleanly. docker is asked through its socket and mounts in its own daemon."""
+    it drives podman (``stop`` of a service, or ``dump`` of the databases a service provides,
+    on a podman host). podman mounts the file system of a container it starts where it runs,
+    where the host would never see it, and keeps the state of every container and ``exec``
+    session in its own files under /var/lib/containers and /run. docker is asked through its
+    socket and does all that in its own daemon."""
     service = inventory.services[name]
     host = inventory.hosts[service.host]
     backup = derive.backup(inventory.collective, name, service)
-    return not (host.runtime == "podman" and backup.consistency == "stop")
+    drives = backup.consistency == "stop" or (
+        backup.consistency == "dump" and service.provides is not None
+    )
+    return not (host.runtime == "podman" and host.engine in ("compose", "kubernetes") and drives)
 
 
 #: How far systemd may move a start past the scheduled time, at random.
@@ -69,6 +73,7 @@ _NAMESPACED = (
     ("ProtectSystem", "strict"),
     ("ProtectHome", "read-only"),
     ("PrivateTmp", "yes"),
+    ("ProtectControlGroups", "yes"),
 )
 _HARDENING = (
     ("NoNewPrivileges", "yes"),
