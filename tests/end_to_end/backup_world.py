@@ -142,6 +142,12 @@ def running(podman: Podman, name: str) -> bool:
     return podman.run("inspect", "--format", "{{.State.Running}}", name).strip() == "true"
 
 
+def state(podman: Podman, name: str) -> str:
+    """Return the container's state and what it printed, for a failing assertion."""
+    shown = podman.run("inspect", "--format", "{{json .State}}", name, check=False)
+    return shown + podman.run("logs", name, check=False)
+
+
 @pytest.fixture(scope="session")
 def postgres_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
     tar = rootfs_tar(

@@ -25,6 +25,7 @@ from tests.end_to_end.backup_world import (
     psql,
     row_counts,
     running,
+    state,
     web_container,
 )
 from tests.end_to_end.conftest import Podman, free_port
@@ -99,7 +100,7 @@ def test_append_only_over_ssh_stops_the_service_and_survives_a_delete(
         [outcome] = backup.run(site.context(), watch)
         assert outcome.ok, outcome.message
         assert seen == [False], "the container runs while its volume is copied"
-        assert running(podman, container)
+        assert running(podman, container), state(podman, container)
         assert outcome.value.downtime is not None and outcome.value.downtime > 0
     archive = outcome.value.archive
 
