@@ -119,7 +119,7 @@ def labels(service: str, component: str) -> list[str]:
 
 @contextlib.contextmanager
 def web_container(podman: Podman, service: str, data: Path) -> Iterator[str]:
-    """Run busybox's httpd serving ``data`` as the ``app`` container of ``service``; yield its
+    """Run a container with ``data`` mounted as the ``app`` container of ``service``; yield its
     name; remove it afterwards."""
     from tests.end_to_end.conftest import IMAGE
 
@@ -127,9 +127,9 @@ def web_container(podman: Podman, service: str, data: Path) -> Iterator[str]:
     podman.run(
         "run", "-d", "--name", name, *labels(service, "app"),
         "-v", f"{data}:/www", IMAGE,
-        # As PID 1 httpd would ignore SIGTERM (podman stop would wait, then kill): a shell
-        # that stops it when told.
-        "sh", "-c", "httpd -f -p 8080 -h /www & trap 'kill $!; exit 0' TERM; wait",
+        # A service that keeps running and stops when told (as PID 1 a program that does not
+        # handle SIGTERM would make podman wait, then kill it).
+        "sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done",
     )  # fmt: skip
     try:
         yield name
