@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from tests.end_to_end.images import POSTGRES_ENTRY, import_image, rootfs_tar
+from tests.end_to_end.images import MARIADB_ENTRY, POSTGRES_ENTRY, import_image, rootfs_tar
 from tests.sshd_setup import SSHD, prepare, stop, wait_for
 
 if TYPE_CHECKING:  # conftest imports this module to register its fixtures
     from tests.end_to_end.conftest import Podman
 
 POSTGRES_IMAGE = "localhost/allmende-test/postgres:15"
+MARIADB_IMAGE = "localhost/allmende-test/mariadb:10.11"
 
 
 @dataclass
@@ -193,3 +194,37 @@ def row_counts(podman: Podman, container: str, database: str) -> dict[str, int]:
         t: int(psql(podman, container, database, f"SELECT count(*) FROM {t}").strip())
         for t in tables
     }
+
+
+@pytest.fixture(scope="session")
+def mariadb_image(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> str:
+    tar = rootfs_tar(
+        tmp_path_factory, ["mariadb-server"], {"/usr/local/bin/mariadb-entry": MARIADB_ENTRY}
+    )
+    path = "ENV PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+    changes = [path, 'CMD ["/usr/local/bin/mariadb-entry"]']
+    return import_image(podman.env, tar, MARIADB_IMAGE, changes)
+
+
+@contextlib.contextmanager
+def mariadb_container(podman: Podman, image: str, service: str) -> Iterator[str]:
+    """Run MariaDB as the ``server`` container of ``service``; yield its name once it
+    answers."""
+    name = f"{service}-server-{time.monotonic_ns() % 10**8}"
+    podman.run("run", "-d", "--name", name, *labels(service, "server"), image)
+    try:
+        deadline = time.monotonic() + 60
+        ready = ["podman", "exec", name, "mariadb-admin", "--user=root", "ping"]
+        while subprocess.run(ready, env=podman.env, check=False, capture_output=True).returncode:
+            if time.monotonic() > deadline:
+                pytest.fail(f"MariaDB did not start: {state(podman, name)}", pytrace=False)
+            time.sleep(0.3)
+        yield name
+    finally:
+        podman.run("rm", "--force", "--time", "0", name, check=False)
+
+
+def mariadb(podman: Podman, container: str, sql: str, database: str = "") -> str:
+    """Run SQL in the container as root (by its socket); return the tab-separated output."""
+    words = ["exec", container, "mariadb", "--user=root", "--batch", "--skip-column-names"]
+    return podman.run(*words, *([database] if database else []), "-e", sql)

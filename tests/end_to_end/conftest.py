@@ -188,6 +188,7 @@ def http_get(url: str, timeout: float = 20) -> str:
 
 
 from tests.end_to_end.backup_world import (  # noqa: E402, F401  (registers the fixtures)
+    mariadb_image,
     postgres_image,
     repository_server,
     webhook,

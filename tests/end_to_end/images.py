@@ -36,6 +36,20 @@ exec su postgres -c "exec $bin/postgres -D $data -c listen_addresses='' -c fsync
 """
 
 
+#: The entry point of the MariaDB image: initialise the data directory once (root logs in by
+#: its Unix socket only, as Debian sets it up), then run the server without networking.
+MARIADB_ENTRY = """\
+#!/bin/sh
+set -e
+mkdir -p /run/mysqld
+chown mysql:mysql /run/mysqld
+if [ ! -d /var/lib/mysql/mysql ]; then
+  mariadb-install-db --user=mysql --datadir=/var/lib/mysql --skip-test-db >/dev/null
+fi
+exec mariadbd --user=mysql --datadir=/var/lib/mysql --skip-networking
+"""
+
+
 def cache_dir(factory: pytest.TempPathFactory) -> Path:
     """Return the directory the tests of this run keep slow artefacts in."""
     configured = os.environ.get("ALLMENDE_TEST_CACHE")

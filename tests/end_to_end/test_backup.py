@@ -21,6 +21,8 @@ import pytest
 from tests.end_to_end.backup_world import (
     RepositoryServer,
     Webhook,
+    mariadb,
+    mariadb_container,
     postgres_container,
     psql,
     row_counts,
@@ -337,3 +339,41 @@ def test_a_tampered_repository_fails_the_drill(tmp_path: Path) -> None:
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
     assert "borg check fails" in verified.message or "does not restore" in verified.message
+
+
+MARKET = """\
+description: The market's database
+host: box
+components:
+  server:
+    image: localhost/allmende-test/mariadb:10.11
+provides: {database: mariadb, databases: [market]}
+"""
+
+
+def test_a_mariadb_database_comes_back_row_for_row(
+    tmp_path: Path, podman: Podman, mariadb_image: str
+) -> None:
+    site = make_site(tmp_path, str(tmp_path / "repos" / "{service}"), {"market": MARKET})
+    with mariadb_container(podman, mariadb_image, "market") as server:
+        mariadb(podman, server, "CREATE DATABASE market")
+        mariadb(podman, server,
+                "CREATE TABLE stalls (id INT PRIMARY KEY, name TEXT);"
+                "INSERT INTO stalls SELECT seq, CONCAT('stall ', seq) FROM seq_1_to_400;"
+                "CREATE TABLE visits (id INT AUTO_INCREMENT PRIMARY KEY, stall INT);"
+                "INSERT INTO visits (stall) SELECT seq % 400 + 1 FROM seq_1_to_120;",
+                "market")  # fmt: skip
+        site.init()
+        [outcome] = site.run()  # a database provider: dumped while it runs
+        assert outcome.ok, outcome.message
+        assert outcome.value.rows == {"market": {"stalls": 400, "visits": 120}}
+        [verified] = backup.verify(site.context(), site.say)
+        assert verified.ok, verified.message
+        mariadb(podman, server, "DROP TABLE visits; DELETE FROM stalls WHERE id > 3", "market")
+        done = backup.restore_service(site.context("market"), "market", site.say, in_place=True)
+        assert done.databases == ["market"]
+        counts = mariadb(
+            podman, server,
+            "SELECT (SELECT count(*) FROM stalls), (SELECT count(*) FROM visits)", "market",
+        )  # fmt: skip
+        assert counts.split() == ["400", "120"]
