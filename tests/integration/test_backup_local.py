@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -158,8 +160,61 @@ def test_a_snapshot_backup_fails_clearly_where_no_snapshot_can_be_taken(site: Si
     site.init()
     [outcome] = site.run()
     assert not outcome.ok
-    assert "`consistency: snapshot` needs a file system snapshot" in outcome.message
+    assert "`consistency: snapshot` needs each volume to be a btrfs subvolume" in outcome.message
     assert "/srv/files/data is on " in outcome.message
+
+
+@pytest.fixture
+def btrfs(tmp_path: Path) -> Iterator[Path]:
+    """A 128 MiB btrfs on a loop device, mounted at ``tmp_path/btrfs`` (needs root, as CI)."""
+    image = tmp_path / "btrfs.img"
+    with image.open("wb") as handle:
+        handle.truncate(128 * 2**20)
+    mount = tmp_path / "btrfs"
+    mount.mkdir()
+    subprocess.run(["mkfs.btrfs", "-q", str(image)], check=True, capture_output=True)
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a btrfs: {done.stderr.decode()}", pytrace=False)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_snapshot_backup_copies_the_volume_as_it_was_when_the_snapshot_was_taken(
+    tmp_path: Path, btrfs: Path
+) -> None:
+    need_borg()
+    made = make_site(
+        tmp_path / "site",
+        str(tmp_path / "repo" / "{service}"),
+        {"files": FILES.replace("consistency: stop", "consistency: snapshot")},
+    )
+    service_dir = made.on_host("/srv/files")
+    service_dir.parent.mkdir(parents=True)
+    service_dir.symlink_to(btrfs)
+    for volume in ("data", "more"):
+        subprocess.run(["btrfs", "subvolume", "create", str(btrfs / volume)], check=True,
+                       capture_output=True)  # fmt: skip
+    (btrfs / "data/a.txt").write_text("as it was\n")
+    (btrfs / "more/c.txt").write_text("gamma\n")
+    made.init()
+
+    def change_it(line: str) -> None:  # once the snapshots are taken, the service writes on
+        made.lines.append(line)
+        if line.startswith("files: archiving"):
+            (btrfs / "data/a.txt").write_text("changed while the copy ran\n")
+
+    [outcome] = backup.run(made.context(), change_it)
+    assert outcome.ok, outcome.message
+    key = SecretStore(made.inventory, made.env).get(passphrase_secret("files"))
+    copied = made.borg("extract", "--stdout", f"{tmp_path}/repo/files::{outcome.value.archive}",
+                       "srv/files/data/a.txt", passphrase=key)  # fmt: skip
+    assert copied == b"as it was\n"
+    assert not list(btrfs.glob("*.allmende-snapshot")), "the snapshots are deleted"
+    [verified] = backup.verify(made.context(), made.say)
+    assert verified.ok, verified.message
 
 
 def test_the_command_line_shows_each_step_and_lists_sizes(

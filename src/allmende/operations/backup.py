@@ -6,6 +6,8 @@ In order, on the (opened) host:
 2. a named pipe is made for each database dump and one for the manifest; special files in the
    volumes (devices, pipes, links to them) are left out of the archive, since Borg reads pipes;
 3. ``stop``: the service's running containers are stopped (their ids kept in the stopped file);
+   ``snapshot``: each volume is snapshotted read-only and the copy reads the snapshots
+   (``operations.snapshot``);
 4. at the same time: each dump is streamed into its pipe and counted (``onhost.dumps``), the
    volumes' files are hashed (``onhost.hashes``, unchanged files from a cache), and ``borg
    create`` reads the volumes, then each dump, then the manifest (file checksums, row counts
@@ -40,9 +42,11 @@ from allmende.inventory.hostpaths import (
     hash_cache,
     stopped_file,
 )
-from allmende.operations import borg
+from allmende.operations import borg, snapshot
 
 Say = Callable[[str], None]
+#: What a command of the copy runs through (``operations.snapshot``), as an argument list.
+Wrap = Callable[[list[str]], list[str]]
 
 #: The version of the manifest's format.
 MANIFEST_VERSION = 1
@@ -93,12 +97,14 @@ async def borg_run(
     *,
     directory: str = "/",
     timeout: float | None = None,
+    wrap: Wrap = list,
 ) -> bytes:
     """Run a Borg command of ``job`` in ``directory`` (a host path) with the passphrase on its
-    standard input; return its output. Raise UserError saying what a failure means."""
+    standard input (and through ``wrap``, as a snapshot needs); return its output. Raise
+    UserError saying what a failure means."""
     try:
         ran = await host.run(
-            borg.in_dir(host.real(directory), argv),
+            wrap(borg.in_dir(host.real(directory), argv)),
             input=passphrase,
             ok=borg.OK,
             timeout=timeout,
@@ -111,20 +117,6 @@ async def borg_run(
     except CommandFailed as exc:
         raise borg.failure(exc, job.service, doing) from None
     return ran.stdout
-
-
-async def refuse_snapshot(host: Connector, job: Job) -> None:
-    """Raise UserError for a ``snapshot`` backup, naming the file system of each volume: the
-    copy would not be consistent, and allmende takes no file system snapshots (yet)."""
-    kinds = []
-    for path in await existing(host, job.paths):
-        ran = await host.run(["stat", "-f", "-c", "%T", host.real(path)], what="file system")
-        kinds.append(f"{path} is on {ran.stdout.decode().strip() or 'an unknown file system'}")
-    raise UserError(
-        f"{job.service}: `consistency: snapshot` needs a file system snapshot, which allmende "
-        f"does not take here ({'; '.join(kinds) or 'no volume exists yet'}): nothing was backed "
-        "up; use `consistency: stop` (or `dump` for a database)"
-    )
 
 
 async def start_again(host: Connector, job: Job, say: Say) -> None:
@@ -219,8 +211,6 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     for a partial archive of a failed dump, which is deleted) if anything fails."""
     result = Result(job.service)
     began = time.monotonic()
-    if job.consistency == "snapshot":
-        await refuse_snapshot(host, job)
     await start_again(host, job, say)
     name = archive_name(job.service)
     manifest_pipe = backup_manifest(job.service)
@@ -236,7 +226,11 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
         result.notes.append(f"left out {len(special)} special file(s): {', '.join(special[:5])}")
     stopped: list[str] | None = None
     stop_started = 0.0
+    taken = snapshot.Snapshots()
     try:
+        if job.consistency == "snapshot":
+            say("taking read-only snapshots of the volumes")
+            taken = await snapshot.take(host, job, paths)
         if job.control is not None and job.consistency == "stop":
             say("stopping the service")
             stop_started = time.monotonic()
@@ -244,8 +238,12 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
             if not stopped:
                 result.notes.append("the service was not running: nothing was stopped")
         say(f"archiving {len(paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
-        outcome = await _archive(host, job, passphrase, name, relative_paths, excludes, pipes)
+        outcome = await _archive(
+            host, job, passphrase, name, (relative_paths, excludes, pipes), taken.wrapper(host)
+        )
     finally:
+        if taken.pairs:
+            await snapshot.drop(host, taken)
         if stopped:
             await start(host, job, stopped)
             result.downtime = time.monotonic() - stop_started
@@ -275,14 +273,15 @@ async def _archive(
     job: Job,
     passphrase: bytes,
     name: str,
-    paths: list[str],
-    excludes: list[str],
-    pipes: list[str],
+    what: tuple[list[str], list[str], list[str]],
+    wrap: Wrap,
 ) -> tuple[bytes, dict[str, object], list[str]]:
-    """Run the dumps, the hashing and ``borg create`` together; return Borg's answer, the
-    manifest and what failed among the dumps. Raise UserError if Borg fails."""
+    """Run the dumps, the hashing and ``borg create`` together on ``what`` (the paths, the
+    exclude patterns, the pipes), Borg and the hashing through ``wrap``; return Borg's answer,
+    the manifest and what failed among the dumps. Raise UserError if Borg fails."""
+    paths, excludes, pipes = what
     writers = [asyncio.create_task(_dump(host, job, dump.database)) for dump in job.dumps]
-    hashing = asyncio.create_task(_hashes(host, job, paths))
+    hashing = asyncio.create_task(_hashes(host, job, paths, wrap))
 
     async def manifest() -> dict[str, object]:
         document: dict[str, object] = {
@@ -317,7 +316,7 @@ async def _archive(
     written = asyncio.create_task(manifest())
     create = borg.create(job, name, [*paths, *(relative(p) for p in pipes)], excludes)
     try:
-        created = await borg_run(host, job, create, passphrase, "borg create")
+        created = await borg_run(host, job, create, passphrase, "borg create", wrap=wrap)
     except UserError:
         for pipe, task in zip(pipes, [*writers, written], strict=True):
             if not task.done():
@@ -376,7 +375,7 @@ async def server_of(host: Connector, dump: Dump) -> str:
     return found[0]
 
 
-async def _hashes(host: Connector, job: Job, paths: list[str]) -> dict[str, object]:
+async def _hashes(host: Connector, job: Job, paths: list[str], wrap: Wrap) -> dict[str, object]:
     """Return the checksums of the files under ``paths`` (``onhost.hashes``)."""
     spec = {
         "root": host.real("/"),
@@ -384,6 +383,6 @@ async def _hashes(host: Connector, job: Job, paths: list[str]) -> dict[str, obje
         "exclude": list(job.exclude),
         "cache": host.real(hash_cache(job.service)),
     }
-    ran = await host.run(onhost.command("hashes", json.dumps(spec)), what="hash the files")
+    ran = await host.run(wrap(onhost.command("hashes", json.dumps(spec))), what="hash the files")
     tree: dict[str, object] = json.loads(ran.stdout)
     return tree
