@@ -1,8 +1,8 @@
 """Fixtures of the end-to-end tests: the real programs allmende drives, on loopback only.
 
 ``podman`` is a rootful Podman that keeps everything in one temporary
-directory: its own containers.conf (runc, cgroupfs, ulimits this machine allows) and
-storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
+directory: its own containers.conf (runc, cgroupfs, ulimits this machine allows, its runtime
+files) and storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
 CONTAINERS_STORAGE_CONF, so the machine's own images, containers and networks are never touched.
 It holds one image, ``localhost/allmende-test/busybox:1``, imported from a rootfs made of the
 static busybox: ``/www`` holds ``index.html`` (``allmende-test``) and the CGI script
@@ -91,6 +91,9 @@ def _configure(root: Path) -> dict[str, str]:
         'cgroup_manager = "cgroupfs"\n'
         'runtime = "runc"\n'
         'events_logger = "file"\n'
+        # Its own runtime files (exit codes, the "alive" file), not the machine's /run/libpod,
+        # which another podman may clear while this one runs.
+        f'tmp_dir = "{root}/libpod"\n'
         "[network]\n"
         f'network_config_dir = "{root}/netconf"\n'
     )
