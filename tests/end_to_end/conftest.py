@@ -1,8 +1,8 @@
 """Fixtures of the end-to-end tests: the real programs allmende drives, on loopback only.
 
-``podman`` is a rootful Podman that keeps everything in one temporary
-directory: its own containers.conf (runc, cgroupfs, ulimits this machine allows, its runtime
-files) and storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
+``podman`` is a rootful Podman that keeps everything in one temporary directory: its own
+containers.conf (runc, cgroupfs, ulimits this machine allows, its runtime files) and
+storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
 CONTAINERS_STORAGE_CONF, so the machine's own images, containers and networks are never touched.
 It holds one image, ``localhost/allmende-test/busybox:1``, imported from a rootfs made of the
 static busybox: ``/www`` holds ``index.html`` (``allmende-test``) and the CGI script
