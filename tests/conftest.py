@@ -32,6 +32,14 @@ def overlay(case: Path, into: Path) -> Path:
     return into
 
 
+@pytest.fixture(autouse=True)
+def own_state(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep every test away from the state database of whoever runs the suite: a command run
+    with the process environment records into a temporary one instead."""
+    state = tmp_path_factory.mktemp("state") / "state.sqlite"
+    monkeypatch.setenv("ALLMENDE_STATE", str(state))
+
+
 @pytest.fixture
 def nordlicht(tmp_path: Path) -> Path:
     """A writable copy of the valid base inventory."""

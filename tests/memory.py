@@ -40,6 +40,8 @@ class MemoryHost(Connector):
         self.programs: dict[tuple[str, ...], Answer] = dict(programs or {})
         self.down = down
         self.ran: list[tuple[str, ...]] = []
+        #: The ``env`` of each run, in the order of ``ran``.
+        self.envs: list[dict[str, str]] = []
         self.reads: list[str] = []
         self.opened = self.closed = False
 
@@ -59,9 +61,16 @@ class MemoryHost(Connector):
         """Answer every command starting with ``prefix`` with ``answer``."""
         self.programs[tuple(prefix)] = answer
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
         command = tuple(argv)
         self.ran.append(command)
+        self.envs.append(dict(env))
         for prefix in sorted(self.programs, key=len, reverse=True):
             if command[: len(prefix)] == prefix:
                 found = self.programs[prefix]

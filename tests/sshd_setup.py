@@ -80,3 +80,13 @@ def wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> str | Non
             if server.poll() is not None or time.monotonic() > deadline:
                 return log.read_text()
             time.sleep(0.02)
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Stop an sshd started with Popen: TERM, then KILL after 5 s."""
+    server.terminate()
+    try:
+        server.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

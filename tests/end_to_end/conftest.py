@@ -1,7 +1,7 @@
 """Fixtures of the end-to-end tests: the real programs allmende drives, on loopback only.
 
-``podman`` is a rootful Podman that keeps everything in one temporary
-directory: its own containers.conf (runc, cgroupfs, ulimits this machine allows) and
+``podman`` is a rootful Podman that keeps everything in one temporary directory: its own
+containers.conf (runc, cgroupfs, ulimits this machine allows, its runtime files) and
 storage.conf, passed to every podman and podman-compose command through CONTAINERS_CONF and
 CONTAINERS_STORAGE_CONF, so the machine's own images, containers and networks are never touched.
 It holds one image, ``localhost/allmende-test/busybox:1``, imported from a rootfs made of the
@@ -93,6 +93,9 @@ def _configure(root: Path) -> dict[str, str]:
         'cgroup_manager = "cgroupfs"\n'
         'runtime = "runc"\n'
         'events_logger = "file"\n'
+        # Its own runtime files (exit codes, the "alive" file), not the machine's /run/libpod,
+        # which another podman may clear while this one runs.
+        f'tmp_dir = "{root}/libpod"\n'
         "[network]\n"
         f'network_config_dir = "{root}/netconf"\n'
     )
@@ -197,5 +200,11 @@ def http_get(url: str, timeout: float = 20) -> str:
             time.sleep(0.2)
 
 
+from tests.end_to_end.backup_world import (  # noqa: E402, F401  (registers the fixtures)
+    mariadb_image,
+    postgres_image,
+    repository_server,
+    webhook,
+)
 from tests.end_to_end.incus import incus_world  # noqa: E402, F401  (registers the fixture)
 from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)

@@ -12,6 +12,7 @@ under one temp directory (``RemoteHost.paths``)::
                       so a plain ``podman`` over SSH uses the test storage and its image, and
                       the machine's policy.json
     /usr/local/bin    holds only ``podman-compose``, a link to the one of this virtualenv
+    /etc/allmende  /usr/local/lib/allmende  /var/cache/allmende   what backups keep on a host
 
 Everything started over SSH (``haproxy -W -D``, ``podman``, ``podman-compose``, conmon)
 inherits the namespace; the machine's own /srv, /etc/haproxy ... are never touched. Missing
@@ -79,6 +80,9 @@ MOUNTS = (
     "/var/lib/haproxy",
     "/etc/containers",
     "/usr/local/bin",
+    "/etc/allmende",
+    "/usr/local/lib/allmende",
+    "/var/cache/allmende",
 )
 #: What sshd gives root as PATH (Debian's superuser default path); ``run`` uses it too.
 SSH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -27,7 +27,7 @@ from tests.integration.conftest import FILES_ONLY, Sshd, write_host
 from allmende.actions.plan import Seams
 from allmende.cli.main import main
 from allmende.inventory.hostpaths import APPLY_LOCK as LOCK
-from allmende.inventory.hostpaths import MANIFEST
+from allmende.inventory.hostpaths import MANIFEST, PROGRAM
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.plan.changes import HIDDEN
@@ -168,7 +168,7 @@ def test_removed_services_are_deleted_and_a_large_delete_needs_force(
     (site.inventory / "services/git.yaml").unlink()
     code, out, err = apply(capsys, site, "--yes", "--host", "rack")
     assert code == 2
-    assert "deletes 7 of the 10 files allmende manages on rack (more than half)" in err
+    assert "deletes 9 of the 14 files allmende manages on rack (more than half)" in err
     assert "--force" in err
     assert (site.remote / "srv/wiki/compose.yaml").exists()
 
@@ -258,7 +258,7 @@ def tiny_disk(site: Site, request: pytest.FixtureRequest) -> Iterator[tuple[str,
     host = request.param
     root = site.local if host == "gateway" else site.remote
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(root)],
+        ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(root)],
         capture_output=True,
         check=False,
     )
@@ -299,12 +299,13 @@ def test_one_service_then_the_rest(site: Site, capsys: pytest.CaptureFixture[str
     assert (site.remote / "srv/wiki/compose.yaml").exists()
     assert not (site.remote / "srv/git").exists()
     manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
-    assert all("wiki" in path for path in manifest)
+    # The service's files, and allmende itself, which its backup timer runs.
+    assert all("wiki" in path or path == PROGRAM for path in manifest)
     assert apply(capsys, site, "--yes", "--host", "rack")[0] == 0
     manifest = json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]
-    assert len(manifest) == 10
+    assert len(manifest) == 14
     assert apply(capsys, site, "--yes", "--host", "rack", "--service", "git")[0] == 0
-    assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 10
+    assert len(json.loads((site.remote / MANIFEST[1:]).read_text())["hosts"]["rack"]) == 14
 
 
 #: On each host, a file apply writes and the directory it is in, and how it is reached.

@@ -177,10 +177,27 @@ def test_volumes_under_srv(tmp_path: Path) -> None:
 
 def test_backups_required(tmp_path: Path) -> None:
     with_data = service().replace("ports: {http: 80}", "ports: {http: 80}\n    volumes: {data: /d}")
-    backed = with_data + "backup: {consistency: stop}\n"
-    assert findings(tmp_path / "a", "backups.required", {"services/pad.yaml": backed}) == []
-    found = findings(tmp_path / "b", "backups.required", {"services/pad.yaml": with_data})
-    assert [f.message for f in found] == ["`pad` holds volumes but is not backed up"]
+    # The collective's `backup:` has a repository: a service that says nothing is backed up.
+    assert findings(tmp_path / "a", "backups.required", {"services/pad.yaml": with_data}) == []
+    opted_out = with_data + "backup: {consistency: none}\n"
+    found = findings(tmp_path / "b", "backups.required", {"services/pad.yaml": opted_out})
+    assert [f.message for f in found] == [
+        "`pad` holds volumes but opted out of backups (`consistency: none`)"
+    ]
+    allowed = opted_out + "allow: [{rule: backups.required, reason: scratch data}]\n"
+    assert findings(tmp_path / "c", "backups.required", {"services/pad.yaml": allowed}) == []
+    base = (FIXTURES / "valid" / "nordlicht" / "allmende.yaml").read_text()
+    nowhere = base.replace(
+        "  repository: ssh://borg@vault.nordlicht.example/srv/borg/{service}\n", ""
+    )
+    found = findings(
+        tmp_path / "d",
+        "backups.required",
+        {"services/pad.yaml": with_data, "allmende.yaml": nowhere},
+    )
+    assert "`pad` holds volumes but no backup repository applies to it" in [
+        f.message for f in found
+    ]
 
 
 def test_routes_tls(tmp_path: Path) -> None:

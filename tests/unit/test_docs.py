@@ -119,6 +119,10 @@ def test_the_wiki_page_says_where_it_runs_and_how_to_restore_it(nordlicht: dict[
     project = "--project-name wiki --file /srv/wiki/compose.yaml"
     assert f"docker compose {project} stop" in restore
     assert f"docker compose {project} start" in restore
+    # allmende's own commands first, then Borg by hand with the passphrase file apply wrote
+    assert "allmende backup restore wiki --in-place" in restore
+    assert "export BORG_PASSCOMMAND='cat /etc/allmende/backup/wiki.passphrase'" in restore
+    assert "No archive recorded on this machine yet" in page
     # monitors derived from the route, and the notes rendered
     assert "Derived from the routes" in page
     assert "Uploaded images live in the images volume" in page
@@ -127,7 +131,8 @@ def test_the_wiki_page_says_where_it_runs_and_how_to_restore_it(nordlicht: dict[
 def test_a_database_is_restored_from_its_dumps(nordlicht: dict[str, str]) -> None:
     page = text(nordlicht["services/database.html"])
     assert "Restores the databases git, wiki from their dumps in" in page
-    assert "pg_restore" in page
+    assert "psql --username=postgres --no-psqlrc --set=ON_ERROR_STOP=1" in page
+    assert "srv/database/dumps/wiki.sql" in page
     assert "--dbname=git" in page and "--dbname=wiki" in page
     assert "borg extract --stdout" in page
     assert "borg extract --list" not in page  # the live data directory is never extracted
@@ -475,3 +480,18 @@ def test_runbooks_use_the_compose_program_of_the_hosts_runtime(runtime: str, pro
     # and the command really is what the runtime's compose program accepts
     words = shlex.split(stop(place, "wiki", service))
     assert words[: len(program.split())] == program.split()
+
+
+def test_a_state_database_that_cannot_be_read_leaves_out_the_last_archives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = tmp_path / "state.sqlite"
+    state.write_bytes(b"this is not an SQLite database, it was overwritten by accident\n" * 100)
+    monkeypatch.setenv("ALLMENDE_STATE", str(state))
+    out = tmp_path / "site"
+    assert main(["docs", str(NORDLICHT), "--out", str(out)]) == 0
+    said = caplog.text
+    assert "without the last archives" in said
+    assert f"cannot open the state database {state}" in said
+    page = (out / "markdown" / "services" / "wiki.md").read_text()
+    assert "No archive recorded on this machine yet" in page

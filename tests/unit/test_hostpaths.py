@@ -41,6 +41,8 @@ def test_haproxy_systemd_and_allmende_paths() -> None:
         "/etc/haproxy/",
         "/etc/systemd/system/",
         "/etc/allmende/incus/",
+        "/etc/allmende/backup/",
+        "/usr/local/lib/allmende/",
     )
 
 

@@ -34,6 +34,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "plan": ROOT | {"inventory", "render", "connectors", "engines", "onhost", "databases"},
     "apply": ROOT | {"inventory", "render", "connectors", "plan", "state", "execute", "engines"},
 }
+#: The recurring jobs (backups, the watcher): hosts change here too, as in apply.
+ALLOWED["operations"] = ALLOWED["apply"] | {"onhost"}
 #: The surfaces: actions over every layer, the command line over the actions.
 ALLOWED["actions"] = frozenset(ALLOWED) - {"onhost"}
 ALLOWED["cli"] = ALLOWED["actions"] | {"actions"}

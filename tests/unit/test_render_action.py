@@ -79,6 +79,7 @@ def test_every_target_is_registered() -> None:
         "haproxy",
         "dns",
         "systemd",
+        "backups",
     }
 
 

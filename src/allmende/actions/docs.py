@@ -14,10 +14,11 @@ from pathlib import Path
 
 from allmende.actions import tree
 from allmende.checks.registry import Report, run
-from allmende.errors import ToolMissing
+from allmende.errors import ToolMissing, UserError
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import docs as render_docs
+from allmende.render.docs.context import LastArchive
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,45 @@ def build(root: Path, out: Path, env: Mapping[str, str]) -> list[Path]:
     InventoryError if the inventory does not load, UserError if ``out`` cannot be replaced.
     """
     inventory = load(root, env)
-    return write(inventory, run(inventory), out)
+    return write(inventory, run(inventory), out, last_archives(env))
 
 
-def write(inventory: Inventory, report: Report, out: Path) -> list[Path]:
-    """Given a loaded inventory and its report, build the site into ``out`` atomically.
+def last_archives(env: Mapping[str, str]) -> dict[str, LastArchive]:
+    """Return the newest archive of each service the state database records: made by a run,
+    or seen in the repository by a status check or a drill. A state database that cannot be
+    read leaves them out, with a warning: the site is still worth building."""
+    from allmende.actions.backup import last_runs
+
+    found: dict[str, LastArchive] = {}
+    said = {"run": "made by backup run", "status": "seen by backup status", "verify": "drilled"}
+    try:
+        runs = last_runs(env)
+    except UserError as exc:
+        log.warning("building the site without the last archives: %s", exc)
+        return found
+    for service, kinds in runs.items():
+        records = [r for r in kinds.values() if r.archive and r.kind in said]
+        if records:
+            newest = max(records, key=lambda r: (r.archive, r.finished or ""))
+            when = (newest.finished or newest.started).replace("T", " ").replace("+00:00", " UTC")
+            found[service] = LastArchive(newest.archive, when, said[newest.kind])
+    return found
+
+
+def write(
+    inventory: Inventory,
+    report: Report,
+    out: Path,
+    archives: Mapping[str, LastArchive] | None = None,
+) -> list[Path]:
+    """Given a loaded inventory and its report (and the newest archive of each service),
+    build the site into ``out`` atomically.
 
     Return the paths of the files written, sorted. Raise UserError if ``out`` exists and is
     neither empty nor a site allmende built, or if it cannot be written.
     """
     out = tree.target(out)
-    files = render_docs.site(inventory, report, picture(inventory))
+    files = render_docs.site(inventory, report, picture(inventory), archives)
     files[MARKER] = MARKER_TEXT.encode()
     with tree.locked(out):
         tree.refuse_foreign(out, MARKER, "site")

@@ -8,7 +8,8 @@ On the opened, locked host, in this order:
    rejects, a full disk, a file changed since the plan stop here, and nothing live changed;
 3. services removed from the inventory brought down (while their files still exist);
 4. the files renamed into place, deletes done, the manifest written (``commit``);
-5. systemd reloaded and timers enabled where units changed;
+5. what backups need installed where it is missing (``plan.backuptools``: Borg, python3, from
+   Debian's packages); systemd reloaded and timers enabled where units changed;
 6. each changed or stopped service brought up, providers first, and waited for until it runs
    and its health checks pass (``apply.engines``); then HAProxy started or gracefully reloaded
    through its master socket (last, so that every server it checks already answers);
@@ -158,6 +159,10 @@ async def _remove(connector: Connector, written: tuple[list[str], list[str]]) ->
 async def _after_files(
     connector: Connector, plan: HostPlan, driver: Driver | None, done: Done
 ) -> None:
+    for action in plan.actions:
+        if action.verb == "install":
+            plan.say(f"installing {action.reason.removeprefix('backups need ')}")
+            await run_action(connector, action)
     for action in plan.actions:
         if action.verb == "reload-systemd":
             await run_action(connector, action)

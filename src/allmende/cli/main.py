@@ -35,6 +35,7 @@ COMMANDS = {
     "plan": "plan",
     "apply": "apply",
     "rollback": "rollback",
+    "backup": "backup",
 }
 
 

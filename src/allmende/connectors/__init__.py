@@ -1,20 +1,29 @@
-"""How a host is reached: the local machine, or over SSH (see ``base.Connector``)."""
+"""How a host is reached: the local machine, or over SSH (see ``base.Connector``).
+
+``connect`` imports the SSH connector (and the inventory's models) only when it is called:
+allmende's copy on a host runs its backups through ``connectors.local`` with the standard
+library alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from allmende.connectors.base import Connector
 from allmende.connectors.local import LocalConnector
-from allmende.connectors.ssh import SshConnector
 from allmende.errors import UserError
-from allmende.inventory.inventory import Inventory
+
+if TYPE_CHECKING:
+    from allmende.inventory.inventory import Inventory
 
 
 def connect(inventory: Inventory, host_name: str, env: Mapping[str, str]) -> Connector:
     """Return the (not yet opened) connector of a host: the local machine when the host has no
     ``ssh`` (under ``ALLMENDE_HOST_ROOT`` if set), else SSH to its address. Raise UserError for
     an unknown host or an SSH host without an address."""
+    from allmende.connectors.ssh import SshConnector
+
     host = inventory.hosts.get(host_name)
     if host is None:
         raise UserError(f"unknown host `{host_name}`")

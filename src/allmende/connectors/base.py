@@ -22,7 +22,7 @@ import asyncio
 import errno
 import logging
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from types import TracebackType
@@ -173,23 +173,31 @@ class Connector:
         timeout: float | None = TIMEOUT,
         secrets: Sequence[str] = (),
         what: str = "",
+        env: Mapping[str, str] | None = None,
     ) -> Ran:
         """Run a program on the host from an argument list, with ``input`` on its standard
         input (else none), and return what it did when its exit status is in ``ok`` (None:
         any status). ``secrets`` are masked wherever the command or its output is shown;
-        ``what`` says what the command was for, in its failure (``up wiki``).
+        ``what`` says what the command was for, in its failure (``up wiki``). ``env`` adds
+        variables to the program's environment; their values are no secrets (over SSH they
+        travel in the command line, as ``env NAME=VALUE program ...``): pass a secret on
+        standard input instead (``BORG_PASSPHRASE_FD=0``).
 
         Raise ToolMissing if the program is not installed there, CommandTimedOut if it runs
         longer than ``timeout`` seconds, CommandFailed (naming host, command, exit status and
         the tail of its output) for any other status outside ``ok``, UserError if the host
         cannot run it at all.
         """
+        if env:
+            bad = [n for n in env if not n or "=" in n or not n.replace("_", "a").isalnum()]
+            if bad:
+                raise InternalError(f"not an environment variable name: {bad[0]!r}")
         shown = masked(argv, secrets)
         doing = f"{self.host}: {what}: " if what else f"{self.host}: "
         log.debug("%s: running %s", self.host, shown)
         started = time.monotonic()
         try:
-            ran = await self._spawn(argv, input, timeout)
+            ran = await self._spawn(argv, input, timeout, dict(env or {}))
         except TimeoutError:
             raise CommandTimedOut(
                 f"{doing}`{shown}` did not finish within {timeout or 0:.0f} s",
@@ -223,10 +231,16 @@ class Connector:
         except ToolMissing:
             return False
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
-        """Start the program on the host and return what it did; exit 127 when the program does
-        not exist there. Raise TimeoutError after ``timeout`` seconds, UserError when the host
-        cannot run anything."""
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        """Start the program on the host, its environment extended by ``env``, and return
+        what it did; exit 127 when the program does not exist there. Raise TimeoutError after
+        ``timeout`` seconds, UserError when the host cannot run anything."""
         raise NotImplementedError
 
     async def write_temp(

@@ -7,7 +7,8 @@ programs through ``allmende.execute``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from allmende import execute
@@ -69,10 +70,17 @@ class LocalConnector(Connector):
     async def list_files(self, root: str) -> list[str]:
         return self._call("reading", root, files.list_files, root)
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        extended = {**os.environ, **env} if env else None
         try:
             done = await asyncio.to_thread(
-                execute.run, list(argv), input=input, check=False, timeout=timeout
+                execute.run, list(argv), input=input, env=extended, check=False, timeout=timeout
             )
         except ToolMissing as exc:
             return Ran(NOT_FOUND, b"", str(exc).encode())

@@ -354,13 +354,26 @@ class SshConnector(Connector):
             raise self._sftp_error(root, exc) from None
         return sorted(listed)
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        # sshd passes on only the variables its AcceptEnv names: set them with env(1) instead.
+        prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
         try:
             # Without input, standard input is empty (as locally): a program that reads it
             # when it is not a terminal (`incus snapshot create`) must not wait for ever.
             stdin = {} if input is not None else {"stdin": asyncssh.DEVNULL}
             done = await self._conn().run(
-                shlex.join(argv), check=False, encoding=None, input=input, timeout=timeout, **stdin
+                shlex.join([*prefix, *argv]),
+                check=False,
+                encoding=None,
+                input=input,
+                timeout=timeout,
+                **stdin,
             )
         except asyncssh.TimeoutError:
             raise TimeoutError from None

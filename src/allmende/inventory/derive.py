@@ -65,6 +65,12 @@ def volumes(service_name: str, service: Service) -> Iterator[tuple[str, str, Vol
             )
 
 
+#: What a backed-up service gets when neither it nor ``allmende.yaml`` says otherwise.
+DEFAULT_SCHEDULE = "daily"
+DEFAULT_ENCRYPTION = "repokey-blake2"
+DEFAULT_KEEP = Keep(daily=7, weekly=4, monthly=6)
+
+
 @dataclass(frozen=True)
 class Backup:
     """A service's backup with the collective's defaults filled in."""
@@ -78,10 +84,23 @@ class Backup:
     exclude: tuple[str, ...]
 
 
-def backup(collective: Collective, name: str, service: Service) -> Backup:
-    """Return the effective backup of a service: its own keys, else the collective's defaults.
+def default_consistency(service: Service) -> str:
+    """Return how a service that holds data is made consistent when nothing says so: ``dump``
+    the databases a service provides (while it runs), ``stop`` any other service with volumes
+    for the copy; ``none`` for a service without data."""
+    if service.provides is not None:
+        return "dump"
+    return "stop" if has_data(service) else "none"
 
-    Without any consistency given, it is ``none``: nothing is backed up.
+
+def backup(collective: Collective, name: str, service: Service) -> Backup:
+    """Return the effective backup of a service: its own keys, else the collective's defaults,
+    else allmende's (``default_consistency``, a ``daily`` schedule, ``repokey-blake2``, keep
+    7 daily, 4 weekly and 6 monthly archives).
+
+    A service that holds data is backed up by the collective's ``backup:`` without saying
+    anything itself; one without a repository anywhere has ``repository`` None (nothing can be
+    backed up, and ``backups.required`` says so).
     """
     own = service.backup
     base = collective.backup
@@ -93,12 +112,13 @@ def backup(collective: Collective, name: str, service: Service) -> Backup:
         return value
 
     repository = pick("repository")
+    keep = pick("keep")
     return Backup(
-        consistency=str(pick("consistency") or "none"),
-        schedule=str(pick("schedule")) if pick("schedule") else None,
-        keep=pick("keep"),  # type: ignore[arg-type]
+        consistency=str(pick("consistency") or default_consistency(service)),
+        schedule=str(pick("schedule") or DEFAULT_SCHEDULE),
+        keep=keep if isinstance(keep, Keep) else DEFAULT_KEEP,
         repository=str(repository).replace("{service}", name) if repository else None,
-        encryption=str(pick("encryption")) if pick("encryption") else None,
+        encryption=str(pick("encryption") or DEFAULT_ENCRYPTION),
         append_only=bool(pick("append_only")),
         exclude=own.exclude if own is not None else (),
     )

@@ -10,7 +10,9 @@ separator between them (``<host>/srv/<service>/compose.yaml`` is ``host + path``
 - systemd units, and the drop-in that gives the Debian HAProxy unit allmende's master socket;
 - Incus: the preseed of an Incus host and the instances of its containers that are hosts;
 - allmende's own state on the host: the manifest of what it wrote, the key of its hashes of
-  secret files, the apply lock.
+  secret files, the apply lock;
+- backups: each service's job file, passphrase and SSH key under ``/etc/allmende/backup``, and
+  allmende itself (``/usr/local/lib/allmende/allmende.pyz``), which the backup timers run.
 """
 
 from __future__ import annotations
@@ -160,5 +162,68 @@ MANIFEST = f"{STATE_DIR}/manifest.json"
 HASH_KEY = f"{STATE_DIR}/hash.key"
 #: Held while apply changes the host: a directory, since creating one is atomic.
 APPLY_LOCK = f"{STATE_DIR}/apply.lock"
+
+# Backups
+
+#: What a host needs to back up its services on its own: one job file per service (what the
+#: timer runs), the repository passphrase of each (mode 0600, from the secret store), and the
+#: SSH key (0600) and known_hosts of ``ssh://`` repositories.
+BACKUP_DIR = "/etc/allmende/backup"
+#: allmende itself on the host, as one zip application run by the host's python3.
+PROGRAM_DIR = "/usr/local/lib/allmende"
+PROGRAM = f"{PROGRAM_DIR}/allmende.pyz"
+#: The host's own state database: the runs its timers made.
+HOST_STATE = f"{STATE_DIR}/state.sqlite"
+#: Borg's own files on the host: its security and key directories, and its (large) cache.
+BORG_BASE = f"{STATE_DIR}/borg"
+BORG_CACHE = f"{CACHE_DIR}/borg"
+#: Where a restore drill extracts an archive, one directory per drill.
+SCRATCH = "/var/tmp"
+
+
+def backup_job(service: str) -> str:
+    """Return the job file of a service's backup: ``/etc/allmende/backup/<service>.json``."""
+    return f"{BACKUP_DIR}/{service}.json"
+
+
+def backup_passphrase(service: str) -> str:
+    """Return the file holding a service's repository passphrase (mode 0600)."""
+    return f"{BACKUP_DIR}/{service}.passphrase"
+
+
+def backup_ssh_key(service: str) -> str:
+    """Return the private SSH key with which a service's host reaches its repository."""
+    return f"{BACKUP_DIR}/{service}.ssh-key"
+
+
+def backup_known_hosts(service: str) -> str:
+    """Return the known_hosts file of a service's ``ssh://`` repository server."""
+    return f"{BACKUP_DIR}/{service}.known_hosts"
+
+
+def backup_manifest(service: str) -> str:
+    """Return where a backup's manifest is in its archive (as a host path): what the archive
+    should hold, read back by restore drills."""
+    return f"{service_dir(service)}/dumps/allmende-manifest.json"
+
+
+def stopped_file(service: str) -> str:
+    """Return the file naming the containers a backup stopped, until it starts them again (a
+    backup killed half-way leaves it for the next run to start them)."""
+    return f"{STATE_DIR}/backup/{service}.stopped"
+
+
+def hash_cache(service: str) -> str:
+    """Return the file caching the checksums of a service's unchanged files between runs."""
+    return f"{CACHE_DIR}/backup/{service}.hashes.json"
+
+
 #: The only places allmende deletes from, whatever a manifest says.
-MANAGED = (f"{SERVICES}/", f"{HAPROXY_DIR}/", UNITS, f"{INCUS_DIR}/")
+MANAGED = (
+    f"{SERVICES}/",
+    f"{HAPROXY_DIR}/",
+    UNITS,
+    f"{INCUS_DIR}/",
+    f"{BACKUP_DIR}/",
+    f"{PROGRAM_DIR}/",
+)

@@ -253,19 +253,32 @@ Consistency = Literal["dump", "stop", "snapshot", "none"]
 
 
 class BackupDefaults(Model):
-    """Backup settings for every service; each service may override each key."""
+    """Backup settings for every service; each service may override each key. With a
+    `repository` here, every service that holds data (volumes or a database it provides) is
+    backed up without saying anything itself."""
 
     repository: str | None = Field(
-        None, description="Borg repository; `{service}` is replaced by the service's name."
+        None,
+        description="Borg repository: a path on the service's host or `ssh://user@host/path`; "
+        "`{service}` is replaced by the service's name.",
     )
-    encryption: str | None = Field(None, description="Borg encryption mode, e.g. repokey-blake2.")
-    append_only: bool | None = Field(None, description="The repository refuses deletions.")
-    schedule: Schedule | None = None
-    keep: Keep | None = Field(None, description="How many archives to keep.")
+    encryption: str | None = Field(
+        None, description="Borg encryption mode; default `repokey-blake2`."
+    )
+    append_only: bool | None = Field(
+        None,
+        description="The repository refuses deletions: `borg init --append-only`, and the "
+        "`authorized_keys` line of an ssh:// repository adds `--append-only` to `borg serve`.",
+    )
+    schedule: Schedule | None = Field(None, description="When backups run; default `daily`.")
+    keep: Keep | None = Field(
+        None, description="How many archives to keep; default 7 daily, 4 weekly, 6 monthly."
+    )
     consistency: Consistency | None = Field(
         None,
         description="How data is made consistent: `dump` databases, `stop` the service, "
-        "take a filesystem `snapshot`, or `none` (no backup).",
+        "take a filesystem `snapshot`, or `none` (no backup). Default: `dump` for a service "
+        "that provides a database, `stop` for any other with volumes.",
     )
 
 
@@ -274,6 +287,11 @@ class Notify(Model):
 
     email: str | None = Field(None, description="An address that receives alerts.")
     webhook: str | None = Field(None, description="A URL that receives alerts as a POST.")
+    smtp: str | None = Field(
+        None,
+        description="For `email`: the mail server alerts are handed to, `host:port` (465: TLS, "
+        "587: STARTTLS); default `localhost:25`, the host's own mail transfer agent.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> Notify:

@@ -10,7 +10,8 @@ allmende cannot drive gets its files and no engine actions.
 
 Besides the engine: HAProxy is started where it is wanted and no master answers on its master
 socket, or reloaded when its files change; systemd is reloaded (and timers enabled or disabled)
-when units change on a host that runs systemd.
+when units change on a host that runs systemd; Borg and python3 are installed where a host
+backs something up and lacks them (``plan.backuptools``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from allmende.inventory.hostpaths import (
     service_of,
 )
 from allmende.inventory.inventory import Inventory
+from allmende.plan.backuptools import install_actions
 from allmende.plan.changes import Action, Change, sensitive, sha256
 from allmende.plan.databases import database_actions
 from allmende.plan.deliver import secret_names
@@ -232,4 +234,5 @@ async def plan_actions(
     if PROXY_FILES[0] in wanted:
         proxy = await show_proc(connector, proxy_paths(connector)) is not None
     systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
-    return actions + host_actions(host, changes, wanted, proxy, systemd)
+    tools = await install_actions(connector, wanted)
+    return tools + actions + host_actions(host, changes, wanted, proxy, systemd)

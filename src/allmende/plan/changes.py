@@ -21,6 +21,7 @@ Kind = Literal["create", "update", "delete"]
 #: A file's owner: (uid, gid).
 Owner = tuple[int, int]
 Verb = Literal[
+    "install",
     "pull",
     "prepare",
     "up",

@@ -1,8 +1,7 @@
 """systemd units that run each service's backup on its schedule.
 
-For every service that holds data (``derive.has_data``: volumes or a database) and whose
-effective backup (``derive.backup``) has a consistency other than ``none`` and a schedule, the
-host the service runs on gets
+For every backed-up service (``inventory.backups.backed_up``: it holds data, its effective
+consistency is not ``none`` and a repository applies to it), the host the service runs on gets
 
 - ``<host>/etc/systemd/system/allmende-backup-<service>.timer``: ``OnCalendar=`` the schedule
   (``hourly``, ``daily``, ``weekly`` and ``monthly`` are systemd's own shorthands; any other
@@ -12,38 +11,74 @@ host the service runs on gets
   hosts sharing one repository server, do not all start in the same second, while an hourly
   schedule still runs roughly on the hour;
 - ``<host>/etc/systemd/system/allmende-backup-<service>.service``: a ``Type=oneshot`` unit that
-  runs ``BACKUP_COMMAND`` with the service's name, at low CPU and I/O priority, after the network
-  is online, and hardened: no new privileges, the whole file system read-only (home directories
-  too) except the service's volumes on the host and allmende's state and cache directories
-  (``/var/lib/allmende``, ``/var/cache/allmende``, created by systemd through
-  ``StateDirectory=``/``CacheDirectory=``), a private /tmp, kernel tunables, modules and control
-  groups protected, no set-user-ID files, the execution domain locked.
+  runs ``BACKUP_COMMAND`` with the service's name (allmende's own copy, which apply puts on the
+  host, running the job apply wrote to ``/etc/allmende/backup/<service>.json``), at low CPU and
+  I/O priority, after the network is online, and hardened: no new privileges, the whole file
+  system read-only (home directories too) except the service's directory ``/srv/<service>``
+  (where the dumps pass through named pipes), a local repository, allmende's state and cache
+  directories (``/var/lib/allmende``, ``/var/cache/allmende``, created by systemd through
+  ``StateDirectory=``/``CacheDirectory=``), a private /tmp, control groups, kernel tunables and
+  modules protected, no set-user-ID files, the execution domain locked. A backup that drives
+  podman (stopping and starting a service, or dumping its databases with ``podman exec``) gets
+  no mount namespace of its own (``own_namespace``: no ``ProtectSystem=``, ``ProtectHome=``,
+  ``PrivateTmp=``, ``ProtectControlGroups=``): podman mounts the file systems of the containers
+  it starts, makes their control groups and keeps its state where it runs.
 
-No unit holds a passphrase or any other secret: the backup command reads the repository key from
-allmende's secret store. Values are written with ``%`` doubled (systemd expands ``%`` specifiers
-in them, ``OnCalendar=`` included) and line breaks turned into spaces.
+No unit holds a passphrase or any other secret: the job reads the repository passphrase from the
+file apply wrote with mode 0600 (``/etc/allmende/backup/<service>.passphrase``). Values are
+written with ``%`` doubled (systemd expands ``%`` specifiers in them, ``OnCalendar=``
+included) and line breaks turned into spaces.
 """
 
 from __future__ import annotations
 
-from allmende.inventory import derive
-from allmende.inventory.hostpaths import CACHE_DIR, STATE_DIR, STATE_NAME, unit_file
+from allmende.inventory import backups, derive
+from allmende.inventory.hostpaths import (
+    CACHE_DIR,
+    PROGRAM,
+    STATE_DIR,
+    STATE_NAME,
+    service_dir,
+    unit_file,
+)
 from allmende.inventory.inventory import Inventory
 from allmende.render.output import Rendered, service_sources, text
 
-#: The program and verb a backup unit runs; the service's name is the last argument.
-BACKUP_COMMAND = ("/usr/local/bin/allmende", "backup")
+#: The program and verb a backup unit runs (allmende's copy on the host, by the host's
+#: python3); the service's name is the last argument. ``allmende backup job`` is the same.
+BACKUP_COMMAND = ("/usr/bin/python3", "-I", PROGRAM, "backup", "job")
+
+
+def own_namespace(inventory: Inventory, name: str) -> bool:
+    """Return whether a service's backup unit may have a mount namespace of its own: not when
+    it drives podman (``stop`` of a service, or ``dump`` of the databases a service provides,
+    on a podman host). podman mounts the file system of a container it starts where it runs,
+    where the host would never see it, and keeps the state of every container and ``exec``
+    session in its own files under /var/lib/containers and /run. docker is asked through its
+    socket and does all that in its own daemon."""
+    service = inventory.services[name]
+    host = inventory.hosts[service.host]
+    backup = derive.backup(inventory.collective, name, service)
+    drives = backup.consistency == "stop" or (
+        backup.consistency == "dump" and service.provides is not None
+    )
+    return not (host.runtime == "podman" and host.engine in ("compose", "kubernetes") and drives)
+
+
 #: How far systemd may move a start past the scheduled time, at random.
 RANDOMIZED_DELAY = "15min"
 
-_HARDENING = (
-    ("NoNewPrivileges", "yes"),
+#: Hardening that gives the unit a mount namespace of its own.
+_NAMESPACED = (
     ("ProtectSystem", "strict"),
     ("ProtectHome", "read-only"),
     ("PrivateTmp", "yes"),
+    ("ProtectControlGroups", "yes"),
+)
+_HARDENING = (
+    ("NoNewPrivileges", "yes"),
     ("ProtectKernelTunables", "yes"),
     ("ProtectKernelModules", "yes"),
-    ("ProtectControlGroups", "yes"),
     ("RestrictSUIDSGID", "yes"),
     ("LockPersonality", "yes"),
 )
@@ -71,11 +106,23 @@ def backed_up(inventory: Inventory) -> dict[str, tuple[str, str]]:
     """Return the services that get backup units (see the module docstring), sorted, each with
     its effective consistency and schedule."""
     chosen: dict[str, tuple[str, str]] = {}
-    for name, service in sorted(inventory.services.items()):
-        backup = derive.backup(inventory.collective, name, service)
-        if derive.has_data(service) and backup.consistency != "none" and backup.schedule:
-            chosen[name] = (backup.consistency, backup.schedule)
+    for name in backups.backed_up(inventory):
+        backup = derive.backup(inventory.collective, name, inventory.services[name])
+        chosen[name] = (backup.consistency, backup.schedule or derive.DEFAULT_SCHEDULE)
     return chosen
+
+
+def writable(inventory: Inventory, name: str) -> list[str] | None:
+    """Return the paths a service's backup unit may write besides allmende's directories (the
+    service's directory, a local repository), or None when it has no namespace of its own
+    (``own_namespace``) and may write anywhere."""
+    if not own_namespace(inventory, name):
+        return None
+    backup = derive.backup(inventory.collective, name, inventory.services[name])
+    paths = {service_dir(name)}
+    if backup.repository and backup.repository.startswith("/"):
+        paths.add(backup.repository)
+    return sorted(paths)
 
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
@@ -86,16 +133,29 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         service = inventory.services[name]
         base = f"{service.host}{unit_file(unit_name(name))}"
         sources = service_sources(inventory, name)
-        paths = sorted({path for *_, path in derive.volumes(name, service)})
+        paths = writable(inventory, name)
         files[f"{base}.service"] = text(service_unit(name, consistency, paths), sources)
         files[f"{base}.timer"] = text(timer_unit(name, schedule), sources)
     return files
 
 
-def service_unit(name: str, consistency: str, paths: list[str]) -> str:
+def service_unit(name: str, consistency: str, paths: list[str] | None) -> str:
     """Return the body of the ``.service`` unit that backs up service ``name`` once, given its
-    consistency and the host paths of its volumes."""
+    consistency and the paths it may write (``writable``; None: no namespace of its own)."""
     command = " ".join(word(part) for part in (*BACKUP_COMMAND, name))
+    if paths is None:
+        confined = [
+            "# Hardening without a mount namespace of its own (no ProtectSystem=): the backup",
+            "# starts podman containers again, whose file systems must be mounted where the",
+            "# host sees them.",
+        ]
+    else:
+        confined = [
+            "# Hardening: everything read-only but the service's directory, a local repository",
+            f"# and allmende's own directories ({STATE_DIR}, {CACHE_DIR}); a",
+            "# path that does not exist is skipped (the - prefix).",
+            *(f"{key}={setting}" for key, setting in _NAMESPACED),
+        ]
     lines = [
         "[Unit]",
         f"Description=Back up the {value(name)} service (allmende)",
@@ -105,17 +165,15 @@ def service_unit(name: str, consistency: str, paths: list[str]) -> str:
         "[Service]",
         "Type=oneshot",
         f"# Consistency: {value(consistency)}. No passphrase or other secret belongs here:",
-        "# the backup command reads the repository key from allmende's secret store.",
+        "# the job reads the repository passphrase from the file apply wrote (mode 0600).",
         f"ExecStart={command}",
         "Nice=10",
         "IOSchedulingClass=idle",
-        "# Hardening: everything read-only but the service's volumes and allmende's own",
-        f"# directories ({STATE_DIR}, {CACHE_DIR}); a volume that does",
-        "# not exist yet is skipped (the - prefix) instead of failing the unit.",
+        *confined,
         *(f"{key}={setting}" for key, setting in _HARDENING),
         f"StateDirectory={STATE_NAME}",
         f"CacheDirectory={STATE_NAME}",
-        *(f"ReadWritePaths={word('-' + path)}" for path in paths),
+        *(f"ReadWritePaths={word('-' + path)}" for path in paths or ()),
     ]
     return "\n".join(lines) + "\n"
 

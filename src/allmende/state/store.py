@@ -1,6 +1,7 @@
-"""The state database: one SQLite file (mode 0600) recording every apply and the serial of every
-rendered DNS zone. The changes of an apply carry the hashes a plan shows: keyed, for a file
-that carries secrets (``plan.digest``), never its plain sha256.
+"""The state database: one SQLite file (mode 0600) recording every apply, the serial of every
+rendered DNS zone, and every backup run, restore, drill and freshness check (``backup_runs``).
+The changes of an apply carry the hashes a plan shows: keyed, for a file that carries secrets
+(``plan.digest``), never its plain sha256.
 
 Where: ``ALLMENDE_STATE`` if set, else ``$XDG_STATE_HOME/allmende/state.sqlite``, else
 ``~/.local/state/allmende/state.sqlite``. The schema version is SQLite's ``user_version``;
@@ -66,6 +67,21 @@ MIGRATIONS: tuple[str, ...] = (
             ELSE json(value) END)
         FROM json_each(applies.changes)
     );
+    """,
+    """
+    CREATE TABLE backup_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        service TEXT NOT NULL,
+        host TEXT NOT NULL,
+        started TEXT NOT NULL,
+        finished TEXT,
+        ok INTEGER,
+        archive TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        facts TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX backup_runs_service ON backup_runs (service, kind, id);
     """,
 )
 VERSION = len(MIGRATIONS)
@@ -202,3 +218,82 @@ def record_zone_serial(
         " serial = excluded.serial, content = excluded.content, updated = excluded.updated",
         (inventory, zone, serial.serial, serial.content, now()),
     )
+
+
+@dataclass(frozen=True)
+class BackupRun:
+    """One recorded backup operation on a service: ``kind`` is ``run``, ``restore``,
+    ``verify`` or ``status``; ``ok`` is None while it runs; ``facts`` what it found (sizes,
+    downtime, the archive's age ...)."""
+
+    id: int
+    kind: str
+    service: str
+    host: str
+    started: str
+    finished: str | None
+    ok: bool | None
+    archive: str
+    detail: str
+    facts: dict[str, Any]
+
+
+def start_backup_run(db: sqlite3.Connection, kind: str, service: str, host: str) -> int:
+    """Record that a backup operation started; return its id for ``finish_backup_run``."""
+    cursor = db.execute(
+        "INSERT INTO backup_runs (kind, service, host, started) VALUES (?, ?, ?, ?)",
+        (kind, service, host, now()),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def finish_backup_run(
+    db: sqlite3.Connection,
+    run_id: int,
+    ok: bool,
+    *,
+    archive: str = "",
+    detail: str = "",
+    facts: Mapping[str, Any] | None = None,
+) -> None:
+    """Record how the backup operation ``run_id`` ended."""
+    db.execute(
+        "UPDATE backup_runs SET finished = ?, ok = ?, archive = ?, detail = ?, facts = ?"
+        " WHERE id = ?",
+        (now(), int(ok), archive, detail, json.dumps(dict(facts or {}), sort_keys=True), run_id),
+    )
+
+
+def backup_runs(
+    db: sqlite3.Connection,
+    service: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+) -> list[BackupRun]:
+    """Return the latest recorded backup operations (of ``service``, of ``kind``), newest
+    first."""
+    query = "SELECT * FROM backup_runs WHERE 1 = 1"
+    parameters: list[Any] = []
+    if service is not None:
+        query += " AND service = ?"
+        parameters.append(service)
+    if kind is not None:
+        query += " AND kind = ?"
+        parameters.append(kind)
+    rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*parameters, limit)).fetchall()
+    return [
+        BackupRun(
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            None if r[6] is None else bool(r[6]),
+            r[7],
+            r[8],
+            json.loads(r[9]),
+        )
+        for r in rows
+    ]

@@ -12,7 +12,7 @@ back as they are (``incus exec`` passes them on; 127 when the program is not the
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from allmende import onhost
 from allmende.connectors.base import Connector, FileStat, Ran, temp_beside
@@ -69,8 +69,19 @@ class IncusExecConnector(Connector):
     async def close(self) -> None:
         await self.parent.close()
 
-    async def _spawn(self, argv: Sequence[str], input: bytes | None, timeout: float | None) -> Ran:
-        return await self.parent._spawn(("incus", "exec", self.host, "--", *argv), input, timeout)
+    async def _spawn(
+        self,
+        argv: Sequence[str],
+        input: bytes | None,
+        timeout: float | None,
+        env: Mapping[str, str],
+    ) -> Ran:
+        # ``incus exec --env`` would put the values on the parent's command line: env(1) runs
+        # inside the container instead, as over SSH.
+        prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
+        return await self.parent._spawn(
+            ("incus", "exec", self.host, "--", *prefix, *argv), input, timeout, {}
+        )
 
     async def _sh(self, script: str, *args: str, input: bytes | None = None) -> Ran:
         return await self.run(("sh", "-c", script, "sh", *args), input, ok=(0, NOTHING))

@@ -19,12 +19,13 @@ Pages (HTML at the root, the same pages as Markdown under ``markdown/``)::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 
 from allmende.inventory.inventory import Inventory
 from allmende.render.docs import hosts, html, markdown, network, overview, people, services
 from allmende.render.docs.blocks import Page
-from allmende.render.docs.context import Context, ReportLike
+from allmende.render.docs.context import Context, LastArchive, ReportLike
 
 __all__ = ["pages", "site"]
 
@@ -46,13 +47,19 @@ def pages(context: Context) -> list[Page]:
     return result
 
 
-def site(inventory: Inventory, report: ReportLike, svg: str | None) -> dict[str, bytes]:
-    """Given an inventory, its check report and the picture of the whole (SVG text, or None
-    when it could not be drawn), return every file of the site by relative path, sorted.
+def site(
+    inventory: Inventory,
+    report: ReportLike,
+    svg: str | None,
+    archives: Mapping[str, LastArchive] | None = None,
+) -> dict[str, bytes]:
+    """Given an inventory, its check report, the picture of the whole (SVG text, or None
+    when it could not be drawn) and the newest archive of each service as recorded on this
+    machine, return every file of the site by relative path, sorted.
 
     Secret values are never read: secrets appear by name only.
     """
-    context = Context(inventory, report, svg is not None)
+    context = Context(inventory, report, svg is not None, archives or {})
     name = inventory.collective.name
     files: dict[str, bytes] = {}
     for page in pages(context):

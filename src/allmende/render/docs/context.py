@@ -6,8 +6,8 @@ so that render imports nothing but the inventory.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Protocol
 
@@ -46,12 +46,25 @@ class ReportLike(Protocol):
 
 
 @dataclass(frozen=True)
+class LastArchive:
+    """The newest archive of a service this machine has seen: made by ``allmende backup run``
+    or found in the repository by ``backup status``/``verify`` (``seen`` says which, and
+    when)."""
+
+    archive: str
+    seen: str
+    by: str
+
+
+@dataclass(frozen=True)
 class Context:
-    """The inventory and its check report, with what pages derive from them once."""
+    """The inventory and its check report, with what pages derive from them once, and the
+    newest archive of each service the state database knows (``archives``)."""
 
     inventory: Inventory
     report: ReportLike
     svg: bool
+    archives: Mapping[str, LastArchive] = field(default_factory=dict)
 
     @property
     def name(self) -> str:

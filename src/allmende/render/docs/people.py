@@ -149,8 +149,11 @@ def example_yaml(context: Context) -> tuple[str, str, str | None]:
             ("    to: app.http", ""),
         ]
     defaults = inventory.collective.backup
-    if defaults is None or defaults.consistency is None:
-        rows += [("backup:", ""), ("  consistency: stop", "stop, copy, start; at night")]
+    if defaults is None or defaults.repository is None:
+        rows += [
+            ("backup:", ""),
+            (f"  repository: /srv/backup/borg/{name}", "a Borg repository; or ssh://..."),
+        ]
     rows += [
         ("docs: |", "shown on the service's page"),
         ("  Who uses it, what to do when it breaks, what a newcomer should know.", ""),

@@ -9,7 +9,13 @@ about the backups (kept in one place here, shared with the backup job):
   files back where they were;
 - with ``consistency: dump`` a service that provides a database also stores one dump per
   database at ``hostpaths.dump_file`` (``srv/<service>/dumps/<database>.<suffix>`` in the
-  archive; PostgreSQL in custom format, MariaDB/MySQL as SQL, Redis as its RDB file).
+  archive; PostgreSQL and MariaDB/MySQL as SQL, SQLite as a copy of its file, Redis as its RDB
+  file), as ``inventory.backups`` makes them;
+- the repository's passphrase is on the host, in the file apply wrote
+  (``hostpaths.backup_passphrase``), and Borg's files under ``/var/lib/allmende/borg``.
+
+The first steps are allmende's own (``allmende backup list``/``restore``, from a checkout of
+the inventory with the age key); the rest does the same by hand on the host, with Borg alone.
 """
 
 from __future__ import annotations
@@ -19,11 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from allmende.inventory import derive
-from allmende.inventory.hostpaths import dump_file, project_file
+from allmende.inventory.backups import DUMP_SUFFIX
+from allmende.inventory.hostpaths import (
+    BORG_BASE,
+    backup_passphrase,
+    backup_ssh_key,
+    dump_file,
+    project_file,
+)
 from allmende.inventory.models import Host, Service
 from allmende.render.docs.blocks import Code, Link, Step, line
-
-DUMP_SUFFIX = {"postgres": "pgdump", "mariadb": "sql", "mysql": "sql", "redis": "rdb"}
 
 CONSISTENCY = {
     "dump": "databases are dumped while the service runs; volumes are copied as they are",
@@ -152,12 +163,11 @@ def _database_restore(place: Place, name: str, service: Service, db: str, repo: 
     extract = _quote(["borg", "extract", "--stdout", f"{repo}::"]) + "$ARCHIVE " + _quote([dump])
     if kind == "postgres":
         words = [
-            "pg_restore",
+            "psql",
             "--username=postgres",
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            f"--role={db}",
+            "--no-psqlrc",
+            "--set=ON_ERROR_STOP=1",
+            "--single-transaction",
             f"--dbname={db}",
         ]
         return Step(
@@ -165,7 +175,7 @@ def _database_restore(place: Place, name: str, service: Service, db: str, repo: 
                 "Load the dump of the database ",
                 Code(db),
                 " with ",
-                Code("pg_restore"),
+                Code("psql"),
                 " (it drops and recreates what the dump contains):",
             ),
             f"{extract} \\\n  | {run_in(place, name, component, words)}",
@@ -184,13 +194,14 @@ def _database_restore(place: Place, name: str, service: Service, db: str, repo: 
     )
 
 
-def _redis_restore(place: Place, name: str, service: Service, repo: str, paths: list[str]) -> Step:
-    """Return the step that puts Redis's RDB file back while the service is stopped."""
-    target = f"{paths[0]}/dump.rdb" if paths else "dump.rdb"
-    dump = _in_archive(dump_file(name, "redis", "rdb"))
+def _file_restore(
+    place: Place, name: str, service: Service, repo: str, dump: str, target: str, what: str
+) -> Step:
+    """Return the step that puts a database's file (``dump`` in the archive) back at
+    ``target`` while the service is stopped."""
     extract = _quote(["borg", "extract", "--stdout", f"{repo}::"]) + "$ARCHIVE " + _quote([dump])
     return Step(
-        line("Put Redis's dump back while it is stopped, then start it:"),
+        line(f"Put {what} back while the service is stopped, then start it:"),
         f"{stop(place, name, service)}\n{extract} > {shlex.quote(target)}\n"
         f"{start(place, name, service)}",
     )
@@ -222,14 +233,40 @@ def restore(
         and backup.consistency == "dump"
         and service.provides.database in DUMP_SUFFIX
     )
-    steps = [login(service.host, host)]
+    steps = [
+        Step(
+            line(
+                "With allmende, from a checkout of the inventory with your age key: list the "
+                "archives, look at one in a directory on the host first if you like, then put "
+                "the service back (it is stopped, its data moved aside, the archive's put back, "
+                "its databases loaded, and it is started again and checked):"
+            ),
+            f"allmende backup list {name}\n"
+            f"allmende backup restore {name} --to /var/tmp/{name}-restore\n"
+            f"allmende backup restore {name} --in-place   # or --archive NAME",
+        ),
+        Step(line("Or by hand, with Borg alone on the host:")),
+        login(service.host, host),
+    ]
+    env = [
+        f"export BORG_PASSCOMMAND={shlex.quote('cat ' + backup_passphrase(name))}",
+        f"export BORG_BASE_DIR={BORG_BASE}",
+    ]
+    if repo.startswith("ssh://"):
+        env.append(f"export BORG_RSH={shlex.quote('ssh -i ' + backup_ssh_key(name))}")
     steps.append(
         Step(
             line(
-                "List the archives and choose one (the newest is last). Borg asks for the "
-                "repository's passphrase",
-                f" ({backup.encryption})." if backup.encryption else ".",
+                "Let Borg read the repository's passphrase",
+                f" ({backup.encryption})" if backup.encryption else "",
+                " from the file allmende keeps on the host:",
             ),
+            "\n".join(env),
+        )
+    )
+    steps.append(
+        Step(
+            line("List the archives and choose one (the newest is last):"),
             f"borg list {shlex.quote(repo)}\nARCHIVE='the archive name from the first column'",
         )
     )
@@ -253,8 +290,17 @@ def restore(
             )
             for db in sorted(set(databases)):
                 steps.append(_database_restore(place, name, service, db, repo))
+        elif kind == "sqlite":
+            for db in sorted(set(databases)):
+                dump = _in_archive(dump_file(name, db, DUMP_SUFFIX[kind]))
+                target = f"{paths[0]}/{db}" if paths else db
+                steps.append(
+                    _file_restore(place, name, service, repo, dump, target, f"the file of {db}")
+                )
         else:
-            steps.append(_redis_restore(place, name, service, repo, paths))
+            target = f"{paths[0]}/dump.rdb" if paths else "dump.rdb"
+            dump = _in_archive(dump_file(name, "redis", "rdb"))
+            steps.append(_file_restore(place, name, service, repo, dump, target, "Redis's dump"))
     elif paths:
         steps.append(
             Step(

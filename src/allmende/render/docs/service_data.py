@@ -149,6 +149,20 @@ def backup(context: Context, name: str, service: Service) -> tuple[Block, ...]:
     )
     if backup.exclude:
         rows.append(("Excluded", codes(backup.exclude)))
+    last = context.archives.get(name)
+    if last is None:
+        rows.append(
+            (
+                "Last archive",
+                line(
+                    "No archive recorded on this machine yet: ",
+                    Code(f"allmende backup status {name}"),
+                    " reads it from the repository.",
+                ),
+            )
+        )
+    else:
+        rows.append(("Last archive", line(Code(last.archive), f" ({last.by}, {last.seen})")))
     return (Facts(tuple(rows)),)
 
 

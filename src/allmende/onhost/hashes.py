@@ -1,0 +1,104 @@
+"""The checksum of every file under some directories: the manifest of a backup or a drill.
+
+``hashes.py SPEC`` — SPEC is JSON ``{"root", "paths", "exclude", "cache"}``. Walks each of
+``paths`` (absolute, as on the host; read under ``root``), leaving out those under ``exclude``,
+and prints one JSON object: ``{"files": {path: [size, sha256]}, "links": {path: target},
+"special": [path, ...]}``, paths without the leading ``/`` (as Borg stores them). Special
+files (devices, named pipes, sockets, and links to them) are listed, not read: a backup
+leaves them out, since Borg reads named pipes to capture dumps. With ``cache`` (a file), the
+checksum of a file whose device, inode, size and times are unchanged since the last run is
+taken from there, so that an unchanged tree is not read again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import sys
+
+
+def _digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _under(path: str, excluded: tuple[str, ...]) -> bool:
+    path = path.rstrip("/")
+    return any(path == e or path.startswith(e + "/") for e in excluded)
+
+
+def _special(mode: int) -> bool:
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
+def walk(spec: dict[str, object]) -> dict[str, object]:
+    root = str(spec.get("root") or "/").rstrip("/")
+    excluded = tuple(str(e).rstrip("/") for e in spec.get("exclude", []))  # type: ignore[attr-defined]
+    cache_file = spec.get("cache")
+    cache: dict[str, list[object]] = {}
+    if cache_file:
+        try:
+            with open(str(cache_file), encoding="utf-8") as handle:
+                cache = json.load(handle)
+        except (OSError, ValueError):
+            cache = {}
+    fresh: dict[str, list[object]] = {}
+    files: dict[str, list[object]] = {}
+    links: dict[str, str] = {}
+    special: list[str] = []
+
+    def one(host_path: str) -> None:
+        real = root + host_path
+        try:
+            info = os.lstat(real)
+        except OSError:
+            return
+        key = host_path.lstrip("/")
+        if stat.S_ISLNK(info.st_mode):
+            links[key] = os.readlink(real)
+            try:
+                if _special(os.stat(real).st_mode):
+                    special.append(key)
+            except OSError:
+                pass
+        elif _special(info.st_mode):
+            special.append(key)
+        elif stat.S_ISREG(info.st_mode):
+            stamp = [info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns]
+            known = cache.get(key)
+            if known is not None and known[:5] == stamp:
+                digest = str(known[5])
+            else:
+                digest = _digest(real)
+            fresh[key] = [*stamp, digest]
+            files[key] = [info.st_size, digest]
+
+    for top in sorted(str(p) for p in spec.get("paths", [])):  # type: ignore[attr-defined]
+        for directory, dirs, names in os.walk(root + top):
+            host_dir = directory[len(root) :] or "/"
+            if _under(host_dir, excluded):
+                dirs[:] = []
+                continue
+            linked = [d for d in dirs if os.path.islink(os.path.join(directory, d))]
+            dirs[:] = sorted(d for d in dirs if d not in linked)
+            for name in sorted(names + linked):
+                host_path = os.path.join(host_dir, name)
+                if not _under(host_path, excluded):
+                    one(host_path)
+    if cache_file and fresh != cache:
+        os.makedirs(os.path.dirname(str(cache_file)), exist_ok=True)
+        temp = f"{cache_file}.tmp"
+        with open(temp, "w", encoding="utf-8") as handle:
+            json.dump(fresh, handle)
+        os.replace(temp, str(cache_file))
+    return {"files": files, "links": links, "special": sorted(special)}
+
+
+if __name__ == "__main__":
+    json.dump(walk(json.loads(sys.argv[1])), sys.stdout, sort_keys=True)
+    sys.stdout.write("\n")

@@ -1,0 +1,388 @@
+"""One backup run of one service, on its host: consistent, complete, and described.
+
+In order, on the (opened) host:
+
+1. containers a killed run left stopped are started again (``hostpaths.stopped_file``);
+2. a named pipe is made for each database dump and one for the manifest; special files in the
+   volumes (devices, pipes, links to them) are left out of the archive, since Borg reads pipes;
+3. ``stop``: the service's running containers are stopped (their ids kept in the stopped file);
+   ``snapshot``: each volume is snapshotted read-only and the copy reads the snapshots
+   (``operations.snapshot``);
+4. at the same time: each dump is streamed into its pipe and counted (``onhost.dumps``), the
+   volumes' files are hashed (``onhost.hashes``, unchanged files from a cache), and ``borg
+   create`` reads the volumes, then each dump, then the manifest (file checksums, row counts
+   per table), written into its pipe once the dumps and hashes are done;
+5. the containers are started again as soon as Borg is done, whether it succeeded or not (the
+   downtime is reported);
+6. a dump that failed makes the run fail, and its archive is deleted (an append-only repository
+   only marks it; it was never the last good backup);
+7. old archives are pruned by ``keep``.
+
+Nothing here decides whether to run, records or alerts: ``actions.backup`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+
+from allmende import onhost
+from allmende.connectors.base import Connector
+from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserError
+from allmende.inventory.backupjob import Dump, Job, with_container
+from allmende.inventory.hostpaths import (
+    CACHE_DIR,
+    backup_manifest,
+    hash_cache,
+    stopped_file,
+)
+from allmende.operations import borg, snapshot
+
+Say = Callable[[str], None]
+#: What a command of the copy runs through (``operations.snapshot``), as an argument list.
+Wrap = Callable[[list[str]], list[str]]
+
+#: The version of the manifest's format.
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class Result:
+    """What one run made: the archive, Borg's figures, how long the service was down."""
+
+    service: str
+    archive: str = ""
+    seconds: float = 0.0
+    downtime: float | None = None
+    stats: dict[str, float] = field(default_factory=dict)
+    files: int = 0
+    rows: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def facts(self) -> dict[str, object]:
+        """Return what is recorded in the state database about the run."""
+        return {
+            "seconds": round(self.seconds, 3),
+            "downtime": None if self.downtime is None else round(self.downtime, 3),
+            "files": self.files,
+            "rows": self.rows,
+            "notes": self.notes,
+            **{k: v for k, v in self.stats.items()},
+        }
+
+
+def archive_name(service: str, when: datetime | None = None) -> str:
+    """Return the name of a new archive: ``<service>-<UTC time>``."""
+    moment = (when or datetime.now(UTC)).astimezone(UTC)
+    return f"{borg.archive_prefix(service)}{moment.strftime('%Y-%m-%dT%H:%M:%S')}"
+
+
+def relative(path: str) -> str:
+    """Return a host path as Borg stores it (without the leading ``/``)."""
+    return path.lstrip("/")
+
+
+async def borg_run(
+    host: Connector,
+    job: Job,
+    argv: Sequence[str],
+    passphrase: bytes,
+    doing: str,
+    *,
+    directory: str = "/",
+    timeout: float | None = None,
+    wrap: Wrap = list,
+) -> bytes:
+    """Run a Borg command of ``job`` in ``directory`` (a host path) with the passphrase on its
+    standard input (and through ``wrap``, as a snapshot needs); return its output. Raise
+    UserError saying what a failure means."""
+    try:
+        ran = await host.run(
+            wrap(borg.in_dir(host.real(directory), argv)),
+            input=passphrase,
+            ok=borg.OK,
+            timeout=timeout,
+            secrets=[passphrase.decode(errors="replace")] if passphrase else [],
+            env=borg.environment(job, host.real),
+            what=doing,
+        )
+    except ToolMissing:
+        raise
+    except CommandFailed as exc:
+        raise borg.failure(exc, job.service, doing) from None
+    return ran.stdout
+
+
+async def start_again(host: Connector, job: Job, say: Say) -> None:
+    """Start the containers a previous run stopped and could not start (it was killed)."""
+    left = await host.read(stopped_file(job.service))
+    if left is None or job.control is None:
+        return
+    ids = [line for line in left.decode().split() if line]
+    say(f"starting {len(ids)} container(s) a previous run left stopped")
+    for command in job.control.start:
+        await host.run([*command, *ids] if job.control.find else list(command), what="start")
+    await host.remove(stopped_file(job.service))
+
+
+async def stop(host: Connector, job: Job) -> list[str]:
+    """Stop the service's running containers; return their ids (the engine's own names where
+    it has no ids), kept in the stopped file until they run again."""
+    assert job.control is not None
+    ids: list[str] = []
+    if job.control.find:
+        ran = await host.run(list(job.control.find), what="find the running containers")
+        ids = ran.stdout.decode().split()
+        if not ids:
+            return []
+    await host.write_atomic(stopped_file(job.service), "\n".join(ids or ["all"]).encode(), 0o600)
+    for command in job.control.stop:
+        await host.run([*command, *ids] if job.control.find else list(command), what="stop")
+    return ids or ["all"]
+
+
+async def start(host: Connector, job: Job, ids: list[str]) -> None:
+    """Start again what ``stop`` stopped."""
+    assert job.control is not None
+    for command in job.control.start:
+        await host.run([*command, *ids] if job.control.find else list(command), what="start")
+    await host.remove(stopped_file(job.service))
+
+
+async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Return those of ``paths`` (host paths) that exist, and the special files under them
+    and the links to such files, as Borg stores their paths: one ``find`` run."""
+    if not paths:
+        return [], []
+    relative_paths = [relative(p) for p in paths]
+    types = ["-type", "p", "-o", "-type", "b", "-o", "-type", "c"]
+    xtypes = ["-o", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c"]
+    ran = await host.run(
+        borg.in_dir(
+            host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+        ),
+        ok=(0, 1),
+        what="look for special files",
+    )
+    said = ran.stderr.decode(errors="replace")
+    missing = {p for p in relative_paths if f"'{p}': No such file or directory" in said}
+    found = sorted(p for p in ran.stdout.decode(errors="replace").split("\0") if p)
+    return [p for p, r in zip(paths, relative_paths, strict=True) if r not in missing], found
+
+
+async def existing(host: Connector, paths: Sequence[str]) -> list[str]:
+    """Return those of ``paths`` (host paths) that exist on the host."""
+    return (await survey(host, paths))[0]
+
+
+async def make_pipes(host: Connector, pipes: Sequence[str]) -> None:
+    """Make a fresh named pipe (mode 0600) at each host path, replacing what was there."""
+    for directory in sorted({str(PurePosixPath(p).parent) for p in pipes}):
+        await host.make_dir(directory)
+    for pipe in pipes:
+        await host.remove(pipe)
+    await host.run(
+        ["mkfifo", "-m", "0600", *(host.real(p) for p in pipes)], what="make named pipes"
+    )
+
+
+async def drain(host: Connector, pipe: str) -> None:
+    """Open a named pipe for reading and discard what comes, so that a writer waiting for
+    Borg (which failed) can finish."""
+    await host.run(
+        ["dd", f"if={host.real(pipe)}", "of=/dev/null", "status=none"], ok=None, timeout=600
+    )
+
+
+def stats_file(job: Job, database: str) -> str:
+    """Return where the counts of one dump are written while it streams."""
+    return f"{CACHE_DIR}/backup/{job.service}.{database}.stats.json"
+
+
+async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda line: None) -> Result:
+    """Back up ``job``'s service once on the opened host (see the module docstring). Return
+    the Result. Raise UserError (the containers started again, the repository as before but
+    for a partial archive of a failed dump, which is deleted) if anything fails."""
+    result = Result(job.service)
+    began = time.monotonic()
+    await start_again(host, job, say)
+    name = archive_name(job.service)
+    manifest_pipe = backup_manifest(job.service)
+    pipes = [d.path for d in job.dumps] + [manifest_pipe]
+    await host.make_dir(f"{CACHE_DIR}/backup")
+    await make_pipes(host, pipes)
+    paths, found_special = await survey(host, job.paths)
+    relative_paths = [relative(p) for p in paths]
+    special = [s for s in found_special if f"/{s}" not in pipes]
+    excludes = [borg.path_pattern(p) for p in job.exclude]
+    excludes += [borg.full_pattern(s) for s in special]
+    if special:
+        result.notes.append(f"left out {len(special)} special file(s): {', '.join(special[:5])}")
+    stopped: list[str] | None = None
+    stop_started = 0.0
+    taken = snapshot.Snapshots()
+    try:
+        if job.consistency == "snapshot":
+            say("taking read-only snapshots of the volumes")
+            taken = await snapshot.take(host, job, paths)
+        if job.control is not None and job.consistency == "stop":
+            say("stopping the service")
+            stop_started = time.monotonic()
+            stopped = await stop(host, job)
+            if not stopped:
+                result.notes.append("the service was not running: nothing was stopped")
+        say(f"archiving {len(paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
+        outcome = await _archive(
+            host, job, passphrase, name, (relative_paths, excludes, pipes), taken.wrapper(host)
+        )
+    finally:
+        if taken.pairs:
+            await snapshot.drop(host, taken)
+        if stopped:
+            await start(host, job, stopped)
+            result.downtime = time.monotonic() - stop_started
+            say(f"started again after {result.downtime:.1f} s")
+        for pipe in pipes:
+            await host.remove(pipe)
+    created, manifest, failed = outcome
+    result.archive = name
+    result.stats = borg.parse_stats(created)
+    files, dumps = manifest.get("files", {}), manifest.get("dumps", {})
+    assert isinstance(files, dict) and isinstance(dumps, dict)
+    result.files = len(files)
+    result.rows = {db: d["rows"] for db, d in dumps.items()}
+    if failed:
+        say(f"a dump failed: deleting the archive {name}")
+        await borg_run(host, job, borg.delete(job, name), passphrase, "delete the partial archive")
+        raise UserError(f"{job.service}: the backup failed: " + "; ".join(failed))
+    if job.keep:
+        say("pruning old archives")
+        await borg_run(host, job, borg.prune(job), passphrase, "prune")
+    result.seconds = time.monotonic() - began
+    return result
+
+
+async def _archive(
+    host: Connector,
+    job: Job,
+    passphrase: bytes,
+    name: str,
+    what: tuple[list[str], list[str], list[str]],
+    wrap: Wrap,
+) -> tuple[bytes, dict[str, object], list[str]]:
+    """Run the dumps, the hashing and ``borg create`` together on ``what`` (the paths, the
+    exclude patterns, the pipes), Borg and the hashing through ``wrap``; return Borg's answer,
+    the manifest and what failed among the dumps. Raise UserError if Borg fails."""
+    paths, excludes, pipes = what
+    writers = [asyncio.create_task(_dump(host, job, dump.database)) for dump in job.dumps]
+    hashing = asyncio.create_task(_hashes(host, job, paths, wrap))
+
+    async def manifest() -> dict[str, object]:
+        document: dict[str, object] = {
+            "version": MANIFEST_VERSION,
+            "service": job.service,
+            "archive": name,
+            "consistency": job.consistency,
+            "paths": paths,
+        }
+        try:
+            dumps = await asyncio.gather(*writers)
+            tree = await hashing
+            document.update(
+                created=datetime.now(UTC).isoformat(timespec="seconds"),
+                files=tree["files"],
+                links=tree["links"],
+                dumps={
+                    d.database: {"path": relative(d.path), "kind": d.kind, **stats}
+                    for d, stats in zip(job.dumps, dumps, strict=True)
+                },
+            )
+        except UserError as exc:
+            document["error"] = str(exc)
+        finally:
+            # Borg waits for the manifest, whatever happened.
+            text = json.dumps(document, sort_keys=True).encode()
+            await host.run(
+                ["dd", f"of={host.real(pipes[-1])}", "status=none"], input=text, what="manifest"
+            )
+        return document
+
+    written = asyncio.create_task(manifest())
+    create = borg.create(job, name, [*paths, *(relative(p) for p in pipes)], excludes)
+    try:
+        created = await borg_run(host, job, create, passphrase, "borg create", wrap=wrap)
+    except UserError:
+        for pipe, task in zip(pipes, [*writers, written], strict=True):
+            if not task.done():
+                await drain(host, pipe)
+        await asyncio.gather(written, return_exceptions=True)
+        raise
+    document = await written
+    dumps = document.get("dumps", {})
+    assert isinstance(dumps, dict)
+    failed = [f"dump of {db}: {d['error']}" for db, d in dumps.items() if d.get("exit")]
+    if "error" in document:
+        failed.append(str(document["error"]))
+    return created, document, failed
+
+
+async def _dump(host: Connector, job: Job, database: str) -> dict[str, object]:
+    """Stream one dump into its pipe (``onhost.dumps``); return its counts, or what failed."""
+    dump = next(d for d in job.dumps if d.database == database)
+    command = list(dump.command)
+    spec: dict[str, object] = {
+        "kind": dump.kind,
+        "fifo": host.real(dump.path),
+        "stats": host.real(stats_file(job, database)),
+    }
+    try:
+        if dump.kind == "sqlite":
+            spec["file"] = host.real(command[0])
+        elif dump.find:
+            command = with_container(dump.command, await server_of(host, dump))
+        spec["command"] = command
+        await host.run(
+            onhost.command("dumps", "write", json.dumps(spec)), ok=(0, 1), what=f"dump {database}"
+        )
+    except UserError as exc:
+        # Borg waits for this pipe: give it an empty dump (unless it was read), and say why.
+        with contextlib.suppress(CommandTimedOut):
+            await host.run(
+                ["dd", f"of={host.real(dump.path)}", "status=none"], input=b"", timeout=10
+            )
+        return {"exit": 1, "error": str(exc), "rows": {}, "bytes": 0, "sha256": ""}
+    data = await host.read(stats_file(job, database))
+    await host.remove(stats_file(job, database))
+    if data is None:
+        return {"exit": 1, "error": "the dump left no counts", "rows": {}, "bytes": 0}
+    found_stats: dict[str, object] = json.loads(data)
+    return found_stats
+
+
+async def server_of(host: Connector, dump: Dump) -> str:
+    """Return the id of the running container that serves a dump's database. Raise
+    UserError if none runs."""
+    ran = await host.run(list(dump.find), what=f"find the server of {dump.database}")
+    found = ran.stdout.decode().split()
+    if not found:
+        raise UserError(f"the database server of {dump.database} is not running")
+    return found[0]
+
+
+async def _hashes(host: Connector, job: Job, paths: list[str], wrap: Wrap) -> dict[str, object]:
+    """Return the checksums of the files under ``paths`` (``onhost.hashes``)."""
+    spec = {
+        "root": host.real("/"),
+        "paths": [f"/{p}" for p in paths],
+        "exclude": list(job.exclude),
+        "cache": host.real(hash_cache(job.service)),
+    }
+    ran = await host.run(wrap(onhost.command("hashes", json.dumps(spec))), what="hash the files")
+    tree: dict[str, object] = json.loads(ran.stdout)
+    return tree

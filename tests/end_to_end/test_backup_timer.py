@@ -1,0 +1,156 @@
+"""The backup timer on a host with systemd as PID 1 (a Debian container of the test podman,
+reached over SSH on 127.0.0.1): apply puts allmende, the job, the passphrase and the units
+there and enables the timer; the unit's own ExecStart, under its hardening, stops the
+service, backs it up and starts it again. Nothing is installed by hand: apply installs Borg
+from Debian's packages (python3 the host has, as Debian's own tools need it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tests.end_to_end.conftest import Podman, free_port
+from tests.end_to_end.images import import_image, rootfs_tar
+from tests.sshd_setup import keygen
+
+from allmende.cli.main import main
+
+IMAGE = "localhost/allmende-test/systemd-host:12"
+#: No Borg: apply installs it (from Debian's packages) because the host backs something up.
+PACKAGES = ["systemd-sysv", "dbus", "openssh-server", "python3"]
+#: The service the backup stops and starts: a systemd unit of the host (engine systemd).
+APP_UNIT = """\
+[Unit]
+Description=The notes app (a stand-in that keeps running)
+
+[Service]
+ExecStart=/bin/sleep infinity
+
+[Install]
+WantedBy=multi-user.target
+"""
+NOTES = """\
+description: Notes of the space
+host: box
+components:
+  app:
+    image: localhost/notes:1
+    volumes: {data: /data}
+backup: {consistency: stop}
+"""
+
+
+@dataclass(frozen=True)
+class SystemdHost:
+    """A running container with systemd as PID 1 and sshd published on 127.0.0.1:port."""
+
+    name: str
+    port: int
+    key: Path
+    known_hosts: Path
+    podman: Podman
+
+    def sh(self, command: str, check: bool = True) -> str:
+        return self.podman.run("exec", self.name, "sh", "-c", command, check=check)
+
+
+@pytest.fixture(scope="module")
+def systemd_host(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdHost]:
+    tar = rootfs_tar(
+        tmp_path_factory, PACKAGES, {"/etc/systemd/system/notes-app.service": APP_UNIT}
+    )
+    import_image(podman.env, tar, IMAGE, ['CMD ["/sbin/init"]'])
+    directory = tmp_path_factory.mktemp("systemd-host")
+    keygen(directory / "key")
+    port = free_port()
+    name = f"systemd-host-{port}"
+    podman.run("run", "-d", "--name", name, "--systemd=always", "-p", f"127.0.0.1:{port}:22", IMAGE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            state = podman.run("exec", name, "systemctl", "is-system-running", check=False)
+            if state.strip() in ("running", "degraded"):
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"systemd did not come up: {state}", pytrace=False)
+            time.sleep(0.5)
+        public = (directory / "key.pub").read_text()
+        podman.run(
+            "exec", name, "sh", "-c",
+            "mkdir -p -m 0700 /root/.ssh && printf '%s' \"$1\" > /root/.ssh/authorized_keys "
+            "&& systemctl enable --now notes-app.service ssh.service", "sh", public,
+        )  # fmt: skip
+        host_key = podman.run("exec", name, "cat", "/etc/ssh/ssh_host_ed25519_key.pub")
+        known = directory / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{port} {host_key.strip()}\n")
+        yield SystemdHost(name, port, directory / "key", known, podman)
+    finally:
+        podman.run("rm", "--force", "--time", "0", name, check=False)
+
+
+def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
+    systemd_host: SystemdHost,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    if shutil.which("borg") is None:
+        pytest.fail("borg is needed: run `script/bootstrap test`", pytrace=False)
+    inventory = tmp_path / "inventory"
+    (inventory / "hosts").mkdir(parents=True)
+    (inventory / "services").mkdir()
+    (inventory / "allmende.yaml").write_text(
+        "name: testers\nbackup:\n  repository: /srv/backup/borg/{service}\n"
+    )
+    (inventory / "hosts/box.yaml").write_text(
+        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
+        f"{systemd_host.port}}}\nengine: systemd\n"
+    )
+    (inventory / "services/notes.yaml").write_text(NOTES)
+    for name, value in {
+        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+        "ALLMENDE_KNOWN_HOSTS": str(systemd_host.known_hosts),
+        "ALLMENDE_SSH_KEY": str(systemd_host.key),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
+    systemd_host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
+
+    code = main(["apply", str(inventory), "--yes"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "Then on box: install backup tools: backups need borgbackup" in out
+    assert "box: installing borgbackup" in err
+    assert "reload-systemd units" in out
+    assert main(["backup", "init", "-C", str(inventory)]) == 0, capsys.readouterr().err
+    assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
+    enabled = systemd_host.sh("systemctl is-enabled allmende-backup-notes.timer")
+    assert enabled.strip() == "enabled"
+    assert "allmende-backup-notes.timer" in systemd_host.sh("systemctl list-timers --all")
+
+    # The unit as systemd runs it: the real ExecStart, with the hardening of the unit file.
+    start = ["systemctl", "start", "allmende-backup-notes.service"]
+    done = subprocess.run(
+        ["podman", "exec", systemd_host.name, *start], env=systemd_host.podman.env,
+        capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    log = systemd_host.sh("journalctl -u allmende-backup-notes.service --no-pager", check=False)
+    assert done.returncode == 0, done.stderr + log
+    assert "stopping the service" in log and "started again after" in log
+    assert systemd_host.sh("systemctl is-active notes-app.service").strip() == "active"
+    runs = systemd_host.sh(
+        "python3 -c \"import sqlite3; print(sqlite3.connect('/var/lib/allmende/state.sqlite')"
+        ".execute('select kind, ok, archive from backup_runs').fetchall())\""
+    )
+    assert "('run', 1, 'notes-" in runs
+
+    # And from the inventory: the archive the timer's unit made is there, and restores.
+    assert main(["backup", "status", "-C", str(inventory)]) == 0
+    assert "fresh: last archive notes-" in capsys.readouterr().out
+    assert main(["backup", "verify", "-C", str(inventory)]) == 0, capsys.readouterr().err
