@@ -1,10 +1,12 @@
-"""What a host needs installed to back up its services: Borg, and python3 for allmende's copy.
+"""What a host needs installed for the jobs its timers run: backups and certificate renewals.
 
-A host that backs something up (it gets allmende's program, ``hostpaths.PROGRAM``) and lacks
-``borg`` or ``python3`` gets an ``install`` action: Debian's packages through ``apt-get``,
-before anything else follows the files, so that a freshly applied host backs up with nothing
-installed by hand. A host without ``apt-get`` gets none; its backup then fails saying what is
-missing.
+A host that backs something up (it gets a backup job, ``hostpaths.backup_job``) needs Borg and
+python3 for allmende's copy (``hostpaths.PROGRAM``); an edge host that renews its certificates
+(it gets ``hostpaths.CERTS_JOB``) needs python3 with Debian's ``python3-acme`` and
+``python3-dnspython``, which allmende's copy imports there. Where one is missing the host gets
+an ``install`` action: Debian's packages through ``apt-get``, before anything else follows the
+files, so that a freshly applied host runs its timers with nothing installed by hand. A host
+without ``apt-get`` gets none; its timer's run then fails saying what is missing.
 """
 
 from __future__ import annotations
@@ -12,30 +14,50 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allmende.connectors.base import Connector
-from allmende.inventory.hostpaths import PROGRAM
+from allmende.inventory.hostpaths import BACKUP_DIR, CERTS_JOB, PROGRAM
 from allmende.plan.changes import Action
 
-#: Program -> the Debian package that has it.
-NEEDED = {"borg": "borgbackup", "python3": "python3"}
+#: Debian package -> the probe that succeeds where the host has what it gives.
+PROBES = {
+    "python3": ("python3", "--version"),
+    "borgbackup": ("borg", "--version"),
+    "python3-acme": ("python3", "-c", "import acme.client, josepy"),
+    "python3-dnspython": ("python3", "-c", "import dns.update, dns.tsigkeyring"),
+}
+#: What each kind of job needs, and the word its reason uses.
+NEEDS = {
+    "backups": ("borgbackup", "python3"),
+    "certificates": ("python3", "python3-acme", "python3-dnspython"),
+}
 
 
-async def missing(connector: Connector) -> list[str]:
-    """Return the Debian packages of the programs a backing-up host lacks."""
-    return [
-        package
-        for program, package in NEEDED.items()
-        if not await connector.succeeds([program, "--version"])
-    ]
+def jobs(wanted: Mapping[str, object]) -> list[str]:
+    """Return the kinds of job (``NEEDS``) the host's wanted files give it."""
+    found = []
+    if any(path.startswith(BACKUP_DIR + "/") for path in wanted):
+        found.append("backups")
+    if CERTS_JOB in wanted:
+        found.append("certificates")
+    return found
+
+
+async def missing(connector: Connector, packages: list[str]) -> list[str]:
+    """Return those of the Debian ``packages`` whose program the host lacks."""
+    return [p for p in packages if not await connector.succeeds(list(PROBES[p]))]
 
 
 async def install_actions(connector: Connector, wanted: Mapping[str, object]) -> list[Action]:
-    """Return the action that installs what backups need on the (opened) host, if any."""
-    if PROGRAM not in wanted:
+    """Return the action that installs what the host's jobs need on the (opened) host, if
+    anything is missing and the host has apt-get."""
+    if PROGRAM not in wanted:  # no timer of allmende's runs there
         return []
-    packages = await missing(connector)
-    if not packages or not await connector.succeeds(["apt-get", "--version"]):
+    kinds = jobs(wanted)
+    packages = list(dict.fromkeys(p for kind in kinds for p in NEEDS[kind]))
+    absent = await missing(connector, packages)
+    if not absent or not await connector.succeeds(["apt-get", "--version"]):
         return []
     apt = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get")
-    commands = ((*apt, "update", "-qq"), (*apt, "install", "-y", "-qq", *packages))
-    reason = f"backups need {', '.join(packages)}"
-    return [Action(connector.host, "install", "backup tools", reason, commands)]
+    commands = ((*apt, "update", "-qq"), (*apt, "install", "-y", "-qq", *absent))
+    reason = f"{' and '.join(kinds)} need {', '.join(absent)}"
+    subject = "backup tools" if kinds == ["backups"] else "tools"
+    return [Action(connector.host, "install", subject, reason, commands)]
