@@ -205,7 +205,9 @@ def _alerts(run: _Run, notifier: Notifier) -> None:
         if renewal.outcome == "failed" and before is not False:
             then = f"; next attempt after {renewal.next_attempt}" if renewal.next_attempt else ""
             detail = f"{renewal.message}\n\nThe certificate in service stays{then}."
-            notifier.send(Event(name, WHAT, store.now(), detail, "problem", **common))
+            streak = failures(store.cert_attempts(run.db, name))
+            since = streak[-1].started if streak else store.now()
+            notifier.send(Event(name, WHAT, since, detail, "problem", **common))
         elif renewal.outcome == "renewed" and before is False:
             streak = failures(store.cert_attempts(run.db, name)[1:])
             since = streak[-1].started if streak else store.now()
