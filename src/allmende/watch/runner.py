@@ -19,9 +19,11 @@ import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from allmende.inventory.watchspec import Plan, Probe
 from allmende.operations.notify import Event
@@ -33,6 +35,7 @@ from allmende.watch.metrics import Metrics, serve
 from allmende.watch.outbox import Outbox
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: The most results kept in memory while the database stays locked (the oldest go first).
 MAX_BUFFER = 500_000
@@ -90,7 +93,8 @@ class Watcher:
         self._results: list[Result] = []
         self._dirty: dict[str, CheckRow] = {}
         self._db: sqlite3.Connection | None = None
-        self._db_lock = asyncio.Lock()
+        # Every use of the database on one thread of its own (SQLite's objects stay on theirs).
+        self._db_thread = ThreadPoolExecutor(1, thread_name_prefix="watch-db")
         self._slots = asyncio.Semaphore(self.options.concurrency)
         self._sessions = probes.Sessions()
         self.housekeeping = [
@@ -192,16 +196,29 @@ class Watcher:
 
     # ------------------------------------------------------------------ the database
 
-    def _open(self) -> None:
-        if self.state is None or self._db is not None:
-            return
+    async def _in_db(self, work: Callable[..., T], *args: object) -> T:
+        """Run ``work(*args)`` on the database's thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._db_thread, work, *args)
+
+    def _open(self) -> tuple[dict[str, CheckRow], list[watchstore.Outgoing]]:
+        """Open the state database (on its thread); return the recorded checks and the
+        alerts still undelivered."""
+        assert self.state is not None
         self._db = store.open_store(self.state)
         recorded = watchstore.checks(self._db)
+        watchstore.forget(self._db, self.checks)
+        return recorded, watchstore.undelivered(self._db)
+
+    async def open(self) -> None:
+        """Open the state database and take up where the last watcher left off: each check
+        in the state it recorded, the alerts it did not deliver queued again."""
+        if self.state is None or self._db is not None:
+            return
+        recorded, waiting = await self._in_db(self._open)
         for probe_id, check in self.checks.items():
             if probe_id in recorded:
                 check.row = recorded[probe_id]
-        watchstore.forget(self._db, self.checks)
-        self.outbox.restore(watchstore.undelivered(self._db))
+        self.outbox.restore(waiting)
 
     async def flush(self) -> bool:
         """Write what was learnt since the last flush; return whether it was written (a
@@ -213,10 +230,8 @@ class Watcher:
         outgoing = self.outbox.take_changed()
         if not (results or checks or outgoing):
             return True
-        db = self._db
         try:
-            async with self._db_lock:
-                await asyncio.to_thread(watchstore.write, db, results, checks.values(), outgoing)
+            await self._in_db(watchstore.write, self._db, results, list(checks.values()), outgoing)
         except sqlite3.Error as exc:
             log.warning("cannot write to the state database now (%s): kept for later", exc)
             self._results = results + self._results
@@ -228,11 +243,10 @@ class Watcher:
     async def _compact(self) -> None:
         if self._db is None:
             return
-        db, plan = self._db, self.plan
-        async with self._db_lock:
-            await asyncio.to_thread(
-                watchstore.compact, db, self.options.clock(), plan.keep_full, plan.keep_hourly
-            )
+        plan = self.plan
+        await self._in_db(
+            watchstore.compact, self._db, self.options.clock(), plan.keep_full, plan.keep_hourly
+        )
 
     async def _flusher(self) -> None:
         while True:
@@ -252,7 +266,7 @@ class Watcher:
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
         """Probe until ``stop`` is set (forever without), then write what is left."""
-        self._open()
+        await self.open()
         server = await serve(self.metrics, self.plan.metrics) if self.plan.metrics else None
         tasks = [asyncio.create_task(self._loop(p)) for p in self.plan.probes]
         tasks += [asyncio.create_task(self._housekeeper(h)) for h in self.housekeeping]
@@ -274,8 +288,9 @@ class Watcher:
             if server is not None:
                 await server.cleanup()
             if self._db is not None:
-                self._db.close()
+                await self._in_db(self._db.close)
                 self._db = None
+            self._db_thread.shutdown()
 
     async def round(self, pause: float = 1.0) -> dict[str, Result]:
         """Try every probe once (with its retries, ``pause`` apart), all at once; return the
