@@ -178,6 +178,14 @@ _DAY_RANGE = rf"{_DAY}(\.\.{_DAY})?"
 WINDOW_DAYS = rf"^{_DAY_RANGE}(,{_DAY_RANGE})*$"
 
 
+def _days(value: str) -> str:
+    if not re.match(WINDOW_DAYS, value):
+        raise ValueError(
+            f"`{value}` is not a list of days: write them as systemd does, `Mon..Fri` or `Sat,Sun`"
+        )
+    return value
+
+
 class Window(Model):
     """A maintenance window: probes go on, but no alert is sent while it lasts, and nothing
     that started and ended inside it is alerted at all. Either every week (`start` and `end`
@@ -189,7 +197,7 @@ class Window(Model):
         description="`06:25`, or `2026-03-01 23:00`; a weekly window whose end is before its "
         "start ends the next day."
     )
-    days: Annotated[str, StringConstraints(pattern=WINDOW_DAYS)] = Field(
+    days: Annotated[str, AfterValidator(_days)] = Field(
         "Mon..Sun",
         description="For a weekly window: the days it starts on, as systemd writes them "
         "(`Mon..Fri`, `Sat,Sun`); default every day.",
