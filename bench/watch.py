@@ -6,7 +6,7 @@ blackbox exporter is Debian's ``prometheus-blackbox-exporter``, asked for one ``
 target at the same concurrency as the watcher (100), as a Prometheus server would scrape it.
 Each watcher run is a process of its own (``--one N``), so its peak resident memory is its own.
 
-    .venv/bin/python bench/watch.py            # apt-get install nginx-light prometheus-blackbox-exporter
+    .venv/bin/python bench/watch.py   # needs nginx-light, prometheus-blackbox-exporter
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def one(size: int, port: int) -> None:
             name=f"t{i}.bench.test",
             scheme="http",
             path="/",
-        )  # fmt: skip
+        )
         for i in range(size)
     )
     watcher = Watcher(Plan("bench", probes), None, Options(concurrency=CONCURRENCY))

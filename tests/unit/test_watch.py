@@ -234,3 +234,22 @@ def test_a_plan_survives_its_file() -> None:
     assert from_json(made.to_json("comment")) == made
     with pytest.raises(ValueError, match="version"):
         from_json('{"version": 99}')
+
+
+def test_apply_restarts_the_watcher_when_its_plan_changes_and_disables_it_when_it_leaves() -> None:
+    from allmende.plan.actions import host_actions
+    from allmende.plan.changes import Change
+
+    unit = "/etc/systemd/system/allmende-watch.service"
+    wanted = {unit: object(), "/etc/allmende/watch.json": object()}
+    changed = [Change("update", "rack", "/etc/allmende/watch.json", "")]
+    actions = host_actions("rack", changed, wanted, None, systemd=True)
+    [restart] = [a for a in actions if a.verb == "restart"]
+    assert restart.commands == (
+        ("systemctl", "enable", "allmende-watch.service"),
+        ("systemctl", "restart", "allmende-watch.service"),
+    )
+    assert not [a for a in host_actions("rack", [], wanted, None, True) if a.verb == "restart"]
+    gone = [Change("delete", "rack", unit, "")]
+    [down] = [a for a in host_actions("rack", gone, {}, None, True) if a.verb == "down"]
+    assert down.commands == (("systemctl", "disable", "--now", "allmende-watch.service"),)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from allmende.inventory.backupjob import Channel
+from allmende.inventory.backupjob import Channel, versioned
 
 #: The version of the plan file's format.
 VERSION = 1
@@ -157,12 +157,7 @@ def _probe(data: dict[str, Any]) -> Probe:
 def from_json(text: str | bytes) -> Plan:
     """Return the plan a plan file holds. Raise ValueError if it is not one (or of another
     version)."""
-    data = json.loads(text)
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
-    data.pop("_comment", None)
-    if data.pop("version", None) != VERSION:
-        raise ValueError(f"not a watch plan of version {VERSION}")
+    data = versioned(text, VERSION, "watch plan")
     try:
         return Plan(
             **{k: v for k, v in data.items() if k not in ("probes", "channels", "skipped")},
