@@ -37,6 +37,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 #: The recurring jobs (backups, certificates, the watcher): hosts change here too, as in apply,
 #: through apply's own steps where they are the same (HAProxy's reload, the host's lock).
 ALLOWED["operations"] = ALLOWED["apply"] | {"onhost", "apply"}
+#: The watcher: probes, alerts (operations.notify) and backup freshness (operations.archives).
+ALLOWED["watch"] = ALLOWED["operations"] | {"operations"}
 #: The surfaces: actions over every layer, the command line over the actions.
 ALLOWED["actions"] = frozenset(ALLOWED) - {"onhost"}
 ALLOWED["cli"] = ALLOWED["actions"] | {"actions"}

@@ -37,6 +37,8 @@ COMMANDS = {
     "rollback": "rollback",
     "backup": "backup",
     "certs": "certs",
+    "watch": "watch",
+    "status": "watch",
 }
 
 

@@ -20,6 +20,7 @@ TARGETS = (
     "systemd",
     "backups",
     "certs",
+    "watch",
 )
 
 Renderer = Callable[[Inventory], dict[str, Rendered]]
