@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -485,3 +487,36 @@ def test_up_renews_what_is_due_after_applying(world: World, cli: Cli, tmp_path: 
     assert f"Certificate {REFUSED}: waiting: " in err  # still within its backoff
     renewed = served(world, UNDER_WILDCARD[1], trust=world.pebble.roots())
     assert renewed.serial_number != before
+
+
+def test_the_watcher_renews_what_is_due(world: World, tmp_path: Path) -> None:
+    name = HTTP01[0]  # the other one still waits after the CA was down
+    before = served(world, name).serial_number
+    world.pem(name).unlink()  # lost on the edge (HAProxy still serves it from memory): due
+    log = tmp_path / "watch.log"
+    with log.open("wb") as output:
+        watcher = subprocess.Popen(
+            [sys.executable, "-m", "allmende", "-v", "watch", str(world.inventory)],
+            env={**os.environ, **world.env},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            with contextlib.suppress(OSError, ssl.SSLError):
+                renewed = served(world, name, trust=world.pebble.roots())
+                if renewed.serial_number != before:
+                    break
+            assert watcher.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+    finally:
+        stop(watcher)
+    assert f"certificate {name}: renewed: serial {renewed.serial_number:x}" in log.read_text()
+    with contextlib.closing(sqlite3.connect(world.env["ALLMENDE_STATE"])) as db:
+        [(trigger,)] = db.execute(
+            "SELECT trigger FROM cert_attempts WHERE certificate = ? ORDER BY id DESC LIMIT 1",
+            (name,),
+        )
+    assert trigger == "watch"
