@@ -161,7 +161,9 @@ def next_attempt(
     own = None
     finished = _when(latest.finished or latest.started)
     if finished is not None and not force:
-        own = finished + min(BACKOFF * 2 ** (len(failed) - 1), BACKOFF_MAX)
+        # The doubling stops at the longest wait (weeks of failures would overflow it).
+        doublings = min(len(failed) - 1, (BACKOFF_MAX // BACKOFF).bit_length())
+        own = finished + min(BACKOFF * 2**doublings, BACKOFF_MAX)
     if rate is not None and (own is None or rate > own):
         return rate, "the CA's rate limit"
     if own is not None:
