@@ -42,8 +42,8 @@ def certs() -> None:
     allmende.yaml's `acme:` (Let's Encrypt by default), checked over http-01 through the edge
     or dns-01 through an RFC 2136 update (`update:` in the zone's file), kept on each edge host
     that serves it and renewed when fewer than `renew_before_days` remain: by a timer on each
-    edge, by `allmende up`, and by `allmende certs renew`. The account key is the secret
-    `acme/account-key`, made on first use.
+    edge, by `allmende watch` every hour, by `allmende up`, and by `allmende certs renew`. The
+    account key is the secret `acme/account-key`, made on first use.
     """
 
 
