@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import datetime
 import socket
+import ssl
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -263,3 +264,70 @@ def test_the_watchers_task_renews_what_is_due_and_records_it_as_the_watchers(
     )
     assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
     assert "/etc/haproxy/certs/wiki.nordlicht.example.pem" not in edge.files
+
+
+def test_the_watcher_trusts_the_private_ca_of_acme_trust(nordlicht: Path, tmp_path: Path) -> None:
+    from allmende.inventory.watchspec import Probe
+    from allmende.render.watch_plan import plan
+    from allmende.watch.probes import tls
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Nordlicht step-ca")])
+    now = datetime.datetime.now(datetime.UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wiki")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(2)
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=60))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("wiki.nordlicht.example")]), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+    trust = "  trust: |\n" + "".join(f"    {line}\n" for line in pem.splitlines())
+    assert plan(with_acme(nordlicht, trust)).trust == pem
+    chain = tmp_path / "wiki.pem"
+    chain.write_bytes(
+        leaf.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(chain)
+
+    async def probed(trust: str) -> tuple[str, str]:
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.read()
+            writer.close()
+
+        server = await asyncio.start_server(answer, "127.0.0.1", 0, ssl=server_context)
+        port = server.sockets[0].getsockname()[1]
+        probe = Probe(
+            "tls/wiki", "tls", "wiki", "gateway", "wiki", 60, 5, 0, "127.0.0.1", port,
+            "wiki.nordlicht.example",
+        )  # fmt: skip
+        async with server:
+            outcome = await tls(probe, 14, trust=trust)
+        return outcome.state, outcome.detail
+
+    state, detail = asyncio.run(probed(""))
+    assert state == "down" and "not valid for wiki.nordlicht.example" in detail
+    state, detail = asyncio.run(probed(pem))
+    assert state == "up", detail

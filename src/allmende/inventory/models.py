@@ -320,7 +320,8 @@ class Acme(Model):
     trust: str | None = Field(
         None,
         description="PEM certificates of the CA that signs the directory's HTTPS, for a "
-        "private ACME server (step-ca, Pebble); default: the system's trusted CAs.",
+        "private ACME server (step-ca, Pebble); default: the system's trusted CAs. The "
+        "watcher trusts them too when it checks the certificates the edges serve.",
     )
 
     @field_validator("directory")
