@@ -166,7 +166,7 @@ def main(argv: list[str]) -> None:
         counts = [int(a) for a in argv[1:]] or [1, 5, 20]
         print(f"{'certificates':>12} {'run s':>7} {'per cert s':>11} {'peak MiB':>9}")
         for count in counts:
-            f, peak = measure_issue(count)
+            f, peak = measure(__file__, str(count), "--one-issue")
             print(f"{count:>12} {f['seconds']:>7.2f} {f['seconds'] / count:>11.2f} {peak:>9.1f}")
         return
     sizes = [int(a) for a in argv] or [100, 1000, 10000]
@@ -180,19 +180,6 @@ def main(argv: list[str]) -> None:
             f"{size:>9} {f['certificates']:>7} {f['decide_s']:>9.3f} {f['render_s']:>9.3f} "
             f"{f['check_s']:>8.3f} {peak:>9.1f}"
         )
-
-
-def measure_issue(count: int) -> tuple[dict[str, float], float]:
-    """Run one issuing size in a fresh process; return its figures and peak MiB."""
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--one-issue", str(count)], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    if status != 0:
-        raise SystemExit(f"{__file__} --one-issue {count} failed")
-    return json.loads(output), usage.ru_maxrss / 1024
 
 
 if __name__ == "__main__":

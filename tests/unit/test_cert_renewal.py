@@ -52,23 +52,40 @@ def with_acme(inventory: Path, extra: str = "", zone_update: bool = False) -> In
     return load(inventory, {})
 
 
-def issued(names: tuple[str, ...], days: float, self_signed: bool = False) -> bytes:
-    """Return the PEM of a certificate for ``names`` valid ``days`` more from ``NOW``."""
+Signer = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+def build(
+    names: tuple[str, ...], days: float, issuer: Signer | None = None, ca: bool = False
+) -> Signer:
+    """Return a certificate for ``names`` valid ``days`` more from now, and its key:
+    self-signed, or signed by ``issuer``."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
-    issuer = subject if self_signed else x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "CA")])
-    certificate = (
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(issuer)
+        .issuer_name(issuer[0].subject if issuer else subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - datetime.timedelta(days=1))
-        .not_valid_after(NOW + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
-        .sign(key, hashes.SHA256())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
     )
-    return certificate.public_bytes(serialization.Encoding.PEM)
+    if ca:
+        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    else:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False
+        )
+    return builder.sign(issuer[1] if issuer else key, hashes.SHA256()), key
+
+
+def issued(names: tuple[str, ...], days: float, self_signed: bool = False) -> bytes:
+    """Return the PEM of a certificate for ``names`` valid ``days`` more from ``NOW``."""
+    days += (NOW - datetime.datetime.now(datetime.UTC)).total_seconds() / 86400
+    issuer = None if self_signed else build(("Nordlicht CA",), 365, ca=True)
+    return build(names, days, issuer)[0].public_bytes(serialization.Encoding.PEM)
 
 
 def attempt(ok: bool, minutes_ago: float, retry_after: str = "") -> CertAttempt:
@@ -271,33 +288,9 @@ def test_the_watcher_trusts_the_private_ca_of_acme_trust(nordlicht: Path, tmp_pa
     from allmende.render.watch_plan import plan
     from allmende.watch.probes import tls
 
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Nordlicht step-ca")])
-    now = datetime.datetime.now(datetime.UTC)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wiki")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(2)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=60))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("wiki.nordlicht.example")]), False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    pem = ca.public_bytes(serialization.Encoding.PEM).decode()
+    ca = build(("Nordlicht step-ca",), 365, ca=True)
+    leaf, key = build(("wiki.nordlicht.example",), 60, ca)
+    pem = ca[0].public_bytes(serialization.Encoding.PEM).decode()
     trust = "  trust: |\n" + "".join(f"    {line}\n" for line in pem.splitlines())
     assert plan(with_acme(nordlicht, trust)).trust == pem
     chain = tmp_path / "wiki.pem"
