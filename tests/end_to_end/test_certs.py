@@ -9,7 +9,9 @@ by TSIG. Two routes get their certificates over http-01 through HAProxy and a wi
 dns-01; a client that trusts only Pebble's root verifies them; a forced renewal is served while
 4 clients make at least 2,000 HTTPS requests, none failing; the edge's own timer command
 renews with Debian's python3-acme; a name Pebble refuses, Pebble down and a challenge path the
-CA cannot reach each fail clearly, keep the certificate in service and alert once (a webhook).
+CA cannot reach each fail clearly, keep the certificate in service and alert once (a webhook);
+`allmende up` and `allmende watch` renew what is due; a passthrough backend's own certificate
+is listed and left alone.
 
 The backends are Python http.servers of the test's; the services say `engine: systemd`, so
 apply writes the edge's files and drives no engine. Everything binds 127.0.0.1 on free ports.
@@ -18,8 +20,10 @@ apply writes the edge's files and drives no engine. Everything binds 127.0.0.1 o
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
+import re
 import socket
 import sqlite3
 import ssl
@@ -33,6 +37,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from tests.end_to_end.acme_world import Knot, ListenerCa, Pebble, stop, tsig_secret
 from tests.end_to_end.backup_world import Webhook, webhook_server
 from tests.end_to_end.conftest import free_port
@@ -48,6 +55,8 @@ HTTP01 = ("app.certs.test", "www.certs.test")
 WILDCARD = "*.lab.certs.test"
 UNDER_WILDCARD = ("one.lab.certs.test", "two.lab.certs.test")
 REFUSED = "refused.certs.test"
+#: A route passed through to a backend that keeps its own certificate (20 days left).
+PASSTHROUGH = "vault.certs.test"
 TSIG_KEY = "acme-update"
 #: The edge's directories the tests write to, emptied at the end.
 USED = (
@@ -104,8 +113,9 @@ def _collective(ports: dict[str, int], ca: ListenerCa, hook: int) -> str:
     )
 
 
-def _service(name: str, port: int, domains: tuple[str, ...]) -> str:
-    routes = "".join(f"  - {{domain: {d}, to: web.http}}\n" for d in domains)
+def _service(name: str, port: int, domains: tuple[str, ...], tls: str = "terminate") -> str:
+    kind = "https" if tls == "passthrough" else "http"
+    routes = "".join(f"  - {{domain: {d}, to: web.{kind}, tls: {tls}}}\n" for d in domains)
     return (
         f"description: The {name} site\n"
         "maintainers: [alex]\n"
@@ -113,8 +123,8 @@ def _service(name: str, port: int, domains: tuple[str, ...]) -> str:
         "components:\n"
         "  web:\n"
         f"    image: example/{name}:1.0.0\n"
-        "    ports: {http: 8000}\n"
-        f"    publish: {{http: {port}}}\n"
+        f"    ports: {{{kind}: 8000}}\n"
+        f"    publish: {{{kind}: {port}}}\n"
         f"routes:\n{routes}"
         "monitor: []\n"
     )
@@ -135,6 +145,8 @@ def write_inventory(
     )
     (root / "services" / "site.yaml").write_text(_service("site", ports["site"], HTTP01))
     (root / "services" / "lab.yaml").write_text(_service("lab", ports["lab"], UNDER_WILDCARD))
+    vault = _service("vault", ports["vault"], (PASSTHROUGH,), tls="passthrough")
+    (root / "services" / "vault.yaml").write_text(vault)
     (root / "zones" / f"{ZONE}.yaml").write_text(
         f"nameservers: [ns1.{ZONE}.]\n"
         "records:\n"
@@ -155,11 +167,60 @@ def _backend(directory: Path, port: int, name: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    _listening(port, name)
+    return process
+
+
+#: A backend that serves HTTPS with its own certificate (file: argv[2]).
+TLS_SERVER = """
+import http.server, ssl, sys
+server = http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), http.server.BaseHTTPRequestHandler)
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(sys.argv[2])
+server.socket = context.wrap_socket(server.socket, server_side=True)
+server.serve_forever()
+"""
+
+
+def _tls_backend(directory: Path, port: int, name: str) -> subprocess.Popen[bytes]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=20, hours=12))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = directory / f"{name}.pem"
+    pem.write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", TLS_SERVER, str(port), str(pem)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _listening(port, name)
+    return process
+
+
+def _listening(port: int, name: str) -> None:
     deadline = time.monotonic() + 10
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process
+            return
         except OSError:
             assert time.monotonic() < deadline, f"the {name} backend does not listen"
             time.sleep(0.05)
@@ -176,10 +237,8 @@ def _teardown_edge(host: RemoteHost) -> None:
 @pytest.fixture(scope="module")
 def world(remote_host: RemoteHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     directory = tmp_path_factory.mktemp("certs")
-    ports = {
-        name: free_port()
-        for name in ("http", "https", "pebble", "management", "responder", "knot", "site", "lab")
-    }
+    names = ("http", "https", "pebble", "management", "responder", "knot", "site", "lab", "vault")
+    ports = {name: free_port() for name in names}
     ca = ListenerCa.make(directory)
     hooks = contextlib.ExitStack()
     hook = hooks.enter_context(webhook_server())
@@ -217,6 +276,7 @@ def world(remote_host: RemoteHost, tmp_path_factory: pytest.TempPathFactory) -> 
         made.backends += [
             _backend(directory, ports["site"], "site"),
             _backend(directory, ports["lab"], "lab"),
+            _tls_backend(directory, ports["vault"], PASSTHROUGH),
         ]
         yield made
     finally:
@@ -298,6 +358,11 @@ def test_routes_get_certificates_over_http01_and_a_wildcard_over_dns01(
     assert "Pebble Intermediate CA" in lines["app.certs.test"]
     assert f"edge (127.0.0.1:{world.https})" in lines[WILDCARD]
     assert "dns-01" in lines[WILDCARD]
+    # A backend's own certificate is listed, read through the edge, and left alone.
+    vault = lines[PASSTHROUGH]
+    assert vault.split()[1:4] == ["passthrough", "edge", f"(127.0.0.1:{world.https})"]
+    assert re.search(rf"self-signed \({PASSTHROUGH}\) +20 +by the backend itself$", vault), vault
+    assert not world.pem(PASSTHROUGH).exists()
 
 
 @dataclass

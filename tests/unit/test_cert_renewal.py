@@ -324,3 +324,22 @@ def test_the_watcher_trusts_the_private_ca_of_acme_trust(nordlicht: Path, tmp_pa
     assert state == "down" and "not valid for wiki.nordlicht.example" in detail
     state, detail = asyncio.run(probed(pem))
     assert state == "up", detail
+
+
+def test_each_edge_gets_a_renewal_timer_systemd_accepts(nordlicht: Path, tmp_path: Path) -> None:
+    from allmende.render import certs
+    from tests.unit.test_render_systemd import parse, verify
+
+    files = certs.render(with_acme(nordlicht))
+    assert sorted(files) == [
+        "gateway/etc/allmende/certs/job.json",
+        "gateway/etc/systemd/system/allmende-certs.service",
+        "gateway/etc/systemd/system/allmende-certs.timer",
+    ]
+    timer = parse(files["gateway/etc/systemd/system/allmende-certs.timer"].content.decode())
+    assert ("Persistent", "true") in timer["Timer"]
+    assert ("OnCalendar", "*-*-* 00,12:00:00") in timer["Timer"]
+    service = files["gateway/etc/systemd/system/allmende-certs.service"].content.decode()
+    assert " ".join(certs.CERTS_COMMAND) in service
+    units = {p: f for p, f in files.items() if "/systemd/" in p}
+    verify(units, tmp_path)  # the real systemd-analyze
