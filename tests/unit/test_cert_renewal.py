@@ -343,3 +343,20 @@ def test_each_edge_gets_a_renewal_timer_systemd_accepts(nordlicht: Path, tmp_pat
     assert " ".join(certs.CERTS_COMMAND) in service
     units = {p: f for p, f in files.items() if "/systemd/" in p}
     verify(units, tmp_path)  # the real systemd-analyze
+
+
+def test_an_edge_that_renews_gets_debians_acme_installed_when_it_lacks_it() -> None:
+    from allmende.connectors.base import Ran
+    from allmende.inventory.hostpaths import CERTS_JOB, PROGRAM, WATCH_PLAN
+    from allmende.plan.backuptools import install_actions
+
+    ok = Ran(0, b"", b"")
+    has = {("python3", "--version"): ok, ("apt-get", "--version"): ok}
+    edge = MemoryHost("gateway", programs=has)
+    [action] = asyncio.run(install_actions(edge, {PROGRAM: 1, CERTS_JOB: 1}))
+    assert action.reason == "certificates need python3-acme, python3-dnspython"
+    assert action.commands[-1][-2:] == ("python3-acme", "python3-dnspython")
+    [both] = asyncio.run(install_actions(edge, {PROGRAM: 1, CERTS_JOB: 1, WATCH_PLAN: 1}))
+    assert both.reason.startswith("certificates and the watcher need python3-acme, ")
+    [watcher] = asyncio.run(install_actions(edge, {PROGRAM: 1, WATCH_PLAN: 1}))
+    assert watcher.reason.startswith("the watcher needs python3-aiohttp, ")

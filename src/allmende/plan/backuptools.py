@@ -78,6 +78,7 @@ async def install_actions(connector: Connector, wanted: Mapping[str, object]) ->
         return []
     apt = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get")
     commands = ((*apt, "update", "-qq"), (*apt, "install", "-y", "-qq", *absent))
-    reason = f"{' and '.join(kinds)} need {', '.join(absent)}"
+    verb = "needs" if kinds == ["the watcher"] else "need"
+    reason = f"{' and '.join(kinds)} {verb} {', '.join(absent)}"
     subject = "backup tools" if kinds == ["backups"] else "tools"
     return [Action(connector.host, "install", subject, reason, commands)]
