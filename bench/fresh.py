@@ -9,14 +9,12 @@ import sys
 from typing import Any
 
 
-def measure(script: str, arg: str) -> tuple[dict[str, Any], float]:
-    """Run ``python SCRIPT --one ARG``; return the JSON figures it prints and its peak MiB."""
-    proc = subprocess.Popen(
-        [sys.executable, script, "--one", arg], stdout=subprocess.PIPE, text=True
-    )
+def measure(script: str, arg: str, flag: str = "--one") -> tuple[dict[str, Any], float]:
+    """Run ``python SCRIPT FLAG ARG``; return the JSON figures it prints and its peak MiB."""
+    proc = subprocess.Popen([sys.executable, script, flag, arg], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     output = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
     if status != 0:
-        raise SystemExit(f"{script} --one {arg} failed")
+        raise SystemExit(f"{script} {flag} {arg} failed")
     return json.loads(output), usage.ru_maxrss / 1024

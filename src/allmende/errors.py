@@ -19,7 +19,8 @@ reported as an internal error with a traceback and a request to report it.
     │   │   └── LockHeld          another apply holds the host's lock
     │   ├── UnsafePlan            the plan deletes more than is safe without --force
     │   ├── PlanChanged           the plan or a host changed since the plan was shown
-    │   └── ApplyFailed           a host's apply failed (``rolled_back``, ``problems``)
+    │   ├── ApplyFailed           a host's apply failed (``rolled_back``, ``problems``)
+    │   └── CertificateFailed     a certificate was not obtained (``kind``, ``retry_after``)
     └── InternalError             a bug: an invariant of allmende itself did not hold
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -186,6 +188,29 @@ class ApplyFailed(HostError):
         self.cause = cause
         self.rolled_back = rolled_back
         self.problems = tuple(problems)
+
+
+class CertificateFailed(UserError):
+    """A certificate could not be obtained or installed; the one in service stays.
+
+    ``kind`` says why, as the renewal decides what to do next: ``unreachable`` (the ACME
+    directory did not answer), ``rejected`` (the CA refuses the name), ``rate_limited``,
+    ``validation`` (the CA could not check a challenge), ``dns`` (a dns-01 update or its
+    propagation failed), ``install`` (the edge did not take it) or ``other``.
+    ``retry_after`` is the CA's ``Retry-After`` (an aware datetime), when it gave one.
+    """
+
+    def __init__(
+        self, message: str, kind: str = "other", retry_after: datetime | None = None
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.retry_after = retry_after
+
+    @property
+    def transient(self) -> bool:
+        """Whether trying again at once may work (the directory did not answer)."""
+        return self.kind == "unreachable"
 
 
 class InternalError(AllmendeError):

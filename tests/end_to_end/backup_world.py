@@ -82,8 +82,9 @@ class Webhook:
         return self.received
 
 
-@pytest.fixture
-def webhook() -> Iterator[Webhook]:
+@contextlib.contextmanager
+def webhook_server() -> Iterator[Webhook]:
+    """Run a ``Webhook`` on a free port of 127.0.0.1 while the block runs."""
     hook = Webhook(0)
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -106,6 +107,12 @@ def webhook() -> Iterator[Webhook]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@pytest.fixture
+def webhook() -> Iterator[Webhook]:
+    with webhook_server() as hook:
+        yield hook
 
 
 def labels(service: str, component: str) -> list[str]:

@@ -142,17 +142,18 @@ def test_a_host_that_backs_up_gets_borg_installed_when_it_lacks_it() -> None:
     import asyncio
 
     from allmende.connectors.base import Ran
-    from allmende.inventory.hostpaths import PROGRAM
+    from allmende.inventory.hostpaths import PROGRAM, backup_job
     from allmende.plan.backuptools import install_actions
     from tests.memory import MemoryHost
 
     ok = Ran(0, b"", b"")
+    backs_up = {PROGRAM: object(), backup_job("wiki"): object()}
     host = MemoryHost("rack", programs={("python3",): ok, ("apt-get",): ok})
-    [action] = asyncio.run(install_actions(host, {PROGRAM: object()}))
+    [action] = asyncio.run(install_actions(host, backs_up))
     assert action.verb == "install" and action.reason == "backups need borgbackup"
     assert action.commands[-1][-1] == "borgbackup"
     assert asyncio.run(install_actions(host, {"/srv/wiki/compose.yaml": object()})) == []
     host.answer(("borg",), ok)
-    assert asyncio.run(install_actions(host, {PROGRAM: object()})) == []
+    assert asyncio.run(install_actions(host, backs_up)) == []
     without_apt = MemoryHost("rack", programs={("python3",): ok})
-    assert asyncio.run(install_actions(without_apt, {PROGRAM: object()})) == []
+    assert asyncio.run(install_actions(without_apt, backs_up)) == []

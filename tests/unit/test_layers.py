@@ -34,8 +34,9 @@ ALLOWED: dict[str, frozenset[str]] = {
     "plan": ROOT | {"inventory", "render", "connectors", "engines", "onhost", "databases"},
     "apply": ROOT | {"inventory", "render", "connectors", "plan", "state", "execute", "engines"},
 }
-#: The recurring jobs (backups, the watcher): hosts change here too, as in apply.
-ALLOWED["operations"] = ALLOWED["apply"] | {"onhost"}
+#: The recurring jobs (backups, certificates, the watcher): hosts change here too, as in apply,
+#: through apply's own steps where they are the same (HAProxy's reload, the host's lock).
+ALLOWED["operations"] = ALLOWED["apply"] | {"onhost", "apply"}
 #: The watcher: probes, alerts (operations.notify) and backup freshness (operations.archives).
 ALLOWED["watch"] = ALLOWED["operations"] | {"operations"}
 #: The surfaces: actions over every layer, the command line over the actions.

@@ -17,6 +17,7 @@ from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.actions import plan_actions
 from allmende.plan.backupfiles import backup_files
+from allmende.plan.certfiles import cert_files, merged
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.databases import passwords_needed
 from allmende.plan.deliver import host_files, needs_secrets
@@ -95,6 +96,7 @@ def prepare(
     rendered = host_files(inventory, seams.render(inventory), store, service)
     passwords = {s: store.get(s) for s in sorted(roles) if s in inventory.secrets} if store else {}
     rendered.update(backup_files(inventory, root, env, hosts, service))
+    rendered = merged(rendered, cert_files(inventory, root, env, hosts) if service is None else {})
     files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)

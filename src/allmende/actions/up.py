@@ -1,16 +1,18 @@
-"""The `up` verb, the main job: check, then plan and apply unless the check found errors, then
-build the docs (with the findings) for serving."""
+"""The `up` verb, the main job: check, then plan and apply unless the check found errors, renew
+the certificates that are due, then build the docs (with the findings) for serving."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from allmende.actions.certs import ensure_account
 from allmende.actions.check import check
 from allmende.actions.docs import write
 from allmende.checks.registry import Report
 from allmende.inventory.inventory import Inventory
+from allmende.operations.certs.renew import Renewal
 
 #: Why nothing was applied when the check found errors.
 CHECK_FAILED = "the check found errors; fix them first"
@@ -27,6 +29,8 @@ class Upped:
     applied: bool
     refused: str | None
     site: list[Path]
+    #: How each certificate went, when renewing was asked.
+    renewals: list[Renewal] = field(default_factory=list)
 
 
 def up(
@@ -36,18 +40,26 @@ def up(
     *,
     told: Callable[[Report], None],
     apply: Callable[[], bool] | None,
+    renew: Callable[[], list[Renewal]] | None = None,
 ) -> Upped:
     """Check the inventory in ``root`` and tell the findings to ``told``; unless they hold an
     error, run ``apply`` (None: apply nothing), which plans, asks and applies and returns
-    whether every host is as planned; then write the docs site to ``out``. Raise
-    InventoryError if the inventory does not load, UserError if the site cannot be written."""
+    whether every host is as planned, and then ``renew``, which renews the certificates that
+    are due (before the apply the ACME account key is made if there is none, so that the
+    edges' timers get it); then write the docs site to ``out``. Raise InventoryError if the
+    inventory does not load, UserError if the site cannot be written."""
     inventory, report = check(root, env)
     told(report)
     refused = None
     applied = True
+    renewals: list[Renewal] = []
     if apply is not None:
         if report.errors:
             refused, applied = CHECK_FAILED, False
         else:
+            if renew is not None:
+                ensure_account(inventory, env)
             applied = apply()
-    return Upped(inventory, report, applied, refused, write(inventory, report, out))
+            if applied and renew is not None:
+                renewals = renew()
+    return Upped(inventory, report, applied, refused, write(inventory, report, out), renewals)

@@ -4,12 +4,14 @@
 recording results in the state database (``ALLMENDE_STATE``) and alerting the collective's
 ``notify`` channels on every change of state; ``status`` runs one round and returns it. Both
 read each backed-up service's freshness from its repository as ``allmende backup status``
-does: through the service's host, with the passphrase from the secret store.
+does: through the service's host, with the passphrase from the secret store. ``watch`` renews
+the certificates that are due too (``housekeeping``), as `allmende certs renew` does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,18 +19,22 @@ from pathlib import Path
 from allmende.actions.plan import Seams
 from allmende.actions.watchhost import fresh, run_until_stopped
 from allmende.errors import UserError
-from allmende.inventory import backups
+from allmende.inventory import backups, certificates
 from allmende.inventory.backups import passphrase_secret
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.inventory.watchspec import Plan, Probe
 from allmende.operations import archives
+from allmende.operations.certs.due import renew_due
+from allmende.operations.certs.renew import Renewal
 from allmende.render.watch_plan import plan as plan_of
 from allmende.state import store
 from allmende.state.watchstore import Result
 from allmende.watch.probes import BackupReader
 from allmende.watch.runner import Housekeeping, Options, Watcher
+
+log = logging.getLogger(__name__)
 
 
 def backup_reader(
@@ -55,11 +61,39 @@ def backup_reader(
     return read
 
 
-def housekeeping(inventory: Inventory, env: Mapping[str, str]) -> list[Housekeeping]:
+#: How often the watcher renews the certificates that are due (each failure still waits its
+#: backoff and the CA's Retry-After: ``operations.certs.facts.next_attempt``).
+RENEW_EVERY = 3600.0
+
+
+def housekeeping(
+    inventory: Inventory,
+    env: Mapping[str, str],
+    seams: Seams | None = None,
+    renew_every: float = RENEW_EVERY,
+) -> list[Housekeeping]:
     """Return the periodic maintenance the watcher runs beside its probes (results are
-    compacted by the watcher itself). Certificate renewal belongs here: a task that renews
-    what is due every few hours."""
-    return []
+    compacted by the watcher itself): with ``acme:`` and a terminated route, renewing the
+    certificates that are due every ``renew_every`` seconds, as `allmende certs renew` does
+    (recorded with the trigger ``watch``; a failure alerts the ``notify`` channels once)."""
+    if certificates.job(inventory) is None:
+        return []
+    connect = (seams or Seams()).connect
+
+    def renew_now() -> list[Renewal]:
+        # On a loop of its own in a thread: secrets, SSH, the CA and alerts stall no probe.
+        return asyncio.run(
+            renew_due(inventory, env, trigger="watch", connect=connect, say=log.info)
+        )
+
+    async def renew() -> None:
+        for renewal in await asyncio.to_thread(renew_now):
+            if renewal.outcome != "current":
+                level = logging.WARNING if renewal.outcome == "failed" else logging.INFO
+                words = (renewal.certificate, renewal.outcome, renewal.message)
+                log.log(level, "certificate %s: %s: %s", *words)
+
+    return [Housekeeping("certificates", renew_every, renew)]
 
 
 @dataclass(frozen=True)
@@ -82,7 +116,7 @@ def options_for(
     """Return the watcher's options from the inventory (its backup reader, its housekeeping)."""
     return Options(
         backups=backup_reader(root, env, watching.inventory, seams or Seams()),
-        housekeeping=housekeeping(watching.inventory, env),
+        housekeeping=housekeeping(watching.inventory, env, seams),
     )
 
 

@@ -8,8 +8,9 @@ On the opened, locked host, in this order:
    rejects, a full disk, a file changed since the plan stop here, and nothing live changed;
 3. services removed from the inventory brought down (while their files still exist);
 4. the files renamed into place, deletes done, the manifest written (``commit``);
-5. what backups need installed where it is missing (``plan.backuptools``: Borg, python3, from
-   Debian's packages); systemd reloaded and timers enabled where units changed;
+5. what the backup and certificate timers need installed where it is missing
+   (``plan.backuptools``: Borg, python3, python3-acme, from Debian's packages); systemd
+   reloaded and timers enabled where units changed;
 6. each changed or stopped service brought up, providers first, and waited for until it runs
    and its health checks pass (``apply.engines``); then HAProxy started or gracefully reloaded
    through its master socket (last, so that every server it checks already answers);

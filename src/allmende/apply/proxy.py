@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from allmende.apply.engines import run_action
 from allmende.connectors.base import Connector
 from allmende.errors import CommandFailed, UserError
 from allmende.inventory.hostpaths import (
@@ -34,8 +33,6 @@ from allmende.inventory.hostpaths import (
     HAPROXY_RUN,
     ProxyPaths,
 )
-from allmende.plan.actions import has_systemd
-from allmende.plan.changes import Action
 from allmende.plan.proxy import Processes, master_cli, proxy_paths, show_proc
 
 #: How long to wait for the master to answer after a start or a reload.
@@ -78,6 +75,10 @@ async def ensure_running(connector: Connector, paths: ProxyPaths | None = None) 
     has them, under its root (``plan.proxy.proxy_paths``). Raise UserError if it does not
     start."""
     paths = paths or proxy_paths(connector)
+    # Imported here: reload() runs on edge hosts too, from allmende's copy there (the
+    # certificate timer), which carries no engine nor the inventory's models.
+    from allmende.plan.actions import has_systemd
+
     processes = await show_proc(connector, paths)
     if processes is not None and processes.workers:
         return processes
@@ -128,6 +129,9 @@ def drop_in(paths: ProxyPaths) -> bytes:
 
 async def _start_unit(connector: Connector, paths: ProxyPaths) -> None:
     """Run HAProxy as the Debian unit, with the drop-in; restart it once if it ran without."""
+    from allmende.apply.engines import run_action
+    from allmende.plan.changes import Action
+
     await connector.write_atomic(HAPROXY_DROP_IN, drop_in(paths), 0o644)
     commands = (
         ("systemctl", "daemon-reload"),

@@ -36,6 +36,7 @@ COMMANDS = {
     "apply": "apply",
     "rollback": "rollback",
     "backup": "backup",
+    "certs": "certs",
     "watch": "watch",
     "status": "watch",
 }

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from allmende.actions.certs import renew
 from allmende.actions.serve import serve
 from allmende.actions.up import up as up_action
 from allmende.cli.apply import interactive, tell
@@ -14,6 +15,7 @@ from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
 from allmende.cli.terminal import echo
 from allmende.errors import UnsafePlan, UserError
+from allmende.operations.certs.renew import Renewal
 
 
 @click.command()
@@ -37,7 +39,9 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     2. plan and apply, as `allmende apply` does: the plan is shown, then applied after you
        confirm (or with --yes; without a terminal to ask at and without --yes nothing is
        applied);
-    3. the docs site is built (with the findings) and served on 127.0.0.1 until Ctrl-C.
+    3. the certificates that are due are renewed, as `allmende certs renew` does (with
+       `acme:` in allmende.yaml);
+    4. the docs site is built (with the findings) and served on 127.0.0.1 until Ctrl-C.
 
     Exit 2 when the inventory does not load; else, with --no-serve, 2 when a host was not
     applied, 0 otherwise; 0 on Ctrl-C.
@@ -48,9 +52,14 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
         out,
         told=lambda report: print_report(directory, report),
         apply=None if no_apply else lambda: _plan_and_apply(directory, yes),
+        renew=None if no_apply else lambda: _renew(directory),
     )
     if done.refused:
         echo(f"Not applied: {done.refused}.", err=True)
+    for renewal in done.renewals:
+        if renewal.outcome != "current":
+            state = "FAILED" if renewal.outcome == "failed" else renewal.outcome
+            echo(f"Certificate {renewal.certificate}: {state}: {renewal.message}", err=True)
     echo(summary(done.site, out))
     if no_serve:
         return 0 if done.applied else 2
@@ -65,6 +74,16 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     finally:
         server.server_close()
     return 0
+
+
+def _renew(directory: Path) -> list[Renewal]:
+    """Renew the certificates that are due, saying each step; print a failure to reach the
+    account instead of failing."""
+    try:
+        return renew(directory, os.environ, trigger="up", say=lambda line: echo(line, err=True))
+    except UserError as exc:
+        echo(f"Certificates not renewed: {exc}", err=True)
+        return []
 
 
 def _plan_and_apply(directory: Path, yes: bool) -> bool:

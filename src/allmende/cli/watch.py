@@ -50,7 +50,9 @@ def watch(directory: Path | None, plan_file: Path | None, concurrency: int) -> N
     from its repository, and the `monitor:` entries of each service; `watch:` in
     allmende.yaml sets intervals, timeouts, retries, flap damping, maintenance windows and a
     Prometheus /metrics endpoint. Results go into the state database (ALLMENDE_STATE); a
-    change of state is alerted once to the `notify` channels, and its recovery once.
+    change of state is alerted once to the `notify` channels, and its recovery once. With
+    `acme:`, it renews the certificates that are due every hour, as `allmende certs renew`
+    does (not with --plan: there each edge's timer renews its own).
     """
     from allmende.watch.runner import Options
 

@@ -95,7 +95,11 @@ HAPROXY_CHROOT = "/var/lib/haproxy"
 
 
 def certificate(domain: str) -> str:
-    """Return the PEM file (chain and key) of a domain: ``/etc/haproxy/certs/<domain>.pem``."""
+    """Return the PEM file (chain and key) of a domain: ``/etc/haproxy/certs/<domain>.pem``;
+    of a wildcard ``*.<domain>``: ``/etc/haproxy/certs/_wildcard.<domain>.pem`` (no host name
+    starts with ``_``)."""
+    if domain.startswith("*."):
+        return f"{HAPROXY_CERTS}/_wildcard.{domain[2:]}.pem"
     return f"{HAPROXY_CERTS}/{domain}.pem"
 
 
@@ -179,6 +183,23 @@ BORG_BASE = f"{STATE_DIR}/borg"
 BORG_CACHE = f"{CACHE_DIR}/borg"
 #: Where a restore drill extracts an archive, one directory per drill.
 SCRATCH = "/var/tmp"
+
+
+# Certificates
+
+#: What an edge host needs to renew its certificates on its own: the job its timer runs, the
+#: collective's ACME account key and the TSIG keys of the zones dns-01 updates (mode 0600).
+CERTS_DIR = "/etc/allmende/certs"
+CERTS_JOB = f"{CERTS_DIR}/job.json"
+ACME_ACCOUNT_KEY = f"{CERTS_DIR}/account.pem"
+#: Where the http-01 responder keeps its control files (``ready``, ``stop``) while it runs.
+ACME_RESPONDER_DIR = f"{STATE_DIR}/acme-responder"
+
+
+def tsig_key(zone: str) -> str:
+    """Return the file holding the TSIG key of a zone's updates on an edge host:
+    ``/etc/allmende/certs/tsig/<zone>.key``."""
+    return f"{CERTS_DIR}/tsig/{zone}.key"
 
 
 def backup_job(service: str) -> str:

@@ -269,15 +269,74 @@ class Edge(Model):
         return self
 
 
+Challenge = Literal["http-01", "dns-01"]
+
+
+def _wildcard(value: Any) -> Any:
+    """Accept a wildcard name, ``*.`` and a domain below it, in the domain's DNS form."""
+    if not isinstance(value, str) or not value.startswith("*."):
+        raise ValueError("a wildcard is written `*.` and a domain, such as `*.lab.example.org`")
+    try:
+        return "*." + dnsnames.domain(value[2:], underscore=False)
+    except dnsnames.BadName as exc:
+        raise ValueError(str(exc)) from None
+
+
 class Acme(Model):
-    """How certificates for routes are obtained."""
+    """How certificates for routes are obtained: every route with `tls: terminate` gets one
+    from this ACME directory, renewed by a timer on each edge host, by `allmende up` and by
+    `allmende certs renew`. Without an `acme:` section the edge keeps self-signed stand-ins."""
 
     email: str | None = Field(None, description="Account email for the ACME server.")
     directory: str = Field(
-        "https://acme-v02.api.letsencrypt.org/directory", description="The ACME directory URL."
+        "https://acme-v02.api.letsencrypt.org/directory",
+        description="The ACME directory URL; Let's Encrypt's staging directory for trying "
+        "is `https://acme-staging-v02.api.letsencrypt.org/directory`.",
     )
-    challenge: Literal["http-01", "dns-01"] = Field("http-01", description="Challenge type.")
+    challenge: Challenge = Field(
+        "http-01",
+        description="How the CA checks a name: `http-01` through the edge's HTTP port "
+        "(`/.well-known/acme-challenge/`), or `dns-01` through a TXT record written with an "
+        "RFC 2136 update (the zone's `update:`).",
+    )
+    challenges: dict[DomainName, Challenge] = Field(
+        default_factory=dict,
+        description="A challenge per name where it differs from `challenge`: `dns-01` for a "
+        "name the CA cannot reach on the edge's HTTP port.",
+    )
+    wildcards: tuple[Annotated[str, BeforeValidator(_wildcard)], ...] = Field(
+        (),
+        description="Wildcard certificates such as `*.lab.example.org`, always over `dns-01`: "
+        "every terminated route one label below is served by it instead of a certificate "
+        "of its own.",
+    )
     renew_before_days: int = Field(30, ge=1, le=89, description="Renew this many days early.")
+    responder_port: Port = Field(
+        8402,
+        description="The port on each edge host's loopback where allmende answers http-01 "
+        "challenges while it renews; the edge's HTTP port sends "
+        "`/.well-known/acme-challenge/` there.",
+    )
+    trust: str | None = Field(
+        None,
+        description="PEM certificates of the CA that signs the directory's HTTPS, for a "
+        "private ACME server (step-ca, Pebble); default: the system's trusted CAs. The "
+        "watcher trusts them too when it checks the certificates the edges serve.",
+    )
+
+    @field_validator("directory")
+    @classmethod
+    def _https(cls, value: str) -> str:
+        if not value.startswith("https://"):
+            raise ValueError("an ACME directory is an https:// URL")
+        return value
+
+    @field_validator("trust")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("give the CA's certificates in PEM form (-----BEGIN CERTIFICATE-----)")
+        return value
 
 
 Schedule = Annotated[
@@ -955,6 +1014,50 @@ class Record(Model):
         return self if value == self.value else self.model_copy(update={"value": value})
 
 
+TsigAlgorithm = Literal["hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1"]
+
+
+def _server(value: Any) -> Any:
+    """Accept ``address`` or ``address:port`` (``[v6]:port``) of a DNS server."""
+    if not isinstance(value, str):
+        return value
+    host, port = value, ""
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]")
+        port = port.removeprefix(":")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    if port and (not port.isdigit() or not 0 < int(port) < 65536):
+        raise ValueError(f"`{port}` is not a port")
+    try:
+        address = dnsnames.host_address(host)
+    except dnsnames.BadName as exc:
+        raise ValueError(str(exc)) from None
+    shown = f"[{address}]" if ":" in address else address
+    return f"{shown}:{port}" if port else address
+
+
+DnsServer = Annotated[str, BeforeValidator(_server)]
+
+
+class Update(Model):
+    """RFC 2136 dynamic updates of a zone, signed with a TSIG key. The key's secret (base64,
+    as `tsig-keygen` or `keymgr -t` print it) is the secret `dns/<zone>/tsig`."""
+
+    server: DnsServer = Field(
+        description="The primary nameserver that takes updates: an address or host name, "
+        "with `:port` when it is not 53."
+    )
+    key: str = Field(description="The TSIG key's name, as the server knows it.", min_length=1)
+    algorithm: TsigAlgorithm = Field("hmac-sha256", description="The TSIG algorithm.")
+    check: tuple[DnsServer, ...] = Field(
+        (),
+        description="Where a new record must be answered before the CA is asked to look "
+        "(`address` or `address:port`); default: the zone's `nameservers` on port 53, else "
+        "`server`.",
+    )
+
+
 class Zone(Extensible):
     """`zones/<domain>.yaml`: records beyond those derived from routes and hosts."""
 
@@ -969,3 +1072,8 @@ class Zone(Extensible):
         None, description="The zone contact for the SOA record."
     )
     records: tuple[Record, ...] = Field((), description="Records beyond the derived ones.")
+    update: Update | None = Field(
+        None,
+        description="Where RFC 2136 dynamic updates of the zone go: ACME `dns-01` writes its "
+        "`_acme-challenge` TXT records there.",
+    )

@@ -115,7 +115,8 @@ class Plan:
     """Everything a watcher runs: its probes, where alerts go, how results are kept.
 
     ``recover`` passes in a row close an incident; a certificate with less than
-    ``certificate_days`` left is degraded; results are kept in full for ``keep_full`` seconds,
+    ``certificate_days`` left is degraded, and one that verifies neither against the system's
+    CAs nor ``trust`` is down; results are kept in full for ``keep_full`` seconds,
     then one row per probe and hour for ``keep_hourly`` seconds. ``skipped`` says what the
     inventory holds that is not probed, and why.
     """
@@ -126,6 +127,9 @@ class Plan:
     metrics: str = ""
     recover: int = 2
     certificate_days: int = 14
+    #: PEM of the private CA that signs the edges' certificates (``acme.trust``), trusted by
+    #: the certificate probes beside the system's CAs ("": the system's alone).
+    trust: str = ""
     keep_full: float = 2 * 86400.0
     keep_hourly: float = 90 * 86400.0
     skipped: tuple[str, ...] = ()

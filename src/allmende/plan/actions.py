@@ -11,8 +11,8 @@ allmende cannot drive gets its files and no engine actions.
 Besides the engine: HAProxy is started where it is wanted and no master answers on its master
 socket, or reloaded when its files change; systemd is reloaded (and timers enabled or disabled)
 when units change on a host that runs systemd, and the watcher restarted (last) when its plan
-or unit changes on its host; Borg and python3 are installed where a host
-backs something up and lacks them (``plan.backuptools``).
+or unit changes on its host; Borg and python3 are installed where a host backs something up and
+lacks them, python3-acme where an edge renews its certificates (``plan.backuptools``).
 """
 
 from __future__ import annotations

@@ -1,10 +1,15 @@
-"""What a host needs installed to back up its services: Borg, and python3 for allmende's copy.
+"""What a host needs installed for the jobs allmende runs there: backups, certificate renewals
+and the watcher.
 
-A host that backs something up (it gets allmende's program, ``hostpaths.PROGRAM``) and lacks
-``borg`` or ``python3`` gets an ``install`` action: Debian's packages through ``apt-get``,
-before anything else follows the files, so that a freshly applied host backs up with nothing
-installed by hand. A host without ``apt-get`` gets none; its backup then fails saying what is
-missing.
+A host that backs something up (it gets a backup job, ``hostpaths.backup_job``) needs Borg and
+python3 for allmende's copy (``hostpaths.PROGRAM``); an edge host that renews its certificates
+(it gets ``hostpaths.CERTS_JOB``) needs python3 with Debian's ``python3-acme`` and
+``python3-dnspython``, which allmende's copy imports there; the watch host (it gets
+``hostpaths.WATCH_PLAN``) needs the watcher's Python modules from Debian's packages. Where one
+is missing the host gets an ``install`` action: Debian's packages through ``apt-get``, before
+anything else follows the files, so that a freshly applied host runs its jobs with nothing
+installed by hand. A host without ``apt-get`` gets none; its job's run then fails saying what
+is missing.
 """
 
 from __future__ import annotations
@@ -12,52 +17,68 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allmende.connectors.base import Connector
-from allmende.inventory.hostpaths import BACKUP_DIR, PROGRAM, WATCH_PLAN
+from allmende.inventory.hostpaths import BACKUP_DIR, CERTS_JOB, PROGRAM, WATCH_PLAN
 from allmende.plan.changes import Action
 
-#: Program -> the Debian package that has it.
-NEEDED = {"borg": "borgbackup", "python3": "python3"}
-#: The Python modules the watcher needs on its host -> the Debian package that has each.
-WATCH_MODULES = {
-    "aiohttp": "python3-aiohttp",
-    "prometheus_client": "python3-prometheus-client",
-    "dns": "python3-dnspython",
-    "cryptography": "python3-cryptography",
+
+def _imports(module: str) -> tuple[str, ...]:
+    return ("python3", "-I", "-c", f"import {module}")
+
+
+#: Debian package -> the probe that succeeds where the host has what it gives.
+PROBES = {
+    "python3": ("python3", "--version"),
+    "borgbackup": ("borg", "--version"),
+    "python3-acme": _imports("acme.client, josepy"),
+    "python3-dnspython": _imports("dns.update, dns.tsigkeyring"),
+    "python3-aiohttp": _imports("aiohttp"),
+    "python3-prometheus-client": _imports("prometheus_client"),
+    "python3-cryptography": _imports("cryptography"),
+}
+#: What each kind of job needs, and the word its reason uses.
+NEEDS = {
+    "backups": ("borgbackup", "python3"),
+    "certificates": ("python3", "python3-acme", "python3-dnspython"),
+    "the watcher": (
+        "python3",
+        "python3-aiohttp",
+        "python3-prometheus-client",
+        "python3-dnspython",
+        "python3-cryptography",
+    ),
 }
 
 
-async def missing(connector: Connector) -> list[str]:
-    """Return the Debian packages of the programs a backing-up host lacks."""
-    return [
-        package
-        for program, package in NEEDED.items()
-        if not await connector.succeeds([program, "--version"])
-    ]
+def jobs(wanted: Mapping[str, object]) -> list[str]:
+    """Return the kinds of job (``NEEDS``) the host's wanted files give it."""
+    found = []
+    if any(path.startswith(BACKUP_DIR + "/") for path in wanted):
+        found.append("backups")
+    if CERTS_JOB in wanted:
+        found.append("certificates")
+    if WATCH_PLAN in wanted:
+        found.append("the watcher")
+    return found
 
 
-async def watch_missing(connector: Connector) -> list[str]:
-    """Return the Debian packages of the Python modules the watcher lacks on the host."""
-    return [
-        package
-        for module, package in WATCH_MODULES.items()
-        if not await connector.succeeds(["python3", "-I", "-c", f"import {module}"])
-    ]
+async def missing(connector: Connector, packages: list[str]) -> list[str]:
+    """Return those of the Debian ``packages`` whose program the host lacks."""
+    return [p for p in packages if not await connector.succeeds(list(PROBES[p]))]
 
 
 async def install_actions(connector: Connector, wanted: Mapping[str, object]) -> list[Action]:
-    """Return the action that installs what backups (and the watcher, on the watch host)
-    need on the (opened) host, if any."""
-    if PROGRAM not in wanted:
+    """Return the action that installs what the host's jobs need on the (opened) host, if
+    anything is missing and the host has apt-get."""
+    if PROGRAM not in wanted:  # no job of allmende's runs there
         return []
-    watcher = WATCH_PLAN in wanted
-    packages = await missing(connector)
-    if watcher and not any(path.startswith(f"{BACKUP_DIR}/") for path in wanted):
-        packages = [p for p in packages if p != NEEDED["borg"]]  # it watches, backs nothing up
-    if watcher:
-        packages += [p for p in await watch_missing(connector) if p not in packages]
-    if not packages or not await connector.succeeds(["apt-get", "--version"]):
+    kinds = jobs(wanted)
+    packages = list(dict.fromkeys(p for kind in kinds for p in NEEDS[kind]))
+    absent = await missing(connector, packages)
+    if not absent or not await connector.succeeds(["apt-get", "--version"]):
         return []
     apt = ("env", "DEBIAN_FRONTEND=noninteractive", "apt-get")
-    commands = ((*apt, "update", "-qq"), (*apt, "install", "-y", "-qq", *packages))
-    reason = f"{'backups and the watcher' if watcher else 'backups'} need {', '.join(packages)}"
-    return [Action(connector.host, "install", "backup tools", reason, commands)]
+    commands = ((*apt, "update", "-qq"), (*apt, "install", "-y", "-qq", *absent))
+    verb = "needs" if kinds == ["the watcher"] else "need"
+    reason = f"{' and '.join(kinds)} {verb} {', '.join(absent)}"
+    subject = "backup tools" if kinds == ["backups"] else "tools"
+    return [Action(connector.host, "install", subject, reason, commands)]

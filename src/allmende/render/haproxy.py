@@ -17,9 +17,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     one per distinct ``cache`` duration of the routes, at most that long.
 ``frontend http`` (the edge's ``http_port``, 80)
     ``/.well-known/acme-challenge/`` goes to backend ``acme``, allmende's certificate job on
-    ``ACME_RESPONDER``; terminated routes are redirected to HTTPS (301) unless they say
-    ``redirect_https: false``; passthrough names are redirected whole; ``tls: none`` routes and
-    those not redirected are served in plain HTTP.
+    ``127.0.0.1:<acme.responder_port>`` (8402); terminated routes are redirected to HTTPS
+    (301) unless they say ``redirect_https: false``; passthrough names are redirected whole;
+    ``tls: none`` routes and those not redirected are served in plain HTTP.
 ``frontend https`` (the edge's ``https_port``, 443, ``mode tcp``)
     reads the SNI of the TLS ClientHello: passthrough names go to their TCP backend still
     encrypted (it holds its own certificate), every other connection to ``https-terminate``.
@@ -38,7 +38,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
 HTTP routes match the Host header without port, lowercased, and the path by prefix with
 exact-or-slash semantics, the longest prefix first. Every file listed in ``certs.list`` must
 exist before HAProxy starts (apply writes a self-signed stand-in until the real certificate
-arrives); each holds the certificate chain and the private key in one PEM file.
+arrives); each holds the certificate chain and the private key in one PEM file. A name that one
+of ``acme.wildcards`` covers is served by that wildcard's file, listed once with the wildcard as
+its SNI filter.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 
 from allmende.inventory import derive
+from allmende.inventory.certificates import covering
 from allmende.inventory.hostpaths import (
     HAPROXY_ADMIN_SOCKET,
     HAPROXY_CERTS_LIST,
@@ -56,7 +59,6 @@ from allmende.inventory.hostpaths import (
 from allmende.inventory.inventory import Inventory
 from allmende.render.haproxy_plan import (
     ACME_PATH,
-    ACME_RESPONDER,
     CACHE_OBJECT_BYTES,
     CACHE_SIZE_MB,
     Backend,
@@ -398,7 +400,7 @@ def config(p: EdgePlan) -> str:
                 "backend acme from http",
                 [
                     "# allmende's certificate job answers ACME http-01 challenges here",
-                    f"server acme {ACME_RESPONDER}",
+                    f"server acme {p.responder}",
                 ],
             )
         )
@@ -422,13 +424,16 @@ def config(p: EdgePlan) -> str:
     return "\n".join(sections)
 
 
-def crt_list(p: EdgePlan) -> str:
-    """Given the plan of one edge host, return its ``certs.list`` (without the header)."""
+def crt_list(p: EdgePlan, wildcards: tuple[str, ...] = ()) -> str:
+    """Given the plan of one edge host and the collective's wildcard certificates, return its
+    ``certs.list`` (without the header): one line per terminated name, or per wildcard that
+    covers some of them (``inventory.certificates.covering``)."""
     lines = [
         "# One line per name whose TLS this edge terminates: the PEM file (certificate chain",
         "# and private key) that allmende's certificate job keeps, and the SNI name it serves.",
     ]
-    lines += [f"{certificate(domain)} {domain}" for domain in p.terminated]
+    names = sorted({covering(domain, wildcards) or domain for domain in p.terminated})
+    lines += [f"{certificate(name)} {name}" for name in names]
     return "\n".join(lines)
 
 
@@ -453,7 +458,9 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         ]
         terminated = sorted({r.service for r in p.routes if r.https})
         files[f"{edge}{HAPROXY_CONFIG}"] = text(config(p), _sources(inventory, edge, used))
+        acme = inventory.collective.acme
         files[f"{edge}{HAPROXY_CERTS_LIST}"] = text(
-            crt_list(p), _sources(inventory, edge, terminated)
+            crt_list(p, acme.wildcards if acme is not None else ()),
+            _sources(inventory, edge, terminated),
         )
     return files

@@ -40,8 +40,9 @@ from allmende.inventory import derive
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, seconds
 
-#: Where allmende's certificate job answers ACME http-01 challenges while it renews: the HTTP
-#: port sends every ``/.well-known/acme-challenge/`` request here (the job listens only then).
+#: Where allmende's certificate job answers ACME http-01 challenges while it renews, unless
+#: ``acme.responder_port`` says another port: the HTTP port sends every
+#: ``/.well-known/acme-challenge/`` request here (the job listens only then).
 ACME_RESPONDER = "127.0.0.1:8402"
 ACME_PATH = "/.well-known/acme-challenge/"
 
@@ -158,6 +159,8 @@ class EdgePlan:
     backends: tuple[Backend, ...]
     caches: tuple[Cache, ...]
     skipped: tuple[str, ...]
+    #: Where ACME http-01 challenges go (``acme.responder_port`` on the edge's loopback).
+    responder: str = ACME_RESPONDER
 
     @property
     def terminated(self) -> tuple[str, ...]:
@@ -465,4 +468,12 @@ def plan(inventory: Inventory, edge: str) -> EdgePlan:
         backends=tuple(sorted(planner.backends.values(), key=lambda b: b.name)),
         caches=tuple(Cache(name, max(1, math.ceil(seconds(durations[name])))) for name in caches),
         skipped=tuple(planner.skipped),
+        responder=responder(inventory),
     )
+
+
+def responder(inventory: Inventory) -> str:
+    """Return where the edge sends ACME http-01 challenges: ``127.0.0.1:<acme.responder_port>``
+    (``ACME_RESPONDER`` by default)."""
+    acme = inventory.collective.acme
+    return f"127.0.0.1:{acme.responder_port}" if acme is not None else ACME_RESPONDER

@@ -19,6 +19,7 @@ TARGETS = (
     "dns",
     "systemd",
     "backups",
+    "certs",
     "watch",
 )
 

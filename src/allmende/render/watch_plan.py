@@ -309,6 +309,7 @@ def plan(inventory: Inventory, where: str | None = None) -> Plan:
     for service in sorted(inventory.services):
         planner.monitors(service)
     watch = inventory.collective.watch
+    acme = inventory.collective.acme
     return Plan(
         collective=inventory.collective.name,
         probes=tuple(sorted(planner.probes.values(), key=lambda p: p.id)),
@@ -316,6 +317,7 @@ def plan(inventory: Inventory, where: str | None = None) -> Plan:
         metrics=watch.metrics or "",
         recover=watch.recover,
         certificate_days=watch.certificate_days,
+        trust=(acme.trust or "") if acme is not None else "",
         keep_full=seconds(watch.keep.full),
         keep_hourly=seconds(watch.keep.hourly),
         skipped=tuple(planner.skipped),

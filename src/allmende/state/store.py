@@ -1,6 +1,7 @@
 """The state database: one SQLite file (mode 0600) recording every apply, the serial of every
 rendered DNS zone, every backup run, restore, drill and freshness check (``backup_runs``), and
-the watcher's results, checks and alerts (``state.watchstore``).
+the watcher's results, checks and alerts (``state.watchstore``), and every attempt to obtain a
+certificate (``cert_attempts``).
 The changes of an apply carry the hashes a plan shows: keyed, for a file that carries secrets
 (``plan.digest``), never its plain sha256.
 
@@ -124,6 +125,23 @@ MIGRATIONS: tuple[str, ...] = (
         created REAL NOT NULL,
         delivered REAL
     );
+    """,
+    # Certificates (operations.certs): every attempt to obtain one, how it ended, when to retry.
+    """
+    CREATE TABLE cert_attempts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        certificate TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        started TEXT NOT NULL,
+        finished TEXT,
+        ok INTEGER,
+        kind TEXT NOT NULL DEFAULT '',
+        detail TEXT NOT NULL DEFAULT '',
+        serial TEXT NOT NULL DEFAULT '',
+        not_after TEXT NOT NULL DEFAULT '',
+        retry_after TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX cert_attempts_certificate ON cert_attempts (certificate, id);
     """,
 )
 VERSION = len(MIGRATIONS)
@@ -337,5 +355,69 @@ def backup_runs(
             r[8],
             json.loads(r[9]),
         )
+        for r in rows
+    ]
+
+
+@dataclass(frozen=True)
+class CertAttempt:
+    """One attempt to obtain a certificate: ``ok`` is None while it runs; ``kind`` says why it
+    failed (``CertificateFailed.kind``); ``retry_after`` is the CA's, when it gave one."""
+
+    id: int
+    certificate: str
+    trigger: str
+    started: str
+    finished: str | None
+    ok: bool | None
+    kind: str
+    detail: str
+    serial: str
+    not_after: str
+    retry_after: str
+
+
+def start_cert_attempt(db: sqlite3.Connection, certificate: str, trigger: str) -> int:
+    """Record that an attempt to obtain ``certificate`` started (``trigger``: what started
+    it: ``timer``, ``up``, ``renew``, ``watch``); return its id for ``finish_cert_attempt``."""
+    cursor = db.execute(
+        "INSERT INTO cert_attempts (certificate, trigger, started) VALUES (?, ?, ?)",
+        (certificate, trigger, now()),
+    )
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
+def finish_cert_attempt(
+    db: sqlite3.Connection,
+    attempt_id: int,
+    ok: bool,
+    *,
+    kind: str = "",
+    detail: str = "",
+    serial: str = "",
+    not_after: str = "",
+    retry_after: str = "",
+) -> None:
+    """Record how the attempt ``attempt_id`` ended."""
+    db.execute(
+        "UPDATE cert_attempts SET finished = ?, ok = ?, kind = ?, detail = ?, serial = ?,"
+        " not_after = ?, retry_after = ? WHERE id = ?",
+        (now(), int(ok), kind, detail, serial, not_after, retry_after, attempt_id),
+    )
+
+
+def cert_attempts(
+    db: sqlite3.Connection, certificate: str | None = None, limit: int = 50
+) -> list[CertAttempt]:
+    """Return the latest finished attempts (for ``certificate`` if given), newest first."""
+    query = "SELECT * FROM cert_attempts WHERE finished IS NOT NULL"
+    parameters: list[Any] = []
+    if certificate is not None:
+        query += " AND certificate = ?"
+        parameters.append(certificate)
+    rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*parameters, limit)).fetchall()
+    return [
+        CertAttempt(r[0], r[1], r[2], r[3], r[4], None if r[5] is None else bool(r[5]), *r[6:])
         for r in rows
     ]

@@ -217,12 +217,16 @@ def not_after(der: bytes) -> datetime:
     return moment
 
 
-async def tls(probe: Probe, warn_days: int, now: Callable[[], datetime] | None = None) -> Outcome:
+async def tls(
+    probe: Probe, warn_days: int, now: Callable[[], datetime] | None = None, trust: str = ""
+) -> Outcome:
     """Up when the certificate is valid for the name and has ``warn_days`` or more left;
-    degraded when it has fewer; down when it has expired, does not verify, or there is no
-    handshake."""
+    degraded when it has fewer; down when it has expired, does not verify (against the
+    system's CAs, and ``trust``: PEM of a private CA), or there is no handshake."""
     started = time.monotonic()
     verifying = ssl.create_default_context()
+    if trust:
+        verifying.load_verify_locations(cadata=trust)
     verifying.check_hostname = bool(probe.name)
     problem = ""
     try:

@@ -123,7 +123,7 @@ class Watcher:
         if probe.kind == "tcp":
             return await probes.tcp(probe)
         if probe.kind == "tls":
-            return await probes.tls(probe, self.plan.certificate_days)
+            return await probes.tls(probe, self.plan.certificate_days, trust=self.plan.trust)
         if probe.kind == "dns":
             return await probes.dns(probe)
         return await probes.backup(probe, self.options.backups)
