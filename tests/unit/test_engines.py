@@ -618,7 +618,9 @@ def test_the_version_beside_publishes_every_port_where_the_host_picks() -> None:
     assert beside.up == (
         (*DOCKER_COMPOSE, "-p", "wiki-allmende-next", "-f", beside.path, "up", "-d"),
     )
-    assert beside.down == ((*DOCKER_COMPOSE, "-p", "wiki-allmende-next", "-f", beside.path, "down"),)
+    assert beside.down == (
+        (*DOCKER_COMPOSE, "-p", "wiki-allmende-next", "-f", beside.path, "down"),
+    )
 
 
 def test_a_changed_secret_file_brings_its_service_up() -> None:

@@ -3,8 +3,8 @@
 Pure: no I/O. A host *depends on* another when its change only works once the other's is in
 place:
 
-- an edge host on the hosts of the services it serves (``derive.served_by``): the backends
-  must answer before the edge sends to them;
+- an edge host on the hosts of the services it routes to (``derive.served_by``, those with
+  routes or exposed ports): the backends must answer before the edge sends to them;
 - a host on the hosts of the databases its services use: providers first;
 - a host that is a container on another (``parent``): the parent makes it.
 
@@ -26,7 +26,7 @@ def dependencies(inventory: Inventory) -> dict[str, frozenset[str]]:
     docstring)."""
     found: dict[str, set[str]] = {name: set() for name in inventory.hosts}
     for edge in derive.edge_hosts(inventory):
-        for served in derive.served_by(inventory, edge):
+        for served in routed_by(inventory, edge):
             found[edge].add(inventory.services[served].host)
     for model in inventory.services.values():
         for use in model.uses:
@@ -39,45 +39,70 @@ def dependencies(inventory: Inventory) -> dict[str, frozenset[str]]:
     return {name: frozenset(others - {name}) for name, others in found.items()}
 
 
-def why(inventory: Inventory, host: str, other: str) -> str:
-    """Return why ``host`` depends on ``other``, for people (empty if it does not)."""
-    reasons = []
-    if host in derive.edge_hosts(inventory):
-        served = [
-            s for s in derive.served_by(inventory, host) if inventory.services[s].host == other
-        ]
-        if served:
-            reasons.append(f"its edge routes to {', '.join(served)} there")
-    users = [
-        f"{name} uses {use.database.split('/')[0]}"
-        for name, service in sorted(inventory.services.items())
-        if service.host == host
-        for use in service.uses
-        if (provider := inventory.services.get(use.database.split("/")[0])) is not None
-        and provider.host == other
+def routed_by(inventory: Inventory, edge: str) -> list[str]:
+    """Return the services the edge host sends requests to: those it serves that have routes
+    or exposed ports."""
+    return [
+        name
+        for name in derive.served_by(inventory, edge)
+        if inventory.services[name].routes or inventory.services[name].expose
     ]
-    reasons += users
-    if inventory.hosts[host].parent == other:
-        reasons.append(f"it is a container on {other}")
-    return "; ".join(reasons)
 
 
 def levels(hosts: Collection[str], depends: Mapping[str, Collection[str]]) -> list[list[str]]:
     """Return ``hosts`` in levels: each host after every host of ``hosts`` it depends on,
-    those of one level (sorted) free to go at once. Hosts in a cycle of dependencies (two
-    edges serving each other's services) share the level where the cycle is met."""
-    remaining = set(hosts)
+    those of one level (sorted) free to go at once. Hosts that depend on each other in a
+    cycle (two edges serving each other's services) share a level."""
+    among = set(hosts)
+    edges = {h: set(depends.get(h, ())) & among - {h} for h in among}
+    cycle = _cycles(edges)
+    remaining = set(among)
     result: list[list[str]] = []
     while remaining:
-        ready = sorted(h for h in remaining if not (set(depends.get(h, ())) & remaining - {h}))
-        if not ready:  # a cycle: take the hosts with the fewest open dependencies together
-            fewest = min(len(set(depends.get(h, ())) & remaining) for h in remaining)
-            ready = sorted(
-                h for h in remaining if len(set(depends.get(h, ())) & remaining) == fewest
+        ready = {
+            h
+            for h in remaining
+            if all(d not in remaining or cycle[d] == cycle[h] for d in edges[h])
+            and all(
+                d not in remaining or cycle[d] == cycle[h]
+                for m in remaining
+                if cycle[m] == cycle[h]
+                for d in edges[m]
             )
-        result.append(ready)
-        remaining -= set(ready)
+        }
+        result.append(sorted(ready))
+        remaining -= ready
     return result
+
+
+def _cycles(edges: Mapping[str, set[str]]) -> dict[str, int]:
+    """Return, for each node, the number of its strongly connected component (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    component: dict[str, int] = {}
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(edges[node]):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other not in component:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            number = len(set(component.values()))
+            while True:
+                member = stack.pop()
+                component[member] = number
+                if member == node:
+                    break
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return component
 
 
 def groups(hosts: Collection[str], depends: Mapping[str, Collection[str]]) -> list[list[str]]:
