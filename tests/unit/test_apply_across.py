@@ -123,7 +123,9 @@ class Host(MemoryHost):
         if said.startswith("@1 show servers state "):
             backend = said.split()[-1]
             rows = "".join(
-                f"3 {backend} 1 {name.split('/')[1]} {addr} 2 0 1 1 5 6 3 4 6 0 0 0 - {port} - 0 0 - - 0\n"
+                f"3 {backend} 1 {name.split('/')[1]} {addr} 2 0 1 1 5 6 3 4 6 0 0 0 - {port} "
+                "- 0 0 - - 0\n"
+                "- 0 0 - - 0\n"
                 for name, (addr, port) in self.servers.items()
                 if name.startswith(backend + "/")
             )
@@ -241,7 +243,7 @@ def test_the_first_apply_brings_the_backends_up_before_the_edge_starts(
 ) -> None:
     fleet = Fleet()
     fleet.hosts["gateway"].proxy = False  # no HAProxy yet: apply starts it
-    plan, outcome = apply(inventory, fleet, tmp_path)
+    _plan, outcome = apply(inventory, fleet, tmp_path)
     assert outcome.ok, outcome.results
     started = fleet.index("gateway", "haproxy", "-W")
     for service in ("database", "git", "wiki"):
@@ -282,7 +284,7 @@ def test_a_port_move_reloads_the_edge_only_once_the_backend_is_up(
     fleet.log.clear()
     wiki = inventory / "services" / "wiki.yaml"
     wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
-    plan, outcome = apply(inventory, fleet, tmp_path)
+    _plan, outcome = apply(inventory, fleet, tmp_path)
     assert outcome.ok, outcome.results
     up = fleet.index("rack", "-p", "wiki", "up")
     reload = fleet.index("gateway", "python3", "reload")
@@ -345,7 +347,10 @@ def test_a_lock_held_on_the_edge_leaves_the_whole_group_unapplied(
 
 
 def test_sections_compare_backends_by_their_lines() -> None:
-    old = "global\n    daemon\n\nbackend wiki_app_http from http\n    # a note\n    server app 1.2.3.4:8081 check\n"
+    old = (
+        "global\n    daemon\n\nbackend wiki_app_http from http\n    # a note\n"
+        "    server app 1.2.3.4:8081 check\n"
+    )
     new = old.replace("8081", "8082")
     assert sections(old)["backend wiki_app_http from http"] == ["server app 1.2.3.4:8081 check"]
     assert backends_differ(old, new, {"wiki_app_http"})
