@@ -408,8 +408,6 @@ def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
             server.wait()
 
 
-
-
 @pytest.fixture(scope="session")
 def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Iterator[RemoteHost]:
     """A real sshd on 127.0.0.1 in its own mount namespace; see the module docstring."""
@@ -422,12 +420,20 @@ def remote_pair(
     tmp_path_factory: pytest.TempPathFactory, podman: Podman
 ) -> Iterator[tuple[RemoteHost, RemoteHost]]:
     """Two remote hosts, each an sshd of its own in a mount namespace of its own (an edge and
-    a home server): what one writes the other does not see. Their podman is the one test
-    storage, so that the containers of either can be looked at from the machine."""
+    a home server): what one writes the other does not see. The first's ``connector_env``
+    reaches both (its key is allowed on the second, its known_hosts knows both). Their podman
+    is the one test storage, so that the containers of either can be looked at from the
+    machine."""
     with (
         started(tmp_path_factory.mktemp("remote-a"), podman) as first,
         started(tmp_path_factory.mktemp("remote-b"), podman) as second,
     ):
+        # One client key and one known_hosts for both, as an admin's laptop has.
+        public = first.client_key.with_name("client_key.pub").read_text()
+        with (second.directory / "authorized_keys").open("a") as keys:
+            keys.write(public)
+        with first.known_hosts.open("a") as known:
+            known.write(second.known_hosts.read_text())
         yield first, second
 
 

@@ -44,6 +44,8 @@ class Host(MemoryHost):
         self.proxy = proxy
         #: Where each server (backend/server) of the running HAProxy sends, set at run time.
         self.servers: dict[str, tuple[str, int]] = {}
+        #: Servers set in maintenance (True) or ready (False) at run time, until a reload.
+        self.paused: dict[str, bool] = {}
         self.answer(["docker", "compose", "version"], Ran(0, b"v2", b""))
         self.answer(["docker", "compose"], self.compose)
         self.answer(["docker", "ps"], self.ps)
@@ -130,6 +132,10 @@ class Host(MemoryHost):
                 if name.startswith(backend + "/")
             )
             return Ran(0, f"1\n{STATE_COLUMNS}\n{rows}\n".encode(), b"")
+        if said.startswith("@1 set server ") and said.split()[4] == "state":
+            words = said.split()
+            self.paused[words[3]] = words[5] == "maint"
+            return Ran(0, b"", b"")
         if said.startswith("@1 set server "):
             words = said.split()
             self.servers[words[3]] = (words[5], int(words[7]))
@@ -137,6 +143,7 @@ class Host(MemoryHost):
         if said == "reload":
             self.reloads += 1
             self.servers = dict(self.configured)
+            self.paused = {}
             return Ran(0, b"", b"")
         if said == "show proc":
             worker = 100 + self.reloads
@@ -413,3 +420,50 @@ def test_a_copy_whose_original_fails_is_taken_away_and_the_edge_pointed_back(
     assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8081)
     assert "wiki-allmende-next" not in rack.up and "wiki" in rack.up
     assert b"Nordlicht" in rack.files["/srv/wiki/compose.yaml"][0]
+
+
+def test_a_service_that_holds_data_is_in_maintenance_on_the_edge_while_it_is_replaced(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = Fleet()
+    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet.log.clear()
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    plan, outcome = apply(inventory, fleet, tmp_path)
+    assert outcome.ok, outcome.results
+    [up] = [a for a in plan.actions if a.subject == "wiki"]
+    assert up.verb == "up" and "stop-first" in up.reason
+    paused = fleet.index("gateway", "@1 set server wiki_app_http/app state maint")
+    recreate = fleet.index("rack", "-p", "wiki", "--force-recreate")
+    moved = fleet.index("gateway", "@1 set server wiki_app_http/app addr 192.0.2.10 port 8091")
+    ready = fleet.index("gateway", "@1 set server wiki_app_http/app state ready")
+    reload = fleet.index("gateway", "reload")
+    assert paused < recreate < moved < ready < reload
+    assert fleet.hosts["gateway"].paused == {}
+
+
+def test_a_service_in_maintenance_whose_new_version_fails_is_made_ready_on_its_old_port(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = Fleet()
+    assert apply(inventory, fleet, tmp_path)[1].ok
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
+    calls = {"n": 0}
+
+    def flaky(command: tuple[str, ...], input: bytes | None) -> Ran:
+        if "-p" in command and command[command.index("-p") + 1] == "wiki" and "up" in command:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return Ran(1, b"", b"Error: wiki does not start")
+        return Host.compose(rack, command, input)
+
+    rack.answer(["docker", "compose", "-p"], flaky)
+    _, outcome = apply(inventory, fleet, tmp_path)
+    error = outcome.results["rack"].error
+    assert isinstance(error, ApplyFailed) and error.rolled_back and not error.problems, error
+    assert gateway.paused == {"wiki_app_http/app": False}
+    assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8081)
+    assert "wiki" in rack.up

@@ -137,7 +137,7 @@ def apply(
     edges = {
         edge
         for a in plan.actions
-        if a.verb == "replace"
+        if a.verb in ("replace", "up")
         for edge in derive.edges_of(inventory, a.subject)
     }
     records = {

@@ -15,7 +15,8 @@ them and leave only after it stopped:
     what backups need installed; systemd reloaded and timers enabled where units changed; the
     engine's preparations; each changed or stopped service brought up, providers first, and
     waited for until it runs and its health checks pass (``apply.engines``), a ``replace``d one
-    started beside itself first while the edges send to it (``apply.replace``);
+    started beside itself first while the edges send to it, any other one with its servers on
+    the edges in maintenance meanwhile (``apply.replace``);
 ``proxy``
     HAProxy started or gracefully reloaded through its master socket, once every service it
     routes to answers (on this host and on the others);
@@ -172,13 +173,15 @@ class HostApply:
             ports = await replace.published(connector, driver, started)
             await replace.switch(self.edges, plan.inventory, started, ports, done.moved)
             plan.say(f"{action.subject}: the edge sends to {started.beside.name}")
+        else:
+            await replace.pause(self.edges, plan.inventory, action.subject, done.moved)
         began(action, done)
         done.up.append(action.subject)
         plan.say(f"{action.subject}: up ({action.reason})")
         await run_action(connector, action)
         await wait_up(connector, driver, plan.inventory, action.subject)
         plan.say(f"{action.subject}: running")
-        if action.verb == "replace":
+        if any(m.service == action.subject for m in done.moved):
             await replace.back(self.edges, plan.inventory, action.subject, done.moved)
             plan.say(f"{action.subject}: the edge sends to it again")
 

@@ -230,3 +230,17 @@ async def point(connector: Connector, backend: str, server: str, to: ServerAt) -
                 f"{connector.host}: HAProxy did not take `{command.removeprefix('@1 ')}`: "
                 f"{answer.strip() or 'no answer'}"
             )
+
+
+async def set_state(connector: Connector, backend: str, server: str, state: str) -> None:
+    """Set a server of the (opened) edge's running HAProxy to ``state`` (``maint``: no
+    request is sent to it, the edge answers with its maintenance page when none is left;
+    ``ready``: as its health checks say) until the next reload. Raise UserError with what
+    HAProxy answered if it refuses or none answers."""
+    command = f"@1 set server {backend}/{server} state {state}"
+    answer = await master_cli(connector, proxy_paths(connector), command)
+    if answer is None or answer.strip():
+        raise UserError(
+            f"{connector.host}: HAProxy did not take `{command.removeprefix('@1 ')}`: "
+            f"{(answer or '').strip() or 'no HAProxy answers'}"
+        )

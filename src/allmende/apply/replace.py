@@ -18,8 +18,15 @@ opened edges:
 5. ``retire``, once every edge has reloaded: the version beside is brought down and its file
    removed.
 
-Each server moved is remembered with where it pointed before (``Moved``), so that a rollback
-points it back; a reload of an edge makes its servers what its configuration says anyway.
+A service that may not run twice (stop-first: it holds data) gets the other half of this:
+before it is brought up, ``pause`` puts each of its servers on the edges in maintenance, so
+that the edge answers with its maintenance page at once instead of sending requests to a
+stopping container; once it runs and is healthy, ``back`` points each at the new
+configuration's ports and makes it ready again.
+
+Each server moved or paused is remembered with where it pointed before (``Moved``), so that
+a rollback points it back and makes it ready; a reload of an edge makes its servers what its
+configuration says anyway.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from allmende.apply.proxy import ServerAt, point, server_at
+from allmende.apply.proxy import ServerAt, point, server_at, set_state
 from allmende.connectors.base import Connector
 from allmende.engines.base import Beside, Driver
 from allmende.errors import UserError
@@ -47,9 +54,12 @@ class Moved:
     """One edge server pointed elsewhere at run time, and where it pointed before."""
 
     edge: str
+    service: str
     backend: str
     server: str
     before: ServerAt
+    #: Put in maintenance (``pause``) rather than pointed at a version beside.
+    paused: bool = False
 
 
 @dataclass(frozen=True)
@@ -133,27 +143,48 @@ async def switch(
             checked = _port_inside(inventory, backend, backend.health.port)
             to = ServerAt(address, mine[inside], mine.get(checked, 0) if checked else 0)
             await tcp_wait(connector, to.address, to.port, REACH_SECONDS)
-            moved.append(Moved(edge, backend.name, name, before))
+            moved.append(Moved(edge, started.service, backend.name, name, before))
             await point(connector, backend.name, name, to)
+
+
+async def pause(
+    edges: Mapping[str, Connector], inventory: Inventory, service: str, moved: list[Moved]
+) -> None:
+    """Put every server of ``service`` on the (opened) edges whose HAProxy has it in
+    maintenance, each added to ``moved`` before."""
+    for edge, backends in sorted(servers(inventory, service).items()):
+        connector = edges.get(edge)
+        if connector is None:
+            continue
+        for backend in backends:
+            name = server_name(backend)
+            before = await server_at(connector, backend.name, name)
+            if before is None:  # new on this edge, or no HAProxy runs there
+                continue
+            moved.append(Moved(edge, service, backend.name, name, before, paused=True))
+            await set_state(connector, backend.name, name, "maint")
 
 
 async def back(
     edges: Mapping[str, Connector], inventory: Inventory, service: str, moved: list[Moved]
 ) -> None:
     """Step 4: point each server moved for ``service`` at the service's own ports, as the new
-    configuration names them, once they accept connections from the edge."""
+    configuration names them, once they accept connections from the edge; make each paused
+    one ready again."""
     planned = {
         (edge, b.name): b for edge, found in servers(inventory, service).items() for b in found
     }
     for entry in moved:
         backend = planned.get((entry.edge, entry.backend))
-        if backend is None or backend.service != service:
+        if entry.service != service or backend is None:
             continue
         address, port = split_address(backend.address)
         to = ServerAt(address, port, backend.health.port or 0)
         connector = edges[entry.edge]
         await tcp_wait(connector, address, port, REACH_SECONDS)
         await point(connector, entry.backend, entry.server, to)
+        if entry.paused:
+            await set_state(connector, entry.backend, entry.server, "ready")
 
 
 async def retire(connector: Connector, started: Started) -> None:
@@ -165,12 +196,14 @@ async def retire(connector: Connector, started: Started) -> None:
 
 
 async def point_back(edges: Mapping[str, Connector], moved: list[Moved]) -> list[str]:
-    """Point every server moved where it pointed before, the last first; return what could
-    not be."""
+    """Point every server moved where it pointed before and make every paused one ready, the
+    last first; return what could not be."""
     problems = []
     for entry in reversed(moved):
         try:
             await point(edges[entry.edge], entry.backend, entry.server, entry.before)
+            if entry.paused:
+                await set_state(edges[entry.edge], entry.backend, entry.server, "ready")
         except UserError as exc:
             problems.append(str(exc))
     return problems

@@ -478,7 +478,7 @@ def maintenance_page(inventory: Inventory) -> bytes:
     body = (
         "<!doctype html>\n<!-- "
         + header(["allmende.yaml"], "").strip().replace("\n ", " ")
-        + " -->\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        + ' -->\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Back in a moment</title></head>\n<body>\n<h1>Back in a moment</h1>\n"
         "<p>This service is being updated or is down for maintenance. Please try again in a "
         f"minute.</p>\n<p>{who}</p>\n{contact}\n</body></html>\n"
