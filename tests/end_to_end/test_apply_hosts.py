@@ -35,10 +35,10 @@ from typing import Any
 
 import pytest
 import yaml
-
-from allmende.cli.main import main
 from tests.end_to_end.conftest import IMAGE, INDEX, free_port
 from tests.end_to_end.remote import RemoteHost, _mount_ns
+
+from allmende.cli.main import main
 
 #: At least this many requests go through the edge while each change is applied.
 REQUESTS = 2000
@@ -89,7 +89,7 @@ def busybox(host: str, port: int, description: str, **more: Any) -> dict[str, An
         },
         "routes": [
             {"domain": f"{description.split()[0].lower()}.test", "tls": "none", "to": "app.http"}
-        ],  # fmt: skip
+        ],
     }
 
 
@@ -117,7 +117,7 @@ def pair(
                 "bind": "127.0.0.1",
                 "http_port": http,
                 "https_port": free_port(),
-            },  # fmt: skip
+            },
         },
     )
     for name, host in (("edge", edge), ("home", home)):
