@@ -11,7 +11,8 @@
 Both use a copy of the rendered files in which only ``/etc/haproxy`` and ``/run/haproxy`` are
 moved into a temp directory (the maintenance page with them), and the certificates named in
 ``certs.list`` are made here with openssl (as root; otherwise the lines that drop privileges are
-left out too, since only root may change user or chroot). The rendered configuration itself is not weakened.
+left out too, since only root may change user or chroot). The rendered configuration itself is
+not weakened.
 
 HAProxy and openssl must be installed (``script/bootstrap`` installs HAProxy): without them the
 tests fail, they never skip.

@@ -24,7 +24,8 @@ them and leave only after it stopped:
     services removed from the inventory brought down (where not done yet), now that no edge
     sends to them, and their files deleted; the versions started beside brought down; the
     monitors of every service brought up (and, after a proxy reload, of every service the edge
-    serves) run until they pass (``apply.verify``); the manifest written, only now, so that
+    serves) run until they pass (``apply.verify``); the watcher (re)started where its plan
+    or unit changed, once what it watches is up; the manifest written, only now, so that
     after an apply that died half-way the plan still sees the services whose new files never
     came up.
 
@@ -152,7 +153,7 @@ class HostApply:
         if self._actions("prepare", *UPS):
             await self._down()
         for action in self._actions("install"):
-            plan.say(f"installing {action.reason.removeprefix('backups need ')}")
+            plan.say(f"installing {action.reason.partition(' need ')[2]}")
             await run_action(connector, action)
         for action in self._actions("reload-systemd"):
             await run_action(connector, action)
@@ -227,6 +228,9 @@ class HostApply:
             raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
         if watched:
             plan.say(f"monitors pass: {', '.join(sorted(set(watched)))}")
+        for action in self._actions("restart"):  # the watcher: once what it watches is up
+            await run_action(connector, action)
+            plan.say(f"{action.subject}: restarted ({action.reason})")
         await record(connector, self.staged, plan.wanted, plan.key, plan.scoped)
 
     async def fail(self, cause: UserError) -> UserError:
