@@ -226,6 +226,31 @@ def apply(root: Path, fleet: Fleet, tmp_path: Path) -> tuple[Plan, Outcome]:
     return shown[0], outcome
 
 
+def applied_then_wiki_moved(inventory: Path, tmp_path: Path) -> Fleet:
+    """Apply Nordlicht to a new fleet, forget its log, and move wiki's published port."""
+    fleet = Fleet()
+    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet.log.clear()
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    return fleet
+
+
+def wiki_fails_once(rack: Host) -> None:
+    """Make the first `up` of the project ``wiki`` itself on ``rack`` fail (a copy beside it,
+    ``wiki-allmende-next``, starts)."""
+    calls = {"n": 0}
+
+    def flaky(command: tuple[str, ...], input: bytes | None) -> Ran:
+        if "-p" in command and command[command.index("-p") + 1] == "wiki" and "up" in command:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                return Ran(1, b"", b"Error: wiki does not start")
+        return Host.compose(rack, command, input)
+
+    rack.answer(["docker", "compose", "-p"], flaky)
+
+
 def test_dependencies_put_backends_before_the_edge_and_join_them_in_one_group(
     inventory: Path,
 ) -> None:
@@ -260,11 +285,7 @@ def test_the_first_apply_brings_the_backends_up_before_the_edge_starts(
 def test_a_backend_that_fails_leaves_the_edge_unchanged_and_says_the_first_error(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
-    fleet.log.clear()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    fleet = applied_then_wiki_moved(inventory, tmp_path)
     fleet.hosts["rack"].broken.add("wiki")
     gateway_files = dict(fleet.hosts["gateway"].files)
     plan, outcome = apply(inventory, fleet, tmp_path)
@@ -281,22 +302,6 @@ def test_a_backend_that_fails_leaves_the_edge_unchanged_and_says_the_first_error
     assert fleet.hosts["gateway"].files == gateway_files
     # the rollback brought wiki up again on its previous files
     assert b"8081" in fleet.hosts["rack"].files["/srv/wiki/compose.yaml"][0]
-
-
-def test_a_port_move_reloads_the_edge_only_once_the_backend_is_up(
-    inventory: Path, tmp_path: Path
-) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
-    fleet.log.clear()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
-    _plan, outcome = apply(inventory, fleet, tmp_path)
-    assert outcome.ok, outcome.results
-    up = fleet.index("rack", "-p", "wiki", "up")
-    reload = fleet.index("gateway", "python3", "reload")
-    assert up < reload
-    assert b"192.0.2.10:8091" in fleet.hosts["gateway"].files["/etc/haproxy/haproxy.cfg"][0]
 
 
 def test_an_unreachable_backend_holds_back_the_edge_change_that_depends_on_it(
@@ -402,17 +407,7 @@ def test_a_copy_whose_original_fails_is_taken_away_and_the_edge_pointed_back(
     assert apply(inventory, fleet, tmp_path)[1].ok
     wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
     rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
-    calls = {"n": 0}
-
-    def flaky(command: tuple[str, ...], input: bytes | None) -> Ran:
-        # the copy starts; the service itself then fails to start on its new files
-        if "-p" in command and command[command.index("-p") + 1] == "wiki" and "up" in command:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                return Ran(1, b"", b"Error: wiki does not start")
-        return Host.compose(rack, command, input)
-
-    rack.answer(["docker", "compose", "-p"], flaky)
+    wiki_fails_once(rack)
     _, outcome = apply(inventory, fleet, tmp_path)
     error = outcome.results["rack"].error
     assert isinstance(error, ApplyFailed) and error.rolled_back and not error.problems, error
@@ -422,14 +417,10 @@ def test_a_copy_whose_original_fails_is_taken_away_and_the_edge_pointed_back(
     assert b"Nordlicht" in rack.files["/srv/wiki/compose.yaml"][0]
 
 
-def test_a_service_that_holds_data_is_in_maintenance_on_the_edge_while_it_is_replaced(
+def test_a_port_move_reloads_the_edge_once_the_backend_is_up_in_maintenance_meanwhile(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
-    fleet.log.clear()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    fleet = applied_then_wiki_moved(inventory, tmp_path)
     plan, outcome = apply(inventory, fleet, tmp_path)
     assert outcome.ok, outcome.results
     [up] = [a for a in plan.actions if a.subject == "wiki"]
@@ -441,6 +432,7 @@ def test_a_service_that_holds_data_is_in_maintenance_on_the_edge_while_it_is_rep
     reload = fleet.index("gateway", "reload")
     assert paused < recreate < moved < ready < reload
     assert fleet.hosts["gateway"].paused == {}
+    assert b"192.0.2.10:8091" in fleet.hosts["gateway"].files["/etc/haproxy/haproxy.cfg"][0]
 
 
 def test_a_service_in_maintenance_whose_new_version_fails_is_made_ready_on_its_old_port(
@@ -451,16 +443,7 @@ def test_a_service_in_maintenance_whose_new_version_fails_is_made_ready_on_its_o
     wiki = inventory / "services" / "wiki.yaml"
     wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
     rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
-    calls = {"n": 0}
-
-    def flaky(command: tuple[str, ...], input: bytes | None) -> Ran:
-        if "-p" in command and command[command.index("-p") + 1] == "wiki" and "up" in command:
-            calls["n"] += 1
-            if calls["n"] == 1:
-                return Ran(1, b"", b"Error: wiki does not start")
-        return Host.compose(rack, command, input)
-
-    rack.answer(["docker", "compose", "-p"], flaky)
+    wiki_fails_once(rack)
     _, outcome = apply(inventory, fleet, tmp_path)
     error = outcome.results["rack"].error
     assert isinstance(error, ApplyFailed) and error.rolled_back and not error.problems, error
