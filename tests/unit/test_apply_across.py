@@ -210,7 +210,9 @@ def without(text: str, *keys: str) -> str:
     return "".join(kept)
 
 
-def apply(root: Path, fleet: Fleet, tmp_path: Path) -> tuple[Plan, Outcome]:
+def apply(
+    root: Path, fleet: Fleet, tmp_path: Path, host: str | None = None
+) -> tuple[Plan, Outcome]:
     shown: list[Plan] = []
     outcome = plan_and_apply(
         root,
@@ -222,6 +224,7 @@ def apply(root: Path, fleet: Fleet, tmp_path: Path) -> tuple[Plan, Outcome]:
         show=shown.append,
         confirm=lambda plan: True,
         seams=Seams(connect=fleet.connect),
+        host=host,
     )
     return shown[0], outcome
 
@@ -450,3 +453,19 @@ def test_a_service_in_maintenance_whose_new_version_fails_is_made_ready_on_its_o
     assert gateway.paused == {"wiki_app_http/app": False}
     assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8081)
     assert "wiki" in rack.up
+
+
+def test_a_backend_applied_alone_moves_the_edge_servers_at_run_time_and_leaves_its_files(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = applied_then_wiki_moved(inventory, tmp_path)
+    gateway = fleet.hosts["gateway"]
+    files = dict(gateway.files)
+    plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
+    assert outcome.ok, outcome.results
+    assert {c.host for c in plan.changes} == {"rack"}
+    # the edge sends to the new port now, its monitors pass through it; its files wait for
+    # the edge's own apply
+    assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8091)
+    assert gateway.paused == {"wiki_app_http/app": False}
+    assert gateway.files == files
