@@ -2,6 +2,10 @@
 
     .venv/bin/python bench/apply.py [--delay MS] [--per-file] [SIZES...]   default: 10 100 500
 
+Each size is measured twice: with the services and their edge on one host (``box``), and
+with the edge on a host of its own (``gateway``), so that an apply across two hosts in step
+(``apply.across``) can be seen beside an apply to one.
+
 ``--delay MS`` puts a TCP proxy between allmende and sshd that holds every chunk MS
 milliseconds each way (a round trip of twice that), as a host across a network would;
 ``--per-file`` reads, hashes and writes the host's files over SFTP one by one (the SSH
@@ -115,25 +119,28 @@ def delay_proxy(port: int, delay: float) -> int:
     return listening[0]
 
 
-def generate(root: Path, services: int, port: int) -> None:
+def generate(root: Path, services: int, port: int, hosts: int) -> None:
     """Write an inventory of ``services`` services on the SSH host ``box`` (127.0.0.1:``port``),
-    each routed through the edge ``gateway`` (this machine)."""
+    each routed through the edge: ``gateway`` (this machine) with ``hosts`` 2, ``box`` itself
+    with 1."""
     (root / "hosts").mkdir(parents=True)
     (root / "services").mkdir()
     (root / "allmende.yaml").write_text(
         "name: bench\ndescription: Benchmark of apply\ncontact: infra@bench.example\n"
-        "domains: [bench.example]\nedge: {hosts: [gateway]}\n"
+        f"domains: [bench.example]\nedge: {{hosts: [{'gateway' if hosts == 2 else 'box'}]}}\n"
         "people:\n  alex: {name: Alex, email: alex@bench.example}\n"
     )
     (root / "hosts" / "box.yaml").write_text(
         "description: The machine the services run on, reached over SSH\nkind: vps\n"
         f"address: 127.0.0.1\nssh: {{user: root, port: {port}}}\nengine: compose\n"
-        "runtime: podman\n"
+        + ("public_ipv4: 127.0.0.1\n" if hosts == 1 else "")
+        + "runtime: podman\n"
     )
-    (root / "hosts" / "gateway.yaml").write_text(
-        "description: The edge, this machine\nkind: vps\naddress: 127.0.0.2\n"
-        "public_ipv4: 127.0.0.2\nengine: compose\nruntime: podman\n"
-    )
+    if hosts == 2:
+        (root / "hosts" / "gateway.yaml").write_text(
+            "description: The edge, this machine\nkind: vps\naddress: 127.0.0.2\n"
+            "public_ipv4: 127.0.0.2\nengine: compose\nruntime: podman\n"
+        )
     for s in range(services):
         (root / "services" / f"svc-{s}.yaml").write_text(
             f"description: service {s}\nmaintainers: [alex]\nhost: box\n"
@@ -166,12 +173,13 @@ async def no_actions(*args: object, **kwargs: object) -> list[Any]:
     return []
 
 
-def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, Any]:
+def one(services: int, port: int, sshd_dir: str, one_by_one: bool, hosts: int) -> dict[str, Any]:
     """Measure one size in this process; return the figures."""
     from allmende.actions.apply import apply
     from allmende.actions.check import check
     from allmende.actions.plan import Seams
     from allmende.actions.plan import prepare as prepare_with
+    from allmende.inventory.hostpaths import PROXY_FILES
 
     def prepare(root: Path, env: dict[str, str]) -> Any:
         return prepare_with(root, env, seams=Seams(actions=no_actions))
@@ -182,7 +190,7 @@ def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, 
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         root = base / "inventory"
-        generate(root, services, port)
+        generate(root, services, port, hosts)
         (base / "remote").mkdir()
         (base / "local").mkdir()
         env = {
@@ -205,7 +213,7 @@ def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, 
 
         (created, results), first_s = timed(first)
         assert all(r.ok for r in results.values()), results
-        assert created == services + 2, created
+        assert created == services + len(PROXY_FILES), created
         plan, plan_s = timed(lambda: prepare(root, env).plan)
         assert not plan.changes and not plan.failed, (plan.changes[:3], plan.failed)
 
@@ -217,6 +225,7 @@ def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, 
         results, noop_s = timed(noop)
         assert results == {}, results
         return {
+            "hosts": hosts,
             "services": services,
             "files": created,
             "first_apply_s": first_s,
@@ -228,7 +237,13 @@ def one(services: int, port: int, sshd_dir: str, one_by_one: bool) -> dict[str, 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--one"]:
         setting = json.loads(argv[1])
-        figures = one(setting["services"], setting["port"], setting["sshd"], setting["per_file"])
+        figures = one(
+            setting["services"],
+            setting["port"],
+            setting["sshd"],
+            setting["per_file"],
+            setting["hosts"],
+        )
         print(json.dumps(figures))
         return
     delay = 0.0
@@ -245,18 +260,25 @@ def main(argv: list[str]) -> None:
                 port = delay_proxy(port, delay)
                 known_hosts(Path(sshd_dir), port)
             print(
-                f"{'services':>9} {'files':>6} {'first apply s':>14} {'no-op plan s':>13} "
-                f"{'no-op apply s':>14} {'peak MiB':>9}"
+                f"{'hosts':>5} {'services':>9} {'files':>6} {'first apply s':>14} "
+                f"{'no-op plan s':>13} {'no-op apply s':>14} {'peak MiB':>9}"
             )
             noop: dict[int, float] = {}
             for size in sizes:
-                setting = {"services": size, "port": port, "sshd": sshd_dir, "per_file": one_by_one}
-                f, peak = measure(__file__, json.dumps(setting))
-                noop[size] = f["noop_apply_s"]
-                print(
-                    f"{size:>9} {f['files']:>6} {f['first_apply_s']:>14.2f} "
-                    f"{f['noop_plan_s']:>13.2f} {f['noop_apply_s']:>14.2f} {peak:>9.1f}"
-                )
+                for hosts in (1, 2):
+                    setting = {
+                        "services": size,
+                        "port": port,
+                        "sshd": sshd_dir,
+                        "per_file": one_by_one,
+                        "hosts": hosts,
+                    }
+                    f, peak = measure(__file__, json.dumps(setting))
+                    noop[size] = max(noop.get(size, 0.0), f["noop_apply_s"])
+                    print(
+                        f"{hosts:>5} {size:>9} {f['files']:>6} {f['first_apply_s']:>14.2f} "
+                        f"{f['noop_plan_s']:>13.2f} {f['noop_apply_s']:>14.2f} {peak:>9.1f}"
+                    )
         finally:
             stop_sshd(server)
     if TARGET_SERVICES in noop:

@@ -207,4 +207,7 @@ from tests.end_to_end.backup_world import (  # noqa: E402, F401  (registers the 
     webhook,
 )
 from tests.end_to_end.incus import incus_world  # noqa: E402, F401  (registers the fixture)
-from tests.end_to_end.remote import remote_host  # noqa: E402, F401  (registers the fixture)
+from tests.end_to_end.remote import (  # noqa: E402, F401  (registers the fixtures)
+    remote_host,
+    remote_pair,
+)

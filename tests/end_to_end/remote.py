@@ -308,9 +308,10 @@ def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
         pytest.fail(f"sshd did not start:\n{failed}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Iterator[RemoteHost]:
-    """A real sshd on 127.0.0.1 in its own mount namespace; see the module docstring."""
+@contextlib.contextmanager
+def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
+    """Start a remote host whose files are under ``directory`` (see the module docstring);
+    stop it and everything started in it at the end."""
     from tests.sshd_setup import SSHD, prepare
     from tests.sshd_setup import known_hosts as trust
 
@@ -319,7 +320,6 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Ite
         missing.append(str(SSHD))
     if missing:
         pytest.fail(f"the remote host needs {', '.join(missing)}: {INSTALL}", pytrace=False)
-    directory = tmp_path_factory.mktemp("remote")
     paths = {mount: directory / "root" / mount.lstrip("/") for mount in MOUNTS}
     for mount, local in paths.items():
         local.mkdir(parents=True)
@@ -406,6 +406,35 @@ def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Ite
         else:
             server.kill()
             server.wait()
+
+
+@pytest.fixture(scope="session")
+def remote_host(tmp_path_factory: pytest.TempPathFactory, podman: Podman) -> Iterator[RemoteHost]:
+    """A real sshd on 127.0.0.1 in its own mount namespace; see the module docstring."""
+    with started(tmp_path_factory.mktemp("remote"), podman) as host:
+        yield host
+
+
+@pytest.fixture(scope="module")
+def remote_pair(
+    tmp_path_factory: pytest.TempPathFactory, podman: Podman
+) -> Iterator[tuple[RemoteHost, RemoteHost]]:
+    """Two remote hosts, each an sshd of its own in a mount namespace of its own (an edge and
+    a home server): what one writes the other does not see. The first's ``connector_env``
+    reaches both (its key is allowed on the second, its known_hosts knows both). Their podman
+    is the one test storage, so that the containers of either can be looked at from the
+    machine."""
+    with (
+        started(tmp_path_factory.mktemp("remote-a"), podman) as first,
+        started(tmp_path_factory.mktemp("remote-b"), podman) as second,
+    ):
+        # One client key and one known_hosts for both, as an admin's laptop has.
+        public = first.client_key.with_name("client_key.pub").read_text()
+        with (second.directory / "authorized_keys").open("a") as keys:
+            keys.write(public)
+        with first.known_hosts.open("a") as known:
+            known.write(second.known_hosts.read_text())
+        yield first, second
 
 
 if __name__ == "__main__":  # run by unshare in the new namespace: BINDS_JSON SSHD ARGS...

@@ -189,7 +189,7 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
     # Each step as it is done, then the result.
     steps = [line.strip() for line in err.splitlines() if line.startswith("  local: ")]
     assert steps == [
-        "local: 15 files in place",
+        "local: 16 files in place",
         "local: database: up (its files change)",
         "local: database: running",
         "local: pad: up (its files change)",

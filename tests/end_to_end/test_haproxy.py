@@ -9,9 +9,10 @@
   port and a reload through the master socket.
 
 Both use a copy of the rendered files in which only ``/etc/haproxy`` and ``/run/haproxy`` are
-moved into a temp directory, and the certificates named in ``certs.list`` are made here with
-openssl (as root; otherwise the lines that drop privileges are left out too, since only root may
-change user or chroot). The rendered configuration itself is not weakened.
+moved into a temp directory (the maintenance page with them), and the certificates named in
+``certs.list`` are made here with openssl (as root; otherwise the lines that drop privileges are
+left out too, since only root may change user or chroot). The rendered configuration itself is
+not weakened.
 
 HAProxy and openssl must be installed (``script/bootstrap`` installs HAProxy): without them the
 tests fail, they never skip.
@@ -160,6 +161,10 @@ def prepared_copy(
             cert, key = authority.leaf(name, "allmende edge")
             Path(pem).write_text(cert.read_text() + key.read_text())
     (etc / "certs.list").write_text(certs)
+    (etc / "errors").mkdir()
+    (etc / "errors" / "allmende-503.http").write_bytes(
+        files[f"{edge}/etc/haproxy/errors/allmende-503.http"].content
+    )
     (etc / "haproxy.cfg").write_text(config)
     return etc / "haproxy.cfg"
 

@@ -79,9 +79,14 @@ def route_plain_to(inventory: Path, service: str) -> None:
 
 
 def rendered_config(edge: Edge) -> str:
-    """Render the inventory and return its haproxy.cfg moved into the test directory."""
-    content = render(load(edge.inventory, {}))["edge/etc/haproxy/haproxy.cfg"].content.decode()
+    """Render the inventory and return its haproxy.cfg moved into the test directory (its
+    maintenance page written there)."""
+    files = render(load(edge.inventory, {}))
+    content = files["edge/etc/haproxy/haproxy.cfg"].content.decode()
     etc, run_dir = edge.directory / "haproxy" / "etc", edge.directory / "haproxy" / "run"
+    (etc / "errors").mkdir(parents=True, exist_ok=True)
+    page = files["edge/etc/haproxy/errors/allmende-503.http"].content
+    (etc / "errors" / "allmende-503.http").write_bytes(page)
     return content.replace("/etc/haproxy", str(etc)).replace("/run/haproxy", str(run_dir))
 
 

@@ -178,6 +178,9 @@ def start_haproxy(root: Path, directory: Path, ca: CA, processes: list[object]) 
         for line in ("    user haproxy\n", "    group haproxy\n", "    chroot /var/lib/haproxy\n"):
             config = config.replace(line, "")
     (etc / "haproxy.cfg").write_text(config)
+    (etc / "errors").mkdir()
+    page = files["edge/etc/haproxy/errors/allmende-503.http"].content
+    (etc / "errors" / "allmende-503.http").write_bytes(page)
     return [
         need("haproxy"),
         "-W",

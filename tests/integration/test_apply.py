@@ -152,12 +152,17 @@ def test_apply_writes_both_hosts_then_nothing_then_exactly_the_change(
 
     with open_store(site.state) as db:
         applies = list_applies(db)
-    assert [(a.host, a.result, a.who) for a in applies[:3]] == [
+    # newest first: the change, the apply that found nothing to do (on every host it read,
+    # as the README promises), the first apply
+    planned = sorted(p.stem for p in (site.inventory / "hosts").glob("*.yaml"))
+    assert [(a.host, a.result, a.who) for a in applies] == [
         ("rack", "ok", "tester"),
+        *[(h, "nothing to do", "tester") for h in reversed(planned)],
         ("rack", "ok", "tester"),
         ("gateway", "ok", "tester"),
     ]
     assert applies[0].changes[0]["path"] == "/srv/wiki/compose.yaml"
+    assert all(a.changes == [] for a in applies[1 : 1 + len(planned)])
 
 
 def test_removed_services_are_deleted_and_a_large_delete_needs_force(

@@ -546,17 +546,87 @@ def rack_actions(
     return engine_actions(inventory(root), "rack", COMPOSE, changes, wanted(root, "rack"), running)
 
 
+#: How the plan says a running, routed service that holds data is replaced.
+STOP_FIRST = (
+    "its files change; stop-first (it holds data): its routes are down from its stop until it "
+    "is healthy, at most 64 s, the edge showing a maintenance page"
+)
+
+
 def test_a_service_whose_files_change_is_brought_up() -> None:
     actions = rack_actions([update("rack", "/srv/wiki/compose.yaml")], all_running(BASE, RACK))
-    assert actions == [
-        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
-    ]
+    # wiki holds data (a volume): stopped first; the window is its start period (60 s) and
+    # the edge's checks noticing
+    assert actions == [Action("rack", "up", "wiki", STOP_FIRST, COMPOSE.recreate("wiki"))]
+
+
+def start_first(tmp_path: Path, service: str, update: str = "update: start-first\n") -> Path:
+    root = tmp_path / "inventory"
+    import shutil
+
+    shutil.copytree(BASE, root)
+    path = root / "services" / f"{service}.yaml"
+    path.write_text(path.read_text() + update)
+    return root
+
+
+def test_a_service_that_may_run_twice_is_started_beside_itself_first(tmp_path: Path) -> None:
+    root = start_first(tmp_path, "wiki")
+    changes = [update("rack", "/srv/wiki/compose.yaml")]
+    [action] = rack_actions(changes, all_running(root, RACK), root)
+    assert (action.verb, action.subject, action.commands) == (
+        "replace",
+        "wiki",
+        COMPOSE.recreate("wiki"),
+    )
+    assert action.reason == (
+        "its files change; start-first: the new version runs beside the old as "
+        "wiki-allmende-next until the edge sends to it, no downtime"
+    )
+
+
+def test_a_service_that_is_not_running_is_simply_brought_up(tmp_path: Path) -> None:
+    root = start_first(tmp_path, "wiki")
+    running = all_running(root, ("database", "git"))
+    [action] = rack_actions([update("rack", "/srv/wiki/compose.yaml")], running, root)
+    assert (action.verb, action.reason) == ("up", "its files change")
+
+
+def test_a_service_without_routes_is_simply_recreated(tmp_path: Path) -> None:
+    # git's routes are left out: nothing sends to it through an edge, nothing to switch
+    root = start_first(tmp_path, "database")
+    changes = [update("rack", "/srv/database/compose.yaml")]
+    [action] = rack_actions(changes, all_running(root, RACK), root)
+    assert (action.verb, action.reason) == ("up", "its files change")
+
+
+def test_the_version_beside_publishes_every_port_where_the_host_picks() -> None:
+    content = wanted(BASE, "rack")["/srv/wiki/compose.yaml"].content
+    beside = COMPOSE.beside("wiki", content)
+    assert beside is not None
+    assert beside.name == "wiki-allmende-next"
+    assert beside.path == "/srv/wiki/.allmende-next.compose.yaml"
+    old, new = yaml.safe_load(content), yaml.safe_load(beside.content)
+    assert old["services"]["app"]["ports"] == ["192.0.2.10:8081:80"]
+    assert new["services"]["app"]["ports"] == ["192.0.2.10::80"]
+    assert new["services"]["app"]["labels"]["org.allmende.service"] == "wiki-allmende-next"
+    # everything else is the same project
+    for entry in (old, new):
+        entry["services"]["app"].pop("ports")
+        entry["services"]["app"]["labels"].pop("org.allmende.service")
+    assert old == new
+    assert beside.up == (
+        (*DOCKER_COMPOSE, "-p", "wiki-allmende-next", "-f", beside.path, "up", "-d"),
+    )
+    assert beside.down == (
+        (*DOCKER_COMPOSE, "-p", "wiki-allmende-next", "-f", beside.path, "down"),
+    )
 
 
 def test_a_changed_secret_file_brings_its_service_up() -> None:
     change = create("rack", "/srv/wiki/secrets/wiki-db-password")
     actions = rack_actions([change], all_running(BASE, RACK))
-    assert [(a.verb, a.subject, a.reason) for a in actions] == [("up", "wiki", "its files change")]
+    assert [(a.verb, a.subject, a.reason) for a in actions] == [("up", "wiki", STOP_FIRST)]
 
 
 def test_an_unchanged_service_that_exited_is_brought_up_again() -> None:
@@ -625,7 +695,7 @@ def test_a_service_whose_project_file_is_deleted_is_brought_down_first() -> None
     actions = rack_actions(changes, all_running(BASE, RACK))
     assert actions == [
         Action("rack", "down", "forum", "removed from the inventory", COMPOSE.down("forum")),
-        Action("rack", "up", "wiki", "its files change", COMPOSE.recreate("wiki")),
+        Action("rack", "up", "wiki", STOP_FIRST, COMPOSE.recreate("wiki")),
     ]
 
 

@@ -24,7 +24,11 @@ def test_the_service_of_a_path() -> None:
 
 
 def test_haproxy_systemd_and_allmende_paths() -> None:
-    assert hostpaths.PROXY_FILES == ("/etc/haproxy/haproxy.cfg", "/etc/haproxy/certs.list")
+    assert hostpaths.PROXY_FILES == (
+        "/etc/haproxy/haproxy.cfg",
+        "/etc/haproxy/certs.list",
+        "/etc/haproxy/errors/allmende-503.http",
+    )
     assert hostpaths.certificate("example.org") == "/etc/haproxy/certs/example.org.pem"
     paths = hostpaths.HAPROXY_PATHS
     assert (paths.config, paths.master_socket, paths.pidfile) == (

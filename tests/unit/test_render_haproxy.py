@@ -61,14 +61,24 @@ def section(text: str, head: str) -> list[str]:
 # --------------------------------------------------------------------------- layout
 
 
-def test_every_edge_gets_a_config_and_a_crt_list() -> None:
+def test_every_edge_gets_a_config_a_crt_list_and_a_maintenance_page() -> None:
     files = haproxy.render(load(EXAMPLES / "softwerke", {}))
     assert sorted(files) == [
         "elbe/etc/haproxy/certs.list",
+        "elbe/etc/haproxy/errors/allmende-503.http",
         "elbe/etc/haproxy/haproxy.cfg",
         "speicher/etc/haproxy/certs.list",
+        "speicher/etc/haproxy/errors/allmende-503.http",
         "speicher/etc/haproxy/haproxy.cfg",
     ]
+    config = files["elbe/etc/haproxy/haproxy.cfg"].content.decode()
+    assert "    errorfile 503 /etc/haproxy/errors/allmende-503.http\n" in config
+    page = files["elbe/etc/haproxy/errors/allmende-503.http"].content
+    head, _, body = page.partition(b"\r\n\r\n")
+    # a whole HTTP response, as HAProxy sends it: the length is the body's
+    assert head.startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert b"Retry-After: 30" in head and b"being updated or is down for maintenance" in body
     assert "cloud.softwerke.md" in files["speicher/etc/haproxy/haproxy.cfg"].content.decode()
     assert "cloud.softwerke.md" not in files["elbe/etc/haproxy/haproxy.cfg"].content.decode()
 

@@ -1,8 +1,9 @@
 """The `apply` verb: bring the hosts to the plan, one lock and one recorded apply per host.
 
 ``prepare`` (in actions.plan) computes the plan together with what it was computed from;
-``refuse_large_deletes`` is the blast-radius guard; ``apply`` carries out the plan on each host
-concurrently and records every host's apply in the state database. ``plan_and_apply`` is the
+``refuse_large_deletes`` is the blast-radius guard; ``apply`` carries out the plan across the
+hosts in the order their dependencies ask (``apply.across``) and records every host's apply in
+the state database, an apply that found nothing to do too. ``plan_and_apply`` is the
 one flow every surface uses: plan, show, check the checksum and the blast radius, ask, apply.
 """
 
@@ -12,17 +13,22 @@ import asyncio
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from allmende.actions.plan import Prepared, Seams, prepare
-from allmende.apply.host import Done, HostPlan, apply_host
+from allmende.apply.across import apply_across
+from allmende.apply.host import Done, HostPlan
 from allmende.apply.lock import host_lock
 from allmende.apply.verify import TIMEOUT
+from allmende.connectors.base import Connector
 from allmende.errors import PlanChanged, UnsafePlan, UserError
+from allmende.inventory import derive
 from allmende.plan.changes import Plan
+from allmende.plan.order import dependencies
 from allmende.state.store import default_path, finish_apply, open_store, start_apply
 
 #: More deletes than this in one apply need --force.
@@ -96,56 +102,88 @@ def who(env: Mapping[str, str]) -> str:
 def apply(
     prepared: Prepared, env: Mapping[str, str], say: Callable[[str], None] = lambda line: None
 ) -> dict[str, HostResult]:
-    """Apply the plan on every host that has something to do, concurrently, each under its
-    lock, and record each in the state database. Return each host's result."""
+    """Apply the plan on every host that has something to do, in the order its dependencies
+    ask (``apply.across``), each under its lock, and record each in the state database.
+    Return each host's result."""
     plan = prepared.plan
+    inventory = prepared.inventory
     hosts = sorted({c.host for c in plan.changes} | {a.host for a in plan.actions})
     user = who(env)
     db = open_store(default_path(env))
     inventory_name = str(prepared.root.resolve())
+    timeout = float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT)
 
-    async def one(host: str) -> HostResult:
-        changes = [c for c in plan.changes if c.host == host]
-        actions = [a for a in plan.actions if a.host == host]
-        record = start_apply(
+    def part(host: str) -> HostPlan:
+        return HostPlan(
+            inventory,
+            [c for c in plan.changes if c.host == host],
+            [a for a in plan.actions if a.host == host],
+            prepared.wanted[host],
+            plan.keys[host],
+            prepared.scoped,
+            timeout,
+            lambda line: say(f"{host}: {line}"),
+            frozenset(plan.failed),
+        )
+
+    @asynccontextmanager
+    async def opened(host: str) -> AsyncIterator[Connector]:
+        async with (
+            prepared.seams.connect(inventory, host, env) as connector,
+            host_lock(connector, user, os.getpid()),
+        ):
+            yield connector
+
+    edges = {
+        edge
+        for a in plan.actions
+        if a.verb in ("replace", "up")
+        for edge in derive.edges_of(inventory, a.subject)
+    }
+    records = {
+        host: start_apply(
             db,
             who=user,
             inventory=inventory_name,
             host=host,
             checksum=plan.checksum,
-            changes=[c.canonical() for c in changes] + [a.canonical() for a in actions],
+            changes=[c.canonical() for c in plan.changes if c.host == host]
+            + [a.canonical() for a in plan.actions if a.host == host],
         )
-        part = HostPlan(
-            prepared.inventory,
-            changes,
-            actions,
-            prepared.wanted[host],
-            plan.keys[host],
-            prepared.scoped,
-            float(env.get("ALLMENDE_VERIFY_TIMEOUT") or TIMEOUT),
-            lambda line: say(f"{host}: {line}"),
-            frozenset(plan.failed),
-        )
-        try:
-            async with (
-                prepared.seams.connect(prepared.inventory, host, env) as connector,
-                host_lock(connector, user, os.getpid()),
-            ):
-                done = await apply_host(connector, part)
-        except UserError as exc:
-            finish_apply(db, record, f"failed: {exc}")
-            return HostResult(host, error=exc)
-        finish_apply(db, record, "ok")
-        return HostResult(host, done=done)
-
-    async def every() -> list[HostResult]:
-        return await asyncio.gather(*(one(h) for h in hosts))
-
+        for host in hosts
+    }
     try:
-        results = asyncio.run(every())
+        found = asyncio.run(
+            apply_across({h: part(h) for h in hosts}, edges, dependencies(inventory), opened)
+        )
+        results = {}
+        for host in hosts:
+            result = found[host]
+            finish_apply(
+                db, records[host], "ok" if result.error is None else f"failed: {result.error}"
+            )
+            results[host] = HostResult(host, result.done, result.error)
     finally:
         db.close()
-    return {r.host: r for r in results}
+    return results
+
+
+def record_nothing(prepared: Prepared, env: Mapping[str, str]) -> None:
+    """Record in the state database that an apply found nothing to do on each host it read."""
+    db = open_store(default_path(env))
+    try:
+        for host in prepared.plan.hosts:
+            record = start_apply(
+                db,
+                who=who(env),
+                inventory=str(prepared.root.resolve()),
+                host=host,
+                checksum=prepared.plan.checksum,
+                changes=[],
+            )
+            finish_apply(db, record, "nothing to do")
+    finally:
+        db.close()
 
 
 Status = Literal["nothing to do", "declined", "applied"]
@@ -192,6 +230,7 @@ def plan_and_apply(
     plan = prepared.plan
     show(plan)
     if plan.empty:
+        record_nothing(prepared, env)
         return Outcome(prepared, "nothing to do")
     if checksum is not None:
         check_checksum(plan, checksum)

@@ -21,6 +21,7 @@ from allmende.plan.certfiles import cert_files, merged
 from allmende.plan.changes import Action, Change, Plan
 from allmende.plan.databases import passwords_needed
 from allmende.plan.deliver import host_files, needs_secrets
+from allmende.plan.hold import hold_back
 from allmende.plan.observe import Recorded, observe, wanted_by_host
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
@@ -114,7 +115,11 @@ def prepare(
             connector, inventory, changes, files, recorded, service, passwords
         )
 
-    plan = asyncio.run(observe(wanted, opener, source, act))
+    async def observed() -> Plan:
+        found = await observe(wanted, opener, source, act)
+        return await hold_back(inventory, found, wanted, opener)
+
+    plan = asyncio.run(observed())
     return Prepared(root, inventory, wanted, plan, service is not None, seams)
 
 

@@ -11,7 +11,7 @@ fails before a live file is touched:
    ``haproxy.cfg``); a rejected file stops here;
 4. copy each file about to be replaced or deleted to ``<path>.allmende-prev`` (remembering the
    previous copy there was), rename every temp over its target and delete what the plan
-   deletes;
+   deletes (``delete``, which apply runs once what leaves is down);
 5. once what follows the files has worked (``apply.host``), write the manifest (mode 0600).
 
 A host that has no key for the hashes of secret files yet gets the plan's before step 1
@@ -239,9 +239,10 @@ async def remove_created(connector: Connector, staged: Staged) -> None:
         await connector.remove_tree(path)
 
 
-async def commit(connector: Connector, staged: Staged) -> None:
-    """Step 5: rename every temp over its target and delete what the plan deletes. Each change
-    done is kept in ``staged.committed`` for ``rollback``."""
+async def commit(connector: Connector, staged: Staged, deletes: bool = True) -> None:
+    """Step 4: rename every temp over its target and (unless not ``deletes``: ``delete``
+    does it later) delete what the plan deletes. Each change done is kept in
+    ``staged.committed`` for ``rollback``."""
     staged.manifest_before = await connector.read(MANIFEST)
     replaced = [c.path for c in staged.changes if c.kind != "create"]
     for path in replaced:
@@ -258,8 +259,14 @@ async def commit(connector: Connector, staged: Staged) -> None:
         staged.committed.append(by_path[path])
 
     await _each(rename, [path for _, path in staged.temps])
+    if deletes:
+        await delete(connector, staged)
+
+
+async def delete(connector: Connector, staged: Staged) -> None:
+    """Delete what the plan deletes and ``commit`` left (their previous versions are kept)."""
     for change in staged.changes:
-        if change.kind == "delete":
+        if change.kind == "delete" and change not in staged.committed:
             await connector.remove(change.path)
             staged.committed.append(change)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from allmende.connectors.base import Connector
@@ -177,3 +178,73 @@ async def reload(connector: Connector, paths: ProxyPaths | None = None) -> Proce
             f"(show proc before: {before}, after: {after})"
         )
     return after
+
+
+@dataclass(frozen=True)
+class ServerAt:
+    """Where one server of a running HAProxy sends: its address, its port and the port of
+    its health checks (0: the server's own)."""
+
+    address: str
+    port: int
+    check_port: int = 0
+
+
+def parse_servers_state(text: str) -> dict[str, ServerAt]:
+    """Return the servers ``show servers state <backend>`` lists, by name."""
+    columns: list[str] = []
+    found: dict[str, ServerAt] = {}
+    for line in text.splitlines():
+        if line.startswith("# be_id"):
+            columns = line[2:].split()
+            continue
+        words = line.split()
+        if not columns or len(words) < len(columns) or line.startswith("#"):
+            continue
+        row = dict(zip(columns, words, strict=False))
+        check = row.get("srv_check_port", "0")
+        found[row["srv_name"]] = ServerAt(
+            row["srv_addr"], int(row["srv_port"]), int(check) if check.isdigit() else 0
+        )
+    return found
+
+
+async def server_at(connector: Connector, backend: str, server: str) -> ServerAt | None:
+    """Return where a server of the (opened) edge's running HAProxy sends, or None when no
+    HAProxy answers there or it has no such server. Raise UserError if its answer cannot be
+    read."""
+    answer = await master_cli(connector, proxy_paths(connector), f"@1 show servers state {backend}")
+    if answer is None:
+        return None
+    return parse_servers_state(answer).get(server)
+
+
+async def point(connector: Connector, backend: str, server: str, to: ServerAt) -> None:
+    """Point a server of the (opened) edge's running HAProxy elsewhere at run time, until its
+    next reload (which makes it what the configuration says). Raise UserError with what HAProxy
+    answered if it refuses."""
+    paths = proxy_paths(connector)
+    commands = [f"@1 set server {backend}/{server} addr {to.address} port {to.port}"]
+    if to.check_port:
+        commands.append(f"@1 set server {backend}/{server} check-port {to.check_port}")
+    for command in commands:
+        answer = (await master_cli(connector, paths, command)) or ""
+        if not any(word in answer for word in ("changed", "no need to change", "updated")):
+            raise UserError(
+                f"{connector.host}: HAProxy did not take `{command.removeprefix('@1 ')}`: "
+                f"{answer.strip() or 'no answer'}"
+            )
+
+
+async def set_state(connector: Connector, backend: str, server: str, state: str) -> None:
+    """Set a server of the (opened) edge's running HAProxy to ``state`` (``maint``: no
+    request is sent to it, the edge answers with its maintenance page when none is left;
+    ``ready``: as its health checks say) until the next reload. Raise UserError with what
+    HAProxy answered if it refuses or none answers."""
+    command = f"@1 set server {backend}/{server} state {state}"
+    answer = await master_cli(connector, proxy_paths(connector), command)
+    if answer is None or answer.strip():
+        raise UserError(
+            f"{connector.host}: HAProxy did not take `{command.removeprefix('@1 ')}`: "
+            f"{(answer or '').strip() or 'no HAProxy answers'}"
+        )

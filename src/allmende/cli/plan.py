@@ -79,6 +79,8 @@ def show(result: Plan) -> None:
             echo(f"    $ {shlex.join(command)}")
     for _, reason in sorted(result.failed.items()):
         echo(f"not planned: {reason}", err=True)
+    for held in result.held:
+        echo(held.shown(), err=True)
     counts = ", ".join(f"{result.count(k)} to {k}" for k in ("create", "update", "delete"))
     if result.actions:
         counts += f", {_count(len(result.actions), 'engine action')}"

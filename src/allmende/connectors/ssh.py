@@ -195,10 +195,24 @@ class SshConnector(Connector):
             raise self._error("not connected")
         return self._connection
 
+    async def _again(self) -> None:
+        """Connect anew if the connection was lost since it was opened, so that what follows
+        a loss (the rollback, the lock's release) still runs once the host answers again.
+        Raise Unreachable if it does not."""
+        if self._connection is None or not self._connection.is_closed():
+            return
+        log.warning("%s: the connection was lost; connecting again", self.host)
+        self._connection = None
+        self._sftp = None
+        self._agent = None
+        self._agent_tried = False
+        await self.open()
+
     async def _files(self) -> asyncssh.SFTPClient:
         """Return the connection's one SFTP client, started by the first caller (concurrent
         callers wait for it: sshd allows only ``MaxSessions``, default 10, per connection)."""
         async with self._sftp_starting:
+            await self._again()
             if self._sftp is None:
                 try:
                     self._sftp = await self._conn().start_sftp_client()
@@ -212,6 +226,7 @@ class SshConnector(Connector):
         """Return the connection's file helper (``connectors.agent``), started by the first
         caller; None when the host has no python3 (then files go over SFTP)."""
         async with self._agent_starting:
+            await self._again()
             if not self._agent_tried:
                 self._agent_tried = True
                 try:
@@ -363,6 +378,7 @@ class SshConnector(Connector):
     ) -> Ran:
         # sshd passes on only the variables its AcceptEnv names: set them with env(1) instead.
         prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
+        await self._again()
         try:
             # Without input, standard input is empty (as locally): a program that reads it
             # when it is not a terminal (`incus snapshot create`) must not wait for ever.
@@ -381,6 +397,11 @@ class SshConnector(Connector):
             raise self._unreachable(f"cannot run {argv[0]}: {exc}") from None
         stdout = done.stdout if isinstance(done.stdout, bytes) else b""
         stderr = done.stderr if isinstance(done.stderr, bytes) else b""
+        if done.exit_status is None and done.exit_signal is None:
+            raise self._unreachable(
+                f"the connection was lost while {argv[0]} ran (it may have finished there or not)",
+                "what follows connects again",
+            )
         status = done.exit_status if done.exit_status is not None else 255
         return Ran(status, stdout, stderr)
 

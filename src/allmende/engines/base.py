@@ -48,6 +48,8 @@ class Running:
     #: What the engine read of each instance by its name, as the engine has it, for engines
     #: that judge for themselves what differs (``Engine.converge``).
     observed: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: The ports each component's container publishes: port inside -> port on the host.
+    ports: Mapping[str, Mapping[int, int]] = field(default_factory=dict)
 
     def missing(self, components: Sequence[str]) -> list[str]:
         """Return the components of ``components`` that do not run, with their state."""
@@ -87,6 +89,20 @@ class Step:
     what: str
     commands: Commands = ()
     undo: Commands = ()
+
+
+@dataclass(frozen=True)
+class Beside:
+    """A service's new version run beside the one that serves, under a name of its own, while
+    the edge is switched over to it (make-before-break): its project file (at ``path``, with
+    ``content``) publishes every port on a port the host picks, and ``up`` and ``down`` start
+    and remove it. ``name`` is the service name its containers carry instead."""
+
+    name: str
+    path: str
+    content: bytes
+    up: Commands
+    down: Commands
 
 
 @dataclass(frozen=True)
@@ -146,6 +162,13 @@ class Engine:
 
     def observe(self, site: Site) -> Command | None:
         """Return the command that lists what runs, or None where nothing is read."""
+        return None
+
+    def beside(self, site: Site, service: str, project: bytes) -> Beside | None:
+        """Return how to run ``service``'s new version (its project file ``project``, as
+        render wants it) beside the running one, or None where this engine cannot: then a
+        changed service is stopped before it starts again (or the engine replaces it in its
+        own way: a Swarm or Kubernetes rolling update)."""
         return None
 
     def parse(self, site: Site, output: bytes) -> dict[str, Running]:
@@ -377,6 +400,10 @@ class Driver:
     def converge(self, service: str, project: bytes, running: Running | None) -> Step | None:
         """Return what brings ``service`` to ``project`` (see ``Engine.converge``)."""
         return self.engine.converge(self.site, service, project, running)
+
+    def beside(self, service: str, project: bytes) -> Beside | None:
+        """Return how to run a new version beside the old (see ``Engine.beside``)."""
+        return self.engine.beside(self.site, service, project)
 
     async def wait_healthy(
         self,

@@ -7,6 +7,7 @@ and Kubernetes played by podman (the pod's ``app.kubernetes.io/*`` labels).
 from __future__ import annotations
 
 import json
+import re
 
 from allmende.engines.base import Command, Running
 
@@ -54,6 +55,7 @@ def parse_ps(output: bytes, keys: tuple[str, str] = COMPOSE_LABELS) -> dict[str,
     states: dict[str, dict[str, str]] = {}
     health: dict[str, dict[str, str]] = {}
     names: dict[str, dict[str, str]] = {}
+    published: dict[str, dict[str, dict[int, int]]] = {}
     for row in rows:
         labels = row.get("Labels") or {}
         if isinstance(labels, str):  # docker: "a=b,c=d"
@@ -71,8 +73,28 @@ def parse_ps(output: bytes, keys: tuple[str, str] = COMPOSE_LABELS) -> dict[str,
             continue
         states.setdefault(service, {})[component] = state
         names.setdefault(service, {})[component] = name
+        published.setdefault(service, {})[component] = ports_of(row.get("Ports"))
         for word in ("unhealthy", "healthy", "starting"):
             if f"({word})" in status or f"(health: {word})" in status:
                 health.setdefault(service, {})[component] = word
                 break
-    return {s: Running(states[s], health.get(s, {}), names.get(s, {})) for s in sorted(states)}
+    return {
+        s: Running(states[s], health.get(s, {}), names.get(s, {}), ports=published.get(s, {}))
+        for s in sorted(states)
+    }
+
+
+def ports_of(value: object) -> dict[int, int]:
+    """Return the published ports of one container as ``ps --format json`` lists them (podman:
+    a list of objects, docker: ``127.0.0.1:41021->80/tcp, ...``): port inside -> on the host."""
+    found: dict[int, int] = {}
+    if isinstance(value, list):
+        for entry in value:
+            if isinstance(entry, dict) and entry.get("host_port"):
+                inside, outside = int(entry["container_port"]), int(entry["host_port"])
+                for offset in range(int(entry.get("range") or 1)):
+                    found[inside + offset] = outside + offset
+    elif isinstance(value, str):
+        for match in re.finditer(r":(\d+)->(\d+)/", value):
+            found[int(match.group(2))] = int(match.group(1))
+    return found

@@ -129,6 +129,14 @@ def has_data(service: Service) -> bool:
     return service.provides is not None or any(c.volumes for c in service.components.values())
 
 
+def update_order(service: Service) -> str:
+    """Return how a change replaces the service: its ``update``, else ``stop-first`` when it
+    holds data (two copies would write the same files) and ``start-first`` when not."""
+    if service.update is not None:
+        return service.update
+    return "stop-first" if has_data(service) else "start-first"
+
+
 def monitors(service: Service) -> tuple[Monitor, ...]:
     """Return a service's monitors: its own, or one derived per route and exposed port."""
     if service.monitor is not None:

@@ -84,8 +84,10 @@ HAPROXY_CONFIG = f"{HAPROXY_DIR}/haproxy.cfg"
 #: The crt-list: one certificate file per domain the edge terminates TLS for.
 HAPROXY_CERTS_LIST = f"{HAPROXY_DIR}/certs.list"
 HAPROXY_CERTS = f"{HAPROXY_DIR}/certs"
+#: The page the edge answers with while a service has no server up (HTTP 503).
+HAPROXY_MAINTENANCE = f"{HAPROXY_DIR}/errors/allmende-503.http"
 #: HAProxy's files whose change means a reload.
-PROXY_FILES = (HAPROXY_CONFIG, HAPROXY_CERTS_LIST)
+PROXY_FILES = (HAPROXY_CONFIG, HAPROXY_CERTS_LIST, HAPROXY_MAINTENANCE)
 HAPROXY_RUN = "/run/haproxy"
 HAPROXY_ADMIN_SOCKET = f"{HAPROXY_RUN}/admin.sock"
 HAPROXY_MASTER_SOCKET = f"{HAPROXY_RUN}/master.sock"

@@ -979,6 +979,13 @@ class Service(Extensible):
     monitor: tuple[Monitor, ...] | None = Field(
         None, description="Derived for every route when omitted."
     )
+    update: Literal["start-first", "stop-first"] | None = Field(
+        None,
+        description="How a change replaces it: `start-first` runs the new version beside the "
+        "old until the edge sends to it (no downtime; it must be able to run twice), "
+        "`stop-first` stops the old one first (the edge shows a maintenance page meanwhile). "
+        "Default: stop-first when it holds data (volumes or a database), else start-first.",
+    )
     maintenance: tuple[Window, ...] = Field(
         (), description="Maintenance windows: no alerts about this service meanwhile."
     )

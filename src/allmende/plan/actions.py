@@ -24,6 +24,7 @@ from pathlib import PurePosixPath
 from allmende.connectors.base import Connector
 from allmende.engines import find_driver
 from allmende.engines.base import Driver, Running
+from allmende.inventory import derive
 from allmende.inventory.hostpaths import (
     PROXY_FILES,
     SYSTEMD_RUNNING,
@@ -34,17 +35,22 @@ from allmende.inventory.hostpaths import (
     unit_file,
 )
 from allmende.inventory.inventory import Inventory
+from allmende.inventory.models import seconds
 from allmende.plan.backuptools import install_actions
-from allmende.plan.changes import Action, Change, sensitive, sha256
+from allmende.plan.changes import Action, Change, Verb, sensitive, sha256
 from allmende.plan.databases import database_actions
 from allmende.plan.deliver import secret_names
 from allmende.plan.images import not_driven, pull_actions
 from allmende.plan.observe import Recorded, manifest_hashes
 from allmende.plan.proxy import proxy_paths, show_proc
 from allmende.plan.steps import converge, converged, owned, prepare_actions
+from allmende.plan.switch import switchable
 from allmende.render.output import Rendered
 
 log = logging.getLogger(__name__)
+
+#: How long the edge's checks may take to see a server back (two checks, 2 s apart).
+WINDOW_CHECKS = 4.0
 
 
 def order(inventory: Inventory, services: Sequence[str]) -> list[str]:
@@ -122,8 +128,54 @@ def engine_actions(
         commands = (
             driver.recreate(service, secrets) if changed_files else driver.up(service, secrets)
         )
-        actions.append(Action(host, "up", service, reason, commands))
+        shown = (running or {}).get(service)
+        serving = shown is not None and not shown.missing(components(inventory, service))
+        verb, reason = replacement(inventory, driver, service, wanted, reason, serving)
+        actions.append(Action(host, verb, service, reason, commands))
     return actions
+
+
+def downtime(inventory: Inventory, service: str) -> float:
+    """Return the longest a stop-first replacement of the service leaves its routes without a
+    server, in seconds: until every component's health check may pass (its start period),
+    plus the edge's checks noticing (two at 2 s)."""
+    periods = [
+        seconds(c.healthcheck.start_period) if c.healthcheck is not None else 0.0
+        for c in inventory.services[service].components.values()
+    ]
+    return max(periods, default=0.0) + WINDOW_CHECKS
+
+
+def replacement(
+    inventory: Inventory,
+    driver: Driver,
+    service: str,
+    wanted: Mapping[str, object],
+    reason: str,
+    serving: bool,
+) -> tuple[Verb, str]:
+    """Return how a changed, running, routed service is replaced, said in the reason:
+    ``replace`` (start-first: its new version beside the old until the edge sends to it) or
+    ``up`` (stop-first, with the window its routes are down, the edge showing its maintenance
+    page meanwhile). Anything else is brought ``up`` with ``reason`` as it is."""
+    if not serving or not switchable(inventory, service) or reason != "its files change":
+        return "up", reason
+    project = wanted.get(driver.project_file(service))
+    beside = driver.beside(service, project.content) if isinstance(project, Rendered) else None
+    if beside is None:  # the engine replaces it in its own way (or cannot run two)
+        return "up", reason
+    model = inventory.services[service]
+    if derive.update_order(model) == "start-first":
+        return "replace", (
+            f"{reason}; start-first: the new version runs beside the old as {beside.name} "
+            "until the edge sends to it, no downtime"
+        )
+    why = "its `update` says so" if model.update == "stop-first" else "it holds data"
+    return "up", (
+        f"{reason}; stop-first ({why}): its routes are down from its stop until it is "
+        f"healthy, at most {downtime(inventory, service):.0f} s, the edge showing a "
+        "maintenance page"
+    )
 
 
 def after_providers(actions: Sequence[Action], provisions: Sequence[Action]) -> list[Action]:
@@ -131,7 +183,7 @@ def after_providers(actions: Sequence[Action], provisions: Sequence[Action]) -> 
     ``up`` of that provider, or before the first ``up`` when the provider is not brought up."""
     result = list(actions)
     for provision in provisions:
-        ups = [i for i, a in enumerate(result) if a.verb == "up"]
+        ups = [i for i, a in enumerate(result) if a.verb in ("up", "replace")]
         mine = [i for i in ups if result[i].subject == provision.subject]
         at = mine[-1] + 1 if mine else (ups[0] if ups else len(result))
         while at < len(result) and result[at].subject == provision.subject:

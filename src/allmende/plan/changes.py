@@ -25,6 +25,7 @@ Verb = Literal[
     "pull",
     "prepare",
     "up",
+    "replace",
     "down",
     "provision",
     "start-proxy",
@@ -146,6 +147,20 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Held:
+    """Changes of a reachable host the plan holds back, because they depend on a host that
+    could not be read (``plan.hold``): what (HAProxy's files, a service) and why."""
+
+    host: str
+    what: str
+    reason: str
+
+    def shown(self) -> str:
+        """Return the hold as one line for people."""
+        return f"{self.host}: {self.what} held back: {self.reason}"
+
+
+@dataclass(frozen=True)
 class Plan:
     """The changes for every host reached, and why the others could not be planned."""
 
@@ -155,6 +170,8 @@ class Plan:
     actions: tuple[Action, ...] = ()
     #: Each host's key for the hashes of its secret files (never shown).
     keys: Mapping[str, HostKey] = field(default_factory=dict, repr=False)
+    #: What waits for a host that could not be read (not in ``changes`` or ``actions``).
+    held: tuple[Held, ...] = ()
 
     @property
     def checksum(self) -> str:
@@ -186,6 +203,7 @@ class Plan:
             "failed": dict(sorted(self.failed.items())),
             "changes": [c.as_json() for c in self.changes],
             "actions": [a.as_json() for a in self.actions],
+            "held": [{"host": h.host, "what": h.what, "reason": h.reason} for h in self.held],
         }
 
 

@@ -36,7 +36,7 @@ async def pull_actions(
 ) -> list[Action]:
     """Return a ``pull`` action for every image the services ``actions`` bring up need and the
     (opened) host lacks."""
-    ups = [a.subject for a in actions if a.verb == "up"]
+    ups = [a.subject for a in actions if a.verb in ("up", "replace")]
     pulls = []
     for image, users in images_of(inventory, ups).items():
         probe = driver.engine.has_image(driver.site, image)

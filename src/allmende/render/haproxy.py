@@ -12,7 +12,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
 ``defaults http`` / ``defaults tcp``
     every proxy names the one it starts from (``from http``), so TCP proxies get no HTTP
     options. Timeouts: connect 5 s, client and server 60 s, a request's headers 10 s,
-    WebSocket and TCP tunnels 1 h.
+    WebSocket and TCP tunnels 1 h. While a service has no server up (a stop-first
+    replacement, an outage), HTTP clients get the maintenance page
+    ``/etc/haproxy/errors/allmende-503.http`` (503, ``Retry-After``), not a bare 503.
 ``cache cache_<duration>``
     one per distinct ``cache`` duration of the routes, at most that long.
 ``frontend http`` (the edge's ``http_port``, 80)
@@ -45,6 +47,7 @@ its SNI filter.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterable, Mapping
 
 from allmende.inventory import derive
@@ -54,6 +57,7 @@ from allmende.inventory.hostpaths import (
     HAPROXY_CERTS_LIST,
     HAPROXY_CHROOT,
     HAPROXY_CONFIG,
+    HAPROXY_MAINTENANCE,
     certificate,
 )
 from allmende.inventory.inventory import Inventory
@@ -68,7 +72,7 @@ from allmende.render.haproxy_plan import (
     ident,
     plan,
 )
-from allmende.render.output import Rendered, service_sources, text
+from allmende.render.output import Rendered, header, service_sources, text
 
 #: Mozilla's "intermediate" TLS configuration (TLS 1.2 and 1.3).
 CIPHERS = (
@@ -106,6 +110,7 @@ defaults http
     timeout server 60s
     timeout http-request 10s
     timeout tunnel 1h
+    errorfile 503 {HAPROXY_MAINTENANCE}
 
 defaults tcp
     mode tcp
@@ -445,7 +450,8 @@ def _sources(inventory: Inventory, edge: str, services: Iterable[str]) -> tuple[
 
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
-    """Given an inventory, return ``haproxy.cfg`` and ``certs.list`` of every edge host.
+    """Given an inventory, return ``haproxy.cfg``, ``certs.list`` and the maintenance page of
+    every edge host.
 
     An inventory without an edge gets no files. The output is a pure function of the
     inventory: the same inventory always gives the same bytes.
@@ -463,4 +469,33 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             crt_list(p, acme.wildcards if acme is not None else ()),
             _sources(inventory, edge, terminated),
         )
+        files[f"{edge}{HAPROXY_MAINTENANCE}"] = Rendered(
+            maintenance_page(inventory), ("allmende.yaml",), 0o644
+        )
     return files
+
+
+def maintenance_page(inventory: Inventory) -> bytes:
+    """Return the HTTP response (503, HTML) the edge answers with while a service has no
+    server up: during a stop-first replacement, or when it is down. Who runs the servers and
+    how to reach them, from ``allmende.yaml``; no secret, no internal name."""
+    collective = inventory.collective
+    who = html.escape(collective.description or collective.name)
+    contact = f"<p>Questions: {html.escape(collective.contact)}</p>" if collective.contact else ""
+    body = (
+        "<!doctype html>\n<!-- "
+        + header(["allmende.yaml"], "").strip().replace("\n ", " ")
+        + ' -->\n<html lang="en"><head><meta charset="utf-8">'
+        "<title>Back in a moment</title></head>\n<body>\n<h1>Back in a moment</h1>\n"
+        "<p>This service is being updated or is down for maintenance. Please try again in a "
+        f"minute.</p>\n<p>{who}</p>\n{contact}\n</body></html>\n"
+    ).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Content-Type: text/html; charset=utf-8\r\n"
+        "Cache-Control: no-store\r\n"
+        "Retry-After: 30\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode()
+    return head + body
