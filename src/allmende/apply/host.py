@@ -13,10 +13,11 @@ them and leave only after it stopped:
     the files renamed into place (deletes wait for ``finish``); services removed from the
     inventory brought down first where the host brings others up (they may need the ports);
     what the backup and certificate timers need installed (Borg, python3, python3-acme);
-    systemd reloaded and timers enabled where units changed; the engine's preparations; each changed or stopped service brought up, providers first, and
-    waited for until it runs and its health checks pass (``apply.engines``), a ``replace``d one
-    started beside itself first while the edges send to it, any other one with its servers on
-    the edges in maintenance meanwhile (``apply.replace``);
+    systemd reloaded and timers enabled where units changed; the engine's preparations; each
+    changed or stopped service brought up, providers first, and waited for until it runs and
+    its health checks pass (``apply.engines``), a ``replace``d one started beside itself first
+    while the edges send to it, any other one with its servers on the edges in maintenance
+    meanwhile (``apply.replace``);
 ``proxy``
     HAProxy started or gracefully reloaded through its master socket, once every service it
     routes to answers (on this host and on the others);
