@@ -228,10 +228,15 @@ def differences(outcome: Outcome) -> tuple[list[str], list[str]]:
         if isinstance(command, str):
             command = shlex.split(command)
         differ("command", [str(c) for c in command] if command else None, mine.get("command"))
+        delivered = {
+            variable: secrets[flat_name(use["secret"])]
+            for variable, use in (data["components"][cname].get("secrets") or {}).items()
+            if isinstance(use, dict) and use.get("as") == "env"
+        }
         differ(
             "environment",
             original_env(project, compose),
-            norm_env(mine.get("environment") or {}, secrets),
+            {**norm_env(mine.get("environment") or {}, secrets), **delivered},
         )
         ours, theirs = norm_ports(compose.get("ports")), norm_ports(mine.get("ports"))
         differ("ports", ours[0], theirs[0])

@@ -189,19 +189,24 @@ def test_secret_values_move_into_the_secret_store(tmp_path: Path) -> None:
     )
     assert result.component()["env"] == {"DB_HOST": "db"}
     assert result.component()["secrets"] == {
-        "DB_PASSWORD": "blog/db-password",
-        "DATABASE_URL": "blog/database-url",
+        "DB_PASSWORD": {"secret": "blog/db-password", "as": "env"},
+        "DATABASE_URL": {"secret": "blog/database-url", "as": "env"},
     }
     assert result.component("db")["secrets"] == {"POSTGRES_PASSWORD": "blog/db-password"}
     store = SecretStore(result.inventory, result.env)
     assert store.get("blog/db-password") == b"correct-horse-battery"
     assert store.get("blog/database-url") == b"postgres://blog:correct-horse-battery@db/blog"
     moved = [ln.split(": ", 1)[1] for ln in result.lines if "moved" in ln]
+    plain = "delivered as the variable itself: the image is not known to read a file for it"
     assert moved == [
-        "moved DB_PASSWORD of app into the secret store as blog/db-password",
-        "moved DATABASE_URL of app into the secret store as blog/database-url",
+        "moved DB_PASSWORD of app into the secret store as blog/db-password "
+        f"(`DB_PASSWORD` holds a password, token or key); {plain}",
+        "moved DATABASE_URL of app into the secret store as blog/database-url "
+        f"(a URL with a password in it); {plain}",
         "moved POSTGRES_PASSWORD of db into the secret store as blog/db-password "
-        "(the same value as DB_PASSWORD of app)",
+        "(`POSTGRES_PASSWORD` holds a password, token or key; the same value as DB_PASSWORD "
+        "of app); delivered as a file named by POSTGRES_PASSWORD_FILE, which the official "
+        "postgres image reads",
     ]
     assert "correct-horse-battery" not in result.text
 

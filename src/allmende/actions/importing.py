@@ -376,10 +376,10 @@ def _secret_references(text: str) -> set[str]:
     document, _ = parse(text.encode(), "service")
     components = document.data.get("components") if isinstance(document.data, dict) else None
     return {
-        str(name)
+        str(use.get("secret") if isinstance(use, dict) else use)
         for component in (components or {}).values()
         if isinstance(component, dict)
-        for name in (component.get("secrets") or {}).values()
+        for use in (component.get("secrets") or {}).values()
     }
 
 
