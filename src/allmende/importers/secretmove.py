@@ -99,15 +99,13 @@ def _replace(ctx: ComponentContext, variable: str, value: str) -> tuple[list[str
             if value in words[i] and where.search(" " + words[i]):
                 left.append(what)
     kept = ctx.verbatim.get("healthcheck")
-    if isinstance(kept, dict):
-        test = kept.get("test")
-        if isinstance(test, str) and where.search(" " + test):
-            kept["test"] = where.sub("$${" + variable + "}", " " + test)[1:]
-            done.append("healthcheck")
-        elif isinstance(test, list) and test and test[0] == "CMD-SHELL" and len(test) == 2:
-            if where.search(" " + str(test[1])):
-                kept["test"] = ["CMD-SHELL", where.sub("$${" + variable + "}", " " + test[1])[1:]]
-                done.append("healthcheck")
+    test: Any = kept.get("test") if isinstance(kept, dict) else None
+    shell = isinstance(test, list) and len(test) == 2 and test[0] == "CMD-SHELL"
+    text: str | None = test if isinstance(test, str) else str(test[1]) if shell else None
+    if isinstance(kept, dict) and text is not None and where.search(" " + text):
+        replaced = where.sub("$${" + variable + "}", " " + text)[1:]
+        kept["test"] = replaced if isinstance(test, str) else ["CMD-SHELL", replaced]
+        done.append("healthcheck")
     return sorted(set(done)), sorted(set(left))
 
 
