@@ -207,8 +207,11 @@ class _Mapper:
                 extra = component.extensions.get("x-compose") or {}
                 names = {cname, name, f"{name}-{cname}", str(extra.get("container_name", ""))}
                 for pname, number in component.ports.items():
-                    if component.publish.get(pname) == port and (
-                        host in addresses or (host in _LOCAL and local)
+                    on_host = component.publish.get(pname)
+                    if (
+                        on_host is not None
+                        and on_host.port == port
+                        and (host in addresses or (host in _LOCAL and local))
                     ):
                         published.append(Target(name, cname, pname))
                     if host in names and number == port:

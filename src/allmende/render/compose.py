@@ -18,8 +18,9 @@ docker-compose 1.x rejects), one Compose service per component with an image
   component's env file ``./secrets/<component>.env`` (0600, written by apply), never from
   compose.yaml.
 - Health checks run inside the container on 127.0.0.1: ``wget`` or else ``curl`` for
-  ``http``, ``nc -z`` for ``tcp``; ``depends_on`` waits for ``service_healthy`` where the
-  dependency has a check, else for ``service_started``.
+  ``http``, ``nc -z`` for ``tcp``; ``depends_on`` waits for what the component says
+  (``started``, ``healthy``, ``completed``), else for ``service_healthy`` where the dependency
+  has a check, else for ``service_started``.
 - A service that provides a database declares the network ``allmende-<service>``, where its
   database component also answers to the service's name; each service on the same host that
   uses it joins that network as external (its provider must be up first; the file says so).
@@ -234,15 +235,16 @@ def environment(component: Component) -> dict[str, str]:
 
 def ports(host: Host, component: Component) -> list[str]:
     """Given a host and a component, return ``"<ip>:<publish>:<port>"`` for every published
-    port, by port name (``derive.published_ip``: never every interface unless it says so)."""
-    ip = derive.published_ip(host)
-    if ":" in ip:
-        ip = f"[{ip}]"
-    return [
-        f"{ip}:{published}:{component.ports[port]}"
-        for port, published in sorted(component.publish.items())
-        if port in component.ports
-    ]
+    port, by port name (``derive.published_ip``: the port's own ``bind``, else the host's;
+    never every interface unless one says so)."""
+    found = []
+    for port, published in sorted(component.publish.items()):
+        if port not in component.ports:
+            continue
+        ip = derive.published_ip(host, published)
+        ip = f"[{ip}]" if ":" in ip else ip
+        found.append(f"{ip}:{published.port}:{component.ports[port]}")
+    return found
 
 
 def volume_mounts(service: str, component: Component) -> list[str]:
@@ -302,16 +304,26 @@ def healthcheck(component: Component) -> dict[str, Any] | None:
     }
 
 
+#: Compose's condition for each of the inventory's.
+CONDITIONS = {
+    "started": "service_started",
+    "healthy": "service_healthy",
+    "completed": "service_completed_successfully",
+}
+
+
 def depends_on(service: Service, component: Component) -> dict[str, dict[str, str]]:
     """Given a service and one of its components, return its ``depends_on``: each dependency
-    with an image, waited for healthy when it has a health check, else started."""
+    with an image, waited for as the component says, else healthy when it has a health check,
+    else started."""
     result: dict[str, dict[str, str]] = {}
-    for name in sorted(component.depends_on):
+    for name, condition in sorted(component.depends_on.items()):
         dependency = service.components.get(name)
         if dependency is None or dependency.image is None:
             continue
-        healthy = healthcheck(dependency) is not None
-        result[name] = {"condition": "service_healthy" if healthy else "service_started"}
+        if condition is None:
+            condition = "healthy" if healthcheck(dependency) is not None else "started"
+        result[name] = {"condition": CONDITIONS[condition]}
     return result
 
 

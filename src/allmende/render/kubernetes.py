@@ -195,7 +195,6 @@ def service(context: Context, name: str, component: Component) -> dict[str, Any]
 
 def container_ports(context: Context, component: Component) -> list[dict[str, Any]]:
     """Given a component, return its container ports, with host ports where it publishes."""
-    ip = derive.published_ip(context.host)
     result: list[dict[str, Any]] = []
     for port, number in sorted(component.ports.items()):
         entry: dict[str, Any] = {}
@@ -204,8 +203,8 @@ def container_ports(context: Context, component: Component) -> list[dict[str, An
         entry["containerPort"] = number
         entry["protocol"] = "TCP"
         if port in component.publish:
-            entry["hostPort"] = component.publish[port]
-            entry["hostIP"] = ip
+            entry["hostPort"] = component.publish[port].port
+            entry["hostIP"] = derive.published_ip(context.host, component.publish[port])
         result.append(entry)
     return result
 

@@ -143,9 +143,15 @@ def stack_service(
     if env_secrets(component):
         entry["env_file"] = [f"./{env_file(name)}"]
     published = [
-        {"target": component.ports[port], "published": number, "protocol": "tcp", "mode": "ingress"}
+        {
+            "target": component.ports[port],
+            "published": number.port,
+            "protocol": "tcp",
+            "mode": "ingress",
+        }
         for port, number in sorted(component.publish.items())
-        if port in component.ports and context.host.bind in derive.EVERY_INTERFACE
+        if port in component.ports
+        and derive.published_ip(context.host, number) in derive.EVERY_INTERFACE
     ]
     if published:
         entry["ports"] = published
