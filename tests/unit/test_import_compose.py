@@ -230,11 +230,15 @@ def test_published_ports_in_short_and_long_syntax(tmp_path: Path) -> None:
     )
     app = result.component()
     assert app["ports"] == {"http": 80, "ssh": 22, "http-9000": 9000}
-    assert app["publish"] == {"http": 8080, "ssh": 2222}
-    assert "x-compose" not in app
+    everywhere = "0.0.0.0"  # no address in Compose is every interface
+    assert app["publish"] == {
+        "http": {"port": 8080, "bind": everywhere},
+        "ssh": {"port": 2222, "bind": everywhere},
+    }
+    assert app["x-compose"] == {"expose": ["9000"]}  # Compose still sees it, as before
 
 
-def test_a_host_address_udp_or_a_random_port_keep_the_ports_verbatim(tmp_path: Path) -> None:
+def test_a_host_address_is_kept_udp_or_a_random_port_stay_verbatim(tmp_path: Path) -> None:
     result = run(
         tmp_path,
         """
@@ -246,10 +250,9 @@ def test_a_host_address_udp_or_a_random_port_keep_the_ports_verbatim(tmp_path: P
     )
     app = result.component()
     assert app["ports"] == {"dns": 53, "dns-udp": 53, "http": 9090}
-    assert app["publish"] == {"dns": 8053}
-    assert app["x-compose"]["ports"] == ["127.0.0.1:8053:53/tcp", "53:53/udp", "9090"]
-    assert "dns: 8053  # bound to 127.0.0.1 only (see x-compose.ports)" in result.text
-    assert result.kept == ["app.ports (host addresses, UDP, ranges or random host ports)"]
+    assert app["publish"] == {"dns": {"port": 8053, "bind": "127.0.0.1"}}
+    assert app["x-compose"]["ports"] == ["53:53/udp", "9090"]
+    assert result.kept == ["app.ports (UDP, port ranges or ports Compose picks)"]
 
 
 # --------------------------------------------------------------------------- volumes

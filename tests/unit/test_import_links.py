@@ -226,7 +226,10 @@ def test_an_override_file_in_the_directory_is_merged_as_compose_does(tmp_path: P
         },
     )
     app = result.component()
-    assert app["publish"] == {"http": 8080, "https": 8443}
+    assert app["publish"] == {
+        "http": {"port": 8080, "bind": "0.0.0.0"},
+        "https": {"port": 8443, "bind": "0.0.0.0"},
+    }
     assert app["env"] == {"A": "1", "B": "override"}
     assert app["command"] == ["serve", "--debug"]
 
@@ -250,6 +253,6 @@ def test_files_given_with_f_are_merged_with_reset_and_override(tmp_path: Path) -
     )
     [service] = import_compose([], options).services
     app = service.data["components"]["app"]
-    assert app["publish"] == {"http": 9090}
+    assert app["publish"] == {"http": {"port": 9090, "bind": "0.0.0.0"}}
     assert app["env"] == {"A": "1"}
     assert service.source.endswith("compose.yaml + " + str(directory / "prod.yaml"))

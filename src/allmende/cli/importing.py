@@ -27,9 +27,12 @@ def _print(report: Report, dry_run: bool) -> None:
         echo(f"{out.source} -> service {out.name}")
         for note in sorted(out.notes):
             echo(f"  {note}")
-        fields = [k for k in out.kept]
-        if fields:
-            echo(f"  kept verbatim under x-compose: {', '.join(fields)}")
+        if out.kept:
+            echo(f"  kept verbatim under x-compose: {', '.join(out.kept)}")
+        if out.differences:
+            echo("  will run otherwise than the original:")
+        for difference in sorted(out.differences):
+            echo(f"    {difference}")
     for line in report.lines:
         echo(line)
     for change in report.changes:

@@ -220,6 +220,7 @@ def map_project(project: Project, name: str, host: str) -> Imported:
         for path, text in ctx.comments.items():
             out.comments[("components", ctx.cname, *path)] = text
         out.notes += ctx.notes
+        out.differences += ctx.differences
         if ctx.cname != ctx.name:
             out.notes.append(
                 Note(

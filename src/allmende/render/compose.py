@@ -26,8 +26,10 @@ docker-compose 1.x rejects), one Compose service per component with an image
   uses it joins that network as external (its provider must be up first; the file says so).
 - ``$`` in values from the inventory is written ``$$``, so Compose substitutes nothing in them.
 - A component's ``x-compose`` mapping is merged last into its Compose service, a service's
-  into the project's top level, verbatim (mappings key by key, anything else replaces): it is
-  how an importer keeps what the inventory cannot say.
+  into the project's top level, verbatim (mappings key by key, anything else replaces; the
+  entries of ``ports`` and ``volumes`` are added to those the typed keys give): it is how an
+  importer keeps what the inventory cannot say. ``check`` reports an ``x-compose`` key that
+  contradicts a typed one (``xcompose.typed``).
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def contexts(inventory: Inventory, engine: str) -> Iterator[Context]:
 def project(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its Compose project as plain data."""
     services = {
-        name: merge(escape(compose_service(context, networks, name, c)), extension(c))
+        name: merge_service(escape(compose_service(context, networks, name, c)), extension(c))
         for name, c in image_components(context.service)
     }
     # No top-level `name`: the directory /srv/<service> names the project, and the older
@@ -448,6 +450,39 @@ def extension(model: Component | Service) -> Mapping[str, Any]:
     none or it is not a mapping)."""
     value = model.extensions.get(EXTENSION)
     return value if isinstance(value, Mapping) else {}
+
+
+#: Keys of a component's ``x-compose`` whose entries are added to those rendered from the
+#: typed keys (ports and mounts the inventory cannot say), never put in their place.
+ADDED = ("ports", "volumes")
+
+
+def merge_service(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Given a rendered Compose service and its component's ``x-compose``, return them merged
+    as ``merge`` does, except that the entries of ``ports`` and ``volumes`` under ``x-compose``
+    follow those rendered: an entry equal to one of them is not repeated, and a volume mounted
+    where a rendered one is takes its place (it says the options, such as ``:ro``, of the same
+    mount; ``xcompose.typed`` reports one whose source contradicts the inventory's)."""
+    added = {k: v for k, v in extra.items() if k in ADDED and isinstance(v, list)}
+    result = merge(base, {k: v for k, v in extra.items() if k not in added})
+    for key, entries in added.items():
+        current = list(result.get(key) or [])
+        if key == "volumes":
+            replacing = {mount_target(e): e for e in entries}
+            current = [replacing.pop(mount_target(e), e) for e in current]
+            entries = [e for e in entries if mount_target(e) in replacing]
+        result[key] = current + [e for e in entries if e not in current]
+    return result
+
+
+def mount_target(entry: Any) -> str | None:
+    """Given a Compose ``volumes`` entry, return the path it is mounted at inside (or None)."""
+    if isinstance(entry, Mapping):
+        target = entry.get("target")
+        return str(target).rstrip("/") or "/" if target is not None else None
+    parts = str(entry).split(":")
+    target = parts[1] if len(parts) > 1 else parts[0]
+    return target.rstrip("/") or "/"
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

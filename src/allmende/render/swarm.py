@@ -92,7 +92,9 @@ def notes(context: Context, networks: Networks) -> list[str]:
 def stack(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its stack file as plain data."""
     services = {
-        name: compose.merge(escape(stack_service(context, networks, name, c)), compose.extension(c))
+        name: compose.merge_service(
+            escape(stack_service(context, networks, name, c)), compose.extension(c)
+        )
         for name, c in compose.image_components(context.service)
     }
     result: dict[str, Any] = {"version": VERSION, "services": services}
