@@ -23,7 +23,10 @@ the other side of the pair, so that both sides are always read by the same imple
 - ``depends_on`` with conditions (a list means ``service_started``), ``restart`` (none is
   ``no``), ``labels`` (without ``org.allmende.*``, allmende's own names for the container, which
   no program reads), ``networks`` with aliases (the alias a renamed component keeps its old name
-  by is the old name itself), ``cap_add``, ``cap_drop``, ``ulimits``; every other key as it is.
+  by is the old name itself; a service that names none is on ``default``), ``expose`` as a set,
+  ``secrets`` by where they are mounted (those whose value reaches the environment through
+  ``<VAR>_FILE`` are compared there), ``cap_add``, ``cap_drop``, ``ulimits``; every other key as
+  it is.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from allmende.inventory.images import qualified
 
@@ -133,6 +136,10 @@ def podman_compose(job: Job) -> Read:
     return Read("podman-compose", yaml.safe_load(done.stdout))
 
 
+#: What read_pairs says of a project whose original neither implementation reads.
+UNREAD_ORIGINAL = "original unread"
+
+
 def read_pairs(pairs: Sequence[tuple[Job, Job]]) -> list[tuple[Read, Read]]:
     """Read (original, rendered) pairs, both sides by the same implementation (see above)."""
     flat = docker_compose([job for pair in pairs for job in pair])
@@ -143,7 +150,9 @@ def read_pairs(pairs: Sequence[tuple[Job, Job]]) -> list[tuple[Read, Read]]:
             first, second = podman_compose(original), podman_compose(rendered)
             if first.config is None or second.config is None:
                 errors = [r.error for r in (flat[2 * i], flat[2 * i + 1], first, second)]
-                first = Read("none", None, " | ".join(e for e in errors if e))
+                read = flat[2 * i].config is not None or first.config is not None
+                tool = "none" if read else UNREAD_ORIGINAL
+                first = Read(tool, None, " | ".join(e for e in errors if e))
         out.append((first, second))
     return out
 
@@ -229,20 +238,57 @@ def environment(project: Project, service: dict[str, Any]) -> dict[str, str]:
     for file in [files] if isinstance(files, str) else files:
         path = file.get("path") if isinstance(file, dict) else file
         if path and project.path(str(path)).is_file():
-            read = dotenv_values(project.path(str(path)))
-            env.update({k: v or "" for k, v in read.items()})
+            env.update(env_file(project.path(str(path)), {}))
     given = service.get("environment") or {}
     if isinstance(given, list):
         given = dict(str(i).partition("=")[::2] for i in given)
     for key, value in given.items():
-        env[str(key)] = (
-            "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-        )
+        if value is None:  # a bare name: the runner's variable, and there is none
+            env.pop(str(key), None)
+            continue
+        env[str(key)] = str(value).lower() if isinstance(value, bool) else str(value)
     mounted = project.secrets(service)
     for key in [k for k in env if k.endswith("_FILE")]:
         if env[key] in mounted and key[:-5] not in env:
             env[key[:-5]] = mounted[env.pop(key)]
     return env
+
+
+_DEFAULTED = re.compile(
+    r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)"
+)
+
+
+def env_file(path: Path, outer: Mapping[str, str]) -> dict[str, str]:
+    """Return the variables of an env file as Compose reads them: a value not in single quotes
+    may use variables set before it (``B=${A}x``) or in ``outer``, which win (docker-compose
+    1.x takes such values literally)."""
+    found: dict[str, str] = {}
+
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(4)
+        known = {**found, **outer}
+        if match.group(2) == ":-" and not known.get(name):
+            return match.group(3) or ""
+        if match.group(2) == "-" and name not in known:
+            return match.group(3) or ""
+        return known.get(name, "")
+
+    if not path.is_file():
+        return found
+    with path.open(encoding="utf-8") as stream:
+        bindings = [b for b in parse_stream(stream) if b.key is not None and not b.error]
+    for binding in bindings:
+        text = binding.value or ""
+        quoted = binding.original.string.partition("=")[2].lstrip().startswith("'")
+        found[str(binding.key)] = text if quoted else _DEFAULTED.sub(value, text)
+    return found
+
+
+def dotenv(path: Path, outer: Mapping[str, str]) -> dict[str, str]:
+    """Return what a project's ``.env`` sets that the environment ``outer`` does not, read as
+    Compose reads it (``env_file``): given these, docker-compose 1.x reads what Compose does."""
+    return {k: v for k, v in env_file(path, outer).items() if k not in outer}
 
 
 def _expand(line: str, env: Mapping[str, str]) -> str:
@@ -329,7 +375,10 @@ def volumes(project: Project, service: dict[str, Any]) -> dict[str, tuple[str, s
 
 
 def networks(value: Any, alias: str) -> dict[str, Any]:
-    """Return the networks a service is on, with their options (without ``alias``)."""
+    """Return the networks a service is on, with their options (without ``alias``); a service
+    that names none is on the project's ``default``."""
+    if not value:
+        return {"default": {}}
     if isinstance(value, list):
         return {str(n): {} for n in value}
     out = {}
@@ -365,12 +414,22 @@ def labels(value: Any) -> dict[str, str]:
 
 HANDLED = {"image", "build", "command", "entrypoint", "environment", "env_file", "ports"}
 HANDLED |= {"volumes", "tmpfs", "healthcheck", "depends_on", "restart", "labels", "networks"}
-HANDLED |= {"secrets", "container_name"}
+HANDLED |= {"secrets", "container_name", "expose"}
+
+
+def _secret_target(entry: Any) -> str:
+    """Return where a service's compose secret is mounted inside."""
+    if isinstance(entry, str):
+        return f"/run/secrets/{entry}"
+    target = str(entry.get("target") or entry.get("source"))
+    return target if target.startswith("/") else f"/run/secrets/{target}"
 
 
 def meaning(project: Project, service: dict[str, Any], alias: str) -> dict[str, Any]:
     """Return what one normalised service does, field by field (see the module's text)."""
     env = environment(project, service)
+    mounted = project.secrets(service)
+    delivered = {t for t, v in mounted.items() if v in env.values()}
     build = service.get("build")
     if isinstance(build, str):
         build = {"context": build}
@@ -394,10 +453,11 @@ def meaning(project: Project, service: dict[str, Any], alias: str) -> dict[str, 
         "labels": labels(service.get("labels")),
         "networks": networks(service.get("networks"), alias),
         "secrets": sorted(
-            (e if isinstance(e, str) else e.get("target") or e.get("source"))
-            for e in service.get("secrets") or []
-            if not (isinstance(e, str) and f"/run/secrets/{e}" in project.secrets(service))
+            target
+            for target in (_secret_target(e) for e in service.get("secrets") or [])
+            if target not in delivered
         ),
+        "expose": sorted(str(e) for e in service.get("expose") or []) or None,
     }
     for key, value in service.items():
         if key not in HANDLED:

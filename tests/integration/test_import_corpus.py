@@ -413,7 +413,7 @@ def uncovered(outcome: Outcome) -> list[str]:
                 paths = {
                     v if isinstance(v, str) else v["path"]
                     for v in component.get("volumes", {}).values()
-                }
+                } | set(component.get("files", {}))
                 ok = all(
                     (e.split(":")[1] if isinstance(e, str) else e["target"]) in paths for e in value
                 )

@@ -32,6 +32,7 @@ COMPONENT_ORDER = (
     "ports",
     "publish",
     "volumes",
+    "files",
     "healthcheck",
     "depends_on",
     "replicas",
@@ -150,6 +151,11 @@ def _provides(
     if len(components) > 1:
         provides["component"] = cname
     provides["port"] = port
+    ctx.differ(
+        "networks",
+        f"also on the network allmende-{out.name}, where services of other projects on the "
+        f"host reach its database as {out.name}",
+    )
     databases = offered(name, components[cname].get("env", {}))
     if databases:
         provides["databases"] = databases
@@ -221,6 +227,7 @@ def map_project(project: Project, name: str, host: str) -> Imported:
             out.comments[("components", ctx.cname, *path)] = text
         out.notes += ctx.notes
         out.differences += ctx.differences
+        out.files.update(ctx.carried)
         if ctx.cname != ctx.name:
             out.notes.append(
                 Note(

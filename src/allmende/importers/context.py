@@ -39,6 +39,7 @@ class ComponentContext:
     reasons: dict[str, str] = field(default_factory=dict)
     udp: set[str] = field(default_factory=set)
     differences: list[Difference] = field(default_factory=list)
+    carried: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> KeyPath:

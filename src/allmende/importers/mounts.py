@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from allmende.importers.carry import carry, data_volume, relative_source
 from allmende.importers.context import ComponentContext
 from allmende.importers.naming import PORT_NAMES, port_name, sanitize, unique, valid
 from allmende.inventory.hostpaths import service_dir, volume_dir
@@ -262,6 +263,33 @@ def _volume_name(ctx: ComponentContext, mount: Mount) -> str:
     return sanitize(posixpath.basename(mount.target.rstrip("/")) or "data")
 
 
+def _options(entry: Any) -> set[str]:
+    """Return the options of a ``volumes`` entry (``ro`` for a read-only long one)."""
+    if isinstance(entry, str):
+        parts = entry.split(":")
+        return set(parts[2].split(",")) - {""} if len(parts) == 3 else set()
+    return {"ro"} if entry.get("read_only") else set()
+
+
+def _relative_mount(
+    ctx: ComponentContext, index: int, entry: Any, mount: Mount, taken: set[str]
+) -> tuple[bool, Any, Mount]:
+    """Place a mount of a path of the project (``carry``): configuration is carried (True:
+    ``files`` says it, unless options beyond ``:ro`` need the verbatim entry returned), data
+    becomes a volume under /srv/<service>/; return the entry and mount rewritten."""
+    options = _options(entry)
+    plain = isinstance(entry, str) or set(entry) <= {"type", "source", "target", "read_only"}
+    host = carry(ctx, mount.source, mount.target, "ro" in options)
+    if host is not None:
+        carried = replace(mount, host=host, exact=plain and options - {"ro"} <= _HARMLESS_MODES)
+        return True, _rewrite(entry, carried), carried
+    relative = relative_source(mount.source) or "data"
+    name = unique(sanitize(relative.replace("/", "-")), taken)
+    host = data_volume(ctx, index, mount.source, name)
+    moved = replace(mount, host=host, exact=plain and options <= _HARMLESS_MODES)
+    return False, _rewrite(entry, moved), moved
+
+
 def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
     """Map ``volumes`` of the compose service into the component (see the module's text)."""
     entries = ctx.compose.get("volumes")
@@ -281,6 +309,11 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
                 "write SOURCE:TARGET[:MODE]; is a variable in it unset?",
             )
             continue
+        if mount.kind == "bind" and relative_source(mount.source) is not None:
+            carried, entry, mount = _relative_mount(ctx, i, entry, mount, set(volumes))
+            if carried:
+                rest += [] if mount.exact else [entry]
+                continue
         if mount.kind == "volume" and mount.source not in definitions:
             ctx.problem(
                 ("volumes", i),
@@ -292,6 +325,12 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
             rest.append(_rewrite(entry, mount))
         if mount.host is None or not mount.target.startswith("/"):
             continue
+        if mount.kind == "volume":
+            ctx.differ(
+                "volumes",
+                f"the compose volume {mount.source} is the directory {mount.host}: "
+                "empty until its data is copied there",
+            )
         name = _volume_name(ctx, mount)
         default = volume_dir(ctx.service, name)
         value: Any = mount.target if mount.host == default else {"path": mount.target}

@@ -155,6 +155,11 @@ def map_healthcheck(ctx: ComponentContext) -> None:
     if probe is not None:
         mapped["http"] = probe[1]
         mapped["port"] = port_for(ctx, probe[0])
+        ctx.differ(
+            "healthcheck",
+            f"asks http://127.0.0.1:{probe[0]}{probe[1]} with wget, else curl (an HTTP check "
+            "of the inventory), where the original ran its own command",
+        )
     elif words is not None:
         mapped["command"] = words
     else:

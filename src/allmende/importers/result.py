@@ -62,7 +62,8 @@ class Imported:
     ``data`` is the service file's content as plain data; ``comments`` maps key paths to a
     comment written after that key; ``secrets`` maps secret names to the values to store;
     ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``);
-    ``differences`` what the rendered service will do otherwise than the original. ``source``
+    ``differences`` what the rendered service will do otherwise than the original; ``files``
+    the configuration files carried into ``files/<service>/``, by path there. ``source``
     names the files as given, ``origin`` by their absolute paths.
     """
 
@@ -76,6 +77,7 @@ class Imported:
     kept: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
     connections: list[Connection] = field(default_factory=list)
 
 

@@ -664,6 +664,28 @@ def _volume(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+class CarriedFile(Model):
+    """A configuration file or directory the inventory carries under `files/<service>/` and
+    hands to a component at a path inside it."""
+
+    source: str = Field(
+        description="The file or directory under `files/<service>/` (a relative path)."
+    )
+    read_only: bool = Field(False, description="Mounted read-only.")
+
+    @field_validator("source")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = value.split("/")
+        if value.startswith("/") or ".." in parts or not value.strip("/."):
+            raise ValueError("must be a path under files/<service>/, without `..`")
+        return value
+
+
+def _carried(value: Any) -> Any:
+    return {"source": value} if isinstance(value, str) else value
+
+
 def _secret_use(value: Any) -> Any:
     return {"secret": value} if isinstance(value, str) else value
 
@@ -809,6 +831,15 @@ class Component(Extensible):
     volumes: dict[
         SafeName, Annotated[Volume, BeforeValidator(_volume, json_schema_input_type=str | Volume)]
     ] = Field(default_factory=dict, description="Name -> path inside, or {path, host}.")
+    files: dict[
+        str,
+        Annotated[CarriedFile, BeforeValidator(_carried, json_schema_input_type=str | CarriedFile)],
+    ] = Field(
+        default_factory=dict,
+        description="Path inside -> a file or directory under `files/<service>/` (or "
+        "{source, read_only}): configuration carried by the inventory; each engine hands it "
+        "over its own way (compose: a file under /srv/<service>/files/).",
+    )
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
     depends_on: Annotated[
         dict[str, Condition | None],
@@ -828,6 +859,9 @@ class Component(Extensible):
     def _image_or_system(self) -> Component:
         if (self.image is None) == (self.system is None):
             raise ValueError("give exactly one of `image` or `system`")
+        relative = [path for path in self.files if not path.startswith("/")]
+        if relative:
+            raise ValueError(f"`files`: {relative[0]} must be an absolute path inside")
         return self
 
 

@@ -9,7 +9,9 @@ docker-compose 1.x rejects), one Compose service per component with an image
   (the machine allmende runs on), none when the address is a DNS name (Compose binds IPs, not
   names: the port listens on every address, and the file says so).
 - Volumes are bind mounts of ``/srv/<service>/<volume>`` (or the volume's ``host``): plain
-  directories that backups and moves see.
+  directories that backups and moves see. Carried configuration files (``files``) are written
+  to ``/srv/<service>/files/`` and bind-mounted (``:ro`` where read-only); a label holding a
+  digest of them makes Compose create the container anew when one changes.
 - Secrets are never values. A secret delivered ``as: file`` (the default) is a top-level secret
   read from ``./secrets/<flat name>`` (written with mode 0600, or the use's owner and mode, by
   apply), mounted at ``/run/secrets/<flat name>`` and named to the program by ``<ENV>_FILE``
@@ -41,7 +43,7 @@ from typing import Any
 
 from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
-from allmende.inventory.hostpaths import SECRETS, project_file
+from allmende.inventory.hostpaths import CARRIED, SECRETS, carried_file, project_file
 from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
@@ -54,6 +56,7 @@ from allmende.inventory.secretnames import (
     flat_name,
 )
 from allmende.inventory.xcompose import EXTENSION, escape
+from allmende.render.carried import carried_digest, carried_files
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 NETWORK_PREFIX = "allmende-"
@@ -99,6 +102,10 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         sources = service_sources(inventory, context.name, *networks.joined.values())
         path = f"{context.service.host}{project_file(context.name, 'compose')}"
         files[path] = text(body, sources)
+        here = carried_file(context.name, "")
+        for host_path, content in carried_files(context.inventory, context.name).items():
+            source = f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}"
+            files[f"{context.service.host}{host_path}"] = Rendered(content, (*sources, source))
     return dict(sorted(files.items()))
 
 
@@ -158,6 +165,9 @@ def compose_service(
         entry["deploy"] = {"replicas": component.replicas}
     entry["restart"] = component.restart
     entry["labels"] = labels(context, name)
+    digest = carried_digest(context.inventory, context.name, component)
+    if digest is not None:
+        entry["labels"]["org.allmende.files"] = digest
     return entry
 
 
@@ -250,10 +260,14 @@ def ports(host: Host, component: Component) -> list[str]:
 
 
 def volume_mounts(service: str, component: Component) -> list[str]:
-    """Given a service name and a component, return its bind mounts ``<host path>:<path>``."""
+    """Given a service name and a component, return its bind mounts ``<host path>:<path>``:
+    its volumes, then the files it carries (``:ro`` where read-only)."""
     return [
         f"{volume_host_path(service, name, volume)}:{volume.path}"
         for name, volume in sorted(component.volumes.items())
+    ] + [
+        f"{carried_file(service, file.source)}:{target}" + (":ro" if file.read_only else "")
+        for target, file in sorted(component.files.items())
     ]
 
 
