@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from allmende.actions.importing import Options, Report, import_compose, import_haproxy
+from allmende.checks.registry import run as run_rules
 from allmende.errors import UserError
 from allmende.importers.composefile import read_project
 from allmende.importers.traefik import labels_of
@@ -542,3 +543,14 @@ def test_every_haproxy_config_imports_and_reports_what_it_cannot_place(world: Wo
             assert routes == exposed == 0
         else:
             load(inventory, world.key_env)
+
+
+def test_no_import_keeps_under_x_compose_what_its_typed_keys_say_otherwise(world: World) -> None:
+    """``xcompose.typed`` finds nothing in any import: editing a typed key changes what runs."""
+    found = []
+    for corpus_file, outcome in imported(world):
+        inventory = load(outcome.inventory or Path(), outcome.environ)
+        found += [
+            f"{corpus_file}: {finding}" for finding in run_rules(inventory, only=["xcompose.typed"])
+        ]
+    assert not found, "\n".join(found)
