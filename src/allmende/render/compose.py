@@ -56,7 +56,7 @@ from allmende.inventory.secretnames import (
     flat_name,
 )
 from allmende.inventory.xcompose import EXTENSION, escape
-from allmende.render.carried import carried_digest, carried_files
+from allmende.render.carried import carried_digest, carried_files, carried_mounts
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 NETWORK_PREFIX = "allmende-"
@@ -102,11 +102,20 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         sources = service_sources(inventory, context.name, *networks.joined.values())
         path = f"{context.service.host}{project_file(context.name, 'compose')}"
         files[path] = text(body, sources)
-        here = carried_file(context.name, "")
-        for host_path, content in carried_files(context.inventory, context.name).items():
-            source = f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}"
-            files[f"{context.service.host}{host_path}"] = Rendered(content, (*sources, source))
+        files |= carried_rendered(context, sources)
     return dict(sorted(files.items()))
+
+
+def carried_rendered(context: Context, sources: tuple[str, ...]) -> dict[str, Rendered]:
+    """Return the carried files of a service as rendered files on its host, each from its
+    service's files and its own file under ``files/``."""
+    here = carried_file(context.name, "")
+    return {
+        f"{context.service.host}{host_path}": Rendered(
+            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}")
+        )
+        for host_path, content in carried_files(context.inventory, context.name).items()
+    }
 
 
 def contexts(inventory: Inventory, engine: str) -> Iterator[Context]:
@@ -265,10 +274,7 @@ def volume_mounts(service: str, component: Component) -> list[str]:
     return [
         f"{volume_host_path(service, name, volume)}:{volume.path}"
         for name, volume in sorted(component.volumes.items())
-    ] + [
-        f"{carried_file(service, file.source)}:{target}" + (":ro" if file.read_only else "")
-        for target, file in sorted(component.files.items())
-    ]
+    ] + carried_mounts(service, component)
 
 
 def health_port(component: Component, check: Healthcheck) -> int | None:
