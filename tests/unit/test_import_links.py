@@ -97,6 +97,46 @@ def test_traefik_labels_in_map_form_tcp_passthrough_and_traefik_1(tmp_path: Path
 # --------------------------------------------------------------------------- databases
 
 
+def test_the_server_that_owns_the_data_provides_not_a_sidecar_on_the_same_image(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          backup:
+            image: postgres:16.4
+            command: ["sh", "-c", "while sleep 86400; do pg_dump -h db app > /dump/app.sql; done"]
+            volumes: ["./dump:/dump"]
+          cache:
+            image: redis:7.2
+          db:
+            image: pgvector/pgvector:pg16
+            environment: {POSTGRES_DB: app}
+            volumes: ["data:/var/lib/postgresql/data"]
+        volumes:
+          data:
+        """,
+    )
+    assert result.data["provides"]["component"] == "db"
+    assert result.data["provides"]["database"] == "postgres"  # not redis, not the sidecar
+
+
+def test_a_server_is_known_by_the_program_it_runs(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+          store:
+            image: example/kv:3.1
+            entrypoint: ["/usr/local/bin/redis-server", "--appendonly", "yes"]
+        """,
+    )
+    assert result.data["provides"] == {"database": "redis", "component": "store", "port": "redis"}
+
+
 def test_a_database_image_provides_and_its_clients_use_it(tmp_path: Path) -> None:
     result = run(
         tmp_path,

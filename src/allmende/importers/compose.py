@@ -16,7 +16,7 @@ from typing import Any
 from allmende.importers.component import map_component
 from allmende.importers.composefile import Project
 from allmende.importers.context import ComponentContext
-from allmende.importers.databases import PORTS, connections, engine, offered
+from allmende.importers.databases import PORTS, connections, offered, server
 from allmende.importers.mounts import port_for
 from allmende.importers.naming import sanitize, service_names, software, unique, valid
 from allmende.importers.result import Imported, ImportRefused, Note
@@ -136,15 +136,15 @@ def _project_keys(project: Project, out: Imported, definitions: dict[str, Any]) 
 def _provides(
     out: Imported, components: dict[str, dict[str, Any]], contexts: list[ComponentContext]
 ) -> None:
-    """Make the service ``provide`` its first database server (postgres, mariadb and mysql
-    before redis), on its database port."""
-    servers = [(c.cname, engine(c.component.get("image"))) for c in contexts]
-    servers = [(n, e) for n, e in servers if e]
+    """Make the service ``provide`` the database its surest server serves (``server``: the one
+    owning the engine's data directory first; postgres, mariadb and mysql before redis), on
+    its database port."""
+    found = [(c.cname, server(c.compose.get("image"), c.compose)) for c in contexts]
+    servers = [(n, s) for n, s in found if s is not None]
     if not servers:
         return
-    servers.sort(key=lambda s: s[1] == "redis")
-    cname, name = servers[0]
-    assert name is not None
+    servers.sort(key=lambda s: (-s[1][1], s[1][0] == "redis"))
+    cname, (name, _) = servers[0]
     ctx = next(c for c in contexts if c.cname == cname)
     port = port_for(ctx, PORTS[name][1], PORTS[name][0])
     provides: dict[str, Any] = {"database": name}
