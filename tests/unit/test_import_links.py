@@ -57,6 +57,10 @@ def test_traefik_labels_in_list_form_become_routes(tmp_path: Path) -> None:
     assert result.data["routes"] == [{"domain": "blog.example.org", "path": "/p", "to": "app.http"}]
     app = result.component()
     assert app["ports"] == {"http": 8080}
+    # Traefik reached 8080 over the project's network; the edge needs it published
+    assert app["publish"] == {"http": 8080}
+    [service] = result.report.services
+    assert any("container port 8080 is published" in str(d) for d in service.differences)
     assert app["x-compose"]["labels"] == {
         "traefik.http.routers.blog.middlewares": "auth",
         "com.example.team": "web",

@@ -239,6 +239,33 @@ def _restart(ctx: ComponentContext) -> None:
         ctx.keep("restart", given)
 
 
+def _publish_for_routes(ctx: ComponentContext, routes: list[dict[str, Any]]) -> None:
+    """Publish each routed port Traefik reached over the project's network and Compose never
+    published: the edge reaches a component only on a published port. The host port is the
+    container's (8000 more below 1024), the next free one of the project's when taken."""
+    publish: dict[str, Any] = ctx.component.setdefault("publish", {})
+    taken = {p["port"] if isinstance(p, dict) else p for p in publish.values()}
+    for route in routes:
+        port = str(route["to"]).partition(".")[2]
+        if port in publish or port not in ctx.component.get("ports", {}):
+            continue
+        inside = ctx.component["ports"][port]
+        number = inside if inside >= 1024 else inside + 8000
+        while number in taken or number in ctx.taken_ports:
+            number += 1
+        taken.add(number)
+        ctx.taken_ports.add(number)
+        publish[port] = number
+        ctx.differ(
+            "ports",
+            f"container port {inside} is published on the host's address as {number}, where "
+            "the edge reaches the route Traefik served over the project's network (say "
+            "`bind: 127.0.0.1` when the edge runs on this host)",
+        )
+    if not publish:
+        del ctx.component["publish"]
+
+
 def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
     """Turn Traefik labels into routes; keep every label they do not consume verbatim."""
     given = ctx.compose.get("labels")
@@ -249,6 +276,7 @@ def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
     deploy = ctx.compose.get("deploy")
     swarm = labels_of(deploy.get("labels")) if isinstance(deploy, dict) else None
     routes, consumed = map_traefik(ctx, {**(swarm or {}), **labels})
+    _publish_for_routes(ctx, routes)
     if consumed & set(labels):
         ctx.differ(
             "labels",

@@ -17,7 +17,7 @@ from allmende.importers.component import map_component
 from allmende.importers.composefile import Project
 from allmende.importers.context import ComponentContext
 from allmende.importers.databases import PORTS, connections, offered, server
-from allmende.importers.mounts import port_for
+from allmende.importers.mounts import parse_port, port_for
 from allmende.importers.naming import sanitize, service_names, software, unique, valid
 from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.importers.secretmove import move_secrets
@@ -190,6 +190,13 @@ def map_project(project: Project, name: str, host: str) -> Imported:
     names = _renames(services)
     contexts: list[ComponentContext] = []
     routes: list[dict[str, Any]] = []
+    taken = {
+        spec.published
+        for compose in services.values()
+        if isinstance(compose, dict) and isinstance(compose.get("ports"), list)
+        for spec in map(parse_port, compose["ports"])
+        if spec is not None and spec.published is not None
+    }
     for compose_name, compose in services.items():
         ctx = ComponentContext(
             project,
@@ -197,6 +204,7 @@ def map_project(project: Project, name: str, host: str) -> Imported:
             compose_name,
             names[compose_name],
             _rewrite_references(compose, names, compose_name),
+            taken_ports=taken,
         )
         routes += map_component(ctx, definitions, names)
         contexts.append(ctx)

@@ -40,6 +40,8 @@ class ComponentContext:
     udp: set[str] = field(default_factory=set)
     differences: list[Difference] = field(default_factory=list)
     carried: dict[str, str] = field(default_factory=dict)
+    #: host ports the project's components publish (shared by every context of a project)
+    taken_ports: set[int] = field(default_factory=set)
 
     @property
     def base(self) -> KeyPath:
