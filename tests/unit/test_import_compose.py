@@ -337,8 +337,9 @@ def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_
     assert "/srv/radio/jingles:/jingles" in service["volumes"]
 
 
-def test_a_changed_carried_file_changes_what_compose_runs(tmp_path: Path) -> None:
-    result = run(
+def site(tmp_path: Path) -> Imported:
+    """Import a web server whose site's configuration lies next to its compose file."""
+    return run(
         tmp_path,
         """
         services:
@@ -349,6 +350,10 @@ def test_a_changed_carried_file_changes_what_compose_runs(tmp_path: Path) -> Non
         name="web",
         files={"site.conf": "server { listen 80; }\n"},
     )
+
+
+def test_a_changed_carried_file_changes_what_compose_runs(tmp_path: Path) -> None:
+    result = site(tmp_path)
 
     def label() -> str:
         rendered = render_compose.render(load(result.inventory, result.env))
@@ -361,17 +366,7 @@ def test_a_changed_carried_file_changes_what_compose_runs(tmp_path: Path) -> Non
 
 
 def test_a_carried_file_that_is_missing_is_a_located_problem(tmp_path: Path) -> None:
-    result = run(
-        tmp_path,
-        """
-        services:
-          web:
-            image: nginx:1.27.3
-            volumes: ["./site.conf:/etc/nginx/conf.d/default.conf"]
-        """,
-        name="web",
-        files={"site.conf": "server { listen 80; }\n"},
-    )
+    result = site(tmp_path)
     (result.inventory / "files" / "web" / "site.conf").unlink()
     with pytest.raises(InventoryError) as raised:
         load(result.inventory, result.env)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import yaml
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import kubernetes
-from tests.conftest import BASE, EXAMPLES, FIXTURES
+from tests.conftest import BASE, EXAMPLES, FIXTURES, carrying
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 CHOPPA = EXAMPLES / "choppa"
@@ -266,16 +265,9 @@ def test_every_manifest_passes_kubernetes_validate_strict(root: Path) -> None:
 
 
 def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> None:
-    root = tmp_path / "inventory"
-    shutil.copytree(ENGINES, root)
-    board = root / "services" / "board.yaml"
-    board.write_text(
-        board.read_text().replace(
-            "    volumes: {media: /srv/media}\n",
-            "    volumes: {media: /srv/media}\n    files: {/etc/board: board}\n",
-            1,
-        )
-    )
+    after = "    volumes: {media: /srv/media}\n"
+    files = "    files: {/etc/board: board}\n"
+    root = carrying(ENGINES, tmp_path / "inventory", "board", after, files)
     carried = root / "files" / "board" / "board"
     carried.mkdir(parents=True)
     (carried / "board.toml").write_text("title = 'Werkstatt'\n")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import yaml
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import swarm
-from tests.conftest import BASE, EXAMPLES, FIXTURES
+from tests.conftest import BASE, EXAMPLES, FIXTURES, carrying
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 SOFTWERKE = EXAMPLES / "softwerke"
@@ -153,16 +152,9 @@ def test_every_stack_file_validates_against_the_compose_schema(root: Path) -> No
 
 
 def test_carried_files_are_configs_named_by_what_they_hold(tmp_path: Path) -> None:
-    root = tmp_path / "inventory"
-    shutil.copytree(ENGINES, root)
-    ledger = root / "services" / "ledger.yaml"
-    ledger.write_text(
-        ledger.read_text().replace(
-            "    volumes: {data: /var/lib/mysql}\n",
-            "    volumes: {data: /var/lib/mysql}\n"
-            "    files: {/etc/mysql/conf.d: {source: conf.d, read_only: true}}\n",
-        )
-    )
+    after = "    volumes: {data: /var/lib/mysql}\n"
+    files = "    files: {/etc/mysql/conf.d: {source: conf.d, read_only: true}}\n"
+    root = carrying(ENGINES, tmp_path / "inventory", "ledger", after, files)
     (root / "files" / "ledger" / "conf.d").mkdir(parents=True)
     cnf = root / "files" / "ledger" / "conf.d" / "tuning.cnf"
     cnf.write_text("[mysqld]\nmax_connections = 50\n")
