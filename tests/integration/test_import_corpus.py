@@ -17,7 +17,7 @@ repositories (an ``env_file: db.env`` then finds ``db.env`` next to it). Two run
   and every import must lose nothing: each compose field mapped or kept under ``x-compose``.
 
 Then each import is rendered back with ``allmende.render.compose`` and compared with the
-original, both normalised the way ``docker compose config`` would (see ``normalise``).
+original by what their containers do (``test_import_meaning.py``).
 """
 
 from __future__ import annotations
