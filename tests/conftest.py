@@ -77,3 +77,12 @@ def own_secrets(inventory: Path, key: Path) -> dict[str, bytes]:
     for name, value in values.items():
         store.set(name, value)
     return values
+
+
+def carrying(source: Path, into: Path, service: str, after: str, files: str) -> Path:
+    """Copy the inventory ``source`` to ``into`` and give the service's component whose line
+    ``after`` is the first to match the ``files`` line after it; return the copy's root."""
+    shutil.copytree(source, into)
+    path = into / "services" / f"{service}.yaml"
+    path.write_text(path.read_text().replace(after, after + files, 1))
+    return into

@@ -17,7 +17,7 @@ repositories (an ``env_file: db.env`` then finds ``db.env`` next to it). Two run
   and every import must lose nothing: each compose field mapped or kept under ``x-compose``.
 
 Then each import is rendered back with ``allmende.render.compose`` and compared with the
-original, both normalised the way ``docker compose config`` would (see ``normalise``).
+original by what their containers do (``test_import_meaning.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from typing import Any
 import pytest
 
 from allmende.actions.importing import Options, Report, import_compose, import_haproxy
+from allmende.checks.registry import run as run_rules
 from allmende.errors import UserError
 from allmende.importers.composefile import read_project
 from allmende.importers.traefik import labels_of
@@ -413,7 +414,7 @@ def uncovered(outcome: Outcome) -> list[str]:
                 paths = {
                     v if isinstance(v, str) else v["path"]
                     for v in component.get("volumes", {}).values()
-                }
+                } | set(component.get("files", {}))
                 ok = all(
                     (e.split(":")[1] if isinstance(e, str) else e["target"]) in paths for e in value
                 )
@@ -542,3 +543,14 @@ def test_every_haproxy_config_imports_and_reports_what_it_cannot_place(world: Wo
             assert routes == exposed == 0
         else:
             load(inventory, world.key_env)
+
+
+def test_no_import_keeps_under_x_compose_what_its_typed_keys_say_otherwise(world: World) -> None:
+    """``xcompose.typed`` finds nothing in any import: editing a typed key changes what runs."""
+    found = []
+    for corpus_file, outcome in imported(world):
+        inventory = load(outcome.inventory or Path(), outcome.environ)
+        found += [
+            f"{corpus_file}: {finding}" for finding in run_rules(inventory, only=["xcompose.typed"])
+        ]
+    assert not found, "\n".join(found)

@@ -143,7 +143,14 @@ def test_routes_unique_refuses_passthrough_next_to_termination(tmp_path: Path) -
 
 
 def test_images_pinned(tmp_path: Path) -> None:
-    for image in ("etherpad:2.2.6", "ghcr.io/x/y@sha256:" + "a" * 64, "registry:5000/a/b:1"):
+    fixed = ("etherpad:2.2.6", "ghcr.io/x/y@sha256:" + "a" * 64, "registry:5000/a/b:1.0")
+    fixed += (
+        "nginx:1.27-alpine",
+        "x/app:sha-4f8703e",
+        "x/contrib:2024-02-10",
+        "alpine@sha256:" + "b" * 64,
+    )
+    for image in fixed:
         found = findings(
             tmp_path / image.replace("/", "_")[:20],
             "images.pinned",
@@ -154,6 +161,11 @@ def test_images_pinned(tmp_path: Path) -> None:
         ("etherpad", "has no tag"),
         ("etherpad:latest", "uses `latest`"),
         ("registry:5000/etherpad", "has no tag"),
+        ("alpine:alpine", "uses the moving tag `alpine`: it names no full version"),
+        ("x/app:release", "uses the moving tag `release`: it names no full version"),
+        ("x/app:stable", "uses the moving tag `stable`: it names no full version"),
+        ("postgres:11", "uses the moving tag `11`: it names no full version"),
+        ("wordpress:27-apache", "uses the moving tag `27-apache`: it names no full version"),
     ):
         found = findings(
             tmp_path / said.replace(" ", "")[:5] / image.replace("/", "_"),

@@ -123,7 +123,7 @@ def test_a_judging_engine_is_planned_applied_and_undone(judging: None, tmp_path:
     (root / "allmende.yaml").write_text("name: shelves\n")
     (root / "hosts" / "box.yaml").write_text("engine: judge\n")
     (root / "services" / "notes.yaml").write_text(
-        "description: Notes\nhost: box\ncomponents:\n  box: {image: 'n:1'}\nmonitor: []\n"
+        "description: Notes\nhost: box\ncomponents:\n  box: {image: 'n:1.0'}\nmonitor: []\n"
     )
     shelf = Shelf()
     files = {"/srv/notes/box.json": b'{"size": 2}', "/etc/judge.conf": b"shelf 1\n"}

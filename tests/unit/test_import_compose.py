@@ -11,9 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from allmende.actions.importing import Options, Report, import_compose
+from allmende.errors import InventoryError
+from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.inventory.yamlpos import parse
+from allmende.render import compose as render_compose
 
 
 @dataclass
@@ -105,8 +111,12 @@ def test_a_service_that_is_built_gets_the_name_compose_gives_its_image(tmp_path:
     result = run(tmp_path, "services:\n  app:\n    build: ./src\n")
     app = result.component()
     assert app["image"] == "blog-app"
-    assert app["x-compose"]["build"] == str((tmp_path / "blog" / "src").absolute())
+    assert app["x-compose"]["build"] == "./src"  # beside compose.yaml on the host
     assert "# the name Compose gives the image it builds" in result.text
+    [service] = result.report.services
+    said = [str(d) for d in service.differences]
+    assert any("app.build: builds from /srv/blog/src: put the sources of ./src" in d for d in said)
+    assert any("app.image: the image built is named blog-app" in d for d in said)
 
 
 # --------------------------------------------------------------------------- environment
@@ -189,19 +199,24 @@ def test_secret_values_move_into_the_secret_store(tmp_path: Path) -> None:
     )
     assert result.component()["env"] == {"DB_HOST": "db"}
     assert result.component()["secrets"] == {
-        "DB_PASSWORD": "blog/db-password",
-        "DATABASE_URL": "blog/database-url",
+        "DB_PASSWORD": {"secret": "blog/db-password", "as": "env"},
+        "DATABASE_URL": {"secret": "blog/database-url", "as": "env"},
     }
     assert result.component("db")["secrets"] == {"POSTGRES_PASSWORD": "blog/db-password"}
     store = SecretStore(result.inventory, result.env)
     assert store.get("blog/db-password") == b"correct-horse-battery"
     assert store.get("blog/database-url") == b"postgres://blog:correct-horse-battery@db/blog"
     moved = [ln.split(": ", 1)[1] for ln in result.lines if "moved" in ln]
+    plain = "delivered as the variable itself: the image is not known to read a file for it"
     assert moved == [
-        "moved DB_PASSWORD of app into the secret store as blog/db-password",
-        "moved DATABASE_URL of app into the secret store as blog/database-url",
+        "moved DB_PASSWORD of app into the secret store as blog/db-password "
+        f"(`DB_PASSWORD` holds a password, token or key); {plain}",
+        "moved DATABASE_URL of app into the secret store as blog/database-url "
+        f"(a URL with a password in it); {plain}",
         "moved POSTGRES_PASSWORD of db into the secret store as blog/db-password "
-        "(the same value as DB_PASSWORD of app)",
+        "(`POSTGRES_PASSWORD` holds a password, token or key; the same value as DB_PASSWORD "
+        "of app); delivered as a file named by POSTGRES_PASSWORD_FILE, which the official "
+        "postgres image reads",
     ]
     assert "correct-horse-battery" not in result.text
 
@@ -225,11 +240,15 @@ def test_published_ports_in_short_and_long_syntax(tmp_path: Path) -> None:
     )
     app = result.component()
     assert app["ports"] == {"http": 80, "ssh": 22, "http-9000": 9000}
-    assert app["publish"] == {"http": 8080, "ssh": 2222}
-    assert "x-compose" not in app
+    everywhere = "0.0.0.0"  # no address in Compose is every interface
+    assert app["publish"] == {
+        "http": {"port": 8080, "bind": everywhere},
+        "ssh": {"port": 2222, "bind": everywhere},
+    }
+    assert app["x-compose"] == {"expose": ["9000"]}  # Compose still sees it, as before
 
 
-def test_a_host_address_udp_or_a_random_port_keep_the_ports_verbatim(tmp_path: Path) -> None:
+def test_a_host_address_is_kept_udp_or_a_random_port_stay_verbatim(tmp_path: Path) -> None:
     result = run(
         tmp_path,
         """
@@ -241,10 +260,9 @@ def test_a_host_address_udp_or_a_random_port_keep_the_ports_verbatim(tmp_path: P
     )
     app = result.component()
     assert app["ports"] == {"dns": 53, "dns-udp": 53, "http": 9090}
-    assert app["publish"] == {"dns": 8053}
-    assert app["x-compose"]["ports"] == ["127.0.0.1:8053:53/tcp", "53:53/udp", "9090"]
-    assert "dns: 8053  # bound to 127.0.0.1 only (see x-compose.ports)" in result.text
-    assert result.kept == ["app.ports (host addresses, UDP, ranges or random host ports)"]
+    assert app["publish"] == {"dns": {"port": 8053, "bind": "127.0.0.1"}}
+    assert app["x-compose"]["ports"] == ["53:53/udp", "9090"]
+    assert result.kept == ["app.ports (UDP, port ranges or ports Compose picks)"]
 
 
 # --------------------------------------------------------------------------- volumes
@@ -271,16 +289,89 @@ def test_binds_keep_their_host_path_and_named_volumes_live_under_srv(tmp_path: P
     assert result.component()["volumes"] == {
         "data": "/var/lib/app",
         "uploads": "/uploads",
-        "config-ini": {
-            "path": "/etc/app/config.ini",
-            "host": str(tmp_path / "blog" / "config.ini"),
-        },
+        "config-ini": "/etc/app/config.ini",  # not there yet: a volume of the service's own
         "media": {"path": "/media", "host": "/mnt/big/media"},
     }
+    assert str(tmp_path) not in str(result.data)  # only the header says where it came from
     assert any(
         "volume data is now /srv/blog/data: copy the data of the compose volume blog_data" in ln
         for ln in result.lines
     )
+
+
+def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_its_own(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          radio:
+            image: example/liquidsoap:2.2.5
+            volumes:
+              - ./radio.liq:/etc/liquidsoap/radio.liq:ro
+              - ./conf:/etc/radio
+              - ./music:/music
+              - ~/jingles:/jingles
+        """,
+        name="radio",
+        files={"radio.liq": "output.dummy(blank())\n", "conf/a.ini": "a=1\n", "music/x": "x"},
+    )
+    radio = result.component("radio")
+    assert radio["files"] == {
+        "/etc/liquidsoap/radio.liq": {"source": "radio.liq", "read_only": True},
+        "/etc/radio": "conf",
+        "/music": "music",  # a small text file here too: configuration, as far as one can tell
+    }
+    assert radio["volumes"] == {"jingles": "/jingles"}
+    carried = result.inventory / "files" / "radio"
+    assert (carried / "radio.liq").read_text() == "output.dummy(blank())\n"
+    assert (carried / "conf" / "a.ini").read_text() == "a=1\n"
+    assert "x-compose" not in radio
+    assert str(tmp_path) not in str(result.data)  # only the header says where it came from
+    inventory = load(result.inventory, result.env)
+    rendered = render_compose.render(inventory)
+    assert rendered["box/srv/radio/files/conf/a.ini"].content == b"a=1\n"
+    service = yaml.safe_load(rendered["box/srv/radio/compose.yaml"].content)["services"]["radio"]
+    assert "/srv/radio/files/radio.liq:/etc/liquidsoap/radio.liq:ro" in service["volumes"]
+    assert "/srv/radio/jingles:/jingles" in service["volumes"]
+
+
+def site(tmp_path: Path) -> Imported:
+    """Import a web server whose site's configuration lies next to its compose file."""
+    return run(
+        tmp_path,
+        """
+        services:
+          web:
+            image: nginx:1.27.3
+            volumes: ["./site.conf:/etc/nginx/conf.d/default.conf:ro"]
+        """,
+        name="web",
+        files={"site.conf": "server { listen 80; }\n"},
+    )
+
+
+def test_a_changed_carried_file_changes_what_compose_runs(tmp_path: Path) -> None:
+    result = site(tmp_path)
+
+    def label() -> str:
+        rendered = render_compose.render(load(result.inventory, result.env))
+        project = yaml.safe_load(rendered["box/srv/web/compose.yaml"].content)
+        return str(project["services"]["web"]["labels"]["org.allmende.files"])
+
+    before = label()
+    (result.inventory / "files" / "web" / "site.conf").write_text("server { listen 81; }\n")
+    assert label() != before  # a new label: Compose creates the container anew
+
+
+def test_a_carried_file_that_is_missing_is_a_located_problem(tmp_path: Path) -> None:
+    result = site(tmp_path)
+    (result.inventory / "files" / "web" / "site.conf").unlink()
+    with pytest.raises(InventoryError) as raised:
+        load(result.inventory, result.env)
+    assert "services/web.yaml:" in str(raised.value)
+    assert "cannot carry files/web/site.conf" in str(raised.value)
 
 
 def test_mount_options_keep_the_volumes_verbatim_with_the_same_paths(tmp_path: Path) -> None:
@@ -297,14 +388,10 @@ def test_mount_options_keep_the_volumes_verbatim_with_the_same_paths(tmp_path: P
         """,
     )
     app = result.component()
-    conf = str(tmp_path / "blog" / "nginx.conf")
     assert app["x-compose"]["volumes"] == [
-        f"{conf}:/etc/nginx/nginx.conf:ro",
+        "/srv/blog/nginx-conf:/etc/nginx/nginx.conf:ro",  # not there: nothing to carry
         "/srv/blog/data:/data:z",
         "shared:/shared",
     ]
-    assert app["volumes"] == {
-        "nginx-conf": {"path": "/etc/nginx/nginx.conf", "host": conf},
-        "data": "/data",
-    }
+    assert app["volumes"] == {"nginx-conf": "/etc/nginx/nginx.conf", "data": "/data"}
     assert result.data["x-compose"] == {"volumes": {"shared": {"external": True}}}

@@ -55,7 +55,7 @@ def test_healthchecks(tmp_path: Path, test: str, expected: dict[str, Any]) -> No
     }
 
 
-def test_a_start_period_is_mapped_and_a_start_interval_keeps_it_verbatim(
+def test_a_start_period_is_mapped_and_a_start_interval_alone_is_kept_verbatim(
     tmp_path: Path,
 ) -> None:
     result = run(
@@ -75,7 +75,8 @@ def test_a_start_period_is_mapped_and_a_start_interval_keeps_it_verbatim(
     assert "x-compose" not in app
     web = result.component("web")
     assert web["healthcheck"]["command"] == ["ok"]
-    assert web["x-compose"]["healthcheck"] == {"test": ["CMD", "ok"], "start_interval": "1s"}
+    # only what the typed check cannot say: editing the typed command changes the check
+    assert web["x-compose"]["healthcheck"] == {"start_interval": "1s"}
 
 
 # --------------------------------------------------------------------------- dependencies, deploy
@@ -101,8 +102,25 @@ def test_depends_on_in_list_and_map_form(tmp_path: Path) -> None:
     assert result.component()["depends_on"] == ["cache"]
     assert "x-compose" not in result.component()
     worker = result.component("worker")
-    assert worker["depends_on"] == ["cache", "db"]
-    assert worker["x-compose"]["depends_on"]["db"] == {"condition": "service_healthy"}
+    assert worker["depends_on"] == {"cache": "started", "db": "healthy"}
+    assert "x-compose" not in worker  # the conditions are the inventory's own now
+
+
+def test_depends_on_keeps_started_where_the_dependency_has_a_health_check(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+            depends_on: [db]
+          db:
+            image: postgres:16.4
+            healthcheck: {test: ["CMD", "pg_isready"]}
+        """,
+    )
+    # a list in the inventory waits for a health check; Compose's list did not
+    assert result.component()["depends_on"] == {"db": "started"}
 
 
 def test_replicas_and_deploy_hints(tmp_path: Path) -> None:

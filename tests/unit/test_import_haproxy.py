@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from allmende.actions.importing import Options, import_haproxy
+from allmende.cli.main import cli
 from allmende.importers.haproxycfg import parse, split
 from allmende.inventory.load import load
 
@@ -193,3 +195,46 @@ def test_a_service_written_as_yml_is_merged_into_that_file(root: Path) -> None:
     run(root, config)
     assert not (root / "services" / "wiki.yaml").exists()
     assert "tls: none" in (root / "services" / "wiki.yml").read_text()
+
+
+def test_what_the_inventory_cannot_say_is_listed_by_line(root: Path) -> None:
+    _, lines = run(
+        root,
+        """
+        defaults
+          mode http
+          errorfile 503 /etc/haproxy/errors/503.http
+        frontend web
+          bind :80
+          acl wiki hdr(host) -i wiki.example.org
+          http-response set-header X-Frame-Options DENY
+          use_backend wiki if wiki
+        backend wiki
+          server a 10.0.0.5:8081 check inter 2s send-proxy
+          server b 10.0.0.6:8081 check
+          server c 10.0.0.7:8081 check backup
+        listen stats
+          bind :8404
+          stats enable
+        """,
+        dry_run=True,
+    )
+    assert lines == [
+        "haproxy.cfg:4:1: the inventory cannot say `errorfile 503 /etc/haproxy/errors/503.http`",
+        "haproxy.cfg:8:1: the inventory cannot say `http-response set-header X-Frame-Options DENY`",
+        "haproxy.cfg:11:1: the inventory cannot say the server's send-proxy",
+        "haproxy.cfg:12:1: backend wiki: another server (b 10.0.0.6:8081); a route sends to one "
+        "component",
+        "haproxy.cfg:13:1: backend wiki: another server (c 10.0.0.7:8081); a route sends to one "
+        "component",
+        "haproxy.cfg:16:1: the inventory cannot say `stats enable`",
+    ]
+
+
+def test_nothing_to_write_is_said_only_when_the_inventory_says_all_of_it(root: Path) -> None:
+    config = root.parent / "haproxy.cfg"
+    config.write_text("frontend web\n  bind :80\n  http-request deny\n")
+    said = CliRunner().invoke(cli, ["import", "haproxy", str(config), "--into", str(root)])
+    assert "the inventory cannot say `http-request deny`" in said.output
+    assert "nothing written: the lines above say what the inventory does not say" in said.output
+    assert "already says all of it" not in said.output

@@ -57,6 +57,10 @@ def test_traefik_labels_in_list_form_become_routes(tmp_path: Path) -> None:
     assert result.data["routes"] == [{"domain": "blog.example.org", "path": "/p", "to": "app.http"}]
     app = result.component()
     assert app["ports"] == {"http": 8080}
+    # Traefik reached 8080 over the project's network; the edge needs it published
+    assert app["publish"] == {"http": 8080}
+    [service] = result.report.services
+    assert any("container port 8080 is published" in str(d) for d in service.differences)
     assert app["x-compose"]["labels"] == {
         "traefik.http.routers.blog.middlewares": "auth",
         "com.example.team": "web",
@@ -95,6 +99,46 @@ def test_traefik_labels_in_map_form_tcp_passthrough_and_traefik_1(tmp_path: Path
 
 
 # --------------------------------------------------------------------------- databases
+
+
+def test_the_server_that_owns_the_data_provides_not_a_sidecar_on_the_same_image(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          backup:
+            image: postgres:16.4
+            command: ["sh", "-c", "while sleep 86400; do pg_dump -h db app > /dump/app.sql; done"]
+            volumes: ["./dump:/dump"]
+          cache:
+            image: redis:7.2
+          db:
+            image: pgvector/pgvector:pg16
+            environment: {POSTGRES_DB: app}
+            volumes: ["data:/var/lib/postgresql/data"]
+        volumes:
+          data:
+        """,
+    )
+    assert result.data["provides"]["component"] == "db"
+    assert result.data["provides"]["database"] == "postgres"  # not redis, not the sidecar
+
+
+def test_a_server_is_known_by_the_program_it_runs(tmp_path: Path) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            image: example/app:1.0
+          store:
+            image: example/kv:3.1
+            entrypoint: ["/usr/local/bin/redis-server", "--appendonly", "yes"]
+        """,
+    )
+    assert result.data["provides"] == {"database": "redis", "component": "store", "port": "redis"}
 
 
 def test_a_database_image_provides_and_its_clients_use_it(tmp_path: Path) -> None:
@@ -226,7 +270,10 @@ def test_an_override_file_in_the_directory_is_merged_as_compose_does(tmp_path: P
         },
     )
     app = result.component()
-    assert app["publish"] == {"http": 8080, "https": 8443}
+    assert app["publish"] == {
+        "http": {"port": 8080, "bind": "0.0.0.0"},
+        "https": {"port": 8443, "bind": "0.0.0.0"},
+    }
     assert app["env"] == {"A": "1", "B": "override"}
     assert app["command"] == ["serve", "--debug"]
 
@@ -250,6 +297,6 @@ def test_files_given_with_f_are_merged_with_reset_and_override(tmp_path: Path) -
     )
     [service] = import_compose([], options).services
     app = service.data["components"]["app"]
-    assert app["publish"] == {"http": 9090}
+    assert app["publish"] == {"http": {"port": 9090, "bind": "0.0.0.0"}}
     assert app["env"] == {"A": "1"}
     assert service.source.endswith("compose.yaml + " + str(directory / "prod.yaml"))

@@ -204,3 +204,33 @@ def test_the_check_finds_exactly_the_servers_render_disables(root: Path) -> None
         if not backend.reachable and "no IP address or host name" not in backend.note
     }
     assert flagged == disabled
+
+
+# --------------------------------------------------------------------------- a port's own bind
+
+
+def test_a_port_on_loopback_is_reached_by_the_edge_on_its_own_host_only(tmp_path: Path) -> None:
+    local = {"services/tools.yaml": service("gateway", "{http: {port: 8095, bind: 127.0.0.1}}")}
+    assert findings(tmp_path / "a", local) == []
+    reach = derive.reach(inventory(tmp_path / "b", local), "gateway", "tools", "app.http")
+    assert reach is not None and (reach.address, reach.port) == ("127.0.0.1", 8095)
+
+    elsewhere = {"services/tools.yaml": service("rack", "{http: {port: 8095, bind: 127.0.0.1}}")}
+    found = findings(tmp_path / "c", elsewhere)
+    assert [(f.keypath, f.message) for f in found] == [
+        (
+            "routes[0].to",
+            "edge host `gateway` cannot reach app.http: it is published on 127.0.0.1 of `rack` "
+            "only",
+        )
+    ]
+    edge = plan(inventory(tmp_path / "d", elsewhere), "gateway")
+    [backend] = [b for b in edge.backends if b.service == "tools"]
+    assert not backend.reachable and "published on 127.0.0.1 of rack only" in backend.note
+
+
+def test_a_port_bound_to_one_address_of_its_host_is_reached_there(tmp_path: Path) -> None:
+    files = {"services/tools.yaml": service("rack", "{http: {port: 8095, bind: 192.0.2.11}}")}
+    assert findings(tmp_path / "a", files) == []
+    reach = derive.reach(inventory(tmp_path / "b", files), "gateway", "tools", "app.http")
+    assert reach is not None and (reach.address, reach.port) == ("192.0.2.11", 8095)

@@ -336,3 +336,51 @@ def test_rendering_twice_gives_the_same_bytes(root: Path) -> None:
     first = compose.render(load(root, {}))
     second = compose.render(load(root, {}))
     assert {p: f.content for p, f in first.items()} == {p: f.content for p, f in second.items()}
+
+
+# --------------------------------------------------------------------------- said per component
+
+
+def _one(tmp_path: Path, component: str) -> dict[str, Any]:
+    root = tmp_path / "inventory"
+    shutil.copytree(BASE, root)
+    (root / "services" / "tools.yaml").write_text(
+        "description: Tools\nhost: rack\ncomponents:\n" + component + "monitor: []\n"
+    )
+    return yaml.safe_load(compose.render(load(root, {}))["rack/srv/tools/compose.yaml"].content)
+
+
+def test_each_published_port_listens_where_it_says(tmp_path: Path) -> None:
+    project = _one(
+        tmp_path,
+        "  app:\n    image: example/tools:1.0.0\n    ports: {http: 3000, ssh: 22, api: 9000}\n"
+        "    publish: {http: {port: 8095, bind: 127.0.0.1}, ssh: {port: 2222, bind: '::'}, "
+        "api: 9001}\n",
+    )
+    assert project["services"]["app"]["ports"] == [
+        "192.0.2.10:9001:9000",
+        "127.0.0.1:8095:3000",
+        "[::]:2222:22",
+    ]
+
+
+def test_dependencies_wait_for_what_the_component_says(tmp_path: Path) -> None:
+    check = "    healthcheck: {command: [/bin/true]}\n"
+    project = _one(
+        tmp_path,
+        "  app:\n    image: example/tools:1.0.0\n"
+        "    depends_on: {db: started, init: completed, cache: healthy}\n"
+        f"  db:\n    image: postgres:16.4\n{check}"
+        "  init:\n    image: example/tools:1.0.0\n"
+        f"  cache:\n    image: redis:7.4.1\n{check}"
+        "  web:\n    image: example/tools:1.0.0\n    depends_on: [db, init]\n",
+    )
+    assert project["services"]["app"]["depends_on"] == {
+        "cache": {"condition": "service_healthy"},
+        "db": {"condition": "service_started"},
+        "init": {"condition": "service_completed_successfully"},
+    }
+    assert project["services"]["web"]["depends_on"] == {
+        "db": {"condition": "service_healthy"},
+        "init": {"condition": "service_started"},
+    }

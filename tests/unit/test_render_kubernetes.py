@@ -13,7 +13,7 @@ import yaml
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import kubernetes
-from tests.conftest import BASE, EXAMPLES, FIXTURES
+from tests.conftest import BASE, EXAMPLES, FIXTURES, carrying
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 CHOPPA = EXAMPLES / "choppa"
@@ -262,3 +262,37 @@ def test_every_manifest_passes_kubernetes_validate_strict(root: Path) -> None:
             except kubernetes_validate.ValidationError as error:
                 kind = f"{doc['kind']}/{doc['metadata']['name']}"
                 pytest.fail(f"{root.name}: {path}: {kind}: {error.message}")
+
+
+def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> None:
+    after = "    volumes: {media: /srv/media}\n"
+    files = "    files: {/etc/board: board}\n"
+    root = carrying(ENGINES, tmp_path / "inventory", "board", after, files)
+    carried = root / "files" / "board" / "board"
+    carried.mkdir(parents=True)
+    (carried / "board.toml").write_text("title = 'Werkstatt'\n")
+    (carried / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
+
+    def rendered() -> list[dict[str, Any]]:
+        content = kubernetes.render(load(root, {}))["kubernetes/board.yaml"].content
+        docs = list(yaml.safe_load_all(content))
+        for doc in docs:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        return docs
+
+    docs = rendered()
+    files = find(docs, "ConfigMap", "web-files")
+    assert files["data"] == {"board_board.toml": "title = 'Werkstatt'\n"}
+    assert list(files["binaryData"]) == ["board_logo.png"]
+    mounts = container(docs, "Deployment", "web")["volumeMounts"]
+    assert {
+        "name": "carried-files",
+        "mountPath": "/etc/board/board.toml",
+        "subPath": "board_board.toml",
+        "readOnly": True,
+    } in mounts
+    template = find(docs, "Deployment", "web")["spec"]["template"]
+    before = template["metadata"]["annotations"]["allmende/files-sha256"]
+    (carried / "board.toml").write_text("title = 'Hackspace'\n")
+    after = find(rendered(), "Deployment", "web")["spec"]["template"]["metadata"]
+    assert after["annotations"]["allmende/files-sha256"] != before  # the pods roll

@@ -14,7 +14,7 @@ import yaml
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import swarm
-from tests.conftest import BASE, EXAMPLES, FIXTURES
+from tests.conftest import BASE, EXAMPLES, FIXTURES, carrying
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 SOFTWERKE = EXAMPLES / "softwerke"
@@ -149,3 +149,34 @@ def test_every_stack_file_validates_against_the_compose_schema(root: Path) -> No
     for path, file in swarm.render(inventory(root)).items():
         errors = sorted(e.message for e in validator.iter_errors(yaml.safe_load(file.content)))
         assert not errors, f"{root.name}: {path}: {errors}"
+
+
+def test_carried_files_are_configs_named_by_what_they_hold(tmp_path: Path) -> None:
+    after = "    volumes: {data: /var/lib/mysql}\n"
+    files = "    files: {/etc/mysql/conf.d: {source: conf.d, read_only: true}}\n"
+    root = carrying(ENGINES, tmp_path / "inventory", "ledger", after, files)
+    (root / "files" / "ledger" / "conf.d").mkdir(parents=True)
+    cnf = root / "files" / "ledger" / "conf.d" / "tuning.cnf"
+    cnf.write_text("[mysqld]\nmax_connections = 50\n")
+
+    def rendered() -> tuple[dict[str, Any], dict[str, Any]]:
+        files = swarm.render(load(root, {}))
+        assert files["swarm/srv/ledger/files/conf.d/tuning.cnf"].content == cnf.read_bytes()
+        parsed = yaml.safe_load(files["swarm/srv/ledger/stack.yaml"].content)
+        errors = [
+            e.message
+            for e in jsonschema.Draft7Validator(json.loads(SCHEMA.read_text())).iter_errors(parsed)
+        ]
+        assert not errors
+        return parsed["configs"], parsed["services"]["db"]
+
+    configs, db = rendered()
+    [(name, config)] = configs.items()
+    assert config == {"file": "./files/conf.d/tuning.cnf", "name": name}
+    assert db["configs"] == [
+        {"source": name, "target": "/etc/mysql/conf.d/tuning.cnf", "mode": 0o444}
+    ]
+    assert not any("/files/" in v for v in db.get("volumes", []))  # no bind mount in a swarm
+    cnf.write_text("[mysqld]\nmax_connections = 80\n")
+    [changed] = rendered()[0]
+    assert changed != name  # a config cannot change: a new one, rolled out on deploy

@@ -25,6 +25,7 @@ from allmende.importers.stage import staged
 from allmende.importers.textmerge import insert
 from allmende.importers.yamlout import dump
 from allmende.inventory.atomic import make_parent, save
+from allmende.inventory.hostpaths import CARRIED
 from allmende.inventory.inventory import COLLECTIVE_FILE, Inventory
 from allmende.inventory.load import load
 from allmende.inventory.models import NAME_PATTERN
@@ -367,8 +368,28 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
                     f"{relative} names another secret where the import has {name}: "
                     f"{name} is not stored"
                 )
+        for change in _carried(out, root, options.force, report):
+            report.changes.append(change)
+            files[change.path] = change.after
     report.changes += [Change(p, None, t) for p, t in files.items() if p.startswith("hosts/")]
     return _finish(root, options, report, files, secrets)
+
+
+def _carried(out: Imported, root: Path, force: bool, report: Report) -> list[Change]:
+    """Return the changes that carry the project's configuration files into
+    ``files/<service>/``: new files, and (with ``force``) changed ones; a file there that
+    says otherwise is kept and reported."""
+    changes = []
+    for relative, text in sorted(out.files.items()):
+        path = f"{CARRIED}/{out.name}/{relative}"
+        before = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else None
+        if before == text:
+            continue
+        if before is not None and not force:
+            report.lines.append(f"{path}: kept as it is; the project's copy differs (--force)")
+            continue
+        changes.append(Change(path, before, text))
+    return changes
 
 
 def _secret_references(text: str) -> set[str]:
@@ -376,10 +397,10 @@ def _secret_references(text: str) -> set[str]:
     document, _ = parse(text.encode(), "service")
     components = document.data.get("components") if isinstance(document.data, dict) else None
     return {
-        str(name)
+        str(use.get("secret") if isinstance(use, dict) else use)
         for component in (components or {}).values()
         if isinstance(component, dict)
-        for name in (component.get("secrets") or {}).values()
+        for use in (component.get("secrets") or {}).values()
     }
 
 

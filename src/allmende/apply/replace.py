@@ -109,8 +109,8 @@ def _port_inside(inventory: Inventory, backend: Backend, published_port: int | N
     if published_port is None:
         return None
     component = inventory.services[backend.service].components[backend.component]
-    for name, number in component.publish.items():
-        if number == published_port and name in component.ports:
+    for name, published in component.publish.items():
+        if published.port == published_port and name in component.ports:
             return component.ports[name]
     return None
 

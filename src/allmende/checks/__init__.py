@@ -17,6 +17,7 @@ MODULES = (
     "files",
     "domains",
     "certs",
+    "xcompose",
 )
 
 

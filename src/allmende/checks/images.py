@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from allmende.checks.registry import Context, Finding, rule
-from allmende.inventory.images import repository, tag_of
+from allmende.inventory.images import moving, registry_of, repository, tag_of
 
 
 @rule(
     "images.pinned",
     "error",
-    "A moving tag such as `latest` changes under you at the next pull; nobody can say which "
-    "version runs, and a restore brings back a different one.",
+    "A moving tag such as `latest`, `stable`, `alpine` or a major version alone (`11`, "
+    "`27-apache`) changes under you at the next pull; nobody can say which version runs, and "
+    "a restore brings back a different one. (An image of `localhost/`, built on the host and "
+    "never pulled, only needs a tag other than `latest`).",
     "pin a version tag (`postgres:16.4`) or a digest (`@sha256:...`)",
     force=True,
 )
@@ -31,3 +33,11 @@ def images_pinned(ctx: Context) -> Iterator[Finding]:
                 yield ctx.finding("service", name, path, f"`{component.image}` has no tag", fix)
             elif tag == "latest":
                 yield ctx.finding("service", name, path, f"`{component.image}` uses `latest`", fix)
+            elif moving(tag) and registry_of(component.image) != "localhost":
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"`{component.image}` uses the moving tag `{tag}`: it names no full version",
+                    fix,
+                )

@@ -21,6 +21,17 @@ class PortUse:
     service: str | None
     path: KeyPath
     what: str
+    #: the one address it listens on, when the inventory names one (None: the host's)
+    bind: str | None = None
+
+
+def clash(one: PortUse, other: PortUse) -> bool:
+    """Whether two uses of a port on a host cannot both listen: unless each names another
+    address of its own (``127.0.0.1:80`` and ``192.0.2.10:80`` are two sockets)."""
+    specific = (one.bind, other.bind)
+    if None in specific or any(b in derive.EVERY_INTERFACE for b in specific):
+        return True
+    return one.bind == other.bind
 
 
 def published(inventory: Inventory) -> Iterator[PortUse]:
@@ -30,11 +41,12 @@ def published(inventory: Inventory) -> Iterator[PortUse]:
             for port_name, port in component.publish.items():
                 yield PortUse(
                     service.host,
-                    port,
+                    port.port,
                     "tcp",
                     name,
                     ("components", cname, "publish", port_name),
                     f"{name}/{cname}.{port_name}",
+                    port.bind,
                 )
 
 
@@ -79,19 +91,20 @@ def ports_unique(ctx: Context) -> Iterator[Finding]:
                 continue
             others = []
             for other in uses:
-                if other is use:
+                if other is use or not clash(use, other):
                     continue
                 if other.service is None:
                     others.append(f"{other.what} (on every edge host)")
                 else:
                     where = inv.where("service", other.service, other.path)
                     others.append(f"{other.what} ({where})")
-            yield ctx.finding(
-                "service",
-                use.service,
-                use.path,
-                f"{protocol} port {port} on host `{host}` is also used by {', '.join(others)}",
-            )
+            if others:
+                yield ctx.finding(
+                    "service",
+                    use.service,
+                    use.path,
+                    f"{protocol} port {port} on host `{host}` is also used by {', '.join(others)}",
+                )
 
 
 @rule(
@@ -106,7 +119,11 @@ def ports_unique(ctx: Context) -> Iterator[Finding]:
 def ports_bind(ctx: Context) -> Iterator[Finding]:
     inv = ctx.inventory
     publishing = {
-        s.host for s in inv.services.values() if any(c.publish for c in s.components.values())
+        s.host
+        for s in inv.services.values()
+        for c in s.components.values()
+        for p in c.publish.values()
+        if p.bind is None
     }
     for name, host in sorted(inv.hosts.items()):
         if name not in publishing:

@@ -179,12 +179,27 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
         for path, target in targets:
             unpublished: list[str] = []
             nowhere: list[str] = []
+            loopback: list[tuple[str, str]] = []
             for edge in derive.edges_of(inv, name):
                 reach = derive.reach(inv, edge, name, target)
                 if reach is None or reach.reachable:
                     continue  # an unknown target is a load error; see inventory.validate
-                (nowhere if reach.published else unpublished).append(edge)
+                if reach.only is not None:
+                    loopback.append((edge, reach.only))
+                else:
+                    (nowhere if reach.published else unpublished).append(edge)
             component, port = derive.split_target(target)
+            for edge, address in loopback:
+                yield ctx.finding(
+                    "service",
+                    name,
+                    path,
+                    f"{_edges([edge])} cannot reach {target}: it is published on {address} of "
+                    f"`{service.host}` only",
+                    f"publish it where the edge reaches it: drop `bind: {address}` from "
+                    f"components.{component}.publish.{port} in {inv.file('service', name)}, or "
+                    f"run the edge on `{service.host}`",
+                )
             if unpublished:
                 number = _free_port(inv, service.host, service.components[component].ports[port])
                 yield ctx.finding(

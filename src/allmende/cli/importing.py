@@ -27,9 +27,12 @@ def _print(report: Report, dry_run: bool) -> None:
         echo(f"{out.source} -> service {out.name}")
         for note in sorted(out.notes):
             echo(f"  {note}")
-        fields = [k for k in out.kept]
-        if fields:
-            echo(f"  kept verbatim under x-compose: {', '.join(fields)}")
+        if out.kept:
+            echo(f"  kept verbatim under x-compose: {', '.join(out.kept)}")
+        if out.differences:
+            echo("  will run otherwise than the original:")
+        for difference in sorted(out.differences):
+            echo(f"    {difference}")
     for line in report.lines:
         echo(line)
     for change in report.changes:
@@ -38,7 +41,9 @@ def _print(report: Report, dry_run: bool) -> None:
         else:
             verb = "created" if change.before is None else "updated"
             echo(f"{verb} {change.path}")
-    if not report.changes:
+    if not report.changes and (report.lines or any(o.differences for o in report.services)):
+        echo("nothing written: the lines above say what the inventory does not say", err=True)
+    elif not report.changes:
         echo("nothing to write: the inventory already says all of it", err=True)
     elif dry_run:
         echo(f"dry run: {len(report.changes)} files would change; nothing written", err=True)

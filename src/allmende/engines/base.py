@@ -326,23 +326,30 @@ def deliver_files(
     return files
 
 
-#: What a value in an env file may hold: compose implementations read anything else
+#: What a value in an env file may hold as it is: compose implementations read anything else
 #: differently (``$`` is substituted, ``#`` starts a comment, quotes are kept or stripped).
 ENV_SAFE = re.compile(r"[A-Za-z0-9_.,:;@%+=/~^!?*()\[\]{}<>|&-]*")
+#: What a value may hold between single quotes, which docker-compose (1.26 and later),
+#: Docker Compose 2 and podman-compose all read literally: anything but a single quote, a
+#: backslash and control characters.
+ENV_QUOTABLE = re.compile(r"[^'\\\x00-\x1f\x7f]*")
 
 
 def env_value(secret: str, value: bytes) -> str:
-    """Return a secret's value for an env file. Raise SecretError if it holds what an env file
-    cannot carry the same way to every compose implementation."""
+    """Return a secret's value for an env file: as it is, or between single quotes when it
+    holds a space, ``$``, ``#`` or a double quote. Raise SecretError if it holds what an env
+    file cannot carry the same way to every compose implementation."""
     text = value.decode("utf-8", errors="replace")
-    if not ENV_SAFE.fullmatch(text):
-        raise SecretError(
-            f"the secret `{secret}` is delivered `as: env`, but its value holds a space, a "
-            "quote, `$`, `#`, `\\` or a control character, which compose implementations read "
-            f"differently from an env file: deliver it `as: file`, or set a value without them "
-            f"(`allmende secret set {secret}`)"
-        )
-    return text
+    if ENV_SAFE.fullmatch(text):
+        return text
+    if ENV_QUOTABLE.fullmatch(text):
+        return f"'{text}'"
+    raise SecretError(
+        f"the secret `{secret}` is delivered `as: env`, but its value holds a single quote, "
+        "`\\` or a control character, which compose implementations read differently from an "
+        f"env file: deliver it `as: file`, or set a value without them "
+        f"(`allmende secret set {secret}`)"
+    )
 
 
 async def observe(connector: Connector, driver: Driver) -> dict[str, Running] | None:

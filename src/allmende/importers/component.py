@@ -6,11 +6,13 @@ key, anything else replaces), so ``labels`` and ``networks`` are kept in their m
 which merges with what it writes itself.
 
 A service with ``build`` and no ``image`` gets the image name Compose gives what it builds
-(``<project>-<service>``), its ``build`` kept verbatim with a relative context made absolute.
+(``<project>-<service>``), its ``build`` kept verbatim: a relative context is then relative to
+the service's directory on the host, and the import says to put the sources there.
 """
 
 from __future__ import annotations
 
+import posixpath
 import re
 import shlex
 from typing import Any
@@ -113,12 +115,13 @@ def _image(ctx: ComponentContext) -> None:
         ctx.problem(("image",), "expected an image name")
         return
     if build is not None:
-        ctx.keep("build", _absolute_build(ctx.project, build), "built on the machine that runs it")
+        _build(ctx, build)
     if image:
         ctx.component["image"] = image
     elif build is not None:
         ctx.component["image"] = f"{ctx.project.name}-{ctx.name}"
         ctx.comment(("image",), "the name Compose gives the image it builds (x-compose.build)")
+        ctx.differ("image", f"the image built is named {ctx.component['image']}")
     else:
         ctx.problem(
             (),
@@ -128,15 +131,16 @@ def _image(ctx: ComponentContext) -> None:
         )
 
 
-def _absolute_build(project: Project, build: Any) -> Any:
-    def absolute(context: Any) -> Any:
-        if not isinstance(context, str) or _REMOTE.match(context) or context.startswith("/"):
-            return context
-        return (project.directory.absolute() / context).as_posix().rstrip("/").replace("/./", "/")
-
-    if isinstance(build, dict):
-        return {**build, "context": absolute(build.get("context", "."))}
-    return absolute(build)
+def _build(ctx: ComponentContext, build: Any) -> None:
+    """Keep ``build`` verbatim, its context relative to the service's directory on the host
+    (``/srv/<service>``), where the sources must be put: the import says so."""
+    context = build.get("context", ".") if isinstance(build, dict) else build
+    ctx.keep("build", build, "built on the host from sources put beside the service's files")
+    if isinstance(context, str) and not _REMOTE.match(context):
+        where = context if context.startswith("/") else f"/srv/{ctx.service}/{context}"
+        ctx.differ(
+            "build", f"builds from {posixpath.normpath(where)}: put the sources of {context} there"
+        )
 
 
 def _command(ctx: ComponentContext) -> None:
@@ -155,8 +159,17 @@ def _command(ctx: ComponentContext) -> None:
         ctx.problem(("command",), "expected a command line or a list of words")
 
 
+#: Compose's conditions of ``depends_on`` and the inventory's words for them.
+CONDITIONS = {
+    "service_started": "started",
+    "service_healthy": "healthy",
+    "service_completed_successfully": "completed",
+}
+
+
 def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
-    """Map ``depends_on`` (list or mapping) to names; keep it verbatim if it has conditions."""
+    """Map ``depends_on`` (list or mapping) to names with what each waits for; keep it
+    verbatim if it has options the inventory cannot say (``restart``, ``required``)."""
     given = ctx.compose.get("depends_on")
     if given is None:
         return
@@ -169,7 +182,7 @@ def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
         ctx.problem(("depends_on",), "expected a list or a mapping of services")
         return
     exact = True
-    names: list[str] = []
+    names: dict[str, str] = {}
     for name, options in entries.items():
         if name not in components:
             if options.get("required") is False:
@@ -182,18 +195,20 @@ def _depends_on(ctx: ComponentContext, components: dict[str, str]) -> None:
                 "`allmende import compose -f base.yaml -f this.yaml`",
             )
             continue
-        names.append(components[name])
-        plain = options.get("condition", "service_started") == "service_started"
-        exact = exact and plain and set(options) <= {"condition"}
-    if names:
-        ctx.component["depends_on"] = names
+        condition = str(options.get("condition", "service_started"))
+        names[components[name]] = CONDITIONS.get(condition, condition)
+        exact = exact and condition in CONDITIONS and set(options) <= {"condition"}
+    checked = {n for n, c in ctx.project.data["services"].items() if c.get("healthcheck")}
+    plain = all(c == "started" for c in names.values()) and not checked & set(entries)
+    if names:  # a list waits for a dependency's health check: say `started` where it did not
+        ctx.component["depends_on"] = list(names) if plain else names
     if not exact:
         renamed = (
             {components.get(k, k): v for k, v in given.items()}
             if isinstance(given, dict)
             else given
         )
-        ctx.keep("depends_on", renamed, "conditions")
+        ctx.keep("depends_on", renamed, "restart or required")
 
 
 def _replicas(ctx: ComponentContext) -> None:
@@ -224,6 +239,33 @@ def _restart(ctx: ComponentContext) -> None:
         ctx.keep("restart", given)
 
 
+def _publish_for_routes(ctx: ComponentContext, routes: list[dict[str, Any]]) -> None:
+    """Publish each routed port Traefik reached over the project's network and Compose never
+    published: the edge reaches a component only on a published port. The host port is the
+    container's (8000 more below 1024), the next free one of the project's when taken."""
+    publish: dict[str, Any] = ctx.component.setdefault("publish", {})
+    taken = {p["port"] if isinstance(p, dict) else p for p in publish.values()}
+    for route in routes:
+        port = str(route["to"]).partition(".")[2]
+        if port in publish or port not in ctx.component.get("ports", {}):
+            continue
+        inside = ctx.component["ports"][port]
+        number = inside if inside >= 1024 else inside + 8000
+        while number in taken or number in ctx.taken_ports:
+            number += 1
+        taken.add(number)
+        ctx.taken_ports.add(number)
+        publish[port] = number
+        ctx.differ(
+            "ports",
+            f"container port {inside} is published on the host's address as {number}, where "
+            "the edge reaches the route Traefik served over the project's network (say "
+            "`bind: 127.0.0.1` when the edge runs on this host)",
+        )
+    if not publish:
+        del ctx.component["publish"]
+
+
 def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
     """Turn Traefik labels into routes; keep every label they do not consume verbatim."""
     given = ctx.compose.get("labels")
@@ -234,6 +276,12 @@ def _labels(ctx: ComponentContext) -> list[dict[str, Any]]:
     deploy = ctx.compose.get("deploy")
     swarm = labels_of(deploy.get("labels")) if isinstance(deploy, dict) else None
     routes, consumed = map_traefik(ctx, {**(swarm or {}), **labels})
+    _publish_for_routes(ctx, routes)
+    if consumed & set(labels):
+        ctx.differ(
+            "labels",
+            "the Traefik labels become routes the edge serves; the container no longer has them",
+        )
     rest = {k: v for k, v in labels.items() if k not in consumed}
     if rest:
         ctx.keep("labels", rest)

@@ -10,20 +10,18 @@ service keys (``cap_add``, ``networks``, ...); on the service, the project's own
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from allmende.importers.component import map_component
 from allmende.importers.composefile import Project
 from allmende.importers.context import ComponentContext
-from allmende.importers.databases import PORTS, connections, engine, offered
-from allmende.importers.mounts import port_for
-from allmende.importers.naming import sanitize, secret_name, service_names, software, unique, valid
+from allmende.importers.databases import PORTS, connections, offered, server
+from allmende.importers.mounts import parse_port, port_for
+from allmende.importers.naming import sanitize, service_names, software, unique, valid
 from allmende.importers.result import Imported, ImportRefused, Note
+from allmende.importers.secretmove import move_secrets
 from allmende.inventory.hostpaths import volume_dir
-from allmende.inventory.secretlike import looks_secret
-from allmende.inventory.secretnames import flat_name
 from allmende.inventory.xcompose import escape
 
 COMPONENT_ORDER = (
@@ -34,13 +32,13 @@ COMPONENT_ORDER = (
     "ports",
     "publish",
     "volumes",
+    "files",
     "healthcheck",
     "depends_on",
     "replicas",
     "restart",
     "x-compose",
 )
-_URL_PASSWORD = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:\s]*:(?P<password>[^@\s]+)@", re.I)
 HEADER = (
     "Imported by `allmende import compose` (compose project {project}) from\n"
     "  {source}\n"
@@ -55,70 +53,6 @@ def candidates(project: Project) -> list[str]:
     images = [s.get("image") for s in services.values() if isinstance(s, dict)]
     stem = Path(project.first).stem
     return service_names(project.name, stem, [i for i in images if isinstance(i, str)])
-
-
-def _secret_reason(key: str, value: str) -> str | None:
-    """Return why an env value is secret (``looks_secret``, or a URL with a password)."""
-    why = looks_secret(key, value)
-    if why:
-        return why
-    match = _URL_PASSWORD.match(value)
-    if match and not match.group("password").startswith("${"):
-        return "a URL with a password in it"
-    return None
-
-
-def _move_secrets(out: Imported, contexts: list[ComponentContext]) -> None:
-    """Move every secret-looking env value into ``out.secrets``; equal values share a name.
-
-    A component that also mounts compose secrets keeps its ``secrets`` list verbatim, so the
-    secrets the renderer mounts for it are added to that list (the list replaces the one the
-    renderer writes).
-    """
-    by_value: dict[str, tuple[str, str, str]] = {}
-    for ctx in contexts:
-        env: dict[str, str] = ctx.component.get("env", {})
-        moved: dict[str, str] = {}
-        for key in list(env):
-            value = env[key]
-            if not _secret_reason(key, value):
-                continue
-            same = ""
-            if value in by_value:
-                name, first, owner = by_value[value]
-                same = f" (the same value as {first} of {owner})"
-            else:
-                name = secret_name(out.name, key)
-                if name in out.secrets:
-                    name = unique(secret_name(out.name, f"{ctx.cname}-{key}"), out.secrets)
-                out.secrets[name] = value
-                by_value[value] = (name, key, ctx.cname)
-            moved[key] = name
-            del env[key]
-            ctx.note(
-                _env_path(ctx, key),
-                "moved",
-                f"moved {key} of {ctx.cname} into the secret store as {name}{same}",
-            )
-        if not env:
-            ctx.component.pop("env", None)
-        if moved:
-            ctx.component["secrets"] = moved
-            mounted = ctx.verbatim.get("secrets")
-            if isinstance(mounted, list):
-                mine = sorted({flat_name(n) for n in moved.values()})
-                ctx.verbatim["secrets"] = [*mounted, *(m for m in mine if m not in mounted)]
-
-
-def _env_path(ctx: ComponentContext, key: str) -> tuple[str | int, ...]:
-    given = ctx.compose.get("environment")
-    if isinstance(given, dict) and key in given:
-        return ("environment", key)
-    if isinstance(given, list):
-        for i, item in enumerate(given):
-            if str(item).partition("=")[0] == key:
-                return ("environment", i)
-    return ("env_file",) if "env_file" in ctx.compose else ("environment",)
 
 
 def _renames(services: dict[str, Any]) -> dict[str, str]:
@@ -202,21 +136,26 @@ def _project_keys(project: Project, out: Imported, definitions: dict[str, Any]) 
 def _provides(
     out: Imported, components: dict[str, dict[str, Any]], contexts: list[ComponentContext]
 ) -> None:
-    """Make the service ``provide`` its first database server (postgres, mariadb and mysql
-    before redis), on its database port."""
-    servers = [(c.cname, engine(c.component.get("image"))) for c in contexts]
-    servers = [(n, e) for n, e in servers if e]
+    """Make the service ``provide`` the database its surest server serves (``server``: the one
+    owning the engine's data directory first; postgres, mariadb and mysql before redis), on
+    its database port."""
+    found = [(c.cname, server(c.compose.get("image"), c.compose)) for c in contexts]
+    servers = [(n, s) for n, s in found if s is not None]
     if not servers:
         return
-    servers.sort(key=lambda s: s[1] == "redis")
-    cname, name = servers[0]
-    assert name is not None
+    servers.sort(key=lambda s: (-s[1][1], s[1][0] == "redis"))
+    cname, (name, _) = servers[0]
     ctx = next(c for c in contexts if c.cname == cname)
     port = port_for(ctx, PORTS[name][1], PORTS[name][0])
     provides: dict[str, Any] = {"database": name}
     if len(components) > 1:
         provides["component"] = cname
     provides["port"] = port
+    ctx.differ(
+        "networks",
+        f"also on the network allmende-{out.name}, where services of other projects on the "
+        f"host reach its database as {out.name}",
+    )
     databases = offered(name, components[cname].get("env", {}))
     if databases:
         provides["databases"] = databases
@@ -251,6 +190,13 @@ def map_project(project: Project, name: str, host: str) -> Imported:
     names = _renames(services)
     contexts: list[ComponentContext] = []
     routes: list[dict[str, Any]] = []
+    taken = {
+        spec.published
+        for compose in services.values()
+        if isinstance(compose, dict) and isinstance(compose.get("ports"), list)
+        for spec in map(parse_port, compose["ports"])
+        if spec is not None and spec.published is not None
+    }
     for compose_name, compose in services.items():
         ctx = ComponentContext(
             project,
@@ -258,6 +204,7 @@ def map_project(project: Project, name: str, host: str) -> Imported:
             compose_name,
             names[compose_name],
             _rewrite_references(compose, names, compose_name),
+            taken_ports=taken,
         )
         routes += map_component(ctx, definitions, names)
         contexts.append(ctx)
@@ -265,11 +212,14 @@ def map_project(project: Project, name: str, host: str) -> Imported:
     if problems:
         raise ImportRefused(problems)
     components: dict[str, dict[str, Any]] = {c.cname: c.component for c in contexts}
-    _move_secrets(out, contexts)
+    move_secrets(out, contexts)
     _provides(out, components, contexts)
     for ctx in contexts:
         env = ctx.component.get("env", {})
-        secret_env = {k: out.secrets[v] for k, v in ctx.component.get("secrets", {}).items()}
+        secret_env = {
+            k: out.secrets[v if isinstance(v, str) else v["secret"]]
+            for k, v in ctx.component.get("secrets", {}).items()
+        }
         where = project.where((*ctx.base, "environment"))
         out.connections += connections(ctx.cname, {**env, **secret_env}, where)
     out.data["components"] = {}
@@ -284,6 +234,8 @@ def map_project(project: Project, name: str, host: str) -> Imported:
         for path, text in ctx.comments.items():
             out.comments[("components", ctx.cname, *path)] = text
         out.notes += ctx.notes
+        out.differences += ctx.differences
+        out.files.update(ctx.carried)
         if ctx.cname != ctx.name:
             out.notes.append(
                 Note(

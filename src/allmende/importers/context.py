@@ -13,7 +13,7 @@ from typing import Any
 
 from allmende.errors import Problem
 from allmende.importers.composefile import Project
-from allmende.importers.result import Note, NoteKind
+from allmende.importers.result import Difference, Note, NoteKind
 from allmende.inventory.xcompose import escape
 from allmende.inventory.yamlpos import KeyPath
 
@@ -38,6 +38,10 @@ class ComponentContext:
     problems: list[Problem] = field(default_factory=list)
     reasons: dict[str, str] = field(default_factory=dict)
     udp: set[str] = field(default_factory=set)
+    differences: list[Difference] = field(default_factory=list)
+    carried: dict[str, str] = field(default_factory=dict)
+    #: host ports the project's components publish (shared by every context of a project)
+    taken_ports: set[int] = field(default_factory=set)
 
     @property
     def base(self) -> KeyPath:
@@ -60,6 +64,13 @@ class ComponentContext:
         self.verbatim[key] = escape(value)
         if reason:
             self.reasons[key] = reason
+
+    def differ(self, key: str, message: str) -> None:
+        """Say that the rendered service will do otherwise than the original in the compose
+        field ``key`` (and how), located at that field (or the service)."""
+        path = (*self.base, key) if key in self.compose else self.base
+        where = self.project.where(path, key=key not in self.compose)
+        self.differences.append(Difference(where, self.name, key, message))
 
     def comment(self, path: KeyPath, text: str) -> None:
         """Write ``text`` as a comment after the key at ``path`` of the component."""

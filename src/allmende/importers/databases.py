@@ -1,10 +1,13 @@
 """Databases: a known database image becomes ``provides``; whoever connects to it, ``uses``.
 
 Known images (official and Bitnami): postgres/postgresql/postgis/pgvector/timescaledb, mariadb,
-mysql, redis/valkey. The databases a server offers come from ``POSTGRES_DB``,
-``MYSQL_DATABASE``, ``MARIADB_DATABASE`` (and their Bitnami spellings). A component connects to
-a database when its environment names the server's host: ``DB_HOST=db`` (the database name from
-the matching ``DB_NAME``, ``DB_DATABASE``, ...) or a URL such as
+mysql, redis/valkey, and images with an engine in their name; a server is also known by the
+program its entrypoint or command runs, and the one owning the engine's data directory
+provides (a backup sidecar on a database image does not: ``server``). The databases a server
+offers come from ``POSTGRES_DB``, ``MYSQL_DATABASE``, ``MARIADB_DATABASE`` (and their Bitnami
+spellings). A component connects to a database when its environment names the server's host:
+``DB_HOST=db`` (the database name from the matching ``DB_NAME``, ``DB_DATABASE``, ...) or a URL
+such as
 ``DATABASE_URL=postgres://user:pass@db:5432/app``. Only clear links become ``uses``.
 """
 
@@ -52,9 +55,55 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9_.-]+(?::[0-9]+)?$")
 _SCHEMES = {"postgresql": "postgres", "postgis": "postgres", "mysql2": "mysql", "rediss": "redis"}
 
 
-def engine(image: str | None) -> str | None:
-    """Given an image reference, return the database engine it runs, or None."""
-    return ENGINES.get(software(image)) if image else None
+#: Where each engine keeps its data inside its official (and Bitnami) images.
+DATA_DIRS = {
+    "postgres": ("/var/lib/postgresql", "/bitnami/postgresql", "/home/postgres/pgdata"),
+    "mariadb": ("/var/lib/mysql", "/bitnami/mariadb"),
+    "mysql": ("/var/lib/mysql", "/bitnami/mysql"),
+    "redis": ("/data", "/bitnami/redis"),
+}
+#: The programs that are the server itself, as an entrypoint or command names them.
+PROGRAMS = {"postgres": "postgres", "mysqld": "mysql", "mariadbd": "mariadb"}
+PROGRAMS |= {"redis-server": "redis", "valkey-server": "redis"}
+_IN_NAME: tuple[tuple[str, str], ...] = (("postgres", "postgres"), ("postgis", "postgres"))
+_IN_NAME += (("pgvecto", "postgres"), ("mariadb", "mariadb"), ("mysql", "mysql"))
+_IN_NAME += (("valkey", "redis"), ("redis", "redis"))
+
+
+def _words(value: object) -> list[str]:
+    if isinstance(value, str):
+        return value.split()
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def server(image: str | None, compose: Mapping[str, object]) -> tuple[str, int] | None:
+    """Given a compose service (and its image), return the database engine it serves and how
+    sure that is (higher: surer), or None when it serves none.
+
+    The engine comes from the image's name (a known image, or one with an engine in its name,
+    ``pgvector``, ``immich-app/postgres``) or from the program its entrypoint or command runs
+    (``postgres``, ``mysqld``, ``redis-server``). A database image whose command runs another
+    program and that owns no data directory (a backup sidecar running ``pg_dump``) serves none;
+    owning the engine's data directory counts most.
+    """
+    name = software(image) if image else ""
+    found = ENGINES.get(name) or next((e for part, e in _IN_NAME if part in name), None)
+    command = _words(compose.get("entrypoint")) + _words(compose.get("command"))
+    programs = [PROGRAMS[w.rsplit("/", 1)[-1]] for w in command if w.rsplit("/", 1)[-1] in PROGRAMS]
+    found = found or (programs[0] if programs else None)
+    if found is None:
+        return None
+    volumes = compose.get("volumes")
+    targets = [
+        [*v.split(":"), ""][1] if isinstance(v, str) else str(v.get("target", ""))
+        for v in (volumes if isinstance(volumes, list) else [])
+        if isinstance(v, str | dict)
+    ]
+    owns = any(t.startswith(DATA_DIRS[found]) for t in targets)
+    runs_other = bool(command) and not programs and not command[0].startswith("-")
+    if runs_other and not owns:
+        return None
+    return found, 2 * owns + (not runs_other)
 
 
 def offered(name: str, env: Mapping[str, str]) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -207,8 +208,11 @@ class _Mapper:
                 extra = component.extensions.get("x-compose") or {}
                 names = {cname, name, f"{name}-{cname}", str(extra.get("container_name", ""))}
                 for pname, number in component.ports.items():
-                    if component.publish.get(pname) == port and (
-                        host in addresses or (host in _LOCAL and local)
+                    on_host = component.publish.get(pname)
+                    if (
+                        on_host is not None
+                        and on_host.port == port
+                        and (host in addresses or (host in _LOCAL and local))
                     ):
                         published.append(Target(name, cname, pname))
                     if host in names and number == port:
@@ -347,6 +351,52 @@ class _Mapper:
                 self.expose(target, port)
 
 
+#: Directives the edge's own configuration covers, or whose meaning routes and exposed ports
+#: already hold; every other directive of a proxy section is listed as unsaid.
+SAID = frozenset({"bind", "mode", "acl", "use_backend", "default_backend", "timeout", "log"})
+SAID |= {"option", "balance", "maxconn", "tcp-request"}  # the edge inspects SNI itself
+#: The edge sends plain HTTP to HTTPS for every route that terminates TLS.
+_TO_HTTPS = ("http-request", "redirect", "scheme", "https")
+#: Options of a ``server`` line the inventory's route holds (a health check, TLS to it).
+SERVER_SAID = frozenset({"check", "inter", "rise", "fall", "weight", "ssl", "verify", "sni"})
+_ARGUMENT = frozenset({"inter", "rise", "fall", "weight", "verify", "sni", "ca-file", "crt"})
+_ARGUMENT |= {"port", "maxconn", "cookie", "resolvers", "init-addr", "on-marked-down"}
+
+
+def unsaid(mapper: _Mapper) -> None:
+    """Note, by line, every directive of the config that the inventory does not say: servers
+    after the one a route sends to, server options (``send-proxy``, ``backup``), headers set,
+    error files, statistics pages..., unless a note already names the line."""
+    noted = {note.location.line for note in mapper.out.notes}
+    for section in mapper.sections:
+        if section.kind not in ("defaults", "frontend", "backend", "listen"):
+            continue
+        servers = [ln for ln in section.lines if ln.words[0] == "server"]
+        for line in section.lines:
+            if line.number in noted:
+                continue
+            words = line.words
+            if words[0] == "server" and line is servers[0]:
+                extra = [
+                    w
+                    for previous, w in pairwise(words[2:])
+                    if w not in SERVER_SAID and previous not in _ARGUMENT
+                ]
+                if extra:
+                    shown = " ".join(extra)
+                    mapper.note(line.number, f"the inventory cannot say the server's {shown}")
+            elif words[0] == "server":
+                mapper.note(
+                    line.number,
+                    f"{section.kind} {section.name}: another server ({' '.join(words[1:3])}); "
+                    "a route sends to one component",
+                )
+            elif section.kind == "defaults" and words[0] != "errorfile":
+                continue
+            elif words[0] not in SAID and words[:4] != _TO_HTTPS:
+                mapper.note(line.number, f"the inventory cannot say `{' '.join(words)}`")
+
+
 def import_config(
     config: Path, shown: str, inventory: Inventory
 ) -> tuple[list[Imported], list[Note]]:
@@ -367,6 +417,7 @@ def import_config(
     for section in sections:
         if section.kind in ("frontend", "listen"):
             mapper.frontend(section)
+    unsaid(mapper)
     out = mapper.out
     services = []
     for name in sorted(set(out.routes) | set(out.expose)):

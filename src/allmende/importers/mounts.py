@@ -1,29 +1,31 @@
 """Ports and volumes of a compose service: what the inventory can say, and what stays verbatim.
 
 Ports: ``[host_ip:][published:]target[/protocol]`` and the long syntax. A TCP port published
-on all addresses becomes ``ports`` + ``publish``; anything more (a host address, UDP, ranges,
-an unpublished ``"80"`` that Compose publishes on a random port) keeps the whole ``ports`` list
-verbatim, the ports still named in the inventory. ``expose`` becomes named ``ports``.
+on one port of the host becomes ``ports`` + ``publish`` with the address it is bound to; the
+other entries (UDP, ranges, an unpublished ``"80"`` that Compose publishes on a random port)
+stay verbatim under ``x-compose.ports``, which the renderer adds to the ports it writes, the
+ports still named in the inventory. ``expose`` becomes named ``ports``.
 
 Volumes: a bind mount keeps its host path (made absolute from the project's directory, as
-Compose does); a named volume without options lives at ``/srv/<service>/<volume>``. Options
-the inventory cannot hold (``:ro``, ``:z``, tmpfs, anonymous volumes, external or driver
-volumes) keep the whole ``volumes`` list verbatim, with the same paths rewritten.
+Compose does); a named volume without options lives at ``/srv/<service>/<volume>``. An entry
+with what the inventory cannot hold (``:ro``, ``:z``, tmpfs, anonymous volumes, external or
+driver volumes) stays verbatim under ``x-compose.volumes`` with the same path rewritten; the
+renderer puts it in place of the typed mount at the same target.
 """
 
 from __future__ import annotations
 
 import posixpath
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from allmende.importers.carry import carry, data_volume, relative_source
 from allmende.importers.context import ComponentContext
 from allmende.importers.naming import PORT_NAMES, port_name, sanitize, unique, valid
 from allmende.inventory.hostpaths import service_dir, volume_dir
 
 _RANGE = re.compile(r"^[0-9]+(?:-[0-9]+)?$")
-_ALL_ADDRESSES = ("", "0.0.0.0", "::", "[::]")
 _HARMLESS_MODES = frozenset({"", "rw", "consistent", "cached", "delegated"})
 
 
@@ -60,7 +62,7 @@ def parse_port(entry: Any) -> PortSpec | None:
         target = _int(target_text)
         pub = _int(published) if published else None
         exact = pub is not None and target is not None and protocol == "tcp"
-        return PortSpec(target, pub, exact and ip in _ALL_ADDRESSES, protocol, ip, None)
+        return PortSpec(target, pub, exact, protocol, ip, None)
     if isinstance(entry, dict) and "target" in entry:
         target = _int(entry["target"])
         pub = _int(entry.get("published", "")) if entry.get("published") is not None else None
@@ -72,7 +74,6 @@ def parse_port(entry: Any) -> PortSpec | None:
             and pub is not None
             and target is not None
             and protocol == "tcp"
-            and ip in _ALL_ADDRESSES
             and entry.get("mode") in (None, "ingress")
         )
         name = entry.get("name") if isinstance(entry.get("name"), str) else None
@@ -110,14 +111,23 @@ def port_for(ctx: ComponentContext, number: int, wanted: str | None = None) -> s
     return name
 
 
+def _bind(host_ip: str) -> str:
+    """Return the address a port published on ``host_ip`` listens on, as the inventory says it:
+    no address is every interface (``0.0.0.0``, as the Compose specification says)."""
+    return host_ip if host_ip not in ("", "[::]") else ("::" if host_ip == "[::]" else "0.0.0.0")
+
+
 def map_ports(ctx: ComponentContext) -> None:
-    """Map ``ports`` and ``expose`` of the compose service into the component."""
+    """Map ``ports`` and ``expose`` of the compose service into the component: each TCP port
+    published on one port of the host becomes ``publish`` with the address it listens on;
+    every other entry (UDP, ranges, a port Compose picks) stays under ``x-compose.ports``,
+    which the renderer adds to those it writes."""
     entries = ctx.compose.get("ports")
     if entries is not None and not isinstance(entries, list):
         ctx.problem(("ports",), "expected a list of ports")
         entries = None
-    exact = True
-    publish: dict[str, int] = {}
+    publish: dict[str, dict[str, Any]] = {}
+    rest: list[Any] = []
     for i, entry in enumerate(entries or []):
         spec = parse_port(entry)
         if spec is None:
@@ -128,20 +138,14 @@ def map_ports(ctx: ComponentContext) -> None:
             )
             continue
         name = _name_for(ctx, spec, spec.name)
-        if not spec.exact or name is None:
-            exact = False
-        if name is None or spec.published is None or spec.protocol != "tcp":
+        if not spec.exact or name is None or spec.published is None or name in publish:
+            rest.append(entry)
             continue
-        if name in publish and publish[name] != spec.published:
-            exact = False
-            continue
-        publish[name] = spec.published
-        if spec.host_ip not in _ALL_ADDRESSES:
-            ctx.comment(("publish", name), f"bound to {spec.host_ip} only (see x-compose.ports)")
+        publish[name] = {"port": spec.published, "bind": _bind(spec.host_ip)}
     if publish:
         ctx.component["publish"] = publish
-    if not exact:
-        ctx.keep("ports", entries, "host addresses, UDP, ranges or random host ports")
+    if rest:
+        ctx.keep("ports", rest, "UDP, port ranges or ports Compose picks")
     _expose(ctx)
     if not ctx.component.get("ports"):
         ctx.component.pop("ports", None)
@@ -166,8 +170,7 @@ def _expose(ctx: ComponentContext) -> None:
             continue
         number = _int(match.group(1))
         _name_for(ctx, PortSpec(number, None, True, match.group(2) or "tcp", "", None))
-    if not exact:
-        ctx.keep("expose", entries, "port ranges")
+    ctx.keep("expose", entries, "" if exact else "port ranges")
 
 
 # --------------------------------------------------------------------------- volumes
@@ -260,6 +263,33 @@ def _volume_name(ctx: ComponentContext, mount: Mount) -> str:
     return sanitize(posixpath.basename(mount.target.rstrip("/")) or "data")
 
 
+def _options(entry: Any) -> set[str]:
+    """Return the options of a ``volumes`` entry (``ro`` for a read-only long one)."""
+    if isinstance(entry, str):
+        parts = entry.split(":")
+        return set(parts[2].split(",")) - {""} if len(parts) == 3 else set()
+    return {"ro"} if entry.get("read_only") else set()
+
+
+def _relative_mount(
+    ctx: ComponentContext, index: int, entry: Any, mount: Mount, taken: set[str]
+) -> tuple[bool, Any, Mount]:
+    """Place a mount of a path of the project (``carry``): configuration is carried (True:
+    ``files`` says it, unless options beyond ``:ro`` need the verbatim entry returned), data
+    becomes a volume under /srv/<service>/; return the entry and mount rewritten."""
+    options = _options(entry)
+    plain = isinstance(entry, str) or set(entry) <= {"type", "source", "target", "read_only"}
+    host = carry(ctx, mount.source, mount.target, "ro" in options)
+    if host is not None:
+        carried = replace(mount, host=host, exact=plain and options - {"ro"} <= _HARMLESS_MODES)
+        return True, _rewrite(entry, carried), carried
+    relative = relative_source(mount.source) or "data"
+    name = unique(sanitize(relative.replace("/", "-")), taken)
+    host = data_volume(ctx, index, mount.source, name)
+    moved = replace(mount, host=host, exact=plain and options <= _HARMLESS_MODES)
+    return False, _rewrite(entry, moved), moved
+
+
 def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
     """Map ``volumes`` of the compose service into the component (see the module's text)."""
     entries = ctx.compose.get("volumes")
@@ -269,8 +299,7 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
         ctx.problem(("volumes",), "expected a list of volumes")
         return
     volumes: dict[str, Any] = {}
-    rewritten: list[Any] = []
-    exact = True
+    rest: list[Any] = []
     for i, entry in enumerate(entries):
         mount = read_mount(ctx, entry, definitions)
         if mount is None:
@@ -280,6 +309,11 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
                 "write SOURCE:TARGET[:MODE]; is a variable in it unset?",
             )
             continue
+        if mount.kind == "bind" and relative_source(mount.source) is not None:
+            carried, entry, mount = _relative_mount(ctx, i, entry, mount, set(volumes))
+            if carried:
+                rest += [] if mount.exact else [entry]
+                continue
         if mount.kind == "volume" and mount.source not in definitions:
             ctx.problem(
                 ("volumes", i),
@@ -287,10 +321,16 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
                 f"add `{mount.source}:` under the top-level `volumes`",
             )
             continue
-        exact = exact and mount.exact
-        rewritten.append(_rewrite(entry, mount))
+        if not mount.exact:
+            rest.append(_rewrite(entry, mount))
         if mount.host is None or not mount.target.startswith("/"):
             continue
+        if mount.kind == "volume":
+            ctx.differ(
+                "volumes",
+                f"the compose volume {mount.source} is the directory {mount.host}: "
+                "empty until its data is copied there",
+            )
         name = _volume_name(ctx, mount)
         default = volume_dir(ctx.service, name)
         value: Any = mount.target if mount.host == default else {"path": mount.target}
@@ -302,5 +342,5 @@ def map_volumes(ctx: ComponentContext, definitions: dict[str, Any]) -> None:
         volumes[name] = value
     if volumes:
         ctx.component["volumes"] = volumes
-    if not exact:
-        ctx.keep("volumes", rewritten, "mount options (:ro, :z), tmpfs or compose volumes")
+    if rest:
+        ctx.keep("volumes", rest, "mount options (:ro, :z), tmpfs or compose volumes")

@@ -152,4 +152,5 @@ def secret_name(service: str, env: str) -> str:
     """Given a service and an environment variable, return the secret's name:
     ``blog`` and ``DB_PASSWORD`` give ``blog/db-password``."""
     part = re.sub(r"[^a-z0-9._-]+", "-", env.lower().replace("_", "-")).strip("-._")
+    part = re.sub(r"-{2,}", "-", part)
     return f"{service}/{part or 'secret'}"

@@ -3,8 +3,9 @@
 
 Compose's timing defaults are kept (a missing ``timeout`` is Compose's 30s and a missing
 ``start_period`` its 0s, written out because the inventory's defaults are 5s and 60s).
-``start_interval``, ``disable`` and ``test: [NONE]`` cannot be said in the inventory: the whole
-``healthcheck`` is then kept verbatim as well.
+``disable`` and ``test: [NONE]`` cannot be said in the inventory: the whole ``healthcheck`` is
+then kept verbatim. ``start_interval`` and timings the inventory cannot hold (``0s``) are kept
+alone under ``x-compose.healthcheck``, merged into the check rendered from the typed one.
 """
 
 from __future__ import annotations
@@ -149,12 +150,18 @@ def map_healthcheck(ctx: ComponentContext) -> None:
     if read is None:
         return
     words, shell = read
-    exact = set(check) <= {"test", "interval", "timeout", "retries", "start_period"}
+    typed = {"test", "interval", "timeout", "retries", "start_period"}
+    rest = {k: v for k, v in check.items() if k not in typed}
     mapped: dict[str, Any] = {}
     probe = http_probe(words, shell)
     if probe is not None:
         mapped["http"] = probe[1]
         mapped["port"] = port_for(ctx, probe[0])
+        ctx.differ(
+            "healthcheck",
+            f"asks http://127.0.0.1:{probe[0]}{probe[1]} with wget, else curl (an HTTP check "
+            "of the inventory), where the original ran its own command",
+        )
     elif words is not None:
         mapped["command"] = words
     else:
@@ -162,12 +169,12 @@ def map_healthcheck(ctx: ComponentContext) -> None:
     for key, default, ours in (("interval", "30s", "30s"), ("timeout", "30s", "5s")):
         value = duration(check.get(key, default))
         if value is None or value == "0s":
-            exact = False
+            rest[key] = check[key]
         elif value != ours:
             mapped[key] = value
     start = duration(check.get("start_period", "0s"))
     if start is None:
-        exact = False
+        rest["start_period"] = check["start_period"]
     elif start != "60s":
         mapped["start_period"] = start
     retries = check.get("retries", 3)
@@ -175,7 +182,7 @@ def map_healthcheck(ctx: ComponentContext) -> None:
         if retries != 3:
             mapped["retries"] = retries
     else:
-        exact = False
+        rest["retries"] = retries
     ctx.component["healthcheck"] = mapped
-    if not exact:
-        ctx.keep("healthcheck", check, "start_period and other timings")
+    if rest:  # merged key by key into the check rendered from the typed one
+        ctx.keep("healthcheck", rest, "start_interval and timings the inventory cannot say")

@@ -29,6 +29,21 @@ class Note:
         return f"{self.location}: {self.message}"
 
 
+@dataclass(frozen=True, order=True)
+class Difference:
+    """One way the rendered service will do something else than the original did: the compose
+    service and field it is about (``db``, ``volumes``), said to the user line by line before
+    anything is applied."""
+
+    location: Location
+    service: str
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.service}.{self.field}: {self.message}"
+
+
 @dataclass(frozen=True)
 class Connection:
     """A component's environment names a database host: ``DB_HOST=db`` or a database URL."""
@@ -46,7 +61,9 @@ class Imported:
 
     ``data`` is the service file's content as plain data; ``comments`` maps key paths to a
     comment written after that key; ``secrets`` maps secret names to the values to store;
-    ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``). ``source``
+    ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``);
+    ``differences`` what the rendered service will do otherwise than the original; ``files``
+    the configuration files carried into ``files/<service>/``, by path there. ``source``
     names the files as given, ``origin`` by their absolute paths.
     """
 
@@ -59,6 +76,8 @@ class Imported:
     secrets: dict[str, str] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    files: dict[str, str] = field(default_factory=dict)
     connections: list[Connection] = field(default_factory=list)
 
 

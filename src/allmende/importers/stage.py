@@ -1,18 +1,21 @@
 """Load an inventory as it would be after an import, before anything of it is written.
 
-The inventory's files are copied into a temporary directory (links are not: a copy can never
-write into the inventory, nor the real loader's refusals of links be sidestepped), the new and
-changed files are laid over them, every secret name (stored or about to be) gets an empty
-placeholder, and the real loader reads the result. The inventory itself is not touched.
+The inventory's files and the configuration files it carries are copied into a temporary
+directory (links are not: a copy can never write into the inventory, nor the real loader's
+refusals of links be sidestepped), the new and changed files are laid over them, every
+secret name (stored or about to be) gets an empty placeholder, and the real loader reads the
+result. The inventory itself is not touched.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from allmende.inventory.hostpaths import CARRIED
 from allmende.inventory.inventory import COLLECTIVE_FILE, DIRECTORIES, Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SECRETS_DIR, SUFFIX
@@ -37,6 +40,12 @@ def staged(
             for path in source.iterdir():
                 if f"{directory}/{path.name}" not in files:
                     _copy(path, stage / directory / path.name)
+        carried = root / CARRIED
+        for top, _dirs, names in os.walk(carried) if not carried.is_symlink() else ():
+            for file in names:
+                inside = (Path(top) / file).relative_to(root)
+                (stage / inside).parent.mkdir(parents=True, exist_ok=True)
+                _copy(root / inside, stage / inside)
         for relative, text in files.items():
             target = stage / relative
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from allmende.inventory.models import (
     Host,
     Keep,
     Monitor,
+    Published,
     Service,
     Use,
     Volume,
@@ -308,6 +309,8 @@ class Reach:
     port: int
     published: bool
     bridge: bool
+    #: the loopback address a port is published on only, which another host cannot reach
+    only: str | None = None
 
     @property
     def reachable(self) -> bool:
@@ -332,13 +335,24 @@ def on_incus_bridge(inventory: Inventory, edge: str, host: str) -> bool:
     return False
 
 
-def published_ip(host: Host) -> str:
-    """Given a host, return the IP its published ports bind to: its ``bind`` if given, else
-    its address if that is an IP, else 127.0.0.1 (a host without an address is the local
-    machine; one reached by name publishes on every interface only when ``bind`` says so)."""
+def published_ip(host: Host, published: Published | None = None) -> str:
+    """Given a host (and one port published there), return the IP the port binds to: the
+    port's own ``bind`` if given, else the host's ``bind``, else its address if that is an IP,
+    else 127.0.0.1 (a host without an address is the local machine; one reached by name
+    publishes on every interface only when ``bind`` says so)."""
+    if published is not None and published.bind is not None:
+        return published.bind
     if host.bind is not None:
         return host.bind
     return _ip_or_loopback(host.address)
+
+
+def loopback(address: str) -> bool:
+    """Whether an address is the host's own loopback (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 #: The ``bind`` values that mean every interface of the host.
@@ -381,17 +395,22 @@ def reach(inventory: Inventory, edge: str, service: str, target: str) -> Reach |
     if component is None or port_name not in component.ports:
         return None
     published = component.publish.get(port_name)
-    port = published if published is not None else component.ports[port_name]
+    port = published.port if published is not None else component.ports[port_name]
     if on_incus_bridge(inventory, edge, owner.host):
         # Incus names every instance on its managed bridge: <service>-<component>.incus,
         # where its port is open whether it is published on the host or not.
         inside = component.ports[port_name]
         return Reach(owner.host, f"{service}-{component_name}.incus", inside, False, True)
     if owner.host == edge:
-        address: str | None = published_ip(inventory.hosts[edge])
+        address: str | None = published_ip(inventory.hosts[edge], published)
         if address in EVERY_INTERFACE:  # listening everywhere: reached at its own address
             address = _ip_or_loopback(inventory.hosts[edge].address)
-    else:
-        host = inventory.hosts.get(owner.host)
-        address = (host.address or None) if host is not None else None
+        return Reach(owner.host, address, port, published is not None, False)
+    host = inventory.hosts.get(owner.host)
+    address = (host.address or None) if host is not None else None
+    if published is not None and host is not None:
+        bound = published_ip(host, published)
+        if published.bind is not None and bound not in EVERY_INTERFACE:
+            # bound to one address of its own: reached there, never from elsewhere on loopback
+            return Reach(owner.host, bound, port, not loopback(bound), False, bound)
     return Reach(owner.host, address, port, published is not None, False)

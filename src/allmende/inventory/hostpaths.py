@@ -53,6 +53,17 @@ def volume_dir(service: str, volume: str) -> str:
     return f"{service_dir(service)}/{volume}"
 
 
+#: The inventory's directory of carried configuration files (``files/<service>/...``), and
+#: the directory of a service where the compose engine puts them.
+CARRIED = "files"
+
+
+def carried_file(service: str, source: str) -> str:
+    """Return where a carried file ``source`` of a service lies on its host:
+    ``/srv/<service>/files/<source>``."""
+    return f"{service_dir(service)}/{CARRIED}/{source.strip('/')}"
+
+
 def secret_file(service: str, flat: str) -> str:
     """Return the file of a secret (by its flat name) of a service:
     ``/srv/<service>/secrets/<flat name>``."""

@@ -7,6 +7,8 @@ resolve"). Every engine is therefore given the fully qualified reference.
 
 from __future__ import annotations
 
+import re
+
 #: The registry Docker assumes for a reference without one, and its namespace for official images.
 DEFAULT_REGISTRY = "docker.io"
 OFFICIAL = "library"
@@ -49,3 +51,24 @@ def repository(image: str) -> str:
     name = qualified(image).partition("@")[0]
     head, slash, last = name.rpartition("/")
     return f"{head}{slash}{last.partition(':')[0]}"
+
+
+_FULL_VERSION = re.compile(
+    r"(?<![0-9])[0-9]+\.[0-9]+"  # 16.4, v2.7.1, 2.10.2-alpine, tg20.3
+    r"|(?<![0-9])(?:19|20)[0-9]{2}-?[01][0-9]-?[0-3][0-9](?![0-9])"  # 2024-02-10, 20240210
+)
+_COMMIT = re.compile(r"(?:^|[-_.])(?:sha-|git-|g)?(?P<hex>[0-9a-f]{7,40})$")
+
+
+def moving(tag: str) -> bool:
+    """Whether a tag says no version a restore could bring back: ``latest``, ``alpine``,
+    ``stable``, ``release``, a major version alone (``11``, ``27-apache``). A tag is fixed when
+    it holds a version of at least two parts (``16.4``, ``v2.7.1``, ``2.10-alpine``), a date
+    (``2024-02-10``) or a commit (``sha-4f8703e``: hexadecimal with a digit and a letter)."""
+    if _FULL_VERSION.search(tag):
+        return False
+    commit = _COMMIT.search(tag)
+    if commit is not None:
+        digits = commit.group("hex")
+        return not (re.search(r"[0-9]", digits) and re.search(r"[a-f]", digits))
+    return True

@@ -24,6 +24,8 @@ class Inventory:
     ``documents[file]`` holds the positions of every key in it. ``skipped`` names the entries
     of ``hosts/``, ``services/`` and ``zones/`` that were not read, and why (a FIFO, a device,
     a directory named like a file): the check ``inventory.skipped`` reports them.
+    ``carried`` holds the configuration files the components carry (``files/<service>/...``)
+    by ``<service>/<path>`` (``inventory.carried``).
     """
 
     root: Path
@@ -35,6 +37,7 @@ class Inventory:
     files: Mapping[tuple[Kind, str], str]
     documents: Mapping[str, Document]
     skipped: Mapping[str, str] = field(default_factory=dict)
+    carried: Mapping[str, bytes] = field(default_factory=dict)
 
     def file(self, kind: Kind, name: str = "") -> str:
         """Return the file, relative to the root, that defines the named host, service, ..."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from pydantic import BaseModel
 
 from allmende.errors import InventoryError, Location, Problem
 from allmende.inventory import dnsnames
+from allmende.inventory.carried import read_carried
 from allmende.inventory.inventory import COLLECTIVE_FILE, DIRECTORIES, Inventory, Kind
 from allmende.inventory.models import Collective, Host, Service, Zone
 from allmende.inventory.resolve import resolve
@@ -196,6 +198,9 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         skipped=skipped,
     )
     problems.extend(_resolvable(inventory, files, failed_paths, unreadable))
+    carried, unreadable_files = read_carried(inventory)
+    problems.extend(unreadable_files)
+    inventory = replace(inventory, carried=carried)
     if problems:
         raise InventoryError(problems)
     return inventory

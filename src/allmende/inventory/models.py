@@ -723,6 +723,28 @@ def _volume(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+class CarriedFile(Model):
+    """A configuration file or directory the inventory carries under `files/<service>/` and
+    hands to a component at a path inside it."""
+
+    source: str = Field(
+        description="The file or directory under `files/<service>/` (a relative path)."
+    )
+    read_only: bool = Field(False, description="Mounted read-only.")
+
+    @field_validator("source")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        parts = value.split("/")
+        if value.startswith("/") or ".." in parts or not value.strip("/."):
+            raise ValueError("must be a path under files/<service>/, without `..`")
+        return value
+
+
+def _carried(value: Any) -> Any:
+    return {"source": value} if isinstance(value, str) else value
+
+
 def _secret_use(value: Any) -> Any:
     return {"secret": value} if isinstance(value, str) else value
 
@@ -777,6 +799,34 @@ class SecretUse(Model):
         return self
 
 
+class Published(Model):
+    """A port published on the host: the port number there, and the address it listens on."""
+
+    port: Port = Field(description="The port on the host.")
+    bind: Annotated[str | None, BeforeValidator(_ip(0))] = Field(
+        None,
+        description="The IP address this port listens on; default: the host's `bind` (see "
+        "there). `127.0.0.1` keeps it to the host itself (the edge reaches it only when it runs "
+        "there), `0.0.0.0` or `::` is every interface.",
+    )
+
+
+def _published(value: Any) -> Any:
+    """Read a published port written as its number alone (the port's own checks then say
+    what is wrong with anything else that is no mapping)."""
+    return value if isinstance(value, dict | Published) else {"port": value}
+
+
+def _dependencies(value: Any) -> Any:
+    """Read ``depends_on`` written as a list of names (each waited for as the default says)."""
+    if isinstance(value, list | tuple):
+        return {name: None for name in value} if all(isinstance(n, str) for n in value) else value
+    return value
+
+
+Condition = Literal["started", "healthy", "completed"]
+
+
 class Healthcheck(Model):
     """How to tell the component is healthy: one of `http`, `tcp` or `command`."""
 
@@ -829,14 +879,36 @@ class Component(Extensible):
         "unless-stopped", description="When the engine restarts it after it stops."
     )
     ports: dict[SafeName, Port] = Field(default_factory=dict, description="Name -> port inside.")
-    publish: dict[SafeName, Port] = Field(
-        default_factory=dict, description="Port name -> port on the host's address."
+    publish: dict[
+        SafeName,
+        Annotated[Published, BeforeValidator(_published, json_schema_input_type=int | Published)],
+    ] = Field(
+        default_factory=dict,
+        description="Port name -> port on the host's address, or {port, bind} to say the "
+        "address it listens on.",
     )
     volumes: dict[
         SafeName, Annotated[Volume, BeforeValidator(_volume, json_schema_input_type=str | Volume)]
     ] = Field(default_factory=dict, description="Name -> path inside, or {path, host}.")
+    files: dict[
+        str,
+        Annotated[CarriedFile, BeforeValidator(_carried, json_schema_input_type=str | CarriedFile)],
+    ] = Field(
+        default_factory=dict,
+        description="Path inside -> a file or directory under `files/<service>/` (or "
+        "{source, read_only}): configuration carried by the inventory; each engine hands it "
+        "over its own way (compose: a file under /srv/<service>/files/).",
+    )
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
-    depends_on: tuple[str, ...] = Field((), description="Components started (healthy) first.")
+    depends_on: Annotated[
+        dict[str, Condition | None],
+        BeforeValidator(_dependencies, json_schema_input_type=list[str] | dict[str, Condition]),
+    ] = Field(
+        default_factory=dict,
+        description="Components started first: a list of names (each waited for until healthy "
+        "when it has a health check, else until started), or name -> `started`, `healthy` or "
+        "`completed` (ran to its end successfully) to say what is waited for.",
+    )
     replicas: int = Field(1, ge=0, description="How many copies run.")
     resources: Limits | None = Field(
         None, description="Incus hosts: the instance's `limits.cpu` and `limits.memory`."
@@ -846,6 +918,9 @@ class Component(Extensible):
     def _image_or_system(self) -> Component:
         if (self.image is None) == (self.system is None):
             raise ValueError("give exactly one of `image` or `system`")
+        relative = [path for path in self.files if not path.startswith("/")]
+        if relative:
+            raise ValueError(f"`files`: {relative[0]} must be an absolute path inside")
         return self
 
 

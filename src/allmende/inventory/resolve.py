@@ -128,13 +128,15 @@ class _Resolver:
     def component(self, name: str, service: Service, cname: str, component: Component) -> None:
         base: KeyPath = ("components", cname)
         known = sorted(service.components)
+        document = self.inv.documents.get(self.inv.files.get(("service", name), ""))
         for i, dep in enumerate(component.depends_on):
+            where: KeyPath = (*base, "depends_on", dep)
+            if document is None or (where not in document.values and where not in document.keys):
+                where = (*base, "depends_on", i)
             if dep not in service.components:
-                self.unknown("service", name, (*base, "depends_on", i), "component", dep, known)
+                self.unknown("service", name, where, "component", dep, known)
             elif dep == cname:
-                self.add(
-                    "service", name, (*base, "depends_on", i), "a component cannot depend on itself"
-                )
+                self.add("service", name, where, "a component cannot depend on itself")
         ports = sorted(component.ports)
         for port in component.publish:
             if port not in component.ports:

@@ -9,7 +9,9 @@ docker-compose 1.x rejects), one Compose service per component with an image
   (the machine allmende runs on), none when the address is a DNS name (Compose binds IPs, not
   names: the port listens on every address, and the file says so).
 - Volumes are bind mounts of ``/srv/<service>/<volume>`` (or the volume's ``host``): plain
-  directories that backups and moves see.
+  directories that backups and moves see. Carried configuration files (``files``) are written
+  to ``/srv/<service>/files/`` and bind-mounted (``:ro`` where read-only); a label holding a
+  digest of them makes Compose create the container anew when one changes.
 - Secrets are never values. A secret delivered ``as: file`` (the default) is a top-level secret
   read from ``./secrets/<flat name>`` (written with mode 0600, or the use's owner and mode, by
   apply), mounted at ``/run/secrets/<flat name>`` and named to the program by ``<ENV>_FILE``
@@ -18,15 +20,18 @@ docker-compose 1.x rejects), one Compose service per component with an image
   component's env file ``./secrets/<component>.env`` (0600, written by apply), never from
   compose.yaml.
 - Health checks run inside the container on 127.0.0.1: ``wget`` or else ``curl`` for
-  ``http``, ``nc -z`` for ``tcp``; ``depends_on`` waits for ``service_healthy`` where the
-  dependency has a check, else for ``service_started``.
+  ``http``, ``nc -z`` for ``tcp``; ``depends_on`` waits for what the component says
+  (``started``, ``healthy``, ``completed``), else for ``service_healthy`` where the dependency
+  has a check, else for ``service_started``.
 - A service that provides a database declares the network ``allmende-<service>``, where its
   database component also answers to the service's name; each service on the same host that
   uses it joins that network as external (its provider must be up first; the file says so).
 - ``$`` in values from the inventory is written ``$$``, so Compose substitutes nothing in them.
 - A component's ``x-compose`` mapping is merged last into its Compose service, a service's
-  into the project's top level, verbatim (mappings key by key, anything else replaces): it is
-  how an importer keeps what the inventory cannot say.
+  into the project's top level, verbatim (mappings key by key, anything else replaces; the
+  entries of ``ports`` and ``volumes`` are added to those the typed keys give): it is how an
+  importer keeps what the inventory cannot say. ``check`` reports an ``x-compose`` key that
+  contradicts a typed one (``xcompose.typed``).
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from typing import Any
 
 from allmende.inventory import derive
 from allmende.inventory.derive import provider_component, volume_host_path
-from allmende.inventory.hostpaths import SECRETS, project_file
+from allmende.inventory.hostpaths import CARRIED, SECRETS, carried_file, project_file
 from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Healthcheck, Host, Service, seconds
@@ -51,6 +56,7 @@ from allmende.inventory.secretnames import (
     flat_name,
 )
 from allmende.inventory.xcompose import EXTENSION, escape
+from allmende.render.carried import carried_digest, carried_files, carried_mounts
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 NETWORK_PREFIX = "allmende-"
@@ -96,7 +102,20 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         sources = service_sources(inventory, context.name, *networks.joined.values())
         path = f"{context.service.host}{project_file(context.name, 'compose')}"
         files[path] = text(body, sources)
+        files |= carried_rendered(context, sources)
     return dict(sorted(files.items()))
+
+
+def carried_rendered(context: Context, sources: tuple[str, ...]) -> dict[str, Rendered]:
+    """Return the carried files of a service as rendered files on its host, each from its
+    service's files and its own file under ``files/``."""
+    here = carried_file(context.name, "")
+    return {
+        f"{context.service.host}{host_path}": Rendered(
+            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}")
+        )
+        for host_path, content in carried_files(context.inventory, context.name).items()
+    }
 
 
 def contexts(inventory: Inventory, engine: str) -> Iterator[Context]:
@@ -111,7 +130,7 @@ def contexts(inventory: Inventory, engine: str) -> Iterator[Context]:
 def project(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its Compose project as plain data."""
     services = {
-        name: merge(escape(compose_service(context, networks, name, c)), extension(c))
+        name: merge_service(escape(compose_service(context, networks, name, c)), extension(c))
         for name, c in image_components(context.service)
     }
     # No top-level `name`: the directory /srv/<service> names the project, and the older
@@ -155,6 +174,9 @@ def compose_service(
         entry["deploy"] = {"replicas": component.replicas}
     entry["restart"] = component.restart
     entry["labels"] = labels(context, name)
+    digest = carried_digest(context.inventory, context.name, component)
+    if digest is not None:
+        entry["labels"]["org.allmende.files"] = digest
     return entry
 
 
@@ -234,23 +256,25 @@ def environment(component: Component) -> dict[str, str]:
 
 def ports(host: Host, component: Component) -> list[str]:
     """Given a host and a component, return ``"<ip>:<publish>:<port>"`` for every published
-    port, by port name (``derive.published_ip``: never every interface unless it says so)."""
-    ip = derive.published_ip(host)
-    if ":" in ip:
-        ip = f"[{ip}]"
-    return [
-        f"{ip}:{published}:{component.ports[port]}"
-        for port, published in sorted(component.publish.items())
-        if port in component.ports
-    ]
+    port, by port name (``derive.published_ip``: the port's own ``bind``, else the host's;
+    never every interface unless one says so)."""
+    found = []
+    for port, published in sorted(component.publish.items()):
+        if port not in component.ports:
+            continue
+        ip = derive.published_ip(host, published)
+        ip = f"[{ip}]" if ":" in ip else ip
+        found.append(f"{ip}:{published.port}:{component.ports[port]}")
+    return found
 
 
 def volume_mounts(service: str, component: Component) -> list[str]:
-    """Given a service name and a component, return its bind mounts ``<host path>:<path>``."""
+    """Given a service name and a component, return its bind mounts ``<host path>:<path>``:
+    its volumes, then the files it carries (``:ro`` where read-only)."""
     return [
         f"{volume_host_path(service, name, volume)}:{volume.path}"
         for name, volume in sorted(component.volumes.items())
-    ]
+    ] + carried_mounts(service, component)
 
 
 def health_port(component: Component, check: Healthcheck) -> int | None:
@@ -302,16 +326,26 @@ def healthcheck(component: Component) -> dict[str, Any] | None:
     }
 
 
+#: Compose's condition for each of the inventory's.
+CONDITIONS = {
+    "started": "service_started",
+    "healthy": "service_healthy",
+    "completed": "service_completed_successfully",
+}
+
+
 def depends_on(service: Service, component: Component) -> dict[str, dict[str, str]]:
     """Given a service and one of its components, return its ``depends_on``: each dependency
-    with an image, waited for healthy when it has a health check, else started."""
+    with an image, waited for as the component says, else healthy when it has a health check,
+    else started."""
     result: dict[str, dict[str, str]] = {}
-    for name in sorted(component.depends_on):
+    for name, condition in sorted(component.depends_on.items()):
         dependency = service.components.get(name)
         if dependency is None or dependency.image is None:
             continue
-        healthy = healthcheck(dependency) is not None
-        result[name] = {"condition": "service_healthy" if healthy else "service_started"}
+        if condition is None:
+            condition = "healthy" if healthcheck(dependency) is not None else "started"
+        result[name] = {"condition": CONDITIONS[condition]}
     return result
 
 
@@ -436,6 +470,39 @@ def extension(model: Component | Service) -> Mapping[str, Any]:
     none or it is not a mapping)."""
     value = model.extensions.get(EXTENSION)
     return value if isinstance(value, Mapping) else {}
+
+
+#: Keys of a component's ``x-compose`` whose entries are added to those rendered from the
+#: typed keys (ports and mounts the inventory cannot say), never put in their place.
+ADDED = ("ports", "volumes")
+
+
+def merge_service(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Given a rendered Compose service and its component's ``x-compose``, return them merged
+    as ``merge`` does, except that the entries of ``ports`` and ``volumes`` under ``x-compose``
+    follow those rendered: an entry equal to one of them is not repeated, and a volume mounted
+    where a rendered one is takes its place (it says the options, such as ``:ro``, of the same
+    mount; ``xcompose.typed`` reports one whose source contradicts the inventory's)."""
+    added = {k: v for k, v in extra.items() if k in ADDED and isinstance(v, list)}
+    result = merge(base, {k: v for k, v in extra.items() if k not in added})
+    for key, entries in added.items():
+        current = list(result.get(key) or [])
+        if key == "volumes":
+            replacing = {mount_target(e): e for e in entries}
+            current = [replacing.pop(mount_target(e), e) for e in current]
+            entries = [e for e in entries if mount_target(e) in replacing]
+        result[key] = current + [e for e in entries if e not in current]
+    return result
+
+
+def mount_target(entry: Any) -> str | None:
+    """Given a Compose ``volumes`` entry, return the path it is mounted at inside (or None)."""
+    if isinstance(entry, Mapping):
+        target = entry.get("target")
+        return str(target).rstrip("/") or "/" if target is not None else None
+    parts = str(entry).split(":")
+    target = parts[1] if len(parts) > 1 else parts[0]
+    return target.rstrip("/") or "/"
 
 
 def merge(base: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:

@@ -283,7 +283,14 @@ class _Planner:
         assert reach is not None, "backend() makes backends of existing ports only"
         host_of, address, port = reach.host, reach.address, reach.port
         note = ""
-        if not reach.published and not reach.bridge:
+        if reach.only is not None:
+            note = (
+                f"{component_name}.{port_name} is published on {reach.only} of {host_of} only, "
+                f"which no other host reaches: publish it on an address the edge reaches "
+                f"(components.{component_name}.publish.{port_name}.bind in "
+                f"{self.inventory.file('service', service)}) and render again"
+            )
+        elif not reach.published and not reach.bridge:
             note = (
                 f"{component_name}.{port_name} is not published on {host_of}, so HAProxy "
                 f"cannot reach it: publish it (components.{component_name}.publish."
@@ -325,7 +332,8 @@ class _Planner:
         other: int | None = None
         note = ""
         if checked != port_name:
-            other = component.publish.get(checked)
+            found = component.publish.get(checked)
+            other = found.port if found is not None else None
             if other is None:
                 note = (
                     f"the healthcheck's port {checked} is not published: HAProxy only "

@@ -279,10 +279,10 @@ def _component(
             "readonly": "true",
             "shift": "true",
         }
-    address = derive.published_ip(model)
     for port_name, published in sorted(component.publish.items()):
         inside = component.ports[port_name]
-        devices[f"publish-{port_name}"] = proxy(address, published, inside)
+        address = derive.published_ip(model, published)
+        devices[f"publish-{port_name}"] = proxy(address, published.port, inside)
     if component.system is not None:
         config.update(recorded(component.system))
         alias, server = component.system.image, None

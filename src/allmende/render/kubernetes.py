@@ -17,6 +17,9 @@ last an Ingress per route. The decisions, each for a reason:
   ``value``, created at apply time): ``as: env`` through ``secretKeyRef``, ``as: file`` and
   ``as: path`` as a read-only file (a secret volume with ``subPath``) at the use's path, with
   its mode; a use's ``gid`` becomes the pod's ``fsGroup`` (its ``uid`` has no equivalent).
+- Carried configuration files (``files``) are the ConfigMap ``<component>-files``, each file
+  mounted read-only at its path (``subPath``); a hash of them in the pod template rolls the
+  pods when one changes.
 - ``command`` becomes the container's ``args``: like Compose's ``command`` it replaces the
   image's default command and keeps its entrypoint (``$`` is written ``$$`` so that Kubernetes
   does not expand it).
@@ -34,6 +37,7 @@ last an Ingress per route. The decisions, each for a reason:
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import math
 import re
@@ -41,12 +45,14 @@ from collections import Counter
 from typing import Any
 
 from allmende.inventory import derive
+from allmende.inventory.carried import under
 from allmende.inventory.derive import split_target
 from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component, Route, seconds
 from allmende.inventory.secretnames import env_secrets, file_uses, file_variables, flat_name
 from allmende.render import compose
+from allmende.render.carried import carried_digest
 from allmende.render.compose import Context
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
@@ -55,6 +61,9 @@ CLAIM_SIZE = "1Gi"
 PASSTHROUGH = "nginx.ingress.kubernetes.io/ssl-passthrough"
 NO_REDIRECT = "nginx.ingress.kubernetes.io/ssl-redirect"
 ENV_HASH = "allmende/env-sha256"
+FILES_HASH = "allmende/files-sha256"
+#: The pod volume that holds a component's carried files (its ConfigMap ``<component>-files``).
+FILES_VOLUME = "carried-files"
 _IANA_PORT_NAME = re.compile(r"^(?=.*[a-z])[a-z0-9]+(-[a-z0-9]+)*$")
 
 Document = tuple[tuple[str, ...], dict[str, Any]]
@@ -91,6 +100,8 @@ def documents(context: Context) -> list[Document]:
     for name, component in compose.image_components(context.service):
         if component.env:
             result.append(((), config_map(context, name, component)))
+        if component.files:
+            result.append(((), files_map(context, name, component)))
         if component.ports:
             result.append(((), service(context, name, component)))
         result.append(((), workload(context, name, component)))
@@ -179,6 +190,41 @@ def config_map(context: Context, name: str, component: Component) -> dict[str, A
     }
 
 
+def carried(context: Context, component: Component) -> list[tuple[str, str, bytes]]:
+    """Return a component's carried files as (ConfigMap key, path inside, content)."""
+    found = []
+    for target, file in sorted(component.files.items()):
+        for relative, content in sorted(
+            under(context.inventory.carried, context.name, file.source).items()
+        ):
+            inside = relative.removeprefix(file.source.strip("/")).strip("/")
+            key = "".join(c if c.isalnum() or c in "-_." else "_" for c in relative)
+            found.append((key, f"{target.rstrip('/')}/{inside}" if inside else target, content))
+    return found
+
+
+def files_map(context: Context, name: str, component: Component) -> dict[str, Any]:
+    """Given a component that carries files, return the ConfigMap ``<component>-files``
+    holding them (text as ``data``, anything else as ``binaryData``)."""
+    data: dict[str, str] = {}
+    binary: dict[str, str] = {}
+    for key, _, content in carried(context, component):
+        try:
+            data[key] = content.decode("utf-8")
+        except UnicodeDecodeError:
+            binary[key] = base64.b64encode(content).decode("ascii")
+    result: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(context, f"{name}-files", name),
+    }
+    if data:
+        result["data"] = data
+    if binary:
+        result["binaryData"] = binary
+    return result
+
+
 def service(context: Context, name: str, component: Component) -> dict[str, Any]:
     """Given a component with ports, return its ClusterIP Service, named after it."""
     ports = [
@@ -195,7 +241,6 @@ def service(context: Context, name: str, component: Component) -> dict[str, Any]
 
 def container_ports(context: Context, component: Component) -> list[dict[str, Any]]:
     """Given a component, return its container ports, with host ports where it publishes."""
-    ip = derive.published_ip(context.host)
     result: list[dict[str, Any]] = []
     for port, number in sorted(component.ports.items()):
         entry: dict[str, Any] = {}
@@ -204,8 +249,8 @@ def container_ports(context: Context, component: Component) -> list[dict[str, An
         entry["containerPort"] = number
         entry["protocol"] = "TCP"
         if port in component.publish:
-            entry["hostPort"] = component.publish[port]
-            entry["hostIP"] = ip
+            entry["hostPort"] = component.publish[port].port
+            entry["hostIP"] = derive.published_ip(context.host, component.publish[port])
         result.append(entry)
     return result
 
@@ -260,6 +305,10 @@ def container(context: Context, name: str, component: Component) -> dict[str, An
         {"name": secret_volume(use.secret), "mountPath": path, "subPath": "value", "readOnly": True}
         for _, use, path in file_uses(component)
     ]
+    mounts += [
+        {"name": FILES_VOLUME, "mountPath": path, "subPath": key, "readOnly": True}
+        for key, path, _ in carried(context, component)
+    ]
     if mounts:
         entry["volumeMounts"] = mounts
     check = probe(component)
@@ -293,6 +342,9 @@ def workload(context: Context, name: str, component: Component) -> dict[str, Any
     mounted = [v for v in sorted(component.volumes) if v in shared]
     volumes = [{"name": v, "persistentVolumeClaim": {"claimName": v}} for v in mounted]
     volumes += secret_volumes(component)
+    if component.files:
+        source = {"name": f"{name}-files"}
+        volumes.append({"name": FILES_VOLUME, "configMap": source})
     if volumes:
         pod["volumes"] = volumes
     groups = sorted({use.gid for _, use, _ in file_uses(component) if use.gid is not None})
@@ -302,6 +354,9 @@ def workload(context: Context, name: str, component: Component) -> dict[str, Any
     if component.env:
         digest = hashlib.sha256(yaml_text(dict(sorted(component.env.items()))).encode())
         template["metadata"]["annotations"] = {ENV_HASH: digest.hexdigest()}
+    files = carried_digest(context.inventory, context.name, component)
+    if files is not None:  # a changed file rolls the pods out, as a changed env does
+        template["metadata"].setdefault("annotations", {})[FILES_HASH] = files
     spec: dict[str, Any] = {"replicas": component.replicas}
     if own:
         spec["serviceName"] = name

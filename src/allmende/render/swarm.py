@@ -27,6 +27,9 @@ components and of the service), with what differs in a swarm:
   published only when the host says ``bind: 0.0.0.0`` (or ``::``); else none is (the check
   ``ports.bind`` says so).
 - The shared database networks are overlay networks.
+- Carried configuration files (``files``) are Swarm configs, which the cluster hands to every
+  node a task runs on, named by a digest of what they hold (a config cannot change: a changed
+  file is a new config, rolled out by the next deploy), read from ``./files/`` beside the stack.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from allmende.inventory.models import Component
 from allmende.inventory.secretnames import MOUNT_DIR, env_file, env_secrets, file_uses, flat_name
 from allmende.inventory.xcompose import escape
 from allmende.render import compose
+from allmende.render.carried import carried_mounts, swarm_configs
 from allmende.render.compose import Context, Networks
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
@@ -63,6 +67,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         body = comments(notes(context, networks)) + yaml_text(stack(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
         files[f"{context.service.host}{project_file(context.name, 'swarm')}"] = text(body, sources)
+        files |= compose.carried_rendered(context, sources)
     return dict(sorted(files.items()))
 
 
@@ -92,7 +97,9 @@ def notes(context: Context, networks: Networks) -> list[str]:
 def stack(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its stack file as plain data."""
     services = {
-        name: compose.merge(escape(stack_service(context, networks, name, c)), compose.extension(c))
+        name: compose.merge_service(
+            escape(stack_service(context, networks, name, c)), compose.extension(c)
+        )
         for name, c in compose.image_components(context.service)
     }
     result: dict[str, Any] = {"version": VERSION, "services": services}
@@ -105,6 +112,13 @@ def stack(context: Context, networks: Networks) -> dict[str, Any]:
     }
     if secrets:
         result["secrets"] = dict(sorted(secrets.items()))
+    configs = {
+        config: {"file": file, "name": config}
+        for _, c in compose.image_components(context.service)
+        for config, (file, _) in swarm_configs(context.inventory, context.name, c).items()
+    }
+    if configs:
+        result["configs"] = dict(sorted(configs.items()))
     return compose.merge(result, compose.extension(context.service))
 
 
@@ -143,13 +157,30 @@ def stack_service(
     if env_secrets(component):
         entry["env_file"] = [f"./{env_file(name)}"]
     published = [
-        {"target": component.ports[port], "published": number, "protocol": "tcp", "mode": "ingress"}
+        {
+            "target": component.ports[port],
+            "published": number.port,
+            "protocol": "tcp",
+            "mode": "ingress",
+        }
         for port, number in sorted(component.publish.items())
-        if port in component.ports and context.host.bind in derive.EVERY_INTERFACE
+        if port in component.ports
+        and derive.published_ip(context.host, number) in derive.EVERY_INTERFACE
     ]
     if published:
         entry["ports"] = published
     compose.add_common(entry, context, networks, name, component)
+    bound = set(carried_mounts(context.name, component))
+    if bound:  # configs instead: a bind mount needs the file on whichever node runs the task
+        entry["volumes"] = [v for v in entry["volumes"] if v not in bound]
+        if not entry["volumes"]:
+            del entry["volumes"]
+    configs = swarm_configs(context.inventory, context.name, component)
+    if configs:
+        entry["configs"] = [
+            {"source": config, "target": inside, "mode": 0o444}
+            for config, (_, inside) in configs.items()
+        ]
     entry["deploy"] = deploy(context, name, component)
     entry["labels"] = compose.labels(context, name)
     return entry

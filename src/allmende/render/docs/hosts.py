@@ -50,10 +50,17 @@ def port_uses(context: Context) -> dict[str, list[PortUse]]:
     uses: dict[str, list[PortUse]] = {h: [] for h in context.inventory.hosts}
     for name, service in sorted(context.inventory.services.items()):
         for cname, component in sorted(service.components.items()):
-            for pname, port in sorted(component.publish.items()):
+            for pname, published in sorted(component.publish.items()):
                 inside = component.ports.get(pname)
                 uses.setdefault(service.host, []).append(
-                    PortUse(port, "tcp", name, f"{cname}.{pname}", str(inside or ""), "published")
+                    PortUse(
+                        published.port,
+                        "tcp",
+                        name,
+                        f"{cname}.{pname}",
+                        str(inside or ""),
+                        "published",
+                    )
                 )
     for edge in context.edges:
         served = derive.served_by(context.inventory, edge)

@@ -119,7 +119,7 @@ def _component(context: Context, name: str, cname: str, component: Component) ->
         )
         rows.append(("Health check", line(Code(probe), f" every {check.interval}")))
     if component.depends_on:
-        rows.append(("Starts after", codes(component.depends_on)))
+        rows.append(("Starts after", codes(list(component.depends_on))))
     if component.replicas != 1:
         rows.append(("Replicas", line(str(component.replicas))))
     if component.env:
@@ -154,7 +154,7 @@ def _ports(context: Context, name: str, service: Service) -> tuple[Block, ...]:
             inside = component.ports.get(pname)
             rows.append(
                 (
-                    line(Code(f"{address}:{port}")),
+                    line(Code(f"{port.bind or address}:{port.port}")),
                     line(Code(f"{cname}.{pname}")),
                     line(Code(str(inside)) if inside else Text("?")),
                 )

@@ -1,0 +1,93 @@
+"""Paths of the project, not of the machine that imports it: a bind mount whose source is
+relative to the project (``./nginx.conf``) or to a home directory (``~/music``).
+
+A small text file or directory (configuration) is carried into the inventory under
+``files/<service>/`` and named by the component's ``files``; anything else (data, a path that
+does not exist yet, binary files, a large tree) becomes a volume under ``/srv/<service>/``,
+with a note to move what is there. Nothing keeps the importing machine's own paths.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from pathlib import Path
+
+from allmende.importers.context import ComponentContext
+from allmende.inventory.hostpaths import carried_file, volume_dir
+
+#: The most a carried source may hold: configuration, not data.
+MOST_FILES = 64
+MOST_BYTES = 1 << 20
+
+
+def relative_source(source: str) -> str | None:
+    """Return a mount source relative to the project (``./a/b`` -> ``a/b``, ``../x`` -> ``x``,
+    ``~/music`` -> ``music``), or None for a path of the host (``/var/run/docker.sock``)."""
+    if source.startswith("/"):
+        return None
+    text = source[1:].lstrip("/") if source.startswith("~") else source
+    parts = [p for p in posixpath.normpath(text).split("/") if p not in ("", ".", "..")]
+    return "/".join(parts) or "."
+
+
+def on_disk(ctx: ComponentContext, source: str) -> Path | None:
+    """Return where a relative mount source lies on the importing machine (None: unknown)."""
+    if source.startswith("~"):
+        home = ctx.project.env.get("HOME")
+        return Path(home + source[1:]) if home else None
+    return ctx.project.directory / source
+
+
+def readable_text(path: Path | None) -> dict[str, str] | None:
+    """Return the text files of a small file or directory by their path relative to it
+    (``""`` for a file itself), or None where it is no configuration to carry (missing, a
+    link, binary, too large)."""
+    if path is None or path.is_symlink() or not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
+    if not files or len(files) > MOST_FILES or any(p.is_symlink() for p in files):
+        return None
+    if sum(p.stat().st_size for p in files) > MOST_BYTES:
+        return None
+    out: dict[str, str] = {}
+    for file in files:
+        try:
+            out["" if file == path else file.relative_to(path).as_posix()] = file.read_text(
+                encoding="utf-8"
+            )
+        except (UnicodeDecodeError, OSError):
+            return None
+    return out
+
+
+def carry(ctx: ComponentContext, source: str, target: str, read_only: bool) -> str | None:
+    """Carry a project-relative mount source into the inventory when it is configuration:
+    return the host path the rendered mount uses, or None when it is not carried (then it is
+    data: see ``data_volume``)."""
+    relative = relative_source(source)
+    contents = readable_text(on_disk(ctx, source))
+    if relative is None or relative == "." or contents is None:
+        return None
+    for inside, text in contents.items():
+        ctx.carried[posixpath.join(relative, inside) if inside else relative] = text
+    ctx.component.setdefault("files", {})[target] = (
+        {"source": relative, "read_only": True} if read_only else relative
+    )
+    return carried_file(ctx.service, relative)
+
+
+def data_volume(ctx: ComponentContext, index: int, source: str, name: str) -> str:
+    """Return the host path of a volume made of a project-relative data path, saying what to
+    move there (and that the rendered service starts without it) when something is there."""
+    host = volume_dir(ctx.service, name)
+    if source.startswith("~") or posixpath.normpath(source).startswith(".."):
+        ctx.differ("volumes", f"{source}, outside the project's directory, is now {host}")
+    path = on_disk(ctx, source)
+    if path is not None and path.exists() and any(path.iterdir() if path.is_dir() else [path]):
+        ctx.note(
+            ("volumes", index),
+            "warning",
+            f"{source} is now {host}: move its data there before the first start",
+        )
+        ctx.differ("volumes", f"{source} holds data the host must be given at {host}")
+    return host
