@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -181,23 +181,52 @@ async def existing(host: Connector, paths: Sequence[str]) -> list[str]:
     return (await survey(host, paths))[0]
 
 
+#: A shell function that lets go of whatever waits to open the named pipe ``$1``: a writer
+#: blocked opening it (which then gets EPIPE writing, and ends) and a reader blocked opening it
+#: (which then reads its end).
+LET_GO = (
+    'let_go() { dd if="$1" iflag=nonblock of=/dev/null count=0 status=none; '
+    'dd if=/dev/null of="$1" oflag=nonblock conv=notrunc count=0 status=none 2>/dev/null; }; '
+)
+#: Makes fresh named pipes (mode 0600) at its arguments, letting go first of what a killed
+#: run left waiting at the old ones (which would otherwise wait for ever).
+MAKE_PIPES = (
+    LET_GO + 'for p do if [ -p "$p" ]; then let_go "$p"; fi; rm -f -- "$p" || exit 1; done; '
+    'exec mkfifo -m 0600 -- "$@"'
+)
+
+
 async def make_pipes(host: Connector, pipes: Sequence[str]) -> None:
-    """Make a fresh named pipe (mode 0600) at each host path, replacing what was there."""
+    """Make a fresh named pipe (mode 0600) at each host path, replacing what was there and
+    letting go of any program that a killed run left waiting at it."""
     for directory in sorted({str(PurePosixPath(p).parent) for p in pipes}):
         await host.make_dir(directory)
-    for pipe in pipes:
-        await host.remove(pipe)
     await host.run(
-        ["mkfifo", "-m", "0600", *(host.real(p) for p in pipes)], what="make named pipes"
+        ["sh", "-c", MAKE_PIPES, "sh", *(host.real(p) for p in pipes)], what="make named pipes"
     )
 
 
-async def drain(host: Connector, pipe: str) -> None:
-    """Open a named pipe for reading and discard what comes, so that a writer waiting for
-    Borg (which failed) can finish."""
+async def let_go(host: Connector, pipe: str) -> None:
+    """Let go of whatever waits to open a named pipe (``LET_GO``)."""
     await host.run(
-        ["dd", f"if={host.real(pipe)}", "of=/dev/null", "status=none"], ok=None, timeout=600
+        ["sh", "-c", LET_GO + 'let_go "$1"', "sh", host.real(pipe)], ok=None, what="let go"
     )
+
+
+async def drain(host: Connector, pipe: str, writer: Awaitable[object]) -> None:
+    """Read a named pipe and discard what comes until ``writer`` is done, so that a writer
+    waiting for Borg (which failed) can finish; a writer that never opened it leaves the
+    reader waiting, which is then let go of. Nothing is left running."""
+    reading = asyncio.ensure_future(
+        host.run(
+            ["dd", f"if={host.real(pipe)}", "of=/dev/null", "status=none"], ok=None, timeout=600
+        )
+    )
+    await asyncio.gather(writer, return_exceptions=True)
+    while not reading.done():  # the reader may not have opened the pipe yet
+        await let_go(host, pipe)
+        await asyncio.wait([reading], timeout=0.2)
+    await reading
 
 
 def stats_file(job: Job, database: str) -> str:
@@ -320,7 +349,7 @@ async def _archive(
     except UserError:
         for pipe, task in zip(pipes, [*writers, written], strict=True):
             if not task.done():
-                await drain(host, pipe)
+                await drain(host, pipe, task)
         await asyncio.gather(written, return_exceptions=True)
         raise
     document = await written
