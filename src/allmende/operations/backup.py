@@ -162,7 +162,8 @@ async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list
         return [], []
     relative_paths = [relative(p) for p in paths]
     types = ["-type", "p", "-o", "-type", "b", "-o", "-type", "c"]
-    xtypes = ["-o", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c"]
+    # Only links are followed to see what they lead to: ``-xtype`` alone would stat every file.
+    xtypes = ["-o", "-type", "l", "(", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c", ")"]
     ran = await host.run(
         borg.in_dir(
             host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
