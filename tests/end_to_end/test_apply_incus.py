@@ -16,14 +16,12 @@ The routes are answered through HAProxy on 127.0.0.1, which reaches the services
 the bridge. The tests run in order, each on what the one before left: the first two applies
 (box makes the edge container; the edge's HAProxy follows), a third that changes nothing, a
 change of limits and a new published port applied in place, a rollback to the snapshot taken
-before that change, a snapshot held for a backup, a new image (the instance made anew), the
-same host planned and changed over SSH, a service that leaves (its instance deleted), and a
-change Incus refuses.
+before that change, a new image (the instance made anew), the same host planned and changed
+over SSH, a service that leaves (its instance deleted), and a change Incus refuses.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import urllib.request
@@ -40,9 +38,6 @@ from tests.end_to_end.remote import RemoteHost
 
 from allmende.actions.apply import Outcome, plan_and_apply
 from allmende.actions.rollback import rollback, snapshots
-from allmende.apply.snapshots import hold_for_backup, release_backup
-from allmende.connectors.local import LocalConnector
-from allmende.engines import find_driver
 from allmende.errors import ApplyFailed
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.plan.changes import Plan
@@ -307,37 +302,6 @@ def test_a_rollback_brings_back_a_file_changed_after_the_snapshot(school: School
     # The inventory still wants the change: the next apply makes it again, in place.
     plan, outcome = school.apply()
     assert [a.verb for a in plan.actions] == ["up"] and outcome.ok, outcome.results
-
-
-def test_a_backup_reads_a_snapshot_while_the_service_runs_on(school: School) -> None:
-    web, service = school.name("site-web"), school.name("site")
-    school.incus.inside(web, "echo in the backup > /root/mark")
-
-    async def hold() -> dict[str, str]:
-        async with LocalConnector("box", str(school.root)) as connector:
-            driver = await find_driver(connector, "incus", "docker")
-            assert driver is not None
-            return await hold_for_backup(connector, driver, service, ["web"])
-
-    async def release() -> None:
-        async with LocalConnector("box", str(school.root)) as connector:
-            driver = await find_driver(connector, "incus", "docker")
-            assert driver is not None
-            await release_backup(connector, driver, service, ["web"])
-
-    held = asyncio.run(hold())
-    school.incus.inside(web, "echo changed since > /root/mark")
-    assert held == {
-        "web": f"/var/lib/incus/storage-pools/{school.incus.pool}/"
-        f"containers-snapshots/{web}/allmende-backup/rootfs"
-    }
-    assert (Path(held["web"]) / "root" / "mark").read_text() == "in the backup\n"
-    assert school.instance(web)["status"] == "Running"
-    asyncio.run(release())
-    assert not Path(held["web"]).exists()
-    assert "allmende-backup" not in [
-        s.name for s in snapshots(school.inventory, school.env, service)
-    ]
 
 
 def test_a_new_image_makes_the_instance_anew_with_its_data_kept(school: School) -> None:

@@ -6,8 +6,8 @@ In order, on the (opened) host:
 2. a named pipe is made for each database dump and one for the manifest; special files in the
    volumes (devices, pipes, links to them) are left out of the archive, since Borg reads pipes;
 3. ``stop``: the service's running containers are stopped (their ids kept in the stopped file);
-   ``snapshot``: each volume is snapshotted read-only and the copy reads the snapshots
-   (``operations.snapshot``);
+   ``snapshot``: each volume is snapshotted read-only, and on an Incus host each instance too,
+   and the copy reads the snapshots (``operations.snapshot``, ``operations.instances``);
 4. at the same time: each dump is streamed into its pipe and counted (``onhost.dumps``), the
    volumes' files are hashed (``onhost.hashes``, unchanged files from a cache), and ``borg
    create`` reads the volumes, then each dump, then the manifest (file checksums, row counts
@@ -155,9 +155,12 @@ async def start(host: Connector, job: Job, ids: list[str]) -> None:
     await host.remove(stopped_file(job.service))
 
 
-async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+async def survey(
+    host: Connector, paths: Sequence[str], wrap: Wrap = list
+) -> tuple[list[str], list[str]]:
     """Return those of ``paths`` (host paths) that exist, and the special files under them
-    and the links to such files, as Borg stores their paths: one ``find`` run."""
+    and the links to such files, as Borg stores their paths: one ``find`` run (through
+    ``wrap``, where snapshots show)."""
     if not paths:
         return [], []
     relative_paths = [relative(p) for p in paths]
@@ -165,8 +168,10 @@ async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list
     # Only links are followed to see what they lead to: ``-xtype`` alone would stat every file.
     xtypes = ["-o", "-type", "l", "(", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c", ")"]
     ran = await host.run(
-        borg.in_dir(
-            host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+        wrap(
+            borg.in_dir(
+                host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+            )
         ),
         ok=(0, 1),
         what="look for special files",
@@ -251,29 +256,36 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     relative_paths = [relative(p) for p in paths]
     special = [s for s in found_special if f"/{s}" not in pipes]
     excludes = [borg.path_pattern(p) for p in job.exclude]
-    excludes += [borg.full_pattern(s) for s in special]
-    if special:
-        result.notes.append(f"left out {len(special)} special file(s): {', '.join(special[:5])}")
     stopped: list[str] | None = None
     stop_started = 0.0
     taken = snapshot.Snapshots()
     try:
         if job.consistency == "snapshot":
-            say("taking read-only snapshots of the volumes")
-            taken = await snapshot.take(host, job, paths)
+            say("taking read-only snapshots" + (" of the volumes" if not job.instances else ""))
+            taken = await snapshot.hold(host, job, paths)
+            if taken.binds:  # the instances' files, as the snapshots have them
+                copies = [path for _, path in taken.binds]
+                special += (await survey(host, copies, taken.wrapper(host)))[1]
+                relative_paths += [relative(p) for p in copies]
+        excludes += [borg.full_pattern(s) for s in special]
+        if special:
+            shown = ", ".join(special[:5])
+            result.notes.append(f"left out {len(special)} special file(s): {shown}")
         if job.control is not None and job.consistency == "stop":
             say("stopping the service")
             stop_started = time.monotonic()
             stopped = await stop(host, job)
             if not stopped:
                 result.notes.append("the service was not running: nothing was stopped")
-        say(f"archiving {len(paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
+        say(f"archiving {len(relative_paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
         outcome = await _archive(
             host, job, passphrase, name, (relative_paths, excludes, pipes), taken.wrapper(host)
         )
     finally:
-        if taken.pairs:
-            await snapshot.drop(host, taken)
+        if taken.pairs or taken.held:
+            for left in await snapshot.drop(host, job, taken):
+                say(left)
+                result.notes.append(left)
         if stopped:
             await start(host, job, stopped)
             result.downtime = time.monotonic() - stop_started
