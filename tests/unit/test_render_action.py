@@ -80,6 +80,7 @@ def test_every_target_is_registered() -> None:
         "dns",
         "systemd",
         "backups",
+        "watch",
     }
 
 

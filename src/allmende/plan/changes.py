@@ -30,6 +30,7 @@ Verb = Literal[
     "start-proxy",
     "reload-proxy",
     "reload-systemd",
+    "restart",
     "note",
 ]
 
