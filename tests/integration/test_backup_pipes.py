@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,16 @@ def site(tmp_path: Path) -> Site:
     return made
 
 
+def _waiting_at_a_pipe(*processes: subprocess.Popen[bytes]) -> None:
+    """Wait until each process waits to open a named pipe, as a killed run leaves them."""
+    deadline = time.monotonic() + WAIT
+    while not all(
+        Path(f"/proc/{p.pid}/wchan").read_text() == "wait_for_partner" for p in processes
+    ):
+        assert time.monotonic() < deadline, "the programs never opened their pipes"
+        time.sleep(0.02)
+
+
 def test_a_new_run_lets_go_of_what_a_killed_one_left_waiting_at_its_pipes(
     tmp_path: Path,
 ) -> None:
@@ -45,8 +56,9 @@ def test_a_new_run_lets_go_of_what_a_killed_one_left_waiting_at_its_pipes(
         assert writer.stdin is not None
         writer.stdin.write(b"left from a killed run")
         writer.stdin.close()
+        _waiting_at_a_pipe(writer, reader)
         asyncio.run(make_pipes(host, ["/dumps/a.sql", "/dumps/manifest.json"]))
-        assert writer.wait(WAIT) != 0  # let go: its write found no reader
+        writer.wait(WAIT)  # let go: it ended (its write found no reader, or the old pipe)
         assert reader.wait(WAIT) == 0  # let go: it read an end
         fresh = tmp_path / "dumps/a.sql"
         assert fresh.is_fifo() and fresh.stat().st_mode & 0o777 == 0o600
