@@ -13,6 +13,8 @@ mounted at the service's directory. Applied for real, then:
 * a restore in place puts the container's files back (the moment before kept as a snapshot)
   and the volume's (a subvolume still), and the container runs again;
 * a backup that fails leaves no snapshot behind;
+* a service backed up by ``stop`` has its container stopped for the copy and running after it,
+  and a restore into a directory brings its volume's files back;
 * the host's own timer command (allmende's zip application and the job file apply wrote) backs
   it up the same way.
 """
@@ -59,6 +61,10 @@ class Studio:
     @property
     def instance(self) -> str:
         return f"{self.service}-web"
+
+    @property
+    def pad(self) -> str:
+        return f"{self.incus.tag}-pad"
 
     @property
     def repository(self) -> str:
@@ -127,6 +133,18 @@ def _write(studio: Studio, network: str, subnet: str) -> None:
             "monitor": [],
         },
     )
+    put(
+        f"services/{studio.pad}.yaml",
+        {
+            "description": "The studio's pad, stopped for its backup",
+            "host": "box",
+            "components": {
+                "app": {"system": {"image": studio.incus.busybox}, "volumes": {"pads": "/pads"}}
+            },
+            "backup": {"consistency": "stop"},
+            "monitor": [],
+        },
+    )
 
 
 @pytest.fixture(scope="module")
@@ -157,15 +175,16 @@ def studio(incus_world: Incus, tmp_path_factory: pytest.TempPathFactory) -> Iter
         subprocess.run(["btrfs", "subvolume", "create", str(made.volume())], check=True,
                        capture_output=True)  # fmt: skip
         (made.volume() / "index.html").write_text("the studio\n")
-        [initialised] = backupinit.init(backup.prepare(made.inventory, made.env), lambda _: None)
-        assert not initialised.error, initialised.error
+        for initialised in backupinit.init(backup.prepare(made.inventory, made.env), print):
+            assert not initialised.error, initialised.error
         outcome = plan_and_apply(made.inventory, made.env, show=lambda _: None,
                                  confirm=lambda _: True)  # fmt: skip
         assert outcome.ok, outcome.results
         yield made
     finally:
-        if made.incus.exists(made.instance):
-            made.incus.run("delete", "--force", made.instance, check=False)
+        for instance in (made.instance, f"{made.pad}-app"):
+            if made.incus.exists(instance):
+                made.incus.run("delete", "--force", instance, check=False)
         subprocess.run(["umount", str(home)], check=False)
 
 
@@ -179,7 +198,9 @@ def test_a_backup_holds_the_container_as_it_was_at_its_snapshot(studio: Studio) 
             studio.incus.inside(studio.instance, "echo after > /root/notes.txt")
             (studio.volume() / "index.html").write_text("changed during the copy\n")
 
-    [outcome] = backup.run(backup.prepare(studio.inventory, studio.env), meanwhile)
+    [outcome] = backup.run(
+        backup.prepare(studio.inventory, studio.env, [studio.service]), meanwhile
+    )
     assert outcome.ok, outcome.message
     archive = outcome.value.archive
     prefix = f"srv/{studio.service}"
@@ -201,14 +222,16 @@ def test_a_backup_holds_the_container_as_it_was_at_its_snapshot(studio: Studio) 
     recorded = manifest["files"][f"{prefix}/web.rootfs/root/notes.txt"]
     assert recorded == [7, hashlib.sha256(b"before\n").hexdigest()]
     assert manifest["links"][f"{prefix}/web.rootfs/sbin/init"] == "../bin/busybox"
-    [verified] = backup.verify(backup.prepare(studio.inventory, studio.env), lines.append)
+    [verified] = backup.verify(
+        backup.prepare(studio.inventory, studio.env, [studio.service]), lines.append
+    )
     assert verified.ok, verified.message
     assert verified.value.files == len(manifest["files"]) >= 5
 
 
 def test_a_restore_in_place_brings_the_containers_files_back(studio: Studio) -> None:
     studio.incus.inside(studio.instance, "echo later > /root/notes.txt; rm /www/index.html")
-    context = backup.prepare(studio.inventory, studio.env)
+    context = backup.prepare(studio.inventory, studio.env, [studio.service])
     lines: list[str] = []
     done = backup.restore_service(context, studio.service, lines.append, in_place=True)
     assert done.instances == [studio.instance]
@@ -230,7 +253,9 @@ def test_a_failed_backup_leaves_no_snapshot(studio: Studio) -> None:
     right = store.get(passphrase_secret(studio.service))
     store.set(passphrase_secret(studio.service), b"not the passphrase")
     try:
-        [outcome] = backup.run(backup.prepare(studio.inventory, studio.env), lambda _: None)
+        [outcome] = backup.run(
+            backup.prepare(studio.inventory, studio.env, [studio.service]), lambda _: None
+        )
     finally:
         store.set(passphrase_secret(studio.service), right)
     assert not outcome.ok and "the repository passphrase is wrong" in outcome.message
@@ -253,3 +278,27 @@ def test_the_hosts_timer_command_backs_up_the_container_too(studio: Studio) -> N
     notes = f"srv/{studio.service}/web.rootfs/root/notes.txt"
     assert studio.archived(archives[-1], notes) == "from the timer\n"
     assert BACKUP not in studio.snapshots()
+
+
+def test_a_service_backed_up_by_stop_has_its_container_stopped_for_the_copy(
+    studio: Studio,
+) -> None:
+    pad, volume = f"{studio.pad}-app", studio.root / "srv" / studio.pad / "pads"
+    studio.incus.inside(pad, "echo the first pad > /pads/first.txt")
+    seen: list[str] = []
+
+    def meanwhile(line: str) -> None:
+        if ": archiving " in line:
+            seen.append(studio.incus.query(f"/1.0/instances/{pad}")["status"])
+
+    context = backup.prepare(studio.inventory, studio.env, [studio.pad])
+    [outcome] = backup.run(context, meanwhile)
+    assert outcome.ok, outcome.message
+    assert seen == ["Stopped"]
+    assert studio.incus.query(f"/1.0/instances/{pad}")["status"] == "Running"
+    assert outcome.value.downtime is not None and outcome.value.downtime > 0
+    (volume / "first.txt").unlink()
+    done = backup.restore_service(context, studio.pad, lambda _: None, into="/restored")
+    assert done.paths == [f"/restored/srv/{studio.pad}/pads"]
+    restored = studio.root / "restored" / "srv" / studio.pad / "pads" / "first.txt"
+    assert restored.read_text() == "the first pad\n"
