@@ -8,8 +8,8 @@ service's volumes:
    other (ZFS, LVM, Ceph, a virtual machine's disk image), or an instance that does not exist,
    fails the run before anything is taken, saying which and what to do;
 2. ``take`` has Incus take the snapshot ``allmende-backup`` of each (replacing one a killed run
-   left; Incus freezes a running container while it copies it to a ``dir`` pool, a ``btrfs``
-   pool snapshots it at once) and returns, for each, the snapshot's root file system and where
+   left; on a ``dir`` pool Incus copies the container's files, a ``btrfs`` pool snapshots
+   them at once) and returns, for each, the snapshot's root file system and where
    the archive has it (``/srv/<service>/<component>.rootfs``): ``operations.snapshot`` binds
    one over the other where Borg and the hashing run, so an archive holds the files under a
    path that names the component and not the pool;
