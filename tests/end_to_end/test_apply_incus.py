@@ -17,7 +17,8 @@ the bridge. The tests run in order, each on what the one before left: the first 
 (box makes the edge container; the edge's HAProxy follows), a third that changes nothing, a
 change of limits and a new published port applied in place, a rollback to the snapshot taken
 before that change, a new image (the instance made anew), the same host planned and changed
-over SSH, a service that leaves (its instance deleted), and a change Incus refuses.
+over SSH, a service that leaves (its instance deleted), a change Incus refuses, and the
+database container's PostgreSQL dumped into a real Borg repository and its rows restored.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from tests.end_to_end.conftest import free_port
 from tests.end_to_end.incus import Incus
 from tests.end_to_end.remote import RemoteHost
 
+from allmende.actions import backup, backupinit
 from allmende.actions.apply import Outcome, plan_and_apply
 from allmende.actions.rollback import rollback, snapshots
 from allmende.errors import ApplyFailed
@@ -411,3 +413,33 @@ def test_a_change_incus_refuses_leaves_the_instance_untouched_and_says_why(
     assert school.pid(web) == pid and after["status"] == "Running"
     assert school.get("site.test", old_port) == "the art school\n"
     assert school.get("site.test") == "the art school\n"
+
+
+def test_the_database_container_is_dumped_and_its_rows_come_back(school: School) -> None:
+    db, server = school.name("db"), school.name("db-server")
+
+    def sql(statement: str, database: str = "notes") -> str:
+        command = f'runuser -u postgres -- psql -Atq -d {database} -c "{statement}"'
+        return school.incus.inside(server, command).strip()
+
+    sql("create database notes", "postgres")
+    sql("create table pads (id int primary key, body text)")
+    sql("insert into pads select n, 'pad ' || n from generate_series(1, 500) as n")
+    collective = yaml.safe_load((school.inventory / "allmende.yaml").read_text())
+    repositories = school.root.parent / "repos"
+    collective["backup"] = {"repository": f"{repositories}/{{service}}"}
+    (school.inventory / "allmende.yaml").write_text(yaml.safe_dump(collective))
+    provider = school.service("db")
+    provider["backup"] = {"consistency": "dump"}
+    school.write_service("db", provider)
+    context = backup.prepare(school.inventory, school.env, [db])
+    for made in backupinit.init(context, lambda _: None):
+        assert not made.error, made.error
+
+    [outcome] = backup.run(context, lambda _: None)
+    assert outcome.ok, outcome.message
+    assert outcome.value.rows == {"notes": {"public.pads": 500}}
+    sql("drop table pads")
+    done = backup.restore_service(context, db, lambda _: None, in_place=True)
+    assert done.databases == ["notes"]
+    assert sql("select count(*), max(body) from pads") == "500|pad 99"

@@ -141,7 +141,9 @@ def exec_in(inventory: Inventory, name: str, component: str, user: str | None) -
     if host.engine == "kubernetes":
         return (), ("kubectl", "--namespace", name, "exec", "-i", f"deployment/{component}", "--")
     if host.engine == "incus":
-        return (), ("incus", "exec", f"{name}-{component}", "--")
+        # ``incus exec --user`` takes only a number, which differs between distributions.
+        runuser: Argv = ("runuser", "-u", user, "--") if user else ()
+        return (), ("incus", "exec", f"{name}-{component}", "--", *runuser)
     if host.engine == "systemd" and user:
         return (), ("runuser", "-u", user, "--")
     return (), ()
