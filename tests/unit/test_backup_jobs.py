@@ -169,4 +169,7 @@ def test_an_incus_service_backed_up_by_snapshot_reads_each_instance() -> None:
     assert "--numeric-ids" in borg.extract(git, "git-1")
     database = backups.job(inventory, "database")  # dumped: its container is not copied
     assert database is not None and not database.instances
+    inside = ("incus", "exec", "database-server", "--", "runuser", "-u", "postgres", "--")
+    assert database.dumps[0].command[:9] == (*inside, "pg_dump")
+    assert database.dumps[0].load[:9] == (*inside, "psql")
     assert "--numeric-ids" not in borg.extract(database, "database-1")
