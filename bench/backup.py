@@ -1,16 +1,18 @@
 """Benchmark: a backup by allmende against plain `borg create` with the same options, side by
 side, and a restore drill against a plain `borg extract`.
 
-    .venv/bin/python bench/backup.py [--size-mib N]      default: 1024 (1 GiB)
+    .venv/bin/python bench/backup.py [--size-mib N] [--rounds R]   default: 1024 (1 GiB), 7
 
 The data is mixed and made the same every time (a fixed seed): a third incompressible random
 bytes in large files, a third text in thousands of small and middling files, a third copies
 and near-copies of earlier files (what deduplication finds). Each side gets its own repository
-(repokey-blake2, lz4) on this machine and runs twice: first, then again with nothing changed.
-allmende's run is the whole job on this machine (the files hashed for the manifest, special
-files looked for, named pipes made, Borg's answer read), without pruning; the plain run is the
-same `borg create` command line. The drill extracts the archive into a scratch directory and
-compares every file's checksum with the manifest; `borg check` before it is timed apart.
+(repokey-blake2, lz4) on this machine and runs first once, then R times again with nothing
+changed, the two sides taking turns so that whatever else loads the machine falls on both
+alike; the figures are medians. allmende's run is the whole job on this machine (the files
+hashed for the manifest, special files looked for, named pipes made, Borg's answer read),
+without pruning; the plain run is the same `borg create` command line. The drill extracts
+the archive into a scratch directory and compares every file's checksum with the manifest;
+`borg check` before it is timed apart.
 Peak memory is the largest resident set of this process (allmende) and of any program it ran
 (Borg, the hashing).
 """
@@ -23,6 +25,7 @@ import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -114,57 +117,95 @@ def run(argv: list[str], env: dict[str, str], cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def plain(work: Path, root: Path, job: Job) -> dict[str, float]:
-    """Time plain Borg: init, create twice, extract."""
-    env = borg_env(work / "plain")
-    repo = str(work / "plain-repo")
-    run(["borg", "init", "--encryption=repokey-blake2", repo], env, work)
-    plain_job = Job("bench", "local", repo, "dump", "daily")
-    paths = [p.lstrip("/") for p in job.paths]
-    figures = {}
-    for label, name in (("first", "bench-1"), ("second", "bench-2")):
-        figures[label] = run(borg.create(plain_job, name, paths, []), env, root)
-    scratch = work / "plain-extract"
-    scratch.mkdir()
-    figures["extract"] = run(borg.extract(plain_job, "bench-2"), env, scratch)
-    shutil.rmtree(scratch)
-    return figures
+class Plain:
+    """Plain Borg: its own repository and files cache, the same `borg create` options."""
+
+    def __init__(self, work: Path, root: Path, job: Job) -> None:
+        self.env = borg_env(work / "plain")
+        self.work, self.root = work, root
+        self.job = Job("bench", "local", str(work / "plain-repo"), "dump", "daily")
+        self.paths = [p.lstrip("/") for p in job.paths]
+        self.made = 0
+        run(["borg", "init", "--encryption=repokey-blake2", self.job.repository], self.env, work)
+
+    def create(self) -> float:
+        self.made += 1
+        return run(borg.create(self.job, f"bench-{self.made}", self.paths, []), self.env, self.root)
+
+    def extract(self) -> float:
+        scratch = self.work / "plain-extract"
+        scratch.mkdir()
+        try:
+            return run(borg.extract(self.job, f"bench-{self.made}"), self.env, scratch)
+        finally:
+            shutil.rmtree(scratch)
 
 
-def allmende(work: Path, root: Path, job: Job) -> dict[str, float]:
-    """Time allmende's backup run twice and its verify (check, then the drill)."""
-    host = LocalConnector("local", str(root))
-    env = borg.environment(job, host.real)
-    repo = job.repository
-    run(["borg", "init", "--encryption=repokey-blake2", repo], {**os.environ, **env}, work)
-    figures = {}
-    for label in ("first", "second"):
+class Allmende:
+    """allmende's backup run of the job, and its verify (check, then the drill)."""
+
+    def __init__(self, work: Path, root: Path, job: Job) -> None:
+        self.host = LocalConnector("local", str(root))
+        self.job = job
+        env = {**os.environ, **borg.environment(job, self.host.real)}
+        run(["borg", "init", "--encryption=repokey-blake2", job.repository], env, work)
+        self.last = 0.0
+
+    def create(self) -> float:
+        time.sleep(max(0.0, self.last + 1.05 - time.time()))  # archive names are to the second
         started = time.perf_counter()
-        asyncio.run(backup.run(host, job, PASSPHRASE))
-        figures[label] = time.perf_counter() - started
-        time.sleep(1.1)  # archive names are to the second
-    marks: dict[str, float] = {}
+        asyncio.run(backup.run(self.host, self.job, PASSPHRASE))
+        self.last = time.time()
+        return time.perf_counter() - started
 
-    def say(line: str) -> None:
-        marks.setdefault(
-            "drill" if line.startswith("restore drill") else "check", time.perf_counter()
-        )
+    def verify(self) -> tuple[float, float, int]:
+        """Return the seconds of ``borg check`` and of the drill, and the files drilled."""
+        marks: dict[str, float] = {}
 
-    started = time.perf_counter()
-    found = asyncio.run(drill.verify(host, job, PASSPHRASE, say))
-    ended = time.perf_counter()
-    if not found.ok:
-        raise SystemExit(f"the drill failed: {found.problems}")
-    figures["check"] = marks["drill"] - started
-    figures["drill"] = ended - marks["drill"]
-    figures["drilled_files"] = found.files
+        def say(line: str) -> None:
+            marks.setdefault(
+                "drill" if line.startswith("restore drill") else "check", time.perf_counter()
+            )
+
+        started = time.perf_counter()
+        found = asyncio.run(drill.verify(self.host, self.job, PASSPHRASE, say))
+        ended = time.perf_counter()
+        if not found.ok:
+            raise SystemExit(f"the drill failed: {found.problems}")
+        return marks["drill"] - started, ended - marks["drill"], found.files
+
+
+def side_by_side(work: Path, root: Path, job: Job, rounds: int) -> dict[str, list[float]]:
+    """Time both sides: the first run once each; then ``rounds`` unchanged runs and as many
+    extracts and drills, the two sides taking turns so that what else loads the machine
+    falls on both alike."""
+    theirs, ours = Plain(work, root, job), Allmende(work, root, job)
+    figures: dict[str, list[float]] = {}
+
+    def add(key: str, seconds: float) -> None:
+        figures.setdefault(key, []).append(seconds)
+
+    add("plain first", theirs.create())
+    add("allmende first", ours.create())
+    for number in range(rounds):
+        turns = [("plain", theirs.create), ("allmende", ours.create)]
+        for side, create in turns if number % 2 == 0 else turns[::-1]:
+            add(f"{side} second", create())
+    for _ in range(max(1, rounds // 2)):
+        add("plain extract", theirs.extract())
+        check, drilled, files = ours.verify()
+        add("check", check)
+        add("allmende drill", drilled)
+        add("drilled files", files)
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
-    size = parser.parse_args().size_mib * 2**20
+    parser.add_argument("--rounds", type=int, default=7, help="unchanged runs per side")
+    options = parser.parse_args()
+    size = options.size_mib * 2**20
     if shutil.which("borg") is None:
         raise SystemExit("borg is not installed: apt-get install borgbackup")
     with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
@@ -180,18 +221,32 @@ def main() -> None:
             if path.is_file():
                 path.read_bytes()
         print(f"data: {on_disk / 2**20:.0f} MiB in {files} files (lz4, repokey-blake2)")
-        theirs = plain(work, root, job)
-        ours = allmende(work, root, job)
+        figures = side_by_side(work, root, job, options.rounds)
+    mid = {key: statistics.median(values) for key, values in figures.items()}
     print(f"{'':>22} {'plain borg':>11} {'allmende':>9} {'overhead':>9}")
     for label, text in (("first", "first run"), ("second", "second, unchanged")):
-        overhead = (ours[label] - theirs[label]) / theirs[label] * 100
-        print(f"{text:>22} {theirs[label]:>10.2f}s {ours[label]:>8.2f}s {overhead:>8.1f}%")
-    ratio = ours["drill"] / theirs["extract"]
+        theirs, ours = mid[f"plain {label}"], mid[f"allmende {label}"]
+        overhead = (ours - theirs) / theirs * 100
+        print(f"{text:>22} {theirs:>10.2f}s {ours:>8.2f}s {overhead:>8.1f}%")
+    ratio = mid["allmende drill"] / mid["plain extract"]
     print(
-        f"{'restore drill':>22} {theirs['extract']:>10.2f}s {ours['drill']:>8.2f}s "
-        f"{ratio:>8.2f}x  (extract + compare {ours['drilled_files']:.0f} files; target < 2x)"
+        f"{'restore drill':>22} {mid['plain extract']:>10.2f}s {mid['allmende drill']:>8.2f}s "
+        f"{ratio:>8.2f}x  (extract + compare {mid['drilled files']:.0f} files; target < 2x)"
     )
-    print(f"{'borg check (verify)':>22} {'':>11} {ours['check']:>8.2f}s")
+    print(f"{'borg check (verify)':>22} {'':>11} {mid['check']:>8.2f}s")
+    spread = ", ".join(
+        f"{side} {min(figures[f'{side} second']):.2f}-{max(figures[f'{side} second']):.2f}s"
+        for side in ("plain", "allmende")
+    )
+    turns = statistics.median(
+        (ours - theirs) / theirs * 100
+        for theirs, ours in zip(figures["plain second"], figures["allmende second"], strict=True)
+    )
+    print(
+        f"medians of {options.rounds} unchanged runs per side, taking turns ({spread}; the "
+        f"median of each turn's overhead: {turns:.1f}%), and of "
+        f"{max(1, options.rounds // 2)} extracts and drills"
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak memory: allmende {own:.0f} MiB, the programs it ran {children:.0f} MiB")

@@ -130,7 +130,10 @@ def _daemon(logs: Path) -> Iterator[None]:
             time.sleep(0.5)
         yield
     finally:
-        subprocess.run(["incus", "admin", "shutdown", "--timeout", "60"], check=False, timeout=90)
+        if daemon.poll() is None:  # the socket is still this daemon's: no other is shut down
+            subprocess.run(
+                ["incus", "admin", "shutdown", "--timeout", "60"], check=False, timeout=90
+            )
         try:
             daemon.wait(30)
         except subprocess.TimeoutExpired:

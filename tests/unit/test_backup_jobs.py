@@ -10,6 +10,7 @@ import pytest
 from allmende.inventory import backups, derive
 from allmende.inventory.backupjob import CONTAINER, Job, from_json, with_container
 from allmende.inventory.load import load
+from allmende.operations import borg
 from allmende.render import backups as render_backups
 from tests.conftest import BASE, EXAMPLES
 
@@ -157,3 +158,19 @@ def test_a_host_that_backs_up_gets_borg_installed_when_it_lacks_it() -> None:
     assert asyncio.run(install_actions(host, backs_up)) == []
     without_apt = MemoryHost("rack", programs={("python3",): ok})
     assert asyncio.run(install_actions(without_apt, backs_up)) == []
+
+
+def test_an_incus_service_backed_up_by_snapshot_reads_each_instance() -> None:
+    inventory = load(EXAMPLES / "klankschool", {})
+    git = backups.job(inventory, "git")
+    assert git is not None and git.consistency == "snapshot"
+    assert [(i.component, i.name, i.path) for i in git.instances] == [
+        ("app", "git-app", "/srv/git/app.rootfs")
+    ]
+    assert "--numeric-ids" in borg.extract(git, "git-1")
+    database = backups.job(inventory, "database")  # dumped: its container is not copied
+    assert database is not None and not database.instances
+    inside = ("incus", "exec", "database-server", "--", "runuser", "-u", "postgres", "--")
+    assert database.dumps[0].command[:9] == (*inside, "pg_dump")
+    assert database.dumps[0].load[:9] == (*inside, "psql")
+    assert "--numeric-ids" not in borg.extract(database, "database-1")

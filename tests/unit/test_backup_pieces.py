@@ -4,6 +4,7 @@ counted in a dump as it streams, checksums of a tree with their cache)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
@@ -159,7 +160,13 @@ def test_hashes_cover_files_links_and_specials_and_reuse_the_cache(tmp_path: Pat
     assert found["links"] == {"srv/wiki/data/link": "a.txt"}
     assert found["special"] == ["srv/wiki/data/pipe"]
     cached = json.loads(cache.read_text())
-    cached["srv/wiki/data/a.txt"][5] = "from the cache"
+    cached["srv/wiki/data/a.txt"][-1] = "from the cache"
     cache.write_text(json.dumps(cached))
     again = hashes.walk(spec)
     assert again["files"] == {"srv/wiki/data/a.txt": [1, "from the cache"]}
+    # A changed file is read again, even with its size and modification time put back.
+    before = (data / "a.txt").stat()
+    (data / "a.txt").write_text("b")
+    os.utime(data / "a.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
+    changed = hashes.walk(spec)
+    assert changed["files"] == {"srv/wiki/data/a.txt": [1, hashlib.sha256(b"b").hexdigest()]}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from allmende.actions.plan import Seams
-from allmende.apply.snapshots import choose, hold_for_backup, roll_back
+from allmende.apply.snapshots import choose, roll_back
 from allmende.apply.verify import only_unplanned
 from allmende.cli.main import main
 from allmende.connectors.base import Ran
@@ -121,23 +121,6 @@ def test_a_rollback_keeps_the_moment_before_and_restores() -> None:
     assert taken[:4] == ("incus", "snapshot", "create", "wiki-app")
     assert taken[4].startswith("before-rollback-") and taken[5] == "--reuse"
     assert restored == ("incus", "snapshot", "restore", "wiki-app", "auto-1")
-
-
-def test_a_backup_snapshot_on_a_pool_without_directories_is_refused() -> None:
-    box = snapshot_host()
-    box.answer(
-        ["incus", "query", "/1.0/instances/wiki-app"],
-        Ran(0, b'{"expanded_devices": {"root": {"pool": "fast"}}}', b""),
-    )
-    box.answer(["incus", "query", "/1.0/storage-pools/fast"], Ran(0, b'{"driver": "zfs"}', b""))
-
-    async def go() -> object:
-        driver = await find_driver(box, "incus", "docker")
-        assert driver is not None
-        return await hold_for_backup(box, driver, "wiki", ["app"])
-
-    with pytest.raises(UserError, match="zfs pool fast, whose snapshots are no directory"):
-        asyncio.run(go())
 
 
 def test_engines_without_snapshots_say_so(tmp_path: Path) -> None:

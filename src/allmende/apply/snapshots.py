@@ -1,19 +1,17 @@
-"""Snapshots of a service's components on its host: list them, go back to one, and hold one
-for a backup to read.
+"""Snapshots of a service's components on its host: list them, and go back to one.
 
 The engine keeps the snapshots and says how (``Engine.list_snapshots``, ``snapshot``,
-``restore``, ``forget``, ``snapshot_files``; Incus: ``incus snapshot``); this module decides
-which and in what order, and runs the commands on the (opened, locked) host through
-``Connector.run``:
+``restore``, ``forget``; Incus: ``incus snapshot``); this module decides which and in what
+order, and runs the commands on the (opened, locked) host through ``Connector.run``:
 
 * ``roll_back`` first takes a snapshot of every component (``before-rollback-<date>-<time>``,
   so that a rollback can itself be undone), then brings each component that has the chosen
   snapshot back to it: the one named ``to``, else each component's latest. Going back to a
   snapshot brings back its files and its configuration (a later apply shows what differs
-  from the inventory then);
-* ``hold_for_backup`` takes the snapshot ``allmende-backup`` of every component (replacing the
-  one of the last backup) and returns where each one's files are on the host, for Borg to read
-  while the service runs on; ``release_backup`` deletes them when the backup is done.
+  from the inventory then).
+
+A backup that reads snapshots (``consistency: snapshot`` on an Incus host) takes its own, from
+its job on the host: ``operations.instances``.
 """
 
 from __future__ import annotations
@@ -26,8 +24,6 @@ from allmende.connectors.base import Connector
 from allmende.engines.base import Driver, Snapshot
 from allmende.errors import UserError
 
-#: The snapshot a backup reads, replaced at every backup.
-BACKUP = "allmende-backup"
 #: The start of the name of the snapshot taken before a rollback.
 BEFORE_ROLLBACK = "before-rollback"
 
@@ -107,29 +103,3 @@ async def roll_back(
     for component, name in sorted(chosen.items()):
         await _run(connector, engine.restore(site, service, component, name), f"rollback {service}")
     return Rolled(service, connector.host, chosen, kept)
-
-
-async def hold_for_backup(
-    connector: Connector, driver: Driver, service: str, components: Sequence[str]
-) -> dict[str, str]:
-    """Take the snapshot ``allmende-backup`` of each of a service's components (replacing the
-    last one) and return, by component, the directory on the host that holds its files, for a
-    backup to read. Raise UserError where the engine keeps no snapshots or cannot show their
-    files."""
-    engine, site = driver.engine, driver.site
-    held: dict[str, str] = {}
-    for component in components:
-        await _run(
-            connector, engine.snapshot(site, service, component, BACKUP), f"back up {service}"
-        )
-        held[component] = await engine.snapshot_files(connector, site, service, component, BACKUP)
-    return held
-
-
-async def release_backup(
-    connector: Connector, driver: Driver, service: str, components: Sequence[str]
-) -> None:
-    """Delete the snapshots ``hold_for_backup`` took."""
-    engine, site = driver.engine, driver.site
-    for component in components:
-        await _run(connector, engine.forget(site, service, component, BACKUP), f"back up {service}")

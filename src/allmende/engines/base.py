@@ -287,14 +287,6 @@ class Engine:
         """Return the commands that delete a component's snapshot ``name``."""
         raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
 
-    async def snapshot_files(
-        self, connector: Connector, site: Site, service: str, component: str, name: str
-    ) -> str:
-        """Return the directory on the (opened) host that holds the files of a component's
-        snapshot ``name``, for a backup to read. Raise UserError where the engine cannot show
-        them."""
-        raise UserError(f"{site.host}: engine {self.name} keeps no snapshots")
-
 
 def deliver_files(
     inventory: Inventory, service: str, values: Mapping[str, bytes]

@@ -61,6 +61,18 @@ class Dump:
 
 
 @dataclass(frozen=True)
+class Instance:
+    """An Incus instance (one component) of a service backed up by ``snapshot``: its own files
+    are read from a snapshot Incus takes of it while it runs on, and are in the archive at
+    ``path`` (``/srv/<service>/<component>.rootfs`` as a host path: nothing is there on the
+    host but while a backup reads). ``operations.instances`` drives Incus for it."""
+
+    component: str
+    name: str
+    path: str
+
+
+@dataclass(frozen=True)
 class Channel:
     """Where alerts about this backup go: an e-mail address (handed to ``smtp``,
     ``host:port``) or a webhook URL."""
@@ -87,6 +99,7 @@ class Job:
     exclude: tuple[str, ...] = ()
     control: Control | None = None
     dumps: tuple[Dump, ...] = ()
+    instances: tuple[Instance, ...] = ()
     notify: tuple[Channel, ...] = ()
     #: What runs the service there, for messages (``compose on podman``).
     engine: str = ""
@@ -133,6 +146,7 @@ def from_json(text: str | bytes) -> Job:
     data = versioned(text, VERSION, "job file")
     control = data.pop("control", None)
     dumps = data.pop("dumps", [])
+    instances = data.pop("instances", [])
     notify = data.pop("notify", [])
     plain: dict[str, Any] = {
         k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k != "keep"
@@ -158,6 +172,9 @@ def from_json(text: str | bytes) -> Job:
                     _argv(d.get("find", [])),
                 )
                 for d in dumps
+            ),
+            instances=tuple(
+                Instance(str(i["component"]), str(i["name"]), str(i["path"])) for i in instances
             ),
             notify=tuple(Channel(str(c["kind"]), str(c["target"]), str(c["smtp"])) for c in notify),
         )

@@ -9,6 +9,9 @@ consistent, and the commands that do it on the service's engine.
 - Consistency ``stop``: the service's running containers are stopped for the copy and started
   again (compose and Kubernetes played by podman: the containers carrying the service's labels;
   swarm: its services scaled to 0 and back; Incus: its instances; systemd: its units).
+- Consistency ``snapshot`` on an Incus host: besides its volumes, each component's instance
+  (``<service>-<component>``), whose own files are read from a snapshot Incus takes of it and
+  archived at ``hostpaths.rootfs_copy`` (``/srv/<service>/<component>.rootfs``).
 - The secrets that open the repository are files the host gets from apply
   (``hostpaths.backup_passphrase``, ``backup_ssh_key``), never part of the job.
 """
@@ -16,8 +19,8 @@ consistent, and the commands that do it on the service's engine.
 from __future__ import annotations
 
 from allmende.inventory import derive
-from allmende.inventory.backupjob import CONTAINER, Argv, Channel, Control, Dump, Job
-from allmende.inventory.hostpaths import dump_file
+from allmende.inventory.backupjob import CONTAINER, Argv, Channel, Control, Dump, Instance, Job
+from allmende.inventory.hostpaths import dump_file, rootfs_copy
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Service
 
@@ -138,7 +141,9 @@ def exec_in(inventory: Inventory, name: str, component: str, user: str | None) -
     if host.engine == "kubernetes":
         return (), ("kubectl", "--namespace", name, "exec", "-i", f"deployment/{component}", "--")
     if host.engine == "incus":
-        return (), ("incus", "exec", f"{name}-{component}", "--")
+        # ``incus exec --user`` takes only a number, which differs between distributions.
+        runuser: Argv = ("runuser", "-u", user, "--") if user else ()
+        return (), ("incus", "exec", f"{name}-{component}", "--", *runuser)
     if host.engine == "systemd" and user:
         return (), ("runuser", "-u", user, "--")
     return (), ()
@@ -222,6 +227,11 @@ def job(inventory: Inventory, name: str) -> Job | None:
             found = _dump(inventory, name, service, database)
             if found is not None:
                 dumps.append(found)
+    instances: tuple[Instance, ...] = ()
+    if backup.consistency == "snapshot" and host.engine == "incus":
+        instances = tuple(
+            Instance(c, f"{name}-{c}", rootfs_copy(name, c)) for c in sorted(service.components)
+        )
     keep = backup.keep or derive.DEFAULT_KEEP
     periods = ("hourly", "daily", "weekly", "monthly", "yearly")
     channels = tuple(
@@ -243,6 +253,7 @@ def job(inventory: Inventory, name: str) -> Job | None:
         exclude=tuple(sorted(excluded)),
         control=control(inventory, name),
         dumps=tuple(dumps),
+        instances=instances,
         notify=channels,
         engine=f"{host.engine} on {host.runtime}",
         collective=inventory.collective.name,

@@ -82,6 +82,12 @@ def dump_file(service: str, database: str, suffix: str) -> str:
     return f"{service_dir(service)}/dumps/{database}.{suffix}"
 
 
+def rootfs_copy(service: str, component: str) -> str:
+    """Return where a backup puts the files of a component's Incus instance, read from a
+    snapshot: ``/srv/<service>/<component>.rootfs`` (no volume's name has a dot)."""
+    return f"{service_dir(service)}/{component}.rootfs"
+
+
 def service_of(path: str) -> str | None:
     """Return the service a host path belongs to (``/srv/<service>/...``), else None."""
     parts = PurePosixPath(path).parts
@@ -163,6 +169,11 @@ def incus_host_file(host: str) -> str:
 def incus_snapshot_rootfs(pool: str, instance: str, snapshot: str) -> str:
     """Return where a container snapshot's files are on a ``dir`` or ``btrfs`` pool."""
     return f"{INCUS_POOLS}/{pool}/containers-snapshots/{instance}/{snapshot}/rootfs"
+
+
+def incus_rootfs(pool: str, instance: str) -> str:
+    """Return where a container's own files are on a ``dir`` or ``btrfs`` pool."""
+    return f"{INCUS_POOLS}/{pool}/containers/{instance}/rootfs"
 
 
 # allmende's own

@@ -6,8 +6,8 @@ In order, on the (opened) host:
 2. a named pipe is made for each database dump and one for the manifest; special files in the
    volumes (devices, pipes, links to them) are left out of the archive, since Borg reads pipes;
 3. ``stop``: the service's running containers are stopped (their ids kept in the stopped file);
-   ``snapshot``: each volume is snapshotted read-only and the copy reads the snapshots
-   (``operations.snapshot``);
+   ``snapshot``: each volume is snapshotted read-only, and on an Incus host each instance too,
+   and the copy reads the snapshots (``operations.snapshot``, ``operations.instances``);
 4. at the same time: each dump is streamed into its pipe and counted (``onhost.dumps``), the
    volumes' files are hashed (``onhost.hashes``, unchanged files from a cache), and ``borg
    create`` reads the volumes, then each dump, then the manifest (file checksums, row counts
@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
@@ -155,17 +155,23 @@ async def start(host: Connector, job: Job, ids: list[str]) -> None:
     await host.remove(stopped_file(job.service))
 
 
-async def survey(host: Connector, paths: Sequence[str]) -> tuple[list[str], list[str]]:
+async def survey(
+    host: Connector, paths: Sequence[str], wrap: Wrap = list
+) -> tuple[list[str], list[str]]:
     """Return those of ``paths`` (host paths) that exist, and the special files under them
-    and the links to such files, as Borg stores their paths: one ``find`` run."""
+    and the links to such files, as Borg stores their paths: one ``find`` run (through
+    ``wrap``, where snapshots show)."""
     if not paths:
         return [], []
     relative_paths = [relative(p) for p in paths]
     types = ["-type", "p", "-o", "-type", "b", "-o", "-type", "c"]
-    xtypes = ["-o", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c"]
+    # Only links are followed to see what they lead to: ``-xtype`` alone would stat every file.
+    xtypes = ["-o", "-type", "l", "(", "-xtype", "p", "-o", "-xtype", "b", "-o", "-xtype", "c", ")"]
     ran = await host.run(
-        borg.in_dir(
-            host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+        wrap(
+            borg.in_dir(
+                host.real("/"), ["find", *relative_paths, "(", *types, *xtypes, ")", "-print0"]
+            )
         ),
         ok=(0, 1),
         what="look for special files",
@@ -181,23 +187,52 @@ async def existing(host: Connector, paths: Sequence[str]) -> list[str]:
     return (await survey(host, paths))[0]
 
 
+#: A shell function that lets go of whatever waits to open the named pipe ``$1``: a writer
+#: blocked opening it (which then gets EPIPE writing, and ends) and a reader blocked opening it
+#: (which then reads its end).
+LET_GO = (
+    'let_go() { dd if="$1" iflag=nonblock of=/dev/null count=0 status=none; '
+    'dd if=/dev/null of="$1" oflag=nonblock conv=notrunc count=0 status=none 2>/dev/null; }; '
+)
+#: Makes fresh named pipes (mode 0600) at its arguments, letting go first of what a killed
+#: run left waiting at the old ones (which would otherwise wait for ever).
+MAKE_PIPES = (
+    LET_GO + 'for p do if [ -p "$p" ]; then let_go "$p"; fi; rm -f -- "$p" || exit 1; done; '
+    'exec mkfifo -m 0600 -- "$@"'
+)
+
+
 async def make_pipes(host: Connector, pipes: Sequence[str]) -> None:
-    """Make a fresh named pipe (mode 0600) at each host path, replacing what was there."""
+    """Make a fresh named pipe (mode 0600) at each host path, replacing what was there and
+    letting go of any program that a killed run left waiting at it."""
     for directory in sorted({str(PurePosixPath(p).parent) for p in pipes}):
         await host.make_dir(directory)
-    for pipe in pipes:
-        await host.remove(pipe)
     await host.run(
-        ["mkfifo", "-m", "0600", *(host.real(p) for p in pipes)], what="make named pipes"
+        ["sh", "-c", MAKE_PIPES, "sh", *(host.real(p) for p in pipes)], what="make named pipes"
     )
 
 
-async def drain(host: Connector, pipe: str) -> None:
-    """Open a named pipe for reading and discard what comes, so that a writer waiting for
-    Borg (which failed) can finish."""
+async def let_go(host: Connector, pipe: str) -> None:
+    """Let go of whatever waits to open a named pipe (``LET_GO``)."""
     await host.run(
-        ["dd", f"if={host.real(pipe)}", "of=/dev/null", "status=none"], ok=None, timeout=600
+        ["sh", "-c", LET_GO + 'let_go "$1"', "sh", host.real(pipe)], ok=None, what="let go"
     )
+
+
+async def drain(host: Connector, pipe: str, writer: Awaitable[object]) -> None:
+    """Read a named pipe and discard what comes until ``writer`` is done, so that a writer
+    waiting for Borg (which failed) can finish; a writer that never opened it leaves the
+    reader waiting, which is then let go of. Nothing is left running."""
+    reading = asyncio.ensure_future(
+        host.run(
+            ["dd", f"if={host.real(pipe)}", "of=/dev/null", "status=none"], ok=None, timeout=600
+        )
+    )
+    await asyncio.gather(writer, return_exceptions=True)
+    while not reading.done():  # the reader may not have opened the pipe yet
+        await let_go(host, pipe)
+        await asyncio.wait([reading], timeout=0.2)
+    await reading
 
 
 def stats_file(job: Job, database: str) -> str:
@@ -221,29 +256,36 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     relative_paths = [relative(p) for p in paths]
     special = [s for s in found_special if f"/{s}" not in pipes]
     excludes = [borg.path_pattern(p) for p in job.exclude]
-    excludes += [borg.full_pattern(s) for s in special]
-    if special:
-        result.notes.append(f"left out {len(special)} special file(s): {', '.join(special[:5])}")
     stopped: list[str] | None = None
     stop_started = 0.0
     taken = snapshot.Snapshots()
     try:
         if job.consistency == "snapshot":
-            say("taking read-only snapshots of the volumes")
-            taken = await snapshot.take(host, job, paths)
+            say("taking read-only snapshots" + (" of the volumes" if not job.instances else ""))
+            taken = await snapshot.hold(host, job, paths)
+            if taken.binds:  # the instances' files, as the snapshots have them
+                copies = [path for _, path in taken.binds]
+                special += (await survey(host, copies, taken.wrapper(host)))[1]
+                relative_paths += [relative(p) for p in copies]
+        excludes += [borg.full_pattern(s) for s in special]
+        if special:
+            shown = ", ".join(special[:5])
+            result.notes.append(f"left out {len(special)} special file(s): {shown}")
         if job.control is not None and job.consistency == "stop":
             say("stopping the service")
             stop_started = time.monotonic()
             stopped = await stop(host, job)
             if not stopped:
                 result.notes.append("the service was not running: nothing was stopped")
-        say(f"archiving {len(paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
+        say(f"archiving {len(relative_paths)} path(s) and {len(job.dumps)} dump(s) as {name}")
         outcome = await _archive(
             host, job, passphrase, name, (relative_paths, excludes, pipes), taken.wrapper(host)
         )
     finally:
-        if taken.pairs:
-            await snapshot.drop(host, taken)
+        if taken.pairs or taken.held:
+            for left in await snapshot.drop(host, job, taken):
+                say(left)
+                result.notes.append(left)
         if stopped:
             await start(host, job, stopped)
             result.downtime = time.monotonic() - stop_started
@@ -320,7 +362,7 @@ async def _archive(
     except UserError:
         for pipe, task in zip(pipes, [*writers, written], strict=True):
             if not task.done():
-                await drain(host, pipe)
+                await drain(host, pipe, task)
         await asyncio.gather(written, return_exceptions=True)
         raise
     document = await written

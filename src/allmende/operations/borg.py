@@ -138,8 +138,13 @@ def check(job: Job, verify_data: bool = False) -> list[str]:
 
 def extract(job: Job, name: str, paths: Sequence[str] = (), stdout: bool = False) -> list[str]:
     """Return ``borg extract`` of ``paths`` (all if none) of an archive, into the current
-    directory (``in_dir``) or, with ``stdout``, to standard output."""
-    return ["borg", "extract", *(["--stdout"] if stdout else []), archive(job, name), *paths]
+    directory (``in_dir``) or, with ``stdout``, to standard output. Files of Incus instances
+    get back their owners' numbers, not whichever of this host's users bear the names the
+    host they came from gave those numbers."""
+    words = ["borg", "extract", *(["--stdout"] if stdout else [])]
+    if job.instances:
+        words.append("--numeric-ids")
+    return [*words, archive(job, name), *paths]
 
 
 def prune(job: Job) -> list[str]:

@@ -4,17 +4,21 @@
 ...), touching nothing live. ``in_place`` puts the service back as the archive has it: files
 and dumps are first extracted to a scratch directory (an archive that does not extract changes
 nothing), then the service is stopped, each volume is moved aside to
-``<path>.before-restore-<time>`` and replaced by the archive's, each database dump is loaded
+``<path>.before-restore-<time>`` and replaced by the archive's (as a btrfs subvolume again
+where it was one and is backed up by ``snapshot``), each database dump is loaded
 into the running database server (a PostgreSQL dump drops and recreates what it holds), and
 the service is started again. A service backed up by ``dump`` gets its databases back from the
 dumps (a SQLite database gets its file back, its copy made through SQLite's backup API, while
 the service is stopped); its volume files were copied while it ran and are left as they are.
+An Incus service backed up by ``snapshot`` gets each instance's own files back too, in the same
+stop: the moment before is kept as its snapshot ``before-restore-<time>``, then its root file
+system is replaced by the archive's (``operations.instances``).
 """
 
 from __future__ import annotations
 
 import secrets as random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -23,11 +27,19 @@ from allmende.connectors.base import Connector
 from allmende.errors import UserError
 from allmende.inventory.backupjob import Job, with_container
 from allmende.inventory.hostpaths import SCRATCH
-from allmende.operations import borg
+from allmende.operations import borg, instances
 from allmende.operations.archives import archives
 from allmende.operations.backup import borg_run, relative, server_of, start, stop
 
 Say = Callable[[str], None]
+
+
+#: Puts the copy ``$1`` back at ``$2`` as a new btrfs subvolume (a volume backed up by
+#: ``snapshot`` must stay one, or the next backup cannot snapshot it).
+PUT_INTO_SUBVOLUME = (
+    'set -e; btrfs subvolume create "$2" >/dev/null; cp -a "$1/." "$2/"; '
+    'rm -rf --one-file-system "$1"'
+)
 
 
 @dataclass
@@ -38,6 +50,7 @@ class Restored:
     archive: str
     paths: list[str] = field(default_factory=list)
     databases: list[str] = field(default_factory=list)
+    instances: list[str] = field(default_factory=list)
     aside: list[str] = field(default_factory=list)
     downtime: float | None = None
 
@@ -79,9 +92,8 @@ async def to_directory(
     name = await choose(host, job, passphrase, archive)
     say(f"extracting {name} into {into}")
     await extract(host, job, passphrase, name, into)
-    return Restored(
-        job.service, name, paths=[f"{into.rstrip('/')}/{relative(p)}" for p in job.paths]
-    )
+    copies = [*job.paths, *(i.path for i in job.instances)]
+    return Restored(job.service, name, paths=[f"{into.rstrip('/')}/{relative(p)}" for p in copies])
 
 
 async def in_place(
@@ -96,8 +108,9 @@ async def in_place(
         say(f"extracting {name}")
         await extract(host, job, passphrase, name, scratch)
         files = [] if job.dumps else [p for p in job.paths if await _has(host, scratch, p)]
-        if files:
-            await _files(host, job, scratch, files, done, say)
+        held = [i.path for i in job.instances if await _has(host, scratch, i.path)]
+        if files or held:
+            await _files(host, job, scratch, (files, held), done, say)
         files_of = [d for d in job.dumps if d.kind == "sqlite"]
         if files_of:
             await _sqlite(host, job, scratch, done, say)
@@ -117,11 +130,16 @@ async def _has(host: Connector, scratch: str, path: str) -> bool:
 
 
 async def _put_back(
-    host: Connector, job: Job, pairs: list[tuple[str, str]], done: Restored, say: Say
+    host: Connector,
+    job: Job,
+    pairs: list[tuple[str, str]],
+    done: Restored,
+    say: Say,
+    copies: Sequence[tuple[instances.Place, str]] = (),
 ) -> None:
     """With the service stopped, move each live path of ``pairs`` (live host path, its copy in
-    the scratch directory) aside to ``<path>.before-restore-<time>`` and its copy in, then
-    start the service again."""
+    the scratch directory) aside to ``<path>.before-restore-<time>`` and its copy in, put each
+    instance of ``copies`` back (``instances.put_back``), then start the service again."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
     stopped: list[str] = []
     began = datetime.now(UTC)
@@ -131,10 +149,17 @@ async def _put_back(
     try:
         for live, copy in pairs:
             aside = f"{live}.before-restore-{stamp}"
+            subvolume = job.consistency == "snapshot" and await host.succeeds(
+                ["btrfs", "subvolume", "show", host.real(live)]
+            )
             if await host.succeeds(["test", "-e", host.real(live)]):
                 await host.run(["mv", host.real(live), host.real(aside)], what="move aside")
                 done.aside.append(aside)
-            await host.run(["mv", host.real(copy), host.real(live)], what="put back")
+            put = ["sh", "-c", PUT_INTO_SUBVOLUME, "sh"] if subvolume else ["mv", "-T"]
+            await host.run([*put, host.real(copy), host.real(live)], what="put back")
+        if copies:
+            done.aside += await instances.put_back(host, job, copies, stamp, say)
+            done.instances += [place.instance.name for place, _ in copies]
     finally:
         if stopped:
             await start(host, job, stopped)
@@ -143,10 +168,22 @@ async def _put_back(
 
 
 async def _files(
-    host: Connector, job: Job, scratch: str, files: list[str], done: Restored, say: Say
+    host: Connector,
+    job: Job,
+    scratch: str,
+    what: tuple[list[str], list[str]],
+    done: Restored,
+    say: Say,
 ) -> None:
-    """Put each volume back as the archive has it (``_put_back``)."""
-    await _put_back(host, job, [(p, f"{scratch}/{relative(p)}") for p in files], done, say)
+    """Put each volume of ``what`` back as the archive has it, and each instance whose files
+    it holds (by their paths in the archive) (``_put_back``)."""
+    files, held = what
+    found = await instances.places(host, job) if held else []  # before anything is stopped
+    copies = [
+        (p, f"{scratch}/{relative(p.instance.path)}") for p in found if p.instance.path in held
+    ]
+    pairs = [(p, f"{scratch}/{relative(p)}") for p in files]
+    await _put_back(host, job, pairs, done, say, copies)
     done.paths += files
 
 

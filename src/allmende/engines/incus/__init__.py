@@ -27,19 +27,16 @@ from allmende.engines.base import Command, Commands, Engine, Running, Site, Snap
 from allmende.engines.incus import commands as c
 from allmende.engines.incus.judge import combine, definitions, judge, set_aside, with_snapshot
 from allmende.engines.incus.reach import IncusExecConnector
-from allmende.errors import CommandFailed, ToolMissing, UserError
+from allmende.errors import ToolMissing, UserError
 from allmende.inventory.hostpaths import (
     INCUS_DIR,
     INCUS_PRESEED,
     PROJECT_FILES,
-    incus_snapshot_rootfs,
 )
 from allmende.render.incus_plan import COMPONENT, HOST, SERVICE
 
 #: The API extension of an Incus that runs OCI application containers.
 OCI = "instance_oci"
-#: The pool drivers whose snapshots are plain directories on the host.
-DIRECTORY_POOLS = ("dir", "btrfs")
 #: Where ``parse`` puts what it read for the containers that are hosts (no service has
 #: this name).
 HOSTS = ""
@@ -184,38 +181,6 @@ class Incus(Engine):
 
     def forget(self, site: Site, service: str, component: str, name: str) -> Commands:
         return (c.incus("snapshot", "delete", f"{service}-{component}", name),)
-
-    async def snapshot_files(
-        self, connector: Connector, site: Site, service: str, component: str, name: str
-    ) -> str:
-        instance = f"{service}-{component}"
-        about = await _query(connector, f"/1.0/instances/{instance}")
-        pool = str(about.get("expanded_devices", {}).get("root", {}).get("pool", ""))
-        driver = str((await _query(connector, f"/1.0/storage-pools/{pool}")).get("driver", ""))
-        if driver not in DIRECTORY_POOLS:
-            raise UserError(
-                f"{site.host}: {instance} is on the {driver or 'unknown'} pool {pool}, whose "
-                f"snapshots are no directory a backup can read (only {', '.join(DIRECTORY_POOLS)} "
-                "pools' are); back it up with `consistency: stop` instead"
-            )
-        return incus_snapshot_rootfs(pool, instance, name)
-
-
-async def _query(connector: Connector, path: str) -> dict[str, Any]:
-    """Return what Incus's REST API answers at ``path`` on the (opened) host."""
-    ran = await connector.run(("incus", "query", path), timeout=60.0)
-    try:
-        answer = json.loads(ran.stdout)
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise CommandFailed(
-            f"{connector.host}: `incus query {path}` answered what cannot be read",
-            host=connector.host,
-            argv=["incus", "query", path],
-            exit=ran.exit,
-        )
-    return answer
 
 
 ENGINE = Incus()
