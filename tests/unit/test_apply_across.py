@@ -469,3 +469,13 @@ def test_a_backend_applied_alone_moves_the_edge_servers_at_run_time_and_leaves_i
     assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8091)
     assert gateway.paused == {"wiki_app_http/app": False}
     assert gateway.files == files
+
+
+def test_a_backend_applied_alone_goes_ahead_when_its_edge_cannot_be_reached(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = applied_then_wiki_moved(inventory, tmp_path)
+    fleet.hosts["gateway"].down = True
+    _plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
+    assert outcome.ok, outcome.results
+    assert b"8091" in fleet.hosts["rack"].files["/srv/wiki/compose.yaml"][0]

@@ -139,6 +139,7 @@ def apply(
         for a in plan.actions
         if a.verb in ("replace", "up")
         for edge in derive.edges_of(inventory, a.subject)
+        if edge not in plan.failed
     }
     records = {
         host: start_apply(

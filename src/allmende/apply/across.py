@@ -16,7 +16,8 @@ group unapplied), then ``HostApply``'s phases run on every host in step:
 If any phase fails on any host, every host of the group is put back (the later levels
 first): the failing host's error is the first error, with what its clean-up could not do
 after it; the others say they were rolled back because of it. Hosts that are only opened so
-that a start-first replacement can move their servers (``edges``) have no phases of their own.
+that a replacement can move or pause their servers (``edges``) have no phases of their own,
+and one of them that cannot be opened only means its servers are not moved.
 """
 
 from __future__ import annotations
@@ -82,6 +83,9 @@ async def _group(
             raise outcome
         else:
             connectors[host] = outcome
+    for host in [h for h in failed if h not in plans]:
+        # only opened to move its servers at run time: without it, the switch is skipped
+        log.warning("%s: its servers are not moved at run time: %s", host, failed.pop(host))
     try:
         if failed:
             return _unapplied(hosts, plans, failed)

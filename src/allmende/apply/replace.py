@@ -125,7 +125,9 @@ async def switch(
     """Step 2: point every server of the service on each edge at the version beside, once it
     reaches it. Each server moved is added to ``moved`` before it is moved."""
     for edge, backends in sorted(servers(inventory, started.service).items()):
-        connector = edges[edge]
+        connector = edges.get(edge)
+        if connector is None:  # not opened: it goes on sending to the old version
+            continue
         for backend in backends:
             name = server_name(backend)
             before = await server_at(connector, backend.name, name)
