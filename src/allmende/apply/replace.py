@@ -180,9 +180,13 @@ async def back(
         backend = planned.get((entry.edge, entry.backend))
         if entry.service != service or backend is None:
             continue
+        connector = edges[entry.edge]
+        if backend.dns:  # HAProxy resolves it by name: nothing to point, its checks decide
+            if entry.paused:
+                await set_state(connector, entry.backend, entry.server, "ready")
+            continue
         address, port = split_address(backend.address)
         to = ServerAt(address, port, backend.health.port or 0)
-        connector = edges[entry.edge]
         await tcp_wait(connector, address, port, REACH_SECONDS)
         await point(connector, entry.backend, entry.server, to)
         if entry.paused:
@@ -202,10 +206,13 @@ async def point_back(edges: Mapping[str, Connector], moved: list[Moved]) -> list
     last first; return what could not be."""
     problems = []
     for entry in reversed(moved):
+        connector = edges[entry.edge]
         try:
-            await point(edges[entry.edge], entry.backend, entry.server, entry.before)
+            now = await server_at(connector, entry.backend, entry.server)
+            if not entry.paused or now != entry.before:  # a paused one may not have moved
+                await point(connector, entry.backend, entry.server, entry.before)
             if entry.paused:
-                await set_state(edges[entry.edge], entry.backend, entry.server, "ready")
+                await set_state(connector, entry.backend, entry.server, "ready")
         except UserError as exc:
             problems.append(str(exc))
     return problems
