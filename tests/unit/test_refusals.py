@@ -63,8 +63,8 @@ def test_an_error_finding_stops_plan_and_apply_and_force_passes_a_chosen_few(
             "services/wiki.yaml:6:12: components.app.image: error: `mediawiki:latest` uses "
             "`latest` (pin a version tag (`docker.io/library/mediawiki:<version>`) or a digest "
             "(`docker.io/library/mediawiki@sha256:...`)) [images.pinned]\n"
-            "1 error finding: nothing was planned or applied; fix them (`allmende check` "
-            "lists every finding); --force goes on past them.\n"
+            "1 error finding: nothing was planned or applied; fix them (`allmende check -C "
+            f"{inventory}` lists every finding); --force goes on past them.\n"
         )
     assert all(not h.files for h in hosts.values())
     code = main(["apply", str(inventory), "--host", "rack", "--yes", "--force"], seams=seams)

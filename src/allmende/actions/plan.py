@@ -69,7 +69,7 @@ def checked(root: Path, env: Mapping[str, str], force: bool = False) -> Inventor
     CheckFailed if the check finds errors (with ``force``: errors of rules that cannot be
     forced)."""
     inventory = load(root, env)
-    reason = refusal(run(inventory), force)
+    reason = refusal(run(inventory), force, inventory.command("check"))
     if reason is not None:
         raise CheckFailed(reason)
     return inventory

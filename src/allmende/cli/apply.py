@@ -1,4 +1,4 @@
-"""`allmende apply DIR`."""
+"""`allmende apply [-C DIR]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from allmende.actions.apply import HostResult, Outcome, plan_and_apply
+from allmende.cli.options import inventory_option
 from allmende.cli.plan import seams, show
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
@@ -20,7 +21,7 @@ DONE, FAILED = 0, 2
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @click.option("--host", help="Only this host.")
 @click.option("--service", help="Only the files rendered from this service.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -37,14 +38,14 @@ DONE, FAILED = 0, 2
     "first 8 hex digits).",
 )
 def apply(
-    directory: Path,
+    inventory: Path,
     host: str | None,
     service: str | None,
     yes: bool,
     force: bool,
     plan_checksum: str | None,
 ) -> int:
-    """Bring the hosts to the inventory in DIRECTORY: show the plan, ask, then carry it out.
+    """Bring the hosts to the inventory: show the plan, ask, then carry it out.
 
     Each host is applied under a lock on that host (/var/lib/allmende/apply.lock), as one
     transaction: all new files go to temp files beside their targets first and are checked by
@@ -65,7 +66,7 @@ def apply(
     nothing to do, 2 when a host failed or nothing was applied.
     """
     outcome = interactive(
-        directory, yes, host=host, service=service, force=force, checksum=plan_checksum
+        inventory, yes, host=host, service=service, force=force, checksum=plan_checksum
     )
     return DONE if tell(outcome) else FAILED
 

@@ -1,4 +1,4 @@
-"""`allmende plan DIR`."""
+"""`allmende plan [-C DIR]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import click
 
 from allmende.actions.plan import Seams
 from allmende.actions.plan import plan as plan_action
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
 
@@ -21,7 +22,7 @@ HEADINGS = {"create": "Create", "update": "Update", "delete": "Delete"}
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @click.option("--host", help="Only this host.")
 @click.option("--service", help="Only the files rendered from this service.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
@@ -30,8 +31,8 @@ HEADINGS = {"create": "Create", "update": "Update", "delete": "Delete"}
     is_flag=True,
     help="Plan despite error findings of the rules that allow it (see the rules reference).",
 )
-def plan(directory: Path, host: str | None, service: str | None, as_json: bool, force: bool) -> int:
-    """Show what `apply` would change on each host to match the inventory in DIRECTORY.
+def plan(inventory: Path, host: str | None, service: str | None, as_json: bool, force: bool) -> int:
+    """Show what `apply` would change on each host to match the inventory.
 
     Reads every host concurrently (hosts without `ssh` are this machine, the others are
     reached over SSH with host keys checked against known_hosts) and prints each file to
@@ -50,7 +51,7 @@ def plan(directory: Path, host: str | None, service: str | None, as_json: bool, 
     For tests and staging, ALLMENDE_HOST_ROOT names a directory standing in for `/` on this
     machine and ALLMENDE_REMOTE_ROOT one on SSH hosts.
     """
-    result = plan_action(directory, os.environ, host, service, seams(), force)
+    result = plan_action(inventory, os.environ, host, service, seams(), force)
     if as_json:
         echo(json.dumps(result.as_json(), indent=2))
     else:
