@@ -142,7 +142,9 @@ def test_the_secret_store_names_its_commands_for_here(
     assert init == f"allmende secret init -C {fresh_clone}"
     newcomer.env["ALLMENDE_AGE_KEY"] = str(tmp_path / "second.key")
     assert newcomer.run(init).returncode == 0
-    assert newcomer.run(f"allmende secret set pad/token -C {fresh_clone}", value="x").returncode == 0
+    assert (
+        newcomer.run(f"allmende secret set pad/token -C {fresh_clone}", value="x").returncode == 0
+    )
 
 
 def test_every_command_names_the_inventory_the_same_way_and_the_old_spellings_still_work(

@@ -160,7 +160,7 @@ def test_unknown_names_suggest_close_ones(store: SecretStore) -> None:
     store.set("music/django-secret", VALUE)
     with pytest.raises(SecretError, match=r"no secret music/djang0-secret: did you mean music/dj"):
         store.get("music/djang0-secret")
-    with pytest.raises(SecretError, match="`allmende secret list -C .*` shows"):
+    with pytest.raises(SecretError, match=r"`allmende secret list -C .*` shows"):
         store.remove("entirely/else")
 
 

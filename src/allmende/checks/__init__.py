@@ -16,6 +16,7 @@ MODULES = (
     "databases",
     "files",
     "domains",
+    "rendering",
 )
 
 
