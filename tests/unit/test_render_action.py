@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from allmende.actions.render import MARKER, render, select
+from allmende.checks.registry import run
 from allmende.errors import UserError
 from allmende.inventory.load import load
 from allmende.render.targets import TARGETS, left_out, render_all
@@ -94,7 +95,16 @@ def test_render_says_which_services_it_leaves_out_and_why(
     said = [r.getMessage() for r in caplog.records if "not rendered" in r.getMessage()]
     services = sorted(n for n, s in load(root, {}).services.items() if s.host == "rack")
     why = "not rendered, allmende cannot render engine systemd yet"
-    assert said == [f"{', '.join(services)} on rack: {why}"]
+    assert said == [f"{', '.join(services)} on rack: {why} [engines.rendered]"]
+    # check says the same, of each service, in its file
+    found = [f for f in run(load(root, {}), ["engines.rendered"])]
+    assert [(f.location.file, f.message) for f in found] == [
+        (
+            f"services/{name}.yaml",
+            "not rendered: rack's engine `systemd` is one allmende cannot render yet",
+        )
+        for name in services
+    ]
     assert left_out(load(EXAMPLES / "klankschool", {})) == {}  # Incus is rendered
 
 
