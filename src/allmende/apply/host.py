@@ -114,10 +114,13 @@ async def apply_host(connector: Connector, plan: HostPlan) -> Done:
         await record(connector, staged, plan.wanted, plan.key, plan.scoped)
     except UserError as exc:
         log.info("%s: %s; rolling back", connector.host, exc)
-        plan.say("failed: rolling back")
-        problems = await _roll_back(connector, plan, driver, staged, done)
+        plan.say("rolling back")
+        undone: list[str] = []
+        problems = await _roll_back(connector, plan, driver, staged, done, undone)
         problems += await _remove(connector, stand_ins)
-        raise ApplyFailed(connector.host, exc, rolled_back=True, problems=problems) from None
+        raise ApplyFailed(
+            connector.host, exc, rolled_back=True, problems=problems, undone=undone
+        ) from None
     return done
 
 
@@ -212,9 +215,14 @@ def previous_up(driver: Driver, inventory: Inventory, service: str, created: set
 
 
 async def _roll_back(
-    connector: Connector, plan: HostPlan, driver: Driver | None, staged: Staged, done: Done
+    connector: Connector,
+    plan: HostPlan,
+    driver: Driver | None,
+    staged: Staged,
+    done: Done,
+    told: list[str],
 ) -> list[str]:
-    """Put the host back; return what could not be put back."""
+    """Put the host back, telling ``told`` what was put back; return what could not be."""
     problems: list[str] = []
     created = {c.path for c in staged.committed if c.kind == "create"}
     new_services = []
@@ -225,24 +233,32 @@ async def _roll_back(
             down = Action(connector.host, "down", service, "rollback", driver.down(service))
             try:
                 await run_action(connector, down)
+                told.append(f"{service} brought down")
             except UserError as exc:
                 problems.append(str(exc))
     try:
         await rollback(connector, staged)
     except UserError as exc:
         return [*problems, str(exc)]
-    problems += await undo(connector, done)
+    files = len(staged.committed)
+    told.insert(0, f"{files} file{'' if files == 1 else 's'} put back")
+    undoing = await undo(connector, done)
+    if done.undo and not undoing:
+        told.append("the engine's steps undone")
+    problems += undoing
     for service in done.up:
         if service in new_services or service in undone or driver is None:
             continue
         try:
             await run_action(connector, previous_up(driver, plan.inventory, service, created))
+            told.append(f"{service} up again on its previous files")
         except UserError as exc:
             problems.append(str(exc))
     proxy_changed = any(c.path in PROXY_FILES and c.kind == "update" for c in staged.committed)
     if proxy_changed and (done.reloaded_proxy or done.started_proxy):
         try:
             await reload(connector)
+            told.append("HAProxy reloaded with its previous configuration")
         except UserError as exc:
             problems.append(str(exc))
     return problems

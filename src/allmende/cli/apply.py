@@ -12,6 +12,7 @@ import click
 
 from allmende.actions.apply import HostResult, Outcome, plan_and_apply
 from allmende.cli.options import inventory_option
+from allmende.cli.output import say
 from allmende.cli.plan import seams, show
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
@@ -32,6 +33,9 @@ DONE, FAILED = 0, 2
     "that allow it.",
 )
 @click.option(
+    "--diff", is_flag=True, help="Show each file's diff and each engine command in the plan."
+)
+@click.option(
     "--plan-checksum",
     metavar="SUM",
     help="Apply only if the plan still has this checksum (as `plan` printed it; at least its "
@@ -43,6 +47,7 @@ def apply(
     service: str | None,
     yes: bool,
     force: bool,
+    diff: bool,
     plan_checksum: str | None,
 ) -> int:
     """Bring the hosts to the inventory: show the plan, ask, then carry it out.
@@ -66,18 +71,19 @@ def apply(
     nothing to do, 2 when a host failed or nothing was applied.
     """
     outcome = interactive(
-        inventory, yes, host=host, service=service, force=force, checksum=plan_checksum
+        inventory, yes, diff, host=host, service=service, force=force, checksum=plan_checksum
     )
     return DONE if tell(outcome) else FAILED
 
 
-def interactive(directory: Path, yes: bool, **options: Any) -> Outcome:
-    """Plan, show, ask (unless ``yes``) and apply at the terminal, with the command line's
-    seams; ``options`` are those of ``actions.apply.plan_and_apply``."""
+def interactive(directory: Path, yes: bool, diff: bool = False, **options: Any) -> Outcome:
+    """Plan, show (the changed files; their diffs with ``diff``), ask (unless ``yes``) and
+    apply at the terminal, with the command line's seams; ``options`` are those of
+    ``actions.apply.plan_and_apply``."""
     return plan_and_apply(
         directory,
         os.environ,
-        show=show,
+        show=lambda plan: show(plan, diffs=diff),
         confirm=confirmer(yes),
         say=progress,
         seams=seams(),
@@ -109,19 +115,28 @@ def tell(outcome: Outcome) -> bool:
     """Print how ``plan_and_apply`` ended; return whether every host is as planned."""
     if outcome.status == "nothing to do":
         if not outcome.prepared.plan.failed:
-            echo("Nothing to do.", err=True)
+            say("Nothing to do.", "ok", err=True)
     elif outcome.status == "declined":
-        echo("Nothing was applied.", err=True)
+        say("Nothing was applied.", err=True)
     else:
         report(outcome.results)
     return outcome.ok
 
 
 def report(results: Mapping[str, HostResult]) -> bool:
-    """Print each host's result of an apply; return whether every host was applied."""
+    """Print each host's result of an apply, a failure once, in one sentence; return whether
+    every host was applied."""
     for name, result in sorted(results.items()):
         if result.ok:
-            echo(f"Applied {name}.", err=True)
+            say(f"Applied {name}.", "ok", err=True)
         else:
-            echo(f"not applied: {result.error}", err=True)
+            message = unprefixed(name, str(result.error))
+            ending = "" if message.endswith((".", "\n")) else "."
+            say(f"Not applied to {name}: {message}{ending}", "error", err=True)
     return all(r.ok for r in results.values())
+
+
+def unprefixed(host: str, message: str) -> str:
+    """Return ``message`` without the host's name in front (``local: ...``): it is said once,
+    by whoever says whose it is."""
+    return message.removeprefix(f"{host}: ")

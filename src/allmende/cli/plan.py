@@ -12,6 +12,7 @@ import click
 from allmende.actions.plan import Seams
 from allmende.actions.plan import plan as plan_action
 from allmende.cli.options import inventory_option
+from allmende.cli.output import paint, plural, say
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
 
@@ -68,32 +69,39 @@ def seams() -> Seams | None:
     return found
 
 
-def show(result: Plan) -> None:
-    """Print each change with its diff, each host that failed on stderr, and a summary."""
+def show(result: Plan, diffs: bool = True) -> None:
+    """Print each change (with its diff when ``diffs``), what the engines will do (with the
+    exact commands when ``diffs``), each host that failed on stderr, and a summary."""
     for change in result.changes:
         echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
-        for line in change.shown_diff().splitlines():
-            echo(f"    {line}")
+        if diffs:
+            for line in change.shown_diff().splitlines():
+                echo(f"    {paint_diff(line)}")
     for action in result.actions:
         echo(f"Then on {action.host}: {action.shown()}")
-        for command in action.commands:
-            echo(f"    $ {shlex.join(command)}")
+        if diffs:
+            for command in action.commands:
+                echo(f"    $ {shlex.join(command)}")
     for _, reason in sorted(result.failed.items()):
-        echo(f"not planned: {reason}", err=True)
+        say(f"not planned: {reason}", "error", err=True)
     counts = ", ".join(f"{result.count(k)} to {k}" for k in ("create", "update", "delete"))
     if result.actions:
-        counts += f", {_count(len(result.actions), 'engine action')}"
-    hosts = _hosts(len(result.hosts))
-    missing = f"; {_hosts(len(result.failed))} not planned" if result.failed else ""
+        counts += f", {plural(len(result.actions), 'engine action')}"
+    hosts = plural(len(result.hosts), "host")
+    missing = f"; {plural(len(result.failed), 'host')} not planned" if result.failed else ""
     if not result.empty:
-        echo(f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}).", err=True)
+        more = "" if diffs else "; --diff shows the diffs and commands"
+        say(
+            f"Plan: {counts} on {hosts}{missing} (checksum {result.checksum[:16]}{more}).", err=True
+        )
     else:
         echo(f"No changes on {hosts}{missing}.", err=True)
 
 
-def _hosts(count: int) -> str:
-    return _count(count, "host")
-
-
-def _count(count: int, what: str) -> str:
-    return f"{count} {what}{'s' if count != 1 else ''}"
+def paint_diff(line: str) -> str:
+    """Colour a line of a unified diff at a terminal: added green, removed red."""
+    if line.startswith("+") and not line.startswith("+++"):
+        return paint(line, "ok")
+    if line.startswith("-") and not line.startswith("---"):
+        return paint(line, "error")
+    return line

@@ -31,7 +31,12 @@ from allmende.inventory.typed import typed
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @click.option("--no-apply", is_flag=True, help="Check and build the docs only; change no host.")
 @click.option("--no-serve", is_flag=True, help="Build the site, do not serve it.")
-def up(inventory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serve: bool) -> int:
+@click.option(
+    "--diff", is_flag=True, help="Show each file's diff and each engine command in the plan."
+)
+def up(
+    inventory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serve: bool, diff: bool
+) -> int:
     """Check the inventory, apply it to the hosts, build its docs and serve them.
 
     1. check: findings are printed as `allmende check` prints them; any error finding means
@@ -49,7 +54,7 @@ def up(inventory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
         os.environ,
         out,
         told=lambda report: print_report(inventory, report),
-        apply=None if no_apply else lambda: _plan_and_apply(inventory, yes),
+        apply=None if no_apply else lambda: _plan_and_apply(inventory, yes, diff),
     )
     if done.refused:
         echo(f"Not applied: {done.refused}.", err=True)
@@ -69,11 +74,11 @@ def up(inventory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     return 0
 
 
-def _plan_and_apply(inventory: Path, yes: bool) -> bool:
+def _plan_and_apply(inventory: Path, yes: bool, diff: bool) -> bool:
     """Plan, ask, apply, as `allmende apply` does; print what happened instead of failing.
     Return whether every host is as planned."""
     try:
-        outcome = interactive(inventory, yes)
+        outcome = interactive(inventory, yes, diff)
     except UnsafePlan as exc:
         echo(f"Not applied: {exc} (`{typed(inventory, 'apply', '--force')}`)", err=True)
         return False
