@@ -67,6 +67,19 @@ def refuse_large_deletes(prepared: Prepared) -> None:
             )
 
 
+def refuse_foreign(plan: Plan) -> None:
+    """Raise UnsafePlan if the plan would overwrite files another collective's inventory wrote
+    there (``Change.foreign``; ``--force`` takes them over)."""
+    taken = [c for c in plan.changes if c.foreign is not None]
+    if taken:
+        shown = ", ".join(f"{c.host}:{c.path} ({c.foreign})" for c in taken[:5])
+        more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+        raise UnsafePlan(
+            f"the plan overwrites files another inventory wrote: {shown}{more}; nothing was "
+            "applied: check whose they are, then apply with --force to take them over"
+        )
+
+
 def valid_checksum(expected: str) -> str:
     """Return ``expected`` if it is ``CHECKSUM_DIGITS`` to 64 hex digits (a prefix of a plan's
     checksum). Raise UserError otherwise: a shorter prefix would match too many plans."""
@@ -197,6 +210,7 @@ def plan_and_apply(
         check_checksum(plan, checksum)
     if not force:
         refuse_large_deletes(prepared)
+        refuse_foreign(plan)
     if not confirm(plan):
         return Outcome(prepared, "declined")
     return Outcome(prepared, "applied", apply(prepared, env, say))

@@ -29,8 +29,8 @@ DONE, FAILED = 0, 2
 @click.option(
     "--force",
     is_flag=True,
-    help="Allow a plan that deletes many files, and go on past error findings of the rules "
-    "that allow it.",
+    help="Allow a plan that deletes many files or takes over files another inventory wrote, "
+    "and go on past error findings of the rules that allow it.",
 )
 @click.option(
     "--diff", is_flag=True, help="Show each file's diff and each engine command in the plan."
@@ -67,7 +67,8 @@ def apply(
     Asks before applying; without a terminal to ask at, applies only with --yes. Refuses an
     inventory whose check finds errors (with --force, only errors of a rule that --force cannot
     pass: never those of a rule that keeps paths safe), and a plan that deletes more than 10
-    files, or more than half the files of a host, without --force. Exit 0 when applied or
+    files, or more than half the files of a host, or overwrites a file another collective's
+    inventory wrote (its header names that collective), without --force. Exit 0 when applied or
     nothing to do, 2 when a host failed or nothing was applied.
     """
     outcome = interactive(

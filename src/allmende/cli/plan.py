@@ -40,7 +40,8 @@ def plan(inventory: Path, host: str | None, service: str | None, as_json: bool, 
     Create, Update or Delete with a unified diff (never for files that carry secrets), then
     what the engines will do (bring a service up because its files change or it does not run,
     bring a removed one down, start or reload HAProxy, reload systemd) with the exact commands,
-    and the plan's checksum.
+    and the plan's checksum. A file another collective's inventory wrote (its header names
+    that collective) is marked: apply takes it over only with --force.
 
     The inventory is checked first: an error finding stops the plan (with --force, only one
     of a rule that --force cannot pass: the rules reference says which can).
@@ -73,7 +74,14 @@ def show(result: Plan, diffs: bool = True) -> None:
     """Print each change (with its diff when ``diffs``), what the engines will do (with the
     exact commands when ``diffs``), each host that failed on stderr, and a summary."""
     for change in result.changes:
-        echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}")
+        taken = ""
+        if change.foreign is not None:
+            taken = paint(
+                f" (written by the inventory of {change.foreign}: apply takes it over only "
+                "with --force)",
+                "warning",
+            )
+        echo(f"{HEADINGS[change.kind]} {change.host}:{change.path}{taken}")
         if diffs:
             for line in change.shown_diff().splitlines():
                 echo(f"    {paint_diff(line)}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import types
 import typing
@@ -250,16 +249,15 @@ def _salvage(model: type[M], data: dict[str, Any]) -> tuple[M | None, set[KeyPat
             return model.model_validate(data, context=SALVAGE), spoiled
         except ValidationError as exc:
             errors = exc.errors()
-        data = copy.deepcopy(data)
         paths: set[KeyPath] = set()
         for error in errors:
             loc = tuple(error["loc"])
             if error["type"] == "missing":
                 full = _data_path(data, loc, keep_last=True)
                 filler = _placeholder(model, full)
-                holder = _mapping_at(data, full[:-1])
-                if filler is not None and holder is not None:
-                    holder[str(full[-1])] = filler
+                if filler is not None and isinstance(_at(data, full[:-1]), dict):
+                    data = _copied_along(data, full[:-1])
+                    _at(data, full[:-1])[str(full[-1])] = filler
                     spoiled.add(full)
                     continue
             paths.add(_data_path(data, loc, keep_last=False))
@@ -268,9 +266,8 @@ def _salvage(model: type[M], data: dict[str, Any]) -> tuple[M | None, set[KeyPat
         spoiled |= paths
         # Deepest and last first, so that removing a list item does not shift the others.
         for path in sorted(paths, key=_deepest_last_first, reverse=True):
-            parent: Any = data
-            for part in path[:-1]:
-                parent = parent[part]
+            data = _copied_along(data, path[:-1])
+            parent = _at(data, path[:-1])
             last = path[-1]
             if isinstance(parent, dict):
                 parent.pop(last, None)
@@ -279,8 +276,8 @@ def _salvage(model: type[M], data: dict[str, Any]) -> tuple[M | None, set[KeyPat
     return None, spoiled
 
 
-def _mapping_at(data: Any, path: KeyPath) -> dict[str, Any] | None:
-    """Return the mapping at ``path`` in ``data``, if there is one."""
+def _at(data: Any, path: KeyPath) -> Any:
+    """Return what is at ``path`` in ``data``, or None if nothing is."""
     for part in path:
         if isinstance(data, dict) and part in data:
             data = data[part]
@@ -288,4 +285,14 @@ def _mapping_at(data: Any, path: KeyPath) -> dict[str, Any] | None:
             data = data[part]
         else:
             return None
-    return data if isinstance(data, dict) else None
+    return data
+
+
+def _copied_along(data: Any, path: KeyPath) -> Any:
+    """Return ``data`` with every mapping and list on ``path`` copied (the rest shared), so
+    that what is at ``path`` can be changed without changing the parsed document: a deep copy
+    would cost as much as the parse again (aliases expanded)."""
+    copied: Any = dict(data) if isinstance(data, dict) else list(data)
+    if path and _at(data, path[:1]) is not None and isinstance(data[path[0]], (dict, list)):
+        copied[path[0]] = _copied_along(data[path[0]], path[1:])
+    return copied

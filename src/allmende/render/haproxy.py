@@ -452,8 +452,11 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             s for s in p.services if inventory.services[s].routes or inventory.services[s].expose
         ]
         terminated = sorted({r.service for r in p.routes if r.https})
-        files[f"{edge}{HAPROXY_CONFIG}"] = text(config(p), _sources(inventory, edge, used))
+        owner = inventory.collective.name
+        files[f"{edge}{HAPROXY_CONFIG}"] = text(
+            config(p), _sources(inventory, edge, used), collective=owner
+        )
         files[f"{edge}{HAPROXY_CERTS_LIST}"] = text(
-            crt_list(p), _sources(inventory, edge, terminated)
+            crt_list(p), _sources(inventory, edge, terminated), collective=owner
         )
     return files
