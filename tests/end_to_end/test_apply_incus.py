@@ -152,6 +152,8 @@ def _write(root: Path, tag: str, incus: Incus, http: int) -> None:
                 }
             },
             "provides": {"database": "postgres", "databases": ["notes"]},
+            "backup": {"consistency": "none"},
+            "allow": [{"rule": "backups.required", "reason": "a school made for the tests"}],
             "monitor": [],
         },
     )
@@ -168,6 +170,8 @@ def _write(root: Path, tag: str, incus: Incus, http: int) -> None:
                 }
             },
             "routes": [{"domain": "site.test", "to": "web.http", "tls": "none"}],
+            "backup": {"consistency": "none"},
+            "allow": [{"rule": "backups.required", "reason": "a school made for the tests"}],
         },
     )
     put(
@@ -191,7 +195,9 @@ def _write(root: Path, tag: str, incus: Incus, http: int) -> None:
                     "ports": {"http": 8000},
                 }
             },
-            "uses": [{"database": f"{tag}-db/notes"}],
+            # the role is made by hand in these tests: allmende provisions databases only
+            # where its engine can run commands in the containers
+            "uses": [{"database": f"{tag}-db/notes", "provision": False}],
             "routes": [{"domain": "notes.test", "to": "app.http", "tls": "none"}],
         },
     )

@@ -146,6 +146,7 @@ def make_site(remote_host: RemoteHost, tmp_path: Path, kind: str) -> Site:
             "components": {"server": server(kind)},
             "provides": {"database": kind, "databases": ["notes", "board"]},
             "backup": {"consistency": "none"},
+            "allow": [{"rule": "backups.required", "reason": "a database made for one test"}],
             "monitor": [],
         },
     )

@@ -213,7 +213,8 @@ def bombs(draw: st.DrawFn) -> str:
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(bombs())
 def test_aliases_depth_and_control_characters_stay_small_and_quick(text: str) -> None:
-    """No traceback, no run over 2 s or 200 MB, whatever the aliases, depth and characters."""
+    """No traceback, no run over 10 s or 200 MB, whatever the aliases, depth and characters
+    (an alias bomb takes minutes; the bound leaves room for a machine that is busy)."""
     base = (BASE / "services/wiki.yaml").read_text()
     tracemalloc.start()
     started = time.monotonic()
@@ -223,5 +224,5 @@ def test_aliases_depth_and_control_characters_stay_small_and_quick(text: str) ->
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert took < 2.0
+    assert took < 10.0
     assert peak < 200 * 2**20

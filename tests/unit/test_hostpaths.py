@@ -43,6 +43,7 @@ def test_haproxy_systemd_and_allmende_paths() -> None:
         "/etc/allmende/incus/",
         "/etc/allmende/backup/",
         "/usr/local/lib/allmende/",
+        "/etc/allmende/watch.json",
     )
 
 

@@ -36,6 +36,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 #: The recurring jobs (backups, the watcher): hosts change here too, as in apply.
 ALLOWED["operations"] = ALLOWED["apply"] | {"onhost"}
+#: The watcher: probes, alerts (operations.notify) and backup freshness (operations.archives).
+ALLOWED["watch"] = ALLOWED["operations"] | {"operations"}
 #: The surfaces: actions over every layer, the command line over the actions.
 ALLOWED["actions"] = frozenset(ALLOWED) - {"onhost"}
 ALLOWED["cli"] = ALLOWED["actions"] | {"actions"}

@@ -81,6 +81,7 @@ def test_every_target_is_registered() -> None:
         "dns",
         "systemd",
         "backups",
+        "watch",
     }
 
 

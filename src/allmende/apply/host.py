@@ -15,10 +15,11 @@ On the opened, locked host, in this order:
    through its master socket (last, so that every server it checks already answers);
 7. the monitors of every service brought up (and, after a proxy reload, of every service the
    edge serves) run until they pass (``apply.verify``);
-8. the manifest written: only now, so that after an apply that died between 4 and 8 the plan
+8. the watcher (re)started where its plan or unit changed;
+9. the manifest written: only now, so that after an apply that died between 4 and 9 the plan
    still sees the services whose new files never came up.
 
-If any of 4 to 7 fails, the host is rolled back: services new in this apply are brought down,
+If any of 4 to 8 fails, the host is rolled back: services new in this apply are brought down,
 every file is put back from its previous version (``rollback``), the services that were changed
 are brought up again on their previous files, and HAProxy is reloaded with its previous
 configuration. The error then says what failed and that the host was rolled back.
@@ -164,7 +165,7 @@ async def _after_files(
 ) -> None:
     for action in plan.actions:
         if action.verb == "install":
-            plan.say(f"installing {action.reason.removeprefix('backups need ')}")
+            plan.say(f"installing {action.reason.partition(' need ')[2]}")
             await run_action(connector, action)
     for action in plan.actions:
         if action.verb == "reload-systemd":
@@ -200,6 +201,10 @@ async def _after_files(
         raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
     if watched:
         plan.say(f"monitors pass: {', '.join(sorted(set(watched)))}")
+    for action in plan.actions:
+        if action.verb == "restart":  # the watcher: once what it watches is up
+            await run_action(connector, action)
+            plan.say(f"{action.subject}: restarted ({action.reason})")
 
 
 def previous_up(driver: Driver, inventory: Inventory, service: str, created: set[str]) -> Action:

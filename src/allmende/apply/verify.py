@@ -18,12 +18,12 @@ import contextlib
 import ssl
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from allmende.inventory import derive
+from allmende.inventory.edgeroute import Target, edge_address, target
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Monitor
 
@@ -31,46 +31,12 @@ from allmende.inventory.models import Monitor
 TIMEOUT = 60.0
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a probe connects: address and port, and the name it speaks to."""
-
-    address: str
-    port: int
-    name: str
-
-
-def edge_address(inventory: Inventory, edge: str) -> str:
-    """Return the address allmende reaches an edge host's proxy at. An edge that is a
-    container its parent makes (``system:``) is reached where its parent passes it the edge's
-    ports: on the parent's address."""
-    host = inventory.hosts[edge]
-    parent = inventory.hosts.get(host.parent or "")
-    if host.system is not None and parent is not None:
-        return parent.address or "127.0.0.1"
-    bind = inventory.collective.edge.bind if inventory.collective.edge else None
-    if bind and bind not in ("0.0.0.0", "::"):
-        return bind
-    return host.address or "127.0.0.1"
-
-
-def target(inventory: Inventory, name: str, port: int, scheme: str | None) -> Target:
-    """Return where to connect for ``name:port``: a domain routed through an edge goes to the
-    edge (its HTTP/HTTPS port for web schemes), anything else as written."""
-    edges = derive.domain_edges(inventory).get(name)
-    edge = inventory.collective.edge
-    if edges and edge is not None:
-        if scheme == "https" and port == 443:
-            port = edge.https_port
-        elif scheme == "http" and port == 80:
-            port = edge.http_port
-        return Target(edge_address(inventory, edges[0]), port, name)
-    return Target(name, port, name)
-
-
 def _split(hostport: str) -> tuple[str, int]:
     host, _, port = hostport.rpartition(":")
     return host.strip("[]"), int(port)
+
+
+__all__ = ["TIMEOUT", "Target", "edge_address", "probe", "target", "verify"]
 
 
 async def probe(inventory: Inventory, monitor: Monitor) -> str | None:

@@ -36,6 +36,8 @@ COMMANDS = {
     "apply": "apply",
     "rollback": "rollback",
     "backup": "backup",
+    "watch": "watch",
+    "status": "watch",
 }
 
 

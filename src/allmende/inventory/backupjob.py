@@ -115,15 +115,22 @@ def _argv(value: Any) -> Argv:
     return tuple(value)
 
 
-def from_json(text: str | bytes) -> Job:
-    """Return the job a job file holds. Raise ValueError if it is not one (or of another
-    version)."""
+def versioned(text: str | bytes, version: int, what: str) -> dict[str, Any]:
+    """Return the keys of a JSON file allmende wrote (without its ``_comment`` and
+    ``version``). Raise ValueError if it is not a JSON object of ``version``."""
     data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     data.pop("_comment", None)
-    if data.pop("version", None) != VERSION:
-        raise ValueError(f"not a job file of version {VERSION}")
+    if data.pop("version", None) != version:
+        raise ValueError(f"not a {what} of version {version}")
+    return data
+
+
+def from_json(text: str | bytes) -> Job:
+    """Return the job a job file holds. Raise ValueError if it is not one (or of another
+    version)."""
+    data = versioned(text, VERSION, "job file")
     control = data.pop("control", None)
     dumps = data.pop("dumps", [])
     notify = data.pop("notify", [])

@@ -218,6 +218,13 @@ def hash_cache(service: str) -> str:
     return f"{CACHE_DIR}/backup/{service}.hashes.json"
 
 
+# The watcher
+
+#: What the watch host's unit runs: the probes, alerts and settings derived from the inventory.
+WATCH_PLAN = "/etc/allmende/watch.json"
+#: The systemd unit of the watcher on the watch host.
+WATCH_UNIT = "allmende-watch.service"
+
 #: The only places allmende deletes from, whatever a manifest says.
 MANAGED = (
     f"{SERVICES}/",
@@ -226,4 +233,5 @@ MANAGED = (
     f"{INCUS_DIR}/",
     f"{BACKUP_DIR}/",
     f"{PROGRAM_DIR}/",
+    WATCH_PLAN,
 )

@@ -191,6 +191,57 @@ class Allow(Model):
 # --------------------------------------------------------------------------- allmende.yaml
 
 
+WINDOW_TIME = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
+WINDOW_MOMENT = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[ T]([01][0-9]|2[0-3]):[0-5][0-9]$"
+_DAY = "(Mon|Tue|Wed|Thu|Fri|Sat|Sun)"
+_DAY_RANGE = rf"{_DAY}(\.\.{_DAY})?"
+WINDOW_DAYS = rf"^{_DAY_RANGE}(,{_DAY_RANGE})*$"
+
+
+def _days(value: str) -> str:
+    if not re.match(WINDOW_DAYS, value):
+        raise ValueError(
+            f"`{value}` is not a list of days: write them as systemd does, `Mon..Fri` or `Sat,Sun`"
+        )
+    return value
+
+
+class Window(Model):
+    """A maintenance window: probes go on, but no alert is sent while it lasts, and nothing
+    that started and ended inside it is alerted at all. Either every week (`start` and `end`
+    as `HH:MM`, on `days`), or once (`start` and `end` as `YYYY-MM-DD HH:MM`). Times are the
+    local time of the machine the watcher runs on."""
+
+    start: str = Field(description="`05:30` (every week on `days`) or `2026-03-01 20:00` (once).")
+    end: str = Field(
+        description="`06:25`, or `2026-03-01 23:00`; a weekly window whose end is before its "
+        "start ends the next day."
+    )
+    days: Annotated[str, AfterValidator(_days)] = Field(
+        "Mon..Sun",
+        description="For a weekly window: the days it starts on, as systemd writes them "
+        "(`Mon..Fri`, `Sat,Sun`); default every day.",
+    )
+    reason: str = Field("", description="Why, for the people who read the alerts later.")
+
+    @model_validator(mode="after")
+    def _shape(self) -> Window:
+        weekly = [bool(re.match(WINDOW_TIME, v)) for v in (self.start, self.end)]
+        once = [bool(re.match(WINDOW_MOMENT, v)) for v in (self.start, self.end)]
+        if all(once):
+            if "days" in self.model_fields_set:
+                raise ValueError("a window given by dates happens once: drop `days`")
+            if self.end.replace("T", " ") <= self.start.replace("T", " "):
+                raise ValueError("`end` must come after `start`")
+            return self
+        if not all(weekly):
+            raise ValueError(
+                "write `start` and `end` both as times (`05:30`) or both as dates with a time "
+                "(`2026-03-01 20:00`)"
+            )
+        return self
+
+
 class Person(Model):
     """Someone in the collective who can be asked and who maintains services."""
 
@@ -322,6 +373,72 @@ class Notify(Model):
         return self
 
 
+class Intervals(Model):
+    """How often each kind of probe runs."""
+
+    http: Duration = Field("60s", description="Routes and `http` monitors.")
+    tcp: Duration = Field("60s", description="Exposed ports and `tcp` monitors.")
+    tls: Duration = Field("1h", description="Certificates: days left and the chain.")
+    dns: Duration = Field("5m", description="Route names at the zone's nameservers.")
+    backup: Duration = Field(
+        "30m", description="Backup freshness, read from each repository (`borg list`)."
+    )
+
+
+class Retention(Model):
+    """How long probe results are kept in the state database."""
+
+    full: Duration = Field("2d", description="Every result, as it was.")
+    hourly: Duration = Field(
+        "90d", description="Older results, one row per probe and hour (count, failures, latency)."
+    )
+
+
+class Watch(Model):
+    """`allmende watch`: what every route, exposed port, certificate, DNS name and backup of
+    the inventory is probed with, and where the watcher runs."""
+
+    host: str | None = Field(
+        None,
+        description="The host that runs the watcher: `render` writes its systemd unit there "
+        "(`allmende-watch.service`) and `up` starts it. Unset: no unit; `allmende watch DIR` "
+        "runs it wherever you start it.",
+    )
+    metrics: str | None = Field(
+        None,
+        description="`address:port` of a Prometheus `/metrics` endpoint (`127.0.0.1:9464`); "
+        "unset: none.",
+    )
+    intervals: Intervals = Field(default_factory=Intervals, description="How often, by kind.")
+    timeout: Duration = Field("10s", description="How long one probe may take.")
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="A failed probe is tried this many more times, a tenth of its interval "
+        "apart, before its check counts as down (or degraded).",
+    )
+    recover: int = Field(
+        2,
+        ge=1,
+        le=10,
+        description="Passes in a row before a check that was down counts as recovered: a "
+        "check that flaps sends one alert and one recovery, not one of each per flap.",
+    )
+    certificate_days: int = Field(
+        14, ge=1, le=365, description="A certificate this close to expiry is alerted."
+    )
+    keep: Retention = Field(default_factory=Retention, description="How long results are kept.")
+    maintenance: tuple[Window, ...] = Field(
+        (), description="Maintenance windows of every host and service."
+    )
+    nameservers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where to ask a zone's nameserver when not at its own address on port 53: "
+        "name -> `address` or `address:port` (a hidden primary inside the network).",
+    )
+
+
 class Collective(Extensible):
     """`allmende.yaml`: the collective itself."""
 
@@ -343,6 +460,9 @@ class Collective(Extensible):
     acme: Acme | None = Field(None, description="How route certificates are obtained.")
     backup: BackupDefaults | None = Field(None, description="Backup defaults for every service.")
     notify: tuple[Notify, ...] = Field((), description="Where alerts go.")
+    watch: Watch = Field(
+        default_factory=Watch, description="How `allmende watch` probes, and where it runs."
+    )
     people: dict[SafeName, Person] = Field(default_factory=dict, description="Name -> person.")
     allow: tuple[Allow, ...] = Field(
         (), description="Findings in allmende.yaml accepted on purpose."
@@ -530,6 +650,9 @@ class Host(Extensible):
     )
     incus: IncusHost | None = Field(
         None, description="Incus hosts: the storage pool, bridge and profile allmende keeps."
+    )
+    maintenance: tuple[Window, ...] = Field(
+        (), description="Maintenance windows: no alerts about the host's services meanwhile."
     )
     system: SystemContainer | None = Field(
         None,
@@ -793,6 +916,12 @@ class Monitor(Model):
     tls: str | None = Field(None, description="`host:port` whose certificate expiry is watched.")
     expect: Expect | None = Field(None, description="For `http`: what a good answer is.")
     interval: Duration = Field("60s", description="Time between probes.")
+    timeout: Duration | None = Field(
+        None, description="How long one probe may take; default `watch.timeout`."
+    )
+    retries: int | None = Field(
+        None, ge=0, le=10, description="Tries after a failure; default `watch.retries`."
+    )
 
     @model_validator(mode="after")
     def _one(self, info: ValidationInfo) -> Monitor:
@@ -823,6 +952,9 @@ class Service(Extensible):
     )
     monitor: tuple[Monitor, ...] | None = Field(
         None, description="Derived for every route when omitted."
+    )
+    maintenance: tuple[Window, ...] = Field(
+        (), description="Maintenance windows: no alerts about this service meanwhile."
     )
     docs: str = Field("", description="Free text for the runbook page.")
     allow: tuple[Allow, ...] = Field(

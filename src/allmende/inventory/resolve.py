@@ -50,6 +50,9 @@ class _Resolver:
         for i, host in enumerate(edge.hosts if edge else ()):
             if host not in self.inv.hosts:
                 self.unknown("collective", "", ("edge", "hosts", i), "host", host, hosts)
+        watcher = self.inv.collective.watch.host
+        if watcher is not None and watcher not in self.inv.hosts:
+            self.unknown("collective", "", ("watch", "host"), "host", watcher, hosts)
         for domain in self.inv.zones:
             if domain not in self.inv.collective.domains:
                 self.add(

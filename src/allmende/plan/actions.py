@@ -10,7 +10,8 @@ allmende cannot drive gets its files and no engine actions.
 
 Besides the engine: HAProxy is started where it is wanted and no master answers on its master
 socket, or reloaded when its files change; systemd is reloaded (and timers enabled or disabled)
-when units change on a host that runs systemd; Borg and python3 are installed where a host
+when units change on a host that runs systemd, and the watcher restarted (last) when its plan
+or unit changes on its host; Borg and python3 are installed where a host
 backs something up and lacks them (``plan.backuptools``).
 """
 
@@ -27,7 +28,10 @@ from allmende.inventory.hostpaths import (
     PROXY_FILES,
     SYSTEMD_RUNNING,
     UNITS,
+    WATCH_PLAN,
+    WATCH_UNIT,
     service_of,
+    unit_file,
 )
 from allmende.inventory.inventory import Inventory
 from allmende.plan.backuptools import install_actions
@@ -162,7 +166,9 @@ def host_actions(
         gone = tuple(
             PurePosixPath(c.path).name
             for c in changes
-            if c.kind == "delete" and c.path.startswith(UNITS) and c.path.endswith(".timer")
+            if c.kind == "delete"
+            and c.path.startswith(UNITS)
+            and (c.path.endswith(".timer") or c.path == unit_file(WATCH_UNIT))
         )
         if gone:  # a "down": run before the unit files go
             disable = (("systemctl", "disable", "--now", *gone),)
@@ -173,7 +179,21 @@ def host_actions(
         actions.append(
             Action(host, "reload-systemd", "units", "units change: " + ", ".join(units), commands)
         )
-    return actions
+    return actions + watcher_actions(host, changes, wanted, systemd)
+
+
+def watcher_actions(
+    host: str, changes: Sequence[Change], wanted: Mapping[str, object], systemd: bool
+) -> list[Action]:
+    """Return the action that (re)starts the watcher on its host when its plan or unit
+    changes: run by apply last, once everything it watches is up."""
+    watched = (WATCH_PLAN, unit_file(WATCH_UNIT))
+    if not systemd or watched[1] not in wanted:
+        return []
+    if not any(c.path in watched and c.kind != "delete" for c in changes):
+        return []
+    commands = (("systemctl", "enable", WATCH_UNIT), ("systemctl", "restart", WATCH_UNIT))
+    return [Action(host, "restart", "watch", "its plan or unit changes", commands)]
 
 
 def unrecorded(recorded: Recorded | None, host: str, wanted: Mapping[str, Rendered]) -> set[str]:
@@ -233,6 +253,8 @@ async def plan_actions(
     proxy: bool | None = None
     if PROXY_FILES[0] in wanted:
         proxy = await show_proc(connector, proxy_paths(connector)) is not None
-    systemd = any(c.path.startswith(UNITS) for c in changes) and await has_systemd(connector)
+    systemd = any(
+        c.path.startswith(UNITS) or c.path == WATCH_PLAN for c in changes
+    ) and await has_systemd(connector)
     tools = await install_actions(connector, wanted)
     return tools + actions + host_actions(host, changes, wanted, proxy, systemd)

@@ -9,7 +9,8 @@
   allmende's modules and click, the one library its backup job needs (everything else it uses
   is Python's standard library): the host's ``python3`` runs it, nothing is installed there.
   The archive is built reproducibly (sorted entries, fixed times), so it changes on a host only
-  when allmende does.
+  when allmende does. The watch host (``watch.host``) gets it too: its unit runs the watcher
+  from it.
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def backup_files(
                 if path.endswith(".passphrase"):
                     value = value.rstrip(b"\n") + b"\n"
                 files[f"{host}{path}"] = Rendered(value, (source, f"secrets/{secret}.age"), 0o600)
+    watcher = inventory.collective.watch.host
+    if watcher is not None and watcher in hosts:  # the watch host's unit runs allmende too
+        on_host.setdefault(watcher, []).append(inventory.file("collective"))
     for host, sources in on_host.items():
         files[f"{host}{PROGRAM}"] = Rendered(program(), tuple(sorted(sources)), 0o755)
     return files

@@ -31,6 +31,7 @@ Verb = Literal[
     "start-proxy",
     "reload-proxy",
     "reload-systemd",
+    "restart",
     "note",
 ]
 

@@ -296,6 +296,39 @@ def skipped(inventory: Inventory) -> dict[str, str]:
     return _plan(inventory)[1]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the nameservers of a rendered zone must answer for one route's name: its A and
+    AAAA records, and each nameserver with the addresses the zone itself gives it (glue)."""
+
+    zone: str
+    addresses: tuple[str, ...]
+    nameservers: tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def answers(inventory: Inventory) -> dict[str, Answer]:
+    """Return, for every route domain in a zone that renders and has address records there
+    (derived or written), what the zone's nameservers must answer for it."""
+    zones, _ = _plan(inventory)
+    found: dict[str, Answer] = {}
+    for domain in derive.domain_edges(inventory):
+        zone_name = managed_zone(inventory, domain)
+        zone = zones.get(zone_name or "")
+        if zone is None:
+            continue
+        records = zone.addresses(relative(domain, zone.name))
+        if not records:
+            continue
+        servers = []
+        for ns in zone.nameservers:
+            bare = ns.rstrip(".")
+            inside = bare == zone.name or bare.endswith("." + zone.name)
+            glue = zone.addresses(relative(bare, zone.name)) if inside else []
+            servers.append((bare, tuple(sorted({g.value for g in glue}))))
+        found[domain] = Answer(zone.name, tuple(sorted({r.value for r in records})), tuple(servers))
+    return found
+
+
 def render(inventory: Inventory) -> dict[str, Rendered]:
     """Given an inventory, return ``dns/<zone>.zone`` for every managed domain that makes a
     valid zone (see the module docstring), each with serial 1."""

@@ -10,7 +10,17 @@ from allmende.inventory.inventory import Inventory
 from allmende.render.output import Rendered
 
 #: Target name -> module under allmende.render holding ``render(inventory)``.
-TARGETS = ("compose", "swarm", "kubernetes", "incus", "haproxy", "dns", "systemd", "backups")
+TARGETS = (
+    "compose",
+    "swarm",
+    "kubernetes",
+    "incus",
+    "haproxy",
+    "dns",
+    "systemd",
+    "backups",
+    "watch",
+)
 
 Renderer = Callable[[Inventory], dict[str, Rendered]]
 

@@ -1,5 +1,6 @@
 """The state database: one SQLite file (mode 0600) recording every apply, the serial of every
-rendered DNS zone, and every backup run, restore, drill and freshness check (``backup_runs``).
+rendered DNS zone, every backup run, restore, drill and freshness check (``backup_runs``), and
+the watcher's results, checks and alerts (``state.watchstore``).
 The changes of an apply carry the hashes a plan shows: keyed, for a file that carries secrets
 (``plan.digest``), never its plain sha256.
 
@@ -82,6 +83,47 @@ MIGRATIONS: tuple[str, ...] = (
         facts TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX backup_runs_service ON backup_runs (service, kind, id);
+    """,
+    # The watcher (state.watchstore): recent results in full, older ones by the hour, each
+    # check's confirmed state and what was last alerted about it, and alerts not yet delivered.
+    """
+    CREATE TABLE watch_results (
+        probe TEXT NOT NULL,
+        at REAL NOT NULL,
+        state TEXT NOT NULL,
+        latency REAL,
+        value REAL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX watch_results_at ON watch_results (at);
+    CREATE INDEX watch_results_probe ON watch_results (probe, at);
+    CREATE TABLE watch_hourly (
+        probe TEXT NOT NULL,
+        hour INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        failures INTEGER NOT NULL,
+        latency_sum REAL NOT NULL,
+        latency_max REAL,
+        PRIMARY KEY (probe, hour)
+    );
+    CREATE TABLE watch_checks (
+        probe TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        alerted TEXT NOT NULL,
+        label TEXT NOT NULL DEFAULT '',
+        opened REAL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE watch_outbox (
+        key TEXT PRIMARY KEY,
+        channel TEXT NOT NULL,
+        event TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error TEXT NOT NULL DEFAULT '',
+        created REAL NOT NULL,
+        delivered REAL
+    );
     """,
 )
 VERSION = len(MIGRATIONS)
