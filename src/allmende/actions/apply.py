@@ -107,10 +107,14 @@ def who(env: Mapping[str, str]) -> str:
 
 
 def apply(
-    prepared: Prepared, env: Mapping[str, str], say: Callable[[str], None] = lambda line: None
+    prepared: Prepared,
+    env: Mapping[str, str],
+    say: Callable[[str], None] = lambda line: None,
+    tally: Callable[[int, int], None] | None = None,
 ) -> dict[str, HostResult]:
     """Apply the plan on every host that has something to do, concurrently, each under its
-    lock, and record each in the state database. Return each host's result."""
+    lock, and record each in the state database; tell ``tally`` how many hosts of how many
+    are done as each ends. Return each host's result."""
     plan = prepared.plan
     hosts = sorted({c.host for c in plan.changes} | {a.host for a in plan.actions})
     user = who(env)
@@ -151,8 +155,20 @@ def apply(
         finish_apply(db, record, "ok")
         return HostResult(host, done=done)
 
+    ended = 0
+    if tally is not None:
+        tally(0, len(hosts))
+
+    async def counted(host: str) -> HostResult:
+        nonlocal ended
+        result = await one(host)
+        ended += 1
+        if tally is not None:
+            tally(ended, len(hosts))
+        return result
+
     async def every() -> list[HostResult]:
-        return await asyncio.gather(*(one(h) for h in hosts))
+        return await asyncio.gather(*(counted(h) for h in hosts))
 
     try:
         results = asyncio.run(every())
@@ -188,6 +204,7 @@ def plan_and_apply(
     show: Callable[[Plan], None],
     confirm: Callable[[Plan], bool],
     say: Callable[[str], None] = lambda line: None,
+    tally: Callable[[str], Callable[[int, int], None]] | None = None,
     host: str | None = None,
     service: str | None = None,
     force: bool = False,
@@ -196,12 +213,14 @@ def plan_and_apply(
 ) -> Outcome:
     """Plan (only ``host``, only ``service`` if given), ``show`` the plan, and unless it is empty
     check ``checksum`` (if given) and the blast radius (unless ``force``), ``confirm``, and
-    apply, telling each step to ``say``. Raise PlanChanged, UnsafePlan, CheckFailed (error
-    findings; with ``force`` only those of rules that cannot be forced), or the UserError of a
-    plan that cannot be made (an inventory that does not load, a secret that cannot be read)."""
+    apply, telling each step to ``say``; ``tally(what)`` gives what is told how many hosts of
+    how many are done, ``what`` being ``reading hosts``, then ``applying``. Raise PlanChanged,
+    UnsafePlan, CheckFailed (error findings; with ``force`` only those of rules that cannot be
+    forced), or the UserError of a plan that cannot be made (an inventory that does not load,
+    a secret that cannot be read)."""
     if checksum is not None:
         valid_checksum(checksum)
-    prepared = prepare(root, env, host, service, seams, force)
+    prepared = prepare(root, env, host, service, seams, force, tally and tally("reading hosts"))
     plan = prepared.plan
     show(plan)
     if plan.empty:
@@ -213,4 +232,4 @@ def plan_and_apply(
         refuse_foreign(plan)
     if not confirm(plan):
         return Outcome(prepared, "declined")
-    return Outcome(prepared, "applied", apply(prepared, env, say))
+    return Outcome(prepared, "applied", apply(prepared, env, say, tally and tally("applying")))

@@ -82,10 +82,12 @@ def prepare(
     service: str | None = None,
     seams: Seams | None = None,
     force: bool = False,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Prepared:
     """Load, check and render the inventory in ``root`` and read the hosts (only ``host``,
-    only the files of ``service`` if given); return the plan with what it was made from. Raise
-    InventoryError, CheckFailed or UserError as `plan` does."""
+    only the files of ``service`` if given; ``tally`` is told how many of how many are read);
+    return the plan with what it was made from. Raise InventoryError, CheckFailed or UserError
+    as `plan` does."""
     seams = seams or Seams()
     inventory = checked(root, env, force)
     hosts = [host] if host is not None else sorted(inventory.hosts)
@@ -112,7 +114,7 @@ def prepare(
             connector, inventory, changes, files, recorded, service, passwords
         )
 
-    plan = asyncio.run(observe(wanted, opener, source, act))
+    plan = asyncio.run(observe(wanted, opener, source, act, tally))
     return Prepared(root, inventory, wanted, plan, service is not None, seams)
 
 
@@ -123,9 +125,11 @@ def plan(
     service: str | None = None,
     seams: Seams | None = None,
     force: bool = False,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Plan:
     """Load the inventory in ``root``, render it, read every host (or only ``host``)
-    concurrently and return the Plan of file changes (only those of ``service`` if given).
+    concurrently and return the Plan of file changes (only those of ``service`` if given),
+    telling ``tally`` how many hosts of how many are read as each is done.
 
     Hosts without ``ssh`` are this machine (under ``ALLMENDE_HOST_ROOT`` if set); the others are
     reached over SSH (see ``allmende.connectors.ssh`` for the environment it honours). A host
@@ -133,4 +137,4 @@ def plan(
     load, CheckFailed if its check finds errors (``force``: see ``checked``) and UserError for
     an unknown host or service.
     """
-    return prepare(root, env, host, service, seams, force).plan
+    return prepare(root, env, host, service, seams, force, tally).plan

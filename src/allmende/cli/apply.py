@@ -12,7 +12,7 @@ import click
 
 from allmende.actions.apply import HostResult, Outcome, plan_and_apply
 from allmende.cli.options import inventory_option
-from allmende.cli.output import say
+from allmende.cli.output import progress, say
 from allmende.cli.plan import seams, show
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
@@ -81,15 +81,17 @@ def interactive(directory: Path, yes: bool, diff: bool = False, **options: Any) 
     """Plan, show (the changed files; their diffs with ``diff``), ask (unless ``yes``) and
     apply at the terminal, with the command line's seams; ``options`` are those of
     ``actions.apply.plan_and_apply``."""
-    return plan_and_apply(
-        directory,
-        os.environ,
-        show=lambda plan: show(plan, diffs=diff),
-        confirm=confirmer(yes),
-        say=progress,
-        seams=seams(),
-        **options,
-    )
+    with progress("") as shown:
+        return plan_and_apply(
+            directory,
+            os.environ,
+            show=lambda plan: show(plan, diffs=diff),
+            confirm=confirmer(yes),
+            say=lambda line: shown.above(f"  {line}"),
+            tally=shown.counter,
+            seams=seams(),
+            **options,
+        )
 
 
 def confirmer(yes: bool) -> Callable[[Plan], bool]:
@@ -105,11 +107,6 @@ def confirmer(yes: bool) -> Callable[[Plan], bool]:
         return click.confirm("Apply this plan?", err=True)
 
     return confirm
-
-
-def progress(line: str) -> None:
-    """Print one step of an apply as it is done."""
-    echo(f"  {line}", err=True)
 
 
 def tell(outcome: Outcome) -> bool:

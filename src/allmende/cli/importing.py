@@ -9,6 +9,7 @@ import click
 
 from allmende.actions.importing import Options, Report, import_compose, import_haproxy
 from allmende.cli.options import inventory_option
+from allmende.cli.output import progress
 from allmende.cli.terminal import echo
 
 #: The inventory imported into; ``--into DIR`` is the older spelling of ``-C DIR``.
@@ -88,17 +89,20 @@ def compose(
     makes one project of several files. Exit 2, writing nothing, when any project cannot be
     imported.
     """
-    options = Options(
-        into=inventory,
-        environ=os.environ,
-        host=host,
-        files=files,
-        name=name,
-        env_file=env_file,
-        force=force,
-        dry_run=dry_run,
-    )
-    _print(import_compose(list(paths), options), dry_run)
+    with progress("importing") as shown:
+        options = Options(
+            into=inventory,
+            environ=os.environ,
+            host=host,
+            files=files,
+            name=name,
+            env_file=env_file,
+            force=force,
+            dry_run=dry_run,
+            tally=shown.counter("importing", "project"),
+        )
+        report = import_compose(list(paths), options)
+    _print(report, dry_run)
     return 0
 
 

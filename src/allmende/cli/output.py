@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Literal
 
@@ -103,25 +103,50 @@ class Progress:
 
     def __init__(self, what: str) -> None:
         self.what = what
-        self.live = _stream(True).isatty() and os.environ.get("TERM") != "dumb"
+        self.stream = _stream(True)
+        self.live = self.stream.isatty() and os.environ.get("TERM") != "dumb"
         self.shown = 0
+        self.text = ""
 
     def update(self, text: str) -> None:
         """Show ``what: text`` instead of the previous line."""
+        self.text = text
         if not self.live:
             return
         line = visible(f"{self.what}: {text}")
         line = line[: max(shutil.get_terminal_size().columns - 1, 20)]
-        sys.stderr.write("\r" + line + " " * max(self.shown - len(line), 0) + "\r")
-        sys.stderr.flush()
+        self.stream.write("\r" + line + " " * max(self.shown - len(line), 0) + "\r")
+        self.stream.flush()
         self.shown = len(line)
 
     def clear(self) -> None:
         """Take the line away, so that what is printed next starts on a clean line."""
+        self.text = ""
         if self.live and self.shown:
-            sys.stderr.write("\r" + " " * self.shown + "\r")
-            sys.stderr.flush()
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
             self.shown = 0
+
+    def above(self, line: str) -> None:
+        """Print ``line`` on stderr, the progress line staying below it."""
+        text = self.text
+        self.clear()
+        say(line, err=True)
+        if text:
+            self.update(text)
+
+    def counter(self, what: str, noun: str = "host") -> Callable[[int, int], None]:
+        """Return what to tell how many ``noun``s of how many are done: the line says
+        ``what: 2 of 5 hosts`` until the last is done, then goes away."""
+
+        def told(done: int, total: int) -> None:
+            self.what = what
+            if done < total:
+                self.update(f"{done} of {plural(total, noun)}")
+            else:
+                self.clear()
+
+        return told
 
 
 @contextmanager

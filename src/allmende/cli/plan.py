@@ -12,7 +12,7 @@ import click
 from allmende.actions.plan import Seams
 from allmende.actions.plan import plan as plan_action
 from allmende.cli.options import inventory_option
-from allmende.cli.output import paint, plural, say
+from allmende.cli.output import paint, plural, progress, say
 from allmende.cli.terminal import echo
 from allmende.plan.changes import Plan
 
@@ -53,7 +53,9 @@ def plan(inventory: Path, host: str | None, service: str | None, as_json: bool, 
     For tests and staging, ALLMENDE_HOST_ROOT names a directory standing in for `/` on this
     machine and ALLMENDE_REMOTE_ROOT one on SSH hosts.
     """
-    result = plan_action(inventory, os.environ, host, service, seams(), force)
+    with progress("reading hosts") as shown:
+        tally = shown.counter("reading hosts")
+        result = plan_action(inventory, os.environ, host, service, seams(), force, tally)
     if as_json:
         echo(json.dumps(result.as_json(), indent=2))
     else:

@@ -180,10 +180,12 @@ async def observe(
     open_connector: Callable[[str], Connector],
     source: str | None = None,
     act: Actor | None = None,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Plan:
     """Observe every host in ``wanted`` concurrently and return the Plan, with the actions
-    ``act`` finds on each host. A host that cannot be reached or read is put in
-    ``Plan.failed`` with the reason; the others are planned."""
+    ``act`` finds on each host, telling ``tally`` how many hosts of how many are read as each
+    is done. A host that cannot be reached or read is put in ``Plan.failed`` with the reason;
+    the others are planned."""
 
     async def one(host: str) -> tuple[list[Change], list[Action], HostKey] | str:
         try:
@@ -195,7 +197,19 @@ async def observe(
             return str(exc)
 
     hosts = sorted(wanted)
-    results = await asyncio.gather(*(one(h) for h in hosts))
+    read = 0
+    if tally is not None:
+        tally(0, len(hosts))
+
+    async def counted(host: str) -> tuple[list[Change], list[Action], HostKey] | str:
+        nonlocal read
+        result = await one(host)
+        read += 1
+        if tally is not None:
+            tally(read, len(hosts))
+        return result
+
+    results = await asyncio.gather(*(counted(h) for h in hosts))
     changes: list[Change] = []
     actions: list[Action] = []
     failed: dict[str, str] = {}
