@@ -173,3 +173,36 @@ def test_every_command_names_the_inventory_the_same_way_and_the_old_spellings_st
     assert here.returncode == 2
     assert "allmende.yaml: missing: this is not an inventory" in here.stderr
     shutil.rmtree(newcomer.where / "rendered")
+
+
+README = Path(__file__).parents[2] / "README.md"
+
+
+def shown_in_readme(command: str) -> list[str]:
+    """The lines the README shows under ``$ command`` in its block."""
+    text = README.read_text()
+    start = text.index(f"$ {command}\n") + len(command) + 3
+    return text[start : text.index("```", start)].splitlines()
+
+
+def test_the_readme_shows_both_kinds_of_check_output_as_they_look(
+    newcomer: Newcomer, tmp_path: Path
+) -> None:
+    # Load problems: one file with several mistakes beside a component without its image.
+    overlay(FIXTURES / "invalid" / "several-mistakes", newcomer.where / "inv")
+    problems = newcomer.run("allmende check -C inv")
+    assert problems.returncode == 2
+    assert (problems.stdout + problems.stderr).splitlines() == shown_in_readme(
+        "allmende check -C inv"
+    )
+    # Rule findings, each hint typed for where the user stands.
+    inventory = overlay(FIXTURES / "empty-overlay", tmp_path / "inv")
+    own_secrets(inventory, tmp_path / "age.key")
+    (inventory / "secrets" / "wiki" / "db-password.age").unlink()
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text().replace("mediawiki:1.42.3", "mediawiki:latest"))
+    findings = newcomer.run("allmende check -C ../inv")
+    assert findings.returncode == 1
+    assert (findings.stdout + findings.stderr).splitlines() == shown_in_readme(
+        "allmende check -C ../inv"
+    )
