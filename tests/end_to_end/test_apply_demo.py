@@ -44,6 +44,20 @@ CONTEXT.check_hostname = False
 CONTEXT.verify_mode = ssl.CERT_NONE
 
 
+#: What apply says of the demo, step by step, as it does it.
+DEMO_STEPS = [
+    "local: 15 files in place",
+    "local: database: up (its files change)",
+    "local: database: running",
+    "local: pad: up (its files change)",
+    "local: pad: running",
+    "local: wiki: up (its files change)",
+    "local: wiki: running",
+    "local: HAProxy started",
+    "local: monitors pass: database, pad, wiki",
+]
+
+
 @dataclass
 class Demo:
     inventory: Path
@@ -188,17 +202,7 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
     assert code == 0, err
     # Each step as it is done, then the result.
     steps = [line.strip() for line in err.splitlines() if line.startswith("  local: ")]
-    assert steps == [
-        "local: 15 files in place",
-        "local: database: up (its files change)",
-        "local: database: running",
-        "local: pad: up (its files change)",
-        "local: pad: running",
-        "local: wiki: up (its files change)",
-        "local: wiki: running",
-        "local: HAProxy started",
-        "local: monitors pass: database, pad, wiki",
-    ]
+    assert steps == DEMO_STEPS
     assert "Applied local." in err
 
     status, body = demo.get("wiki.nordlicht.example", "/cgi-bin/env")

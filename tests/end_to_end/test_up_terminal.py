@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.test_apply_demo import Demo, demo  # noqa: F401  (the fixture)
+from tests.end_to_end.test_apply_demo import DEMO_STEPS, Demo, demo  # noqa: F401  (the fixture)
 
 from allmende.cli.main import main
 
@@ -118,17 +118,7 @@ def test_up_on_the_demo_shows_a_summary_asks_and_says_what_it_did(
     after = screen.wait_for("Serving the docs of nordlicht at http://127.0.0.1:", timeout=240)
     told = after[after.index("Apply this plan?") :].splitlines()
     steps = [shown.strip() for shown in told if shown.startswith("  local: ")]
-    assert steps == [
-        "local: 15 files in place",
-        "local: database: up (its files change)",
-        "local: database: running",
-        "local: pad: up (its files change)",
-        "local: pad: running",
-        "local: wiki: up (its files change)",
-        "local: wiki: running",
-        "local: HAProxy started",
-        "local: monitors pass: database, pad, wiki",
-    ]
+    assert steps == DEMO_STEPS
     assert "Applied local." in told
     assert not [shown for shown in told if "WARNING" in shown or "local: local:" in shown]
     # What the person then sees: the wiki through the edge, the docs where `up` says.

@@ -23,6 +23,7 @@ from allmende.apply.lock import host_lock
 from allmende.apply.verify import TIMEOUT
 from allmende.errors import PlanChanged, UnsafePlan, UserError
 from allmende.plan.changes import Plan
+from allmende.plan.observe import each_counted
 from allmende.state.store import default_path, finish_apply, open_store, start_apply
 
 #: More deletes than this in one apply need --force.
@@ -155,23 +156,8 @@ def apply(
         finish_apply(db, record, "ok")
         return HostResult(host, done=done)
 
-    ended = 0
-    if tally is not None:
-        tally(0, len(hosts))
-
-    async def counted(host: str) -> HostResult:
-        nonlocal ended
-        result = await one(host)
-        ended += 1
-        if tally is not None:
-            tally(ended, len(hosts))
-        return result
-
-    async def every() -> list[HostResult]:
-        return await asyncio.gather(*(counted(h) for h in hosts))
-
     try:
-        results = asyncio.run(every())
+        results = asyncio.run(each_counted(hosts, one, tally))
     finally:
         db.close()
     return {r.host: r for r in results}
