@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import pytest
 from test_import_corpus import (  # the corpus harness (tests/integration has no package)
     HANDLED,
     SCHEMA,
@@ -35,6 +34,7 @@ from test_import_corpus import (  # the corpus harness (tests/integration has no
     original,
     world,
 )
+from tests.conftest import SUMMARY
 
 from allmende.importers.interpolate import interpolate
 from allmende.importers.traefik import labels_of
@@ -311,9 +311,7 @@ def _project_level(data: dict[str, Any], key: str) -> list[str]:
     return list(value)
 
 
-def test_round_trip_through_the_compose_renderer(
-    world: World, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_round_trip_through_the_compose_renderer(world: World) -> None:
     """Render every import back and compare it with the original, normalised."""
     failures: dict[str, list[str]] = {}
     gaps: dict[str, list[str]] = {}
@@ -323,8 +321,7 @@ def test_round_trip_through_the_compose_renderer(
             failures[corpus_file] = found
         if lacking:
             gaps[corpus_file] = lacking
-    with capsys.disabled():
-        print(f"\n== round trip: {len(list(imported(world)))} imports rendered back ==")
-        for corpus_file, keys in sorted(gaps.items()):
-            print(f"renderer gap  {corpus_file[8:]}: project-level {', '.join(keys)} not rendered")
+    SUMMARY.append(f"import round trip: {len(list(imported(world)))} imports rendered back")
+    for corpus_file, keys in sorted(gaps.items()):
+        SUMMARY.append(f"  renderer gap {corpus_file[8:]}: project-level {', '.join(keys)}")
     assert not failures, json.dumps(failures, indent=1)

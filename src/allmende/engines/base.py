@@ -295,7 +295,10 @@ def deliver_files(
             files[path] = made
         env = env_secrets(component)
         if env:
-            lines = "".join(f"{v}={env_value(s, values[s])}\n" for v, s in env.items())
+            lines = "".join(
+                f"{v}={env_value(s, values[s], inventory.command('secret', 'set', s))}\n"
+                for v, s in env.items()
+            )
             named = (source, *(f"secrets/{s}.age" for s in sorted(set(env.values()))))
             files[f"{service_dir(service)}/{env_file(cname)}"] = Rendered(
                 lines.encode(), named, 0o600
@@ -308,16 +311,17 @@ def deliver_files(
 ENV_SAFE = re.compile(r"[A-Za-z0-9_.,:;@%+=/~^!?*()\[\]{}<>|&-]*")
 
 
-def env_value(secret: str, value: bytes) -> str:
+def env_value(secret: str, value: bytes, setting: str) -> str:
     """Return a secret's value for an env file. Raise SecretError if it holds what an env file
-    cannot carry the same way to every compose implementation."""
+    cannot carry the same way to every compose implementation (naming ``setting``, the
+    command that sets it, as the user types it)."""
     text = value.decode("utf-8", errors="replace")
     if not ENV_SAFE.fullmatch(text):
         raise SecretError(
             f"the secret `{secret}` is delivered `as: env`, but its value holds a space, a "
             "quote, `$`, `#`, `\\` or a control character, which compose implementations read "
             f"differently from an env file: deliver it `as: file`, or set a value without them "
-            f"(`allmende secret set {secret}`)"
+            f"(`{setting}`)"
         )
     return text
 
