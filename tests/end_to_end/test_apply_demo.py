@@ -165,7 +165,15 @@ def demo(
     if pidfile.exists():
         remote_host.run(["kill", pidfile.read_text().split()[0]])
         time.sleep(0.5)
-    remote_host.empty("/srv", "/etc/haproxy", "/var/lib/allmende", "/run/haproxy")
+    remote_host.empty(
+        "/srv",
+        "/etc/haproxy",
+        "/var/lib/allmende",
+        "/run/haproxy",
+        "/etc/allmende",
+        "/etc/systemd/system",
+        "/usr/local/lib/allmende",
+    )
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

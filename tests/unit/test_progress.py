@@ -13,6 +13,7 @@ import pytest
 
 from allmende.actions.plan import Seams
 from allmende.cli.main import main
+from allmende.cli.output import ERASE
 from allmende.connectors.base import Ran
 from tests.memory import MemoryHost
 from tests.unit.test_refusals import hosts, inventory, seams  # noqa: F401  (the fixtures)
@@ -25,9 +26,18 @@ class Terminal(io.StringIO):
         return True
 
     def screen(self) -> list[str]:
+        """The lines as a terminal shows them, trailing spaces kept."""
         lines: list[list[str]] = [[]]
         column = 0
-        for char in self.getvalue():
+        text = self.getvalue()
+        at = 0
+        while at < len(text):
+            if text.startswith(ERASE, at):
+                del lines[-1][column:]
+                at += len(ERASE)
+                continue
+            char = text[at]
+            at += 1
             if char == "\n":
                 lines.append([])
                 column = 0
@@ -37,12 +47,14 @@ class Terminal(io.StringIO):
                 line = lines[-1]
                 line[column : column + 1] = [char]
                 column += 1
-        return ["".join(line).rstrip() for line in lines]
+        return ["".join(line) for line in lines]
 
     def shown(self, what: str) -> list[str]:
         """Every state the progress line of ``what`` was drawn in, in order (once each: it is
         drawn again below every line printed above it)."""
-        drawn = re.findall(rf"\r({re.escape(what)}: [^\r]*?) *\r", self.getvalue())
+        drawn = re.findall(
+            rf"\r({re.escape(what)}: [^\r\x1b]*){re.escape(ERASE)}\r", self.getvalue()
+        )
         return list(dict.fromkeys(drawn))
 
 

@@ -97,6 +97,11 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(level)
 
 
+#: What erases a terminal's line from the cursor to its end (ECMA-48 EL): nothing is left
+#: behind, not even spaces.
+ERASE = "\x1b[K"
+
+
 class Progress:
     """One line on stderr that says how far long work is, rewritten in place at a terminal
     and cleared when done; nothing at all when stderr is no terminal."""
@@ -115,7 +120,7 @@ class Progress:
             return
         line = visible(f"{self.what}: {text}")
         line = line[: max(shutil.get_terminal_size().columns - 1, 20)]
-        self.stream.write("\r" + line + " " * max(self.shown - len(line), 0) + "\r")
+        self.stream.write("\r" + line + ERASE + "\r")
         self.stream.flush()
         self.shown = len(line)
 
@@ -123,7 +128,7 @@ class Progress:
         """Take the line away, so that what is printed next starts on a clean line."""
         self.text = ""
         if self.live and self.shown:
-            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.write("\r" + ERASE)
             self.stream.flush()
             self.shown = 0
 
