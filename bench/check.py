@@ -22,6 +22,8 @@ def generate(root: Path, services: int) -> None:
     """Write an inventory of ``services`` services spread over 50 hosts."""
     (root / "hosts").mkdir(parents=True)
     (root / "services").mkdir()
+    (root / "zones").mkdir()
+    (root / "zones" / "bench.example.yaml").write_text("nameservers: [ns1.example.net.]\n")
     (root / "allmende.yaml").write_text(
         "name: bench\ndomains: [bench.example]\nedge: {hosts: [host-0]}\n"
         "backup: {repository: 'ssh://borg@vault.bench.example/srv/borg/{service}', "
@@ -76,7 +78,9 @@ def one(services: int) -> dict[str, float]:
         inventory, report = check(root, {})
         checked = time.perf_counter() - started
         assert len(inventory.services) == services, len(inventory.services)
-        assert not report.findings, report.findings[:3]
+        # The bench has no secret store: the roles' passwords are not stored, all else is clean.
+        unclean = [f for f in report.findings if f.rule != "databases.passwords"]
+        assert not unclean, unclean[:3]
         figures = {"services": services, "load_check_s": round(checked, 3)}
         try:
             from allmende.actions.docs import build

@@ -11,6 +11,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 BASE = FIXTURES / "valid" / "nordlicht"
 EXAMPLES = Path(__file__).parent.parent / "examples"
 
+#: Lines a test has to say besides pass or fail (a corpus's figures), printed once after the
+#: run's own summary rather than in the middle of its progress.
+SUMMARY: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SUMMARY:
+        terminalreporter.section("figures")
+        for line in SUMMARY:
+            terminalreporter.write_line(line)
+
 
 def overlay(case: Path, into: Path) -> Path:
     """Copy the base inventory to ``into`` and lay the files of ``case`` over it.

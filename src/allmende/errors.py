@@ -168,7 +168,8 @@ class PlanChanged(UserError):
 
 class ApplyFailed(HostError):
     """A host's apply failed. ``cause`` is the first error; ``rolled_back`` says whether the
-    host was put back as it was; ``problems`` lists what the clean-up then failed to do."""
+    host was put back as it was; ``undone`` what the rollback did, ``problems`` what it then
+    failed to do. The message says it all in one sentence."""
 
     def __init__(
         self,
@@ -177,9 +178,12 @@ class ApplyFailed(HostError):
         *,
         rolled_back: bool,
         problems: Sequence[str] = (),
+        undone: Sequence[str] = (),
     ) -> None:
         if problems:
             tail = "; rolling back left problems: " + "; ".join(problems)
+        elif rolled_back and undone:
+            tail = "; rolled back: " + ", ".join(undone)
         elif rolled_back:
             tail = "; the host was rolled back to its previous files and services"
         else:
@@ -188,6 +192,7 @@ class ApplyFailed(HostError):
         self.cause = cause
         self.rolled_back = rolled_back
         self.problems = tuple(problems)
+        self.undone = tuple(undone)
 
 
 class CertificateFailed(UserError):

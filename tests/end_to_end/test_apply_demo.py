@@ -44,6 +44,20 @@ CONTEXT.check_hostname = False
 CONTEXT.verify_mode = ssl.CERT_NONE
 
 
+#: What apply says of the demo, step by step, as it does it.
+DEMO_STEPS = [
+    "local: 16 files in place",
+    "local: database: up (its files change)",
+    "local: database: running",
+    "local: pad: up (its files change)",
+    "local: pad: running",
+    "local: wiki: up (its files change)",
+    "local: wiki: running",
+    "local: HAProxy started",
+    "local: monitors pass: database, pad, wiki",
+]
+
+
 @dataclass
 class Demo:
     inventory: Path
@@ -151,7 +165,15 @@ def demo(
     if pidfile.exists():
         remote_host.run(["kill", pidfile.read_text().split()[0]])
         time.sleep(0.5)
-    remote_host.empty("/srv", "/etc/haproxy", "/var/lib/allmende", "/run/haproxy")
+    remote_host.empty(
+        "/srv",
+        "/etc/haproxy",
+        "/var/lib/allmende",
+        "/run/haproxy",
+        "/etc/allmende",
+        "/etc/systemd/system",
+        "/usr/local/lib/allmende",
+    )
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -188,17 +210,7 @@ def test_the_demo_applies_serves_by_domain_and_a_second_apply_does_nothing(
     assert code == 0, err
     # Each step as it is done, then the result.
     steps = [line.strip() for line in err.splitlines() if line.startswith("  local: ")]
-    assert steps == [
-        "local: 16 files in place",
-        "local: database: up (its files change)",
-        "local: database: running",
-        "local: pad: up (its files change)",
-        "local: pad: running",
-        "local: wiki: up (its files change)",
-        "local: wiki: running",
-        "local: HAProxy started",
-        "local: monitors pass: database, pad, wiki",
-    ]
+    assert steps == DEMO_STEPS
     assert "Applied local." in err
 
     status, body = demo.get("wiki.nordlicht.example", "/cgi-bin/env")

@@ -46,7 +46,7 @@ def test_the_demo_says_which_image_it_cannot_pull_and_changes_nothing(
     assert "Then on local: pull docker.io/library/postgres:16.4" in out
     assert "Then on local: pull ghcr.io/requarks/wiki:2.5.304" in out
     assert (
-        "not applied: local: the image docker.io/etherpad/etherpad:2.2.5 cannot be pulled "
+        "Not applied to local: the image docker.io/etherpad/etherpad:2.2.5 cannot be pulled "
         "from docker.io (not on local; pad needs it); nothing on this host was changed"
     ) in err
     assert "registry-1.docker.io" in err  # podman's own words follow

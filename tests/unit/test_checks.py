@@ -46,7 +46,7 @@ def service(
 def test_the_base_fixture_is_clean_under_every_rule(tmp_path: Path) -> None:
     report = run(load(overlay(FIXTURES / "empty-overlay", tmp_path / "i"), {}))
     assert list(report) == []
-    assert [f.rule for f in report.allowed] == ["volumes.under_srv"]
+    assert [f.rule for f in report.allowed] == ["dns.zonefile", "volumes.under_srv"]
 
 
 def test_every_rule_has_a_reason_and_a_fix() -> None:

@@ -191,6 +191,7 @@ def test_a_missing_password_secret_stops_the_plan_of_that_host() -> None:
     host = MemoryHost("local")
     driver = asyncio.run(find_driver(host, "compose", "podman"))
     assert driver is not None
-    with pytest.raises(UserError, match="wiki/db-password, which are not stored"):
+    with pytest.raises(UserError, match="wiki/db-password, which are not stored") as told:
         asyncio.run(database_actions(host, driver, inventory, {}, {"pad/db-password": b"x"}))
+    assert f"(`allmende secret set wiki/db-password -C {inventory.root}`)" in str(told.value)
     assert host.ran == []  # the server was not asked anything either

@@ -102,8 +102,10 @@ def test_a_value_with_spaces_dollars_or_hashes_is_single_quoted(tmp_path: Path, 
 def test_a_value_an_env_file_cannot_carry_is_refused(tmp_path: Path, value: str) -> None:
     setup = make_setup(tmp_path)
     setup.store.set("shop/session-key", value.encode())
-    with pytest.raises(SecretError, match="`shop/session-key` is delivered `as: env`"):
+    with pytest.raises(SecretError, match="`shop/session-key` is delivered `as: env`") as told:
         host_files(setup.inventory, setup.rendered, setup.store)
+    # The command that fixes it, as it must be typed from here.
+    assert f"(`allmende secret set shop/session-key -C {setup.inventory.root}`)" in str(told.value)
 
 
 def test_render_files_are_passed_on_unchanged(setup: Setup) -> None:

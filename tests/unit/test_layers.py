@@ -23,7 +23,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "execute": ROOT,
     "inventory": ROOT,
     "state": ROOT,
-    "checks": ROOT | {"inventory"},
+    "checks": ROOT | {"inventory", "render"},
     "render": ROOT | {"inventory"},
     "importers": ROOT | {"inventory"},
     "connectors": ROOT | {"inventory", "execute", "onhost"},

@@ -160,7 +160,7 @@ def test_unknown_names_suggest_close_ones(store: SecretStore) -> None:
     store.set("music/django-secret", VALUE)
     with pytest.raises(SecretError, match=r"no secret music/djang0-secret: did you mean music/dj"):
         store.get("music/djang0-secret")
-    with pytest.raises(SecretError, match="`allmende secret list` shows"):
+    with pytest.raises(SecretError, match=r"`allmende secret list -C .*` shows"):
         store.remove("entirely/else")
 
 
@@ -301,7 +301,7 @@ def test_a_foreign_key_gets_a_clear_message(
         stranger.get("wiki/admin")
     message = str(caught.value)
     assert message.startswith("cannot decrypt wiki/admin: it was not encrypted to your key")
-    assert f"`allmende secret recipient add {public}`" in message
+    assert f"`allmende secret recipient add {public} -C " in message
 
 
 def test_recipients_file_allows_comments_and_rejects_bad_lines(store: SecretStore) -> None:

@@ -15,6 +15,7 @@ from allmende.inventory.backupjob import Channel
 from allmende.inventory.load import load
 from allmende.inventory.watchspec import Probe, Window, from_json, weekdays
 from allmende.operations.notify import Event
+from allmende.render.output import written_for
 from allmende.render.watch import render as render_watch
 from allmende.render.watch_plan import plan
 from allmende.state import store, watchstore
@@ -109,6 +110,9 @@ def test_the_watch_host_reads_only_its_own_backups(tmp_path: Path) -> None:
     program = "/usr/bin/python3 -I /usr/local/lib/allmende/allmende.pyz"
     assert f"ExecStart={program} watch --plan /etc/allmende/watch.json" in unit
     assert "Restart=always" in unit and "WantedBy=multi-user.target" in unit
+    # Both say whose inventory wrote them, so that another inventory's plan marks them.
+    for rendered in files.values():
+        assert written_for(rendered.content) == inventory.collective.name
     assert render_watch(load(BASE, {})) == {}
 
 

@@ -73,6 +73,19 @@ def refuse_large_deletes(prepared: Prepared) -> None:
             )
 
 
+def refuse_foreign(plan: Plan) -> None:
+    """Raise UnsafePlan if the plan would overwrite files another collective's inventory wrote
+    there (``Change.foreign``; ``--force`` takes them over)."""
+    taken = [c for c in plan.changes if c.foreign is not None]
+    if taken:
+        shown = ", ".join(f"{c.host}:{c.path} ({c.foreign})" for c in taken[:5])
+        more = f" and {len(taken) - 5} more" if len(taken) > 5 else ""
+        raise UnsafePlan(
+            f"the plan overwrites files another inventory wrote: {shown}{more}; nothing was "
+            "applied: check whose they are, then apply with --force to take them over"
+        )
+
+
 def valid_checksum(expected: str) -> str:
     """Return ``expected`` if it is ``CHECKSUM_DIGITS`` to 64 hex digits (a prefix of a plan's
     checksum). Raise UserError otherwise: a shorter prefix would match too many plans."""
@@ -100,11 +113,14 @@ def who(env: Mapping[str, str]) -> str:
 
 
 def apply(
-    prepared: Prepared, env: Mapping[str, str], say: Callable[[str], None] = lambda line: None
+    prepared: Prepared,
+    env: Mapping[str, str],
+    say: Callable[[str], None] = lambda line: None,
+    tally: Callable[[int, int], None] | None = None,
 ) -> dict[str, HostResult]:
     """Apply the plan on every host that has something to do, in the order its dependencies
-    ask (``apply.across``), each under its lock, and record each in the state database.
-    Return each host's result."""
+    ask (``apply.across``), each under its lock, and record each in the state database; tell
+    ``tally`` how many hosts of how many are done. Return each host's result."""
     plan = prepared.plan
     inventory = prepared.inventory
     hosts = sorted({c.host for c in plan.changes} | {a.host for a in plan.actions})
@@ -153,9 +169,18 @@ def apply(
         )
         for host in hosts
     }
+    count = [0]
+
+    def ended(host: str) -> None:
+        count[0] += 1
+        if tally is not None:
+            tally(count[0], len(hosts))
+
+    if tally is not None:
+        tally(0, len(hosts))
     try:
         found = asyncio.run(
-            apply_across({h: part(h) for h in hosts}, edges, dependencies(inventory), opened)
+            apply_across({h: part(h) for h in hosts}, edges, dependencies(inventory), opened, ended)
         )
         results = {}
         for host in hosts:
@@ -214,6 +239,7 @@ def plan_and_apply(
     show: Callable[[Plan], None],
     confirm: Callable[[Plan], bool],
     say: Callable[[str], None] = lambda line: None,
+    tally: Callable[[str], Callable[[int, int], None]] | None = None,
     host: str | None = None,
     service: str | None = None,
     force: bool = False,
@@ -222,12 +248,14 @@ def plan_and_apply(
 ) -> Outcome:
     """Plan (only ``host``, only ``service`` if given), ``show`` the plan, and unless it is empty
     check ``checksum`` (if given) and the blast radius (unless ``force``), ``confirm``, and
-    apply, telling each step to ``say``. Raise PlanChanged, UnsafePlan, CheckFailed (error
-    findings; with ``force`` only those of rules that cannot be forced), or the UserError of a
-    plan that cannot be made (an inventory that does not load, a secret that cannot be read)."""
+    apply, telling each step to ``say``; ``tally(what)`` gives what is told how many hosts of
+    how many are done, ``what`` being ``reading hosts``, then ``applying``. Raise PlanChanged,
+    UnsafePlan, CheckFailed (error findings; with ``force`` only those of rules that cannot be
+    forced), or the UserError of a plan that cannot be made (an inventory that does not load,
+    a secret that cannot be read)."""
     if checksum is not None:
         valid_checksum(checksum)
-    prepared = prepare(root, env, host, service, seams, force)
+    prepared = prepare(root, env, host, service, seams, force, tally and tally("reading hosts"))
     plan = prepared.plan
     show(plan)
     if plan.empty:
@@ -237,6 +265,7 @@ def plan_and_apply(
         check_checksum(plan, checksum)
     if not force:
         refuse_large_deletes(prepared)
+        refuse_foreign(plan)
     if not confirm(plan):
         return Outcome(prepared, "declined")
-    return Outcome(prepared, "applied", apply(prepared, env, say))
+    return Outcome(prepared, "applied", apply(prepared, env, say, tally and tally("applying")))

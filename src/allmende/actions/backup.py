@@ -28,6 +28,7 @@ from allmende.inventory.backups import passphrase_secret
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
+from allmende.inventory.typed import typed
 from allmende.inventory.validate import did_you_mean
 from allmende.operations import archives, drill, restore
 from allmende.operations import backup as operation
@@ -57,7 +58,7 @@ class Context:
         if not self.store().exists(name):
             raise UserError(
                 f"{service}: no repository passphrase in the secret store ({name}): run "
-                f"`allmende backup init {service}`"
+                f"`{typed(self.root, 'backup', 'init', service)}`"
             )
         return self.store().get(name)
 

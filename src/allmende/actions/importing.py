@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,6 +64,8 @@ class Options:
     env_file: Path | None = None
     force: bool = False
     dry_run: bool = False
+    #: Told how many projects of how many are read, as each is.
+    tally: Callable[[int, int], None] = lambda done, total: None
 
 
 @dataclass
@@ -336,7 +338,8 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
     files = _host_stub(options.host, inventory, report)
     problems: list[Problem] = []
     taken: set[str] = set()
-    for path, extra in projects:
+    for done, (path, extra) in enumerate(projects):
+        options.tally(done, len(projects))
         try:
             overrides = [(f, str(f)) for f in extra]
             project = read_project(path, str(path), options.environ, options.env_file, overrides)
@@ -346,6 +349,7 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
             report.services.append(compose_importer.map_project(project, name, options.host))
         except ImportRefused as exc:
             problems.extend(exc.problems)
+    options.tally(len(projects), len(projects))
     if problems:
         raise ImportRefused(problems)
     _link(report.services, inventory)

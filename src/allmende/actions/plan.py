@@ -71,7 +71,7 @@ def checked(root: Path, env: Mapping[str, str], force: bool = False) -> Inventor
     CheckFailed if the check finds errors (with ``force``: errors of rules that cannot be
     forced)."""
     inventory = load(root, env)
-    reason = refusal(run(inventory), force)
+    reason = refusal(run(inventory), force, inventory.command("check"))
     if reason is not None:
         raise CheckFailed(reason)
     return inventory
@@ -84,10 +84,12 @@ def prepare(
     service: str | None = None,
     seams: Seams | None = None,
     force: bool = False,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Prepared:
     """Load, check and render the inventory in ``root`` and read the hosts (only ``host``,
-    only the files of ``service`` if given); return the plan with what it was made from. Raise
-    InventoryError, CheckFailed or UserError as `plan` does."""
+    only the files of ``service`` if given; ``tally`` is told how many of how many are read);
+    return the plan with what it was made from. Raise InventoryError, CheckFailed or UserError
+    as `plan` does."""
     seams = seams or Seams()
     inventory = checked(root, env, force)
     hosts = [host] if host is not None else sorted(inventory.hosts)
@@ -116,7 +118,7 @@ def prepare(
         )
 
     async def observed() -> Plan:
-        found = await observe(wanted, opener, source, act)
+        found = await observe(wanted, opener, source, act, tally)
         return await hold_back(inventory, found, wanted, opener)
 
     plan = asyncio.run(observed())
@@ -130,9 +132,11 @@ def plan(
     service: str | None = None,
     seams: Seams | None = None,
     force: bool = False,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Plan:
     """Load the inventory in ``root``, render it, read every host (or only ``host``)
-    concurrently and return the Plan of file changes (only those of ``service`` if given).
+    concurrently and return the Plan of file changes (only those of ``service`` if given),
+    telling ``tally`` how many hosts of how many are read as each is done.
 
     Hosts without ``ssh`` are this machine (under ``ALLMENDE_HOST_ROOT`` if set); the others are
     reached over SSH (see ``allmende.connectors.ssh`` for the environment it honours). A host
@@ -140,4 +144,4 @@ def plan(
     load, CheckFailed if its check finds errors (``force``: see ``checked``) and UserError for
     an unknown host or service.
     """
-    return prepare(root, env, host, service, seams, force).plan
+    return prepare(root, env, host, service, seams, force, tally).plan

@@ -147,12 +147,12 @@ def render(
     files = select(inventory, render_all(inventory, targets), host, service)
     if "dns" in targets:
         for zone, reason in sorted(dns.skipped(inventory).items()):
-            log.warning("no zone file for %s: %s", zone, reason)
+            log.warning("no zone file for %s: %s [dns.zonefile]", zone, reason)
     for name, services in left_out(inventory, targets).items():
         if host is None or name == host:
             engine = inventory.hosts[name].engine
             log.warning(
-                "%s on %s: not rendered, allmende cannot render engine %s yet",
+                "%s on %s: not rendered, allmende cannot render engine %s yet [engines.rendered]",
                 ", ".join(services),
                 name,
                 engine,

@@ -53,12 +53,19 @@ async def apply_across(
     edges: Collection[str],
     depends: Mapping[str, Collection[str]],
     open_host: Opener,
+    ended: Callable[[str], None] = lambda host: None,
 ) -> dict[str, Result]:
     """Apply each host's part (``plans``), opening also the ``edges`` that start-first
-    replacements switch over; return each planned host's result."""
+    replacements switch over; tell ``ended`` each planned host as its apply ends; return each
+    planned host's result."""
     everyone = set(plans) | set(edges)
+
+    def told(host: str) -> None:
+        if host in plans:
+            ended(host)
+
     results = await asyncio.gather(
-        *(_group(g, plans, depends, open_host) for g in groups(everyone, depends))
+        *(_group(g, plans, depends, open_host, told) for g in groups(everyone, depends))
     )
     return {host: r for found in results for host, r in found.items() if host in plans}
 
@@ -68,6 +75,7 @@ async def _group(
     plans: Mapping[str, HostPlan],
     depends: Mapping[str, Collection[str]],
     open_host: Opener,
+    ended: Callable[[str], None],
 ) -> dict[str, Result]:
     holders = {h: open_host(h) for h in hosts}
     entered = await asyncio.gather(
@@ -88,9 +96,11 @@ async def _group(
         log.warning("%s: its servers are not moved at run time: %s", host, failed.pop(host))
     try:
         if failed:
+            for host in hosts:
+                ended(host)
             return _unapplied(hosts, plans, failed)
         runs = {h: HostApply(connectors[h], plans[h], connectors) for h in hosts if h in plans}
-        return await _phases(runs, levels(list(runs), depends))
+        return await _phases(runs, levels(list(runs), depends), ended)
     finally:
         await _close({h: holders[h] for h in connectors}, None)
 
@@ -110,7 +120,9 @@ def _unapplied(
     return results
 
 
-async def _phases(runs: Mapping[str, HostApply], order: list[list[str]]) -> dict[str, Result]:
+async def _phases(
+    runs: Mapping[str, HostApply], order: list[list[str]], ended: Callable[[str], None]
+) -> dict[str, Result]:
     """Run the phases on the group's hosts (see the module docstring)."""
 
     async def each(hosts: Sequence[str], step: Callable[[HostApply], Awaitable[None]]) -> None:
@@ -122,6 +134,10 @@ async def _phases(runs: Mapping[str, HostApply], order: list[list[str]]) -> dict
         if errors:
             raise _Failed({h: e for h, e in errors.items() if isinstance(e, UserError)})
 
+    async def finished(run: HostApply) -> None:
+        await run.finish()
+        ended(run.host)
+
     every = [h for level in order for h in level]
     try:
         await each(every, HostApply.begin)
@@ -129,9 +145,9 @@ async def _phases(runs: Mapping[str, HostApply], order: list[list[str]]) -> dict
             await each(level, HostApply.services)
         for level in order:
             await each(level, HostApply.proxy)
-        await each(every, HostApply.finish)
+        await each(every, finished)
     except _Failed as failure:
-        return await _put_back(runs, order, failure.errors)
+        return await _put_back(runs, order, failure.errors, ended)
     return {h: Result(h, done=run.done) for h, run in runs.items()}
 
 
@@ -144,7 +160,10 @@ class _Failed(Exception):
 
 
 async def _put_back(
-    runs: Mapping[str, HostApply], order: list[list[str]], errors: Mapping[str, UserError]
+    runs: Mapping[str, HostApply],
+    order: list[list[str]],
+    errors: Mapping[str, UserError],
+    ended: Callable[[str], None],
 ) -> dict[str, Result]:
     """Put every host of the group back, the later levels first; return the results."""
     first = next(iter(errors))
@@ -158,6 +177,7 @@ async def _put_back(
                 f"{first}, whose apply failed"
             )
             results[host] = Result(host, error=await run.fail(cause))
+            ended(host)
 
         await asyncio.gather(*(one(h) for h in level))
     return results

@@ -245,18 +245,19 @@ class HostApply:
                 return cause
             return ApplyFailed(self.host, cause, rolled_back=False)
         log.info("%s: %s; rolling back", self.host, cause)
-        self.plan.say("failed: rolling back")
-        problems = await self._roll_back()
+        self.plan.say("rolling back")
+        told: list[str] = []
+        problems = await self._roll_back(told)
         problems += await _remove(self.connector, self.stand_ins)
-        return ApplyFailed(self.host, cause, rolled_back=True, problems=problems)
+        return ApplyFailed(self.host, cause, rolled_back=True, problems=problems, undone=told)
 
     async def _discard(self) -> None:
         if self.staged is not None:
             await discard(self.connector, self.staged)
         await _remove(self.connector, self.stand_ins)
 
-    async def _roll_back(self) -> list[str]:
-        """Put the host back; return what could not be put back."""
+    async def _roll_back(self, told: list[str]) -> list[str]:
+        """Put the host back, telling ``told`` what was put back; return what could not be."""
         assert self.staged is not None
         connector, plan, driver, done = self.connector, self.plan, self.driver, self.done
         problems: list[str] = []
@@ -270,21 +271,27 @@ class HostApply:
             ]
             for service in new_services:
                 down = Action(connector.host, "down", service, "rollback", driver.down(service))
-                problems += await _attempt(connector, down)
+                problems += await _attempt(connector, down, told, f"{service} brought down")
         try:
             await rollback(connector, self.staged)
         except UserError as exc:
             return [*problems, str(exc)]
-        problems += await undo(connector, done)
+        files = len(self.staged.committed)
+        told.insert(0, f"{files} file{'' if files == 1 else 's'} put back")
+        undoing = await undo(connector, done)
+        if done.undo and not undoing:
+            told.append("the engine's steps undone")
+        problems += undoing
         if driver is not None:
             for service in done.up:
                 if service not in new_services and service not in undone:
                     again = previous_up(driver, plan.inventory, service, created)
-                    problems += await _attempt(connector, again)
+                    said = f"{service} up again on its previous files"
+                    problems += await _attempt(connector, again, told, said)
             for service in done.down:
                 if service not in undone_down and service != "timers":
                     again = Action(connector.host, "up", service, "rollback", driver.up(service))
-                    problems += await _attempt(connector, again)
+                    problems += await _attempt(connector, again, told, f"{service} up again")
         problems += await replace.point_back(self.edges, done.moved)
         for started in done.beside:
             try:
@@ -297,6 +304,7 @@ class HostApply:
         if proxy_changed and (done.reloaded_proxy or done.started_proxy):
             try:
                 await reload(connector)
+                told.append("HAProxy reloaded with its previous configuration")
             except UserError as exc:
                 problems.append(str(exc))
         return problems
@@ -320,12 +328,13 @@ async def apply_host(
     return run.done
 
 
-async def _attempt(connector: Connector, action: Action) -> list[str]:
-    """Run ``action``; return what went wrong (nothing if it worked)."""
+async def _attempt(connector: Connector, action: Action, told: list[str], done: str) -> list[str]:
+    """Run ``action``; return what went wrong (nothing if it worked, ``done`` told then)."""
     try:
         await run_action(connector, action)
     except UserError as exc:
         return [str(exc)]
+    told.append(done)
     return []
 
 

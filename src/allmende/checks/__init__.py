@@ -18,6 +18,7 @@ MODULES = (
     "domains",
     "certs",
     "xcompose",
+    "rendering",
 )
 
 

@@ -33,8 +33,8 @@ def databases_passwords(ctx: Context) -> Iterator[Finding]:
                     path,
                     f"the role `{derive.role_of(use)}` logs in with the secret `{secret}`, "
                     "which is not stored",
-                    f"store it: `allmende secret set {secret}` (the service reads the same "
-                    "secret, see its `secrets:`)",
+                    f"store it: `{inv.command('secret', 'set', secret)}` (the service reads "
+                    "the same secret, see its `secrets:`)",
                 )
             provider = use.database.partition("/")[0]
             role = (provider, derive.role_of(use))

@@ -254,9 +254,10 @@ def forceable() -> list[str]:
     return sorted(r.id for r in RULES.values() if r.force)
 
 
-def refusal(report: Report, force: bool = False) -> str | None:
+def refusal(report: Report, force: bool = False, check: str = "allmende check") -> str | None:
     """Return why plan and apply refuse an inventory with this report: its error findings
-    (with ``force``, those of rules that cannot be forced), one a line; None when they go on."""
+    (with ``force``, those of rules that cannot be forced), one a line; None when they go on.
+    ``check`` is the command that lists every finding, as the user types it."""
     blocking = [
         f
         for f in report.findings
@@ -266,7 +267,7 @@ def refusal(report: Report, force: bool = False) -> str | None:
         return None
     lines = [str(f) for f in blocking]
     forced = [f for f in blocking if f.rule in RULES and RULES[f.rule].force]
-    hint = "fix them (`allmende check` lists every finding)"
+    hint = f"fix them (`{check}` lists every finding)"
     if forced and len(forced) == len(blocking):
         hint += "; --force goes on past them"
     elif not force:

@@ -73,7 +73,7 @@ def secrets_plaintext(ctx: Context) -> Iterator[Finding]:
                         name,
                         (*base, "env", key),
                         f"plaintext secret: {why}",
-                        f"run `allmende secret set {secret}` and write "
+                        f"run `{ctx.inventory.command('secret', 'set', secret)}` and write "
                         f"`secrets: {{{key}: {secret}}}` instead of the env value",
                     )
             commands: list[tuple[KeyPath, tuple[str, ...]]] = []
@@ -110,3 +110,27 @@ def secrets_plaintext(ctx: Context) -> Iterator[Finding]:
                 "move the value into the secret store (a compose secret's `file` under "
                 "`x-compose` may name a file that is not in the inventory)",
             )
+
+
+@rule(
+    "secrets.stored",
+    "error",
+    "A secret a component reads must be in the secret store: plan and apply deliver its value "
+    "to the host, and without it the service starts without its password or key. The "
+    "inventory still loads, so that its docs and picture can be made on a fresh clone.",
+    "store the value: `allmende secret set <name>` (it asks for the value; pipe it in without "
+    "a terminal)",
+)
+def secrets_stored(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    for name, service in sorted(inv.services.items()):
+        for cname, component in service.components.items():
+            for env, use in sorted(component.secrets.items()):
+                if use.secret not in inv.secrets:
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        ("components", cname, "secrets", env),
+                        f"secret `{use.secret}` is not stored in secrets/",
+                        f"run `{inv.command('secret', 'set', use.secret)}`",
+                    )

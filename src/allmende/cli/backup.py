@@ -15,21 +15,13 @@ from typing import TYPE_CHECKING
 
 import click
 
+from allmende.cli.options import inventory_option
+
 if TYPE_CHECKING:
     from allmende.actions.backup import Context, Outcome
 
 #: Exit codes: everything worked; something failed, is late or does not match.
 OK, FAILED = 0, 1
-
-inventory_option = click.option(
-    "--inventory",
-    "-C",
-    "directory",
-    type=click.Path(path_type=Path, file_okay=False),
-    default=Path(),
-    show_default=True,
-    help="The inventory's directory.",
-)
 
 
 class Progress:
@@ -42,10 +34,10 @@ class Progress:
         click.echo(f"[{time.monotonic() - self.started:6.1f}s] {line}", err=True)
 
 
-def _context(directory: Path, services: tuple[str, ...]) -> Context:
+def _context(inventory: Path, services: tuple[str, ...]) -> Context:
     from allmende.actions.backup import prepare
 
-    return prepare(directory, os.environ, services)
+    return prepare(inventory, os.environ, services)
 
 
 def _summary(outcomes: list[Outcome], verb: str) -> int:
@@ -68,9 +60,9 @@ def backup() -> None:
 
 
 @backup.command()
-@inventory_option
+@inventory_option()
 @click.argument("services", nargs=-1)
-def init(directory: Path, services: tuple[str, ...]) -> int:
+def init(inventory: Path, services: tuple[str, ...]) -> int:
     """Create the repositories of SERVICES (all backed-up services if none).
 
     Makes each repository's passphrase (and SSH key for ssh:// repositories) in the secret
@@ -81,7 +73,7 @@ def init(directory: Path, services: tuple[str, ...]) -> int:
     """
     from allmende.actions.backupinit import init as initialise
 
-    context = _context(directory, services)
+    context = _context(inventory, services)
     done = initialise(context, Progress())
     for item in done:
         if item.authorized_key:
@@ -92,9 +84,9 @@ def init(directory: Path, services: tuple[str, ...]) -> int:
 
 
 @backup.command("authorized-keys")
-@inventory_option
+@inventory_option()
 @click.argument("services", nargs=-1)
-def authorized_keys(directory: Path, services: tuple[str, ...]) -> int:
+def authorized_keys(inventory: Path, services: tuple[str, ...]) -> int:
     """Print the authorized_keys lines of the ssh:// repositories of SERVICES.
 
     One line per service: its host's key, allowed only `borg serve --restrict-to-path` of its
@@ -103,16 +95,16 @@ def authorized_keys(directory: Path, services: tuple[str, ...]) -> int:
     """
     from allmende.actions.backupinit import authorized_keys as lines
 
-    for service, line in lines(_context(directory, services)).items():
+    for service, line in lines(_context(inventory, services)).items():
         click.echo(f"# {service}")
         click.echo(line)
     return OK
 
 
 @backup.command()
-@inventory_option
+@inventory_option()
 @click.argument("services", nargs=-1)
-def run(directory: Path, services: tuple[str, ...]) -> int:
+def run(inventory: Path, services: tuple[str, ...]) -> int:
     """Back up SERVICES now (all backed-up services if none), showing each step.
 
     On each service's host: `stop` services are stopped for the copy and started again, the
@@ -123,18 +115,18 @@ def run(directory: Path, services: tuple[str, ...]) -> int:
     """
     from allmende.actions.backup import run as run_all
 
-    return _summary(run_all(_context(directory, services), Progress()), "backup run")
+    return _summary(run_all(_context(inventory, services), Progress()), "backup run")
 
 
 @backup.command("list")
-@inventory_option
+@inventory_option()
 @click.argument("services", nargs=-1)
-def list_(directory: Path, services: tuple[str, ...]) -> int:
+def list_(inventory: Path, services: tuple[str, ...]) -> int:
     """List the archives of SERVICES with their age and size, as the repositories have them."""
     from allmende.actions.backup import listing
 
     moment = datetime.now(UTC)
-    for service, found in listing(_context(directory, services)).items():
+    for service, found in listing(_context(inventory, services)).items():
         click.echo(f"{service}: {len(found)} archive(s)")
         for archive in found:
             hours = (moment - archive.time).total_seconds() / 3600
@@ -147,9 +139,9 @@ def list_(directory: Path, services: tuple[str, ...]) -> int:
 
 
 @backup.command()
-@inventory_option
+@inventory_option()
 @click.argument("services", nargs=-1)
-def status(directory: Path, services: tuple[str, ...]) -> int:
+def status(inventory: Path, services: tuple[str, ...]) -> int:
     """Say whether each backup is fresh, late or missing.
 
     The age of the last archive as the repository itself has it (not a local log), against the
@@ -159,19 +151,19 @@ def status(directory: Path, services: tuple[str, ...]) -> int:
     """
     from allmende.actions.backup import status as freshness
 
-    outcomes = freshness(_context(directory, services), lambda line: None)
+    outcomes = freshness(_context(inventory, services), lambda line: None)
     for outcome in outcomes:
         click.echo(f"{outcome.service}: {outcome.message}")
     return OK if all(o.ok for o in outcomes) else FAILED
 
 
 @backup.command()
-@inventory_option
+@inventory_option()
 @click.option(
     "--data", is_flag=True, help="Also decrypt and check every chunk (borg check --verify-data)."
 )
 @click.argument("services", nargs=-1)
-def verify(directory: Path, data: bool, services: tuple[str, ...]) -> int:
+def verify(inventory: Path, data: bool, services: tuple[str, ...]) -> int:
     """Check each repository, then drill its latest archive.
 
     `borg check`, then the latest archive is extracted into a scratch directory on the
@@ -180,17 +172,17 @@ def verify(directory: Path, data: bool, services: tuple[str, ...]) -> int:
     """
     from allmende.actions.backup import verify as drill
 
-    return _summary(drill(_context(directory, services), Progress(), verify_data=data), "verify")
+    return _summary(drill(_context(inventory, services), Progress(), verify_data=data), "verify")
 
 
 @backup.command()
-@inventory_option
+@inventory_option()
 @click.argument("service")
 @click.option("--archive", help="The archive to restore (default: the latest).")
 @click.option("--to", "into", help="Extract into this directory on the service's host.")
 @click.option("--in-place", is_flag=True, help="Put the service's data back where it was.")
 def restore(
-    directory: Path, service: str, archive: str | None, into: str | None, in_place: bool
+    inventory: Path, service: str, archive: str | None, into: str | None, in_place: bool
 ) -> int:
     """Restore SERVICE from its repository, --to a directory or --in-place.
 
@@ -200,7 +192,7 @@ def restore(
     """
     from allmende.actions.backup import restore_service
 
-    context = _context(directory, (service,))
+    context = _context(inventory, (service,))
     done = restore_service(
         context, service, Progress(), archive=archive, into=into, in_place=in_place
     )

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
-from allmende.cli.backup import Progress, inventory_option
+from allmende.cli.backup import Progress
+from allmende.cli.options import inventory_option
 
 if TYPE_CHECKING:
     from allmende.actions.certs import Listed
@@ -85,8 +86,8 @@ def _rows(listed: list[Listed]) -> list[tuple[str, ...]]:
 
 
 @certs.command("list")
-@click.argument("directory", type=click.Path(path_type=Path, file_okay=False), default=".")
-def list_(directory: Path) -> int:
+@inventory_option(positional=True)
+def list_(inventory: Path) -> int:
     """List every certificate: where it is served, its issuer, days left, next renewal.
 
     Those the edges terminate are read in the PEM files on each edge host; those passed through
@@ -95,7 +96,7 @@ def list_(directory: Path) -> int:
     """
     from allmende.actions.certs import listing
 
-    found = listing(directory, os.environ)
+    found = listing(inventory, os.environ)
     listed = found.certificates
     rows = _rows(listed)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -123,10 +124,10 @@ def _tell(renewals: list[Renewal]) -> int:
 
 
 @certs.command()
-@inventory_option
+@inventory_option()
 @click.option("--force", is_flag=True, help="Renew even those that are not due.")
 @click.argument("names", nargs=-1)
-def renew(directory: Path, force: bool, names: tuple[str, ...]) -> int:
+def renew(inventory: Path, force: bool, names: tuple[str, ...]) -> int:
     """Renew the certificates that are due, or NAMES now (due or not).
 
     A certificate is due when an edge serving it has none, a self-signed stand-in, one that
@@ -138,7 +139,7 @@ def renew(directory: Path, force: bool, names: tuple[str, ...]) -> int:
     """
     from allmende.actions.certs import renew as renew_all
 
-    renewals = renew_all(directory, os.environ, names, force=force or bool(names), say=Progress())
+    renewals = renew_all(inventory, os.environ, names, force=force or bool(names), say=Progress())
     return _tell(renewals)
 
 

@@ -1,4 +1,4 @@
-"""`allmende check DIR`."""
+"""`allmende check [-C DIR]`."""
 
 from __future__ import annotations
 
@@ -10,22 +10,23 @@ import click
 
 from allmende.actions.check import check as check_action
 from allmende.checks.registry import SEVERITIES, Report
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.errors import InventoryError
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @click.option("--json", "as_json", is_flag=True, help="Print findings as a JSON list.")
 @click.option("--rule", "rules", multiple=True, help="Apply only this rule (repeatable).")
 @click.option("--show-allowed", is_flag=True, help="Also list findings allowed on purpose.")
-def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: bool) -> int:
-    """Load the inventory in DIRECTORY and check it against the conventions.
+def check(inventory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: bool) -> int:
+    """Load the inventory and check it against the conventions.
 
     Exit 0 when clean, 1 when any error-severity finding remains, 2 when it does not load.
     """
     try:
-        _, report = check_action(directory, os.environ, rules or None)
+        _, report = check_action(inventory, os.environ, rules or None)
     except InventoryError as exc:
         if not as_json:
             raise
@@ -48,7 +49,7 @@ def check(directory: Path, as_json: bool, rules: tuple[str, ...], show_allowed: 
     if as_json:
         echo(json.dumps([f.as_json() for f in report.findings], indent=2))
         return 1 if report.errors else 0
-    print_report(directory, report, show_allowed)
+    print_report(inventory, report, show_allowed)
     return 1 if report.errors else 0
 
 

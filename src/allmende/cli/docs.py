@@ -1,4 +1,4 @@
-"""`allmende docs DIR --out SITE`."""
+"""`allmende docs [-C DIR] --out SITE`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from allmende.actions.docs import build
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 
 #: The `--out` option of every command that writes the site.
@@ -21,15 +22,15 @@ site_option = click.option(
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @site_option
-def docs(directory: Path, out: Path) -> int:
-    """Build the documentation site of the inventory in DIRECTORY into --out.
+def docs(inventory: Path, out: Path) -> int:
+    """Build the documentation site of the inventory into --out.
 
     HTML pages with their Markdown copies under markdown/ (for wikis). Error findings do not
     stop the build: they are listed on the site.
     """
-    paths = build(directory, out, os.environ)
+    paths = build(inventory, out, os.environ)
     echo(summary(paths, out))
     return 0
 

@@ -1,4 +1,4 @@
-"""`allmende graph DIR [--format svg|dot|json|mermaid] [--out FILE]`."""
+"""`allmende graph [-C DIR] [--format svg|dot|json|mermaid] [--out FILE]`."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import click
 
 from allmende.actions.graph import FORMATS, write
 from allmende.actions.graph import graph as graph_action
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @click.option(
     "--format",
     "-f",
@@ -29,12 +30,12 @@ from allmende.cli.terminal import echo
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file (replaced atomically) instead of printing.",
 )
-def graph(directory: Path, fmt: str, out: Path | None) -> int:
-    """Draw the inventory in DIRECTORY: hosts, services, databases, sites and the edge.
+def graph(inventory: Path, fmt: str, out: Path | None) -> int:
+    """Draw the inventory: hosts, services, databases, sites and the edge.
 
     Exit 2 when it does not load or Graphviz is missing for svg.
     """
-    text = graph_action(directory, os.environ, fmt)
+    text = graph_action(inventory, os.environ, fmt)
     if out is None:
         echo(text, nl=False)
     else:

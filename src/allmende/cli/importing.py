@@ -8,15 +8,12 @@ from pathlib import Path
 import click
 
 from allmende.actions.importing import Options, Report, import_compose, import_haproxy
+from allmende.cli.options import inventory_option
+from allmende.cli.output import progress
 from allmende.cli.terminal import echo
 
-into_option = click.option(
-    "--into",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="The inventory directory (the one holding allmende.yaml).",
-)
+#: The inventory imported into; ``--into DIR`` is the older spelling of ``-C DIR``.
+into_option = inventory_option(old=("--into",))
 dry_run_option = click.option(
     "--dry-run", is_flag=True, help="Show what would be written (as a diff); write nothing."
 )
@@ -83,7 +80,7 @@ def compose(
     paths: tuple[Path, ...],
     files: tuple[Path, ...],
     host: str,
-    into: Path,
+    inventory: Path,
     name: str | None,
     env_file: Path | None,
     force: bool,
@@ -97,17 +94,20 @@ def compose(
     makes one project of several files. Exit 2, writing nothing, when any project cannot be
     imported.
     """
-    options = Options(
-        into=into,
-        environ=os.environ,
-        host=host,
-        files=files,
-        name=name,
-        env_file=env_file,
-        force=force,
-        dry_run=dry_run,
-    )
-    _print(import_compose(list(paths), options), dry_run)
+    with progress("importing") as shown:
+        options = Options(
+            into=inventory,
+            environ=os.environ,
+            host=host,
+            files=files,
+            name=name,
+            env_file=env_file,
+            force=force,
+            dry_run=dry_run,
+            tally=shown.counter("importing", "project"),
+        )
+        report = import_compose(list(paths), options)
+    _print(report, dry_run)
     return 0
 
 
@@ -115,12 +115,12 @@ def compose(
 @click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
 @into_option
 @dry_run_option
-def haproxy(config: Path, into: Path, dry_run: bool) -> int:
-    """Attach the routes and exposed ports of an HAProxy CONFIG to the services in --into.
+def haproxy(config: Path, inventory: Path, dry_run: bool) -> int:
+    """Attach the routes and exposed ports of an HAProxy CONFIG to the services of the inventory.
 
     A backend's servers are matched by host address and published port; what matches nothing
     is reported with its line. Existing files are merged, never overwritten.
     """
-    options = Options(into=into, environ=os.environ, dry_run=dry_run)
+    options = Options(into=inventory, environ=os.environ, dry_run=dry_run)
     _print(import_haproxy(config, options), dry_run)
     return 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import keyword
-import logging
 import sys
 import traceback
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 import click
 
 from allmende import __version__
+from allmende.cli.output import setup_logging
 from allmende.cli.terminal import echo
 from allmende.errors import UserError
 
@@ -63,8 +63,7 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="Say more (twice: debug).")
 def cli(verbose: int) -> None:
     """Keep a collective's shared servers as one Git repository of small YAML files."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None, seams: Seams | None = None) -> int:

@@ -1,4 +1,4 @@
-"""`allmende render DIR --out OUT`."""
+"""`allmende render [-C DIR] --out OUT`."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from allmende.actions.render import render as render_action
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.render.targets import TARGETS
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @click.option(
     "--out",
     type=click.Path(path_type=Path, file_okay=False),
@@ -31,15 +32,15 @@ from allmende.render.targets import TARGETS
     help="Only these targets (repeatable; default all).",
 )
 def render(
-    directory: Path, out: Path, host: str | None, service: str | None, targets: tuple[str, ...]
+    inventory: Path, out: Path, host: str | None, service: str | None, targets: tuple[str, ...]
 ) -> int:
-    """Render the files each host needs from the inventory in DIRECTORY into --out.
+    """Render the files each host needs from the inventory into --out.
 
     Laid out as they will sit on each host: OUT/<host>/srv/<service>/compose.yaml,
     OUT/<edge>/etc/haproxy/haproxy.cfg, OUT/dns/<zone>.zone, OUT/kubernetes/<service>.yaml, ...
     The same inventory always gives byte-identical files.
     """
-    written = render_action(directory, out, os.environ, host, service, targets or TARGETS)
+    written = render_action(inventory, out, os.environ, host, service, targets or TARGETS)
     for path in written:
         echo(f"{out}/{path}")
     echo(f"Rendered {len(written)} files into {out}/", err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from allmende.actions import rollback as action
+from allmende.cli.options import inventory_option
 from allmende.cli.plan import seams
 
 #: Exit codes of `allmende rollback`.
@@ -18,13 +19,7 @@ DONE, DECLINED = 0, 1
 
 @click.command()
 @click.argument("service")
-@click.option(
-    "--inventory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help="The inventory directory (the one holding allmende.yaml).",
-)
+@inventory_option()
 @click.option(
     "--to", "to", metavar="SNAPSHOT", help="Go back to this snapshot (default: the latest)."
 )

@@ -12,19 +12,11 @@ import click
 
 from allmende.actions import secret as action
 from allmende.actions.secret import RECIPIENTS
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.errors import SecretError
 
-INVENTORY_HELP = "The inventory directory (the one holding allmende.yaml)."
 COMMENT_HELP = f"Whose key it is, written above it in {RECIPIENTS}."
-
-inventory_option = click.option(
-    "--inventory",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=Path(),
-    show_default=True,
-    help=INVENTORY_HELP,
-)
 
 
 def _stdin_is_terminal() -> bool:
@@ -54,7 +46,7 @@ def secret() -> None:
 
 
 @secret.command()
-@inventory_option
+@inventory_option()
 @click.option("--comment", default="", help=COMMENT_HELP)
 def init(inventory: Path, comment: str) -> None:
     """Create your private key and add it as a recipient."""
@@ -71,7 +63,7 @@ def init(inventory: Path, comment: str) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Read the value from this file instead of stdin.",
 )
-@inventory_option
+@inventory_option()
 def set_(name: str, from_file: Path | None, inventory: Path) -> None:
     """Store the value of secret NAME, encrypted to every recipient.
 
@@ -91,7 +83,7 @@ def set_(name: str, from_file: Path | None, inventory: Path) -> None:
 
 @secret.command()
 @click.argument("name")
-@inventory_option
+@inventory_option()
 def get(name: str, inventory: Path) -> None:
     """Print the value of secret NAME exactly as stored."""
     value = action.store(inventory).get(name)
@@ -104,7 +96,7 @@ def get(name: str, inventory: Path) -> None:
 
 
 @secret.command(name="list")
-@inventory_option
+@inventory_option()
 def list_(inventory: Path) -> None:
     """List the names of the stored secrets (needs no key)."""
     for name in action.store(inventory).names():
@@ -113,7 +105,7 @@ def list_(inventory: Path) -> None:
 
 @secret.command()
 @click.argument("name")
-@inventory_option
+@inventory_option()
 def rm(name: str, inventory: Path) -> None:
     """Delete secret NAME.
 
@@ -131,7 +123,7 @@ def recipient() -> None:
 @recipient.command(name="add")
 @click.argument("key")
 @click.option("--comment", default="", help=COMMENT_HELP)
-@inventory_option
+@inventory_option()
 def recipient_add(key: str, comment: str, inventory: Path) -> None:
     """Add the age public KEY (age1...) of a member to the recipients.
 

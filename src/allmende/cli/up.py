@@ -1,4 +1,4 @@
-"""`allmende up DIR`: the main job. Check, plan, apply (asking), then serve the docs."""
+"""`allmende up [-C DIR]`: the main job. Check, plan, apply (asking), then serve the docs."""
 
 from __future__ import annotations
 
@@ -13,13 +13,15 @@ from allmende.actions.up import up as up_action
 from allmende.cli.apply import interactive, tell
 from allmende.cli.check import print_report
 from allmende.cli.docs import site_option, summary
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.errors import UnsafePlan, UserError
+from allmende.inventory.typed import typed
 from allmende.operations.certs.renew import Renewal
 
 
 @click.command()
-@click.argument("directory", type=click.Path(path_type=Path), default=".")
+@inventory_option(positional=True)
 @site_option
 @click.option(
     "--port",
@@ -31,8 +33,13 @@ from allmende.operations.certs.renew import Renewal
 @click.option("--yes", "-y", is_flag=True, help="Apply without asking.")
 @click.option("--no-apply", is_flag=True, help="Check and build the docs only; change no host.")
 @click.option("--no-serve", is_flag=True, help="Build the site, do not serve it.")
-def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serve: bool) -> int:
-    """Check the inventory in DIRECTORY, apply it to the hosts, build its docs and serve them.
+@click.option(
+    "--diff", is_flag=True, help="Show each file's diff and each engine command in the plan."
+)
+def up(
+    inventory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serve: bool, diff: bool
+) -> int:
+    """Check the inventory, apply it to the hosts, build its docs and serve them.
 
     1. check: findings are printed as `allmende check` prints them; any error finding means
        nothing is applied (the docs still show it);
@@ -47,12 +54,12 @@ def up(directory: Path, out: Path, port: int, yes: bool, no_apply: bool, no_serv
     applied, 0 otherwise; 0 on Ctrl-C.
     """
     done = up_action(
-        directory,
+        inventory,
         os.environ,
         out,
-        told=lambda report: print_report(directory, report),
-        apply=None if no_apply else lambda: _plan_and_apply(directory, yes),
-        renew=None if no_apply else lambda: _renew(directory),
+        told=lambda report: print_report(inventory, report),
+        apply=None if no_apply else lambda: _plan_and_apply(inventory, yes, diff),
+        renew=None if no_apply else lambda: _renew(inventory),
     )
     if done.refused:
         echo(f"Not applied: {done.refused}.", err=True)
@@ -86,13 +93,13 @@ def _renew(directory: Path) -> list[Renewal]:
         return []
 
 
-def _plan_and_apply(directory: Path, yes: bool) -> bool:
+def _plan_and_apply(inventory: Path, yes: bool, diff: bool) -> bool:
     """Plan, ask, apply, as `allmende apply` does; print what happened instead of failing.
     Return whether every host is as planned."""
     try:
-        outcome = interactive(directory, yes)
+        outcome = interactive(inventory, yes, diff)
     except UnsafePlan as exc:
-        echo(f"Not applied: {exc} (`allmende apply --force`)", err=True)
+        echo(f"Not applied: {exc} (`{typed(inventory, 'apply', '--force')}`)", err=True)
         return False
     except UserError as exc:
         echo(f"Not applied: {exc}", err=True)

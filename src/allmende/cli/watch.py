@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from allmende.cli.options import inventory_option
 from allmende.cli.terminal import echo
 from allmende.errors import visible
 
@@ -25,13 +26,9 @@ if TYPE_CHECKING:
 OK, DOWN = 0, 1
 COLOURS = {"up": "green", "degraded": "yellow", "down": "red"}
 
-directory_argument = click.argument(
-    "directory", type=click.Path(path_type=Path, file_okay=False), required=False
-)
-
 
 @click.command()
-@directory_argument
+@inventory_option(positional=True)
 @click.option(
     "--plan",
     "plan_file",
@@ -40,8 +37,8 @@ directory_argument = click.argument(
     "of an inventory: what the systemd unit runs.",
 )
 @click.option("--concurrency", default=100, show_default=True, help="Probes at once, at most.")
-def watch(directory: Path | None, plan_file: Path | None, concurrency: int) -> None:
-    """Probe everything DIRECTORY's inventory declares, until stopped.
+def watch(inventory: Path, plan_file: Path | None, concurrency: int) -> None:
+    """Probe everything the inventory declares, until stopped.
 
     Derived from the inventory, nothing to type: every route (HTTP through the edge, with its
     name as Host and TLS server name), every exposed TCP port, every certificate (routes
@@ -65,24 +62,23 @@ def watch(directory: Path | None, plan_file: Path | None, concurrency: int) -> N
     from allmende.actions.watch import options_for, prepare
     from allmende.actions.watch import watch as watch_inventory
 
-    root = directory or Path()
-    found = options_for(root, os.environ, prepare(root, os.environ))
+    found = options_for(inventory, os.environ, prepare(inventory, os.environ))
     found.concurrency = concurrency
-    watch_inventory(root, os.environ, found)
+    watch_inventory(inventory, os.environ, found)
 
 
 @click.command()
-@directory_argument
+@inventory_option(positional=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def status(directory: Path | None, as_json: bool) -> int:
-    """Probe everything DIRECTORY's inventory declares once, and print a table.
+def status(inventory: Path, as_json: bool) -> int:
+    """Probe everything the inventory declares once, and print a table.
 
     The same probes as `allmende watch`, each tried with its retries; nothing is recorded or
     alerted. Exits 1 when anything is down (usable from cron or CI), else 0.
     """
     from allmende.actions.watch import status as run_status
 
-    plan, results = run_status(directory or Path(), os.environ)
+    plan, results = run_status(inventory, os.environ)
     if as_json:
         echo(json.dumps(_as_json(plan, results), indent=2))
     else:

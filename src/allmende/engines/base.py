@@ -310,7 +310,10 @@ def deliver_files(
             files[path] = made
         env = env_secrets(component)
         if env:
-            lines = "".join(f"{v}={env_value(s, values[s])}\n" for v, s in env.items())
+            lines = "".join(
+                f"{v}={env_value(s, values[s], inventory.command('secret', 'set', s))}\n"
+                for v, s in env.items()
+            )
             named = (source, *(f"secrets/{s}.age" for s in sorted(set(env.values()))))
             files[f"{service_dir(service)}/{env_file(cname)}"] = Rendered(
                 lines.encode(), named, 0o600
@@ -327,10 +330,11 @@ ENV_SAFE = re.compile(r"[A-Za-z0-9_.,:;@%+=/~^!?*()\[\]{}<>|&-]*")
 ENV_QUOTABLE = re.compile(r"[^'\\\x00-\x1f\x7f]*")
 
 
-def env_value(secret: str, value: bytes) -> str:
+def env_value(secret: str, value: bytes, setting: str) -> str:
     """Return a secret's value for an env file: as it is, or between single quotes when it
     holds a space, ``$``, ``#`` or a double quote. Raise SecretError if it holds what an env
-    file cannot carry the same way to every compose implementation."""
+    file cannot carry the same way to every compose implementation (naming ``setting``, the
+    command that sets it, as the user types it)."""
     text = value.decode("utf-8", errors="replace")
     if ENV_SAFE.fullmatch(text):
         return text
@@ -339,8 +343,7 @@ def env_value(secret: str, value: bytes) -> str:
     raise SecretError(
         f"the secret `{secret}` is delivered `as: env`, but its value holds a single quote, "
         "`\\` or a control character, which compose implementations read differently from an "
-        f"env file: deliver it `as: file`, or set a value without them "
-        f"(`allmende secret set {secret}`)"
+        f"env file: deliver it `as: file`, or set a value without them (`{setting}`)"
     )
 
 

@@ -9,6 +9,7 @@ from typing import Literal
 
 from allmende.errors import Location
 from allmende.inventory.models import Collective, Host, Service, Zone
+from allmende.inventory.typed import typed
 from allmende.inventory.yamlpos import Document, KeyPath
 
 Kind = Literal["collective", "host", "service", "zone"]
@@ -44,6 +45,11 @@ class Inventory:
         if kind == "collective":
             return COLLECTIVE_FILE
         return self.files[(kind, name)]
+
+    def command(self, *words: str) -> str:
+        """Return the allmende command line of ``words`` on this inventory, as it must be typed
+        in the current directory (see ``typed``)."""
+        return typed(self.root, *words)
 
     def where(
         self, kind: Kind, name: str = "", path: KeyPath = (), *, key: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from collections.abc import Mapping
 from dataclasses import replace
@@ -19,7 +20,7 @@ from allmende.inventory.resolve import resolve
 from allmende.inventory.safenames import why_unsafe
 from allmende.inventory.secrets import SecretStore
 from allmende.inventory.validate import validate
-from allmende.inventory.yamlpos import Document, parse
+from allmende.inventory.yamlpos import Document, KeyPath, parse
 
 MODELS: dict[Kind, type[BaseModel]] = {
     "collective": Collective,
@@ -169,16 +170,15 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
             files[(kind, name)] = relative
 
     documents: dict[str, Document] = {}
-    failed_paths: set[tuple[str, str]] = set()
+    spoiled: dict[str, set[KeyPath]] = {}
     models: dict[Kind, dict[str, Any]] = {kind: {} for kind in MODELS}
     for (kind, name), relative in files.items():
         document = _read(root, relative, problems)
         if document is None:
             continue
         documents[relative] = document
-        model, found = validate(MODELS[kind], document)
+        model, found, spoiled[relative] = validate(MODELS[kind], document)
         problems.extend(found)
-        failed_paths.update((relative, _scope(p.keypath)) for p in found)
         if model is not None:
             models[kind][name] = model
 
@@ -197,7 +197,7 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         documents=documents,
         skipped=skipped,
     )
-    problems.extend(_resolvable(inventory, files, failed_paths, unreadable))
+    problems.extend(_resolvable(inventory, files, spoiled, unreadable))
     carried, unreadable_files = read_carried(inventory)
     problems.extend(unreadable_files)
     inventory = replace(inventory, carried=carried)
@@ -206,22 +206,28 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
     return inventory
 
 
-def _scope(keypath: str) -> str:
-    """Return the part of a key path a problem spoils: ``components.app`` of a key below it."""
-    return ".".join(keypath.split(".")[:2])
+def _scope(keypath: str | KeyPath) -> tuple[str, ...]:
+    """Return the part of a key path a problem spoils: ``components.app`` of a key below it,
+    ``routes[0]`` of a key of the first route."""
+    parts = _PARTS.findall(keypath) if isinstance(keypath, str) else [str(p) for p in keypath]
+    return tuple(part.strip("[]") for part in parts[:2])
+
+
+_PARTS = re.compile(r"[^.\[\]]+|\[\d+\]")
 
 
 def _resolvable(
     inventory: Inventory,
     files: dict[tuple[Kind, str], str],
-    failed: set[tuple[str, str]],
+    spoiled: dict[str, set[KeyPath]],
     unreadable: set[Kind],
 ) -> list[Problem]:
     """Resolve references, leaving out what only follows from problems already reported.
 
-    A file that failed to load is not reported again as an unknown name, a reference next
-    to a value that failed validation (in the same component, say) is not reported either, and
-    neither are unknown hosts or services when their directory cannot be read.
+    A file that failed to load is not reported again as an unknown name; a reference next to a
+    key that had to be left out or filled in to salvage its file (in the same component, say),
+    or to a component or port that was left out, is not reported either, and neither are
+    unknown hosts or services when their directory cannot be read.
     """
     unloaded = frozenset(
         name
@@ -229,10 +235,11 @@ def _resolvable(
         if kind in ("host", "service")
         and name not in (inventory.hosts if kind == "host" else inventory.services)
     )
+    failed = {(file, _scope(path)) for file, paths in spoiled.items() for path in paths}
     unknown = tuple(f"unknown {kind} " for kind in sorted(unreadable))
     return [
         p
-        for p in resolve(inventory, unloaded)
+        for p in resolve(inventory, unloaded, spoiled)
         if (p.location.file, _scope(p.keypath)) not in failed
         and not (unknown and p.message.startswith(unknown))
     ]

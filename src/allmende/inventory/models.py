@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -135,6 +136,25 @@ def _command(value: Any) -> Any:
         except ValueError as exc:
             raise ValueError(f"cannot split the command into words: {exc}") from exc
     return value
+
+
+#: The validation context under which the loader salvages a file that has problems: the
+#: rules between keys ("exactly one of") are left out, so that the rest of the file can still be
+#: checked; such a model never leaves the loader.
+SALVAGE = {"salvage": True}
+
+
+def salvaging(info: ValidationInfo) -> bool:
+    """Whether the model is validated to salvage a file already known to have problems."""
+    return bool(info.context and info.context.get("salvage"))
+
+
+def missing_key(key: str, hint: str) -> PydanticCustomError:
+    """Return the error of a required key that a rule between keys found missing (the loader
+    reports it as it reports any missing key, at the mapping that lacks it)."""
+    return PydanticCustomError(
+        "missing_key", "required key `{key}` is missing", {"key": key, "hint": hint}
+    )
 
 
 class Model(BaseModel):
@@ -404,7 +424,9 @@ class Notify(Model):
     )
 
     @model_validator(mode="after")
-    def _one(self) -> Notify:
+    def _one(self, info: ValidationInfo) -> Notify:
+        if salvaging(info):
+            return self
         if (self.email is None) == (self.webhook is None):
             raise ValueError("give exactly one of `email` or `webhook`")
         return self
@@ -847,7 +869,9 @@ class Healthcheck(Model):
     )
 
     @model_validator(mode="after")
-    def _one(self) -> Healthcheck:
+    def _one(self, info: ValidationInfo) -> Healthcheck:
+        if salvaging(info):
+            return self
         given = [k for k in ("http", "tcp", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of `http`, `tcp` or `command`")
@@ -915,9 +939,16 @@ class Component(Extensible):
     )
 
     @model_validator(mode="after")
-    def _image_or_system(self) -> Component:
-        if (self.image is None) == (self.system is None):
-            raise ValueError("give exactly one of `image` or `system`")
+    def _image_or_system(self, info: ValidationInfo) -> Component:
+        if salvaging(info):
+            return self
+        if self.image is None and self.system is None:
+            raise missing_key(
+                "image",
+                "add `image: <name>:<tag>`, or `system:` for a system container on an Incus host",
+            )
+        if self.image is not None and self.system is not None:
+            raise ValueError("give only one of `image` or `system`")
         relative = [path for path in self.files if not path.startswith("/")]
         if relative:
             raise ValueError(f"`files`: {relative[0]} must be an absolute path inside")
@@ -1027,7 +1058,9 @@ class Monitor(Model):
     )
 
     @model_validator(mode="after")
-    def _one(self) -> Monitor:
+    def _one(self, info: ValidationInfo) -> Monitor:
+        if salvaging(info):
+            return self
         given = [k for k in ("http", "tcp", "tls") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of `http`, `tcp` or `tls`")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 
 from allmende.errors import Problem
 from allmende.inventory import derive
@@ -14,14 +14,26 @@ from allmende.inventory.yamlpos import KeyPath, dotted
 
 
 class _Resolver:
-    def __init__(self, inventory: Inventory, unloaded: frozenset[str]) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        unloaded: frozenset[str],
+        spoiled: Mapping[str, Collection[KeyPath]],
+    ) -> None:
         self.inv = inventory
         self.unloaded = unloaded
+        self.spoiled = spoiled
         self.problems: list[Problem] = []
         self.offering = sorted(n for n, s in inventory.services.items() if s.provides is not None)
 
     def add(self, kind: Kind, name: str, path: KeyPath, message: str, hint: str = "") -> None:
         self.problems.append(Problem(self.inv.where(kind, name, path), dotted(path), message, hint))
+
+    def left_out(self, kind: Kind, name: str, path: KeyPath) -> bool:
+        """Whether ``path`` (or a key above it) was left out of the named file to salvage it:
+        a reference to it is no news."""
+        paths = self.spoiled.get(self.inv.file(kind, name), ())
+        return any(path[:n] in paths for n in range(1, len(path) + 1))
 
     def unknown(
         self, kind: Kind, name: str, path: KeyPath, what: str, value: str, known: list[str]
@@ -167,18 +179,12 @@ class _Resolver:
             invalid = check_name(secret)
             if invalid:
                 self.add("service", name, path, invalid)
-            elif secret not in self.inv.secrets:
-                self.add(
-                    "service",
-                    name,
-                    path,
-                    f"secret `{secret}` is not in secrets/",
-                    f"run `allmende secret set {secret}`",
-                )
 
     def _target(self, name: str, service: Service, path: KeyPath, target: str) -> None:
         component, port = derive.split_target(target)
         form = "write `<component>.<port name>`"
+        if self.left_out("service", name, ("components", component, "ports", port)):
+            return
         if component not in service.components:
             match = closest(component, service.components)
             hint = f"did you mean `{match}.{port or '<port name>'}`?" if match else form
@@ -265,13 +271,18 @@ class _Resolver:
                     )
 
 
-def resolve(inventory: Inventory, unloaded: frozenset[str] = frozenset()) -> Iterator[Problem]:
+def resolve(
+    inventory: Inventory,
+    unloaded: frozenset[str] = frozenset(),
+    spoiled: Mapping[str, Collection[KeyPath]] | None = None,
+) -> Iterator[Problem]:
     """Given a loaded inventory, yield a Problem for every reference that does not resolve.
 
     Names in ``unloaded`` (hosts and services whose files failed to load) are not reported as
-    unknown: their own problems say why they are missing.
+    unknown: their own problems say why they are missing; nor are components and ports left
+    out of a file to salvage it (``spoiled``: file -> key paths).
     """
-    resolver = _Resolver(inventory, unloaded)
+    resolver = _Resolver(inventory, unloaded, spoiled or {})
     resolver.collective()
     resolver.hosts()
     resolver.services()

@@ -33,6 +33,7 @@ from pyrage import x25519
 
 from allmende.errors import SecretError
 from allmende.inventory.atomic import create_new, write_atomic
+from allmende.inventory.typed import typed
 
 SECRETS_DIR = "secrets"
 RECIPIENTS_FILE = "recipients.txt"
@@ -221,7 +222,8 @@ def create_key(root: Path, env: Mapping[str, str] | None = None, comment: str = 
         hint = f"set {KEY_ENV} to another path to create a second key"
         with contextlib.suppress(SecretError):
             public = str(_read_identities(location)[0].to_public())
-            hint = f"to use it for this inventory, run `allmende secret recipient add {public}`"
+            adding = typed(root, "secret", "recipient", "add", public)
+            hint = f"to use it for this inventory, run `{adding}`"
         raise SecretError(f"an age key file already exists at {path}; not replacing it: {hint}")
     identity = x25519.Identity.generate()
     public = str(identity.to_public())
@@ -301,7 +303,7 @@ class SecretStore:
         if close:
             hint = "did you mean " + " or ".join(close) + "?"
         else:
-            hint = "`allmende secret list` shows the names there are"
+            hint = f"`{typed(self.root, 'secret', 'list')}` shows the names there are"
         return SecretError(f"there is no secret {name}: {hint}")
 
     def recipients(self) -> list[str]:
@@ -337,8 +339,9 @@ class SecretStore:
             state = "is empty" if self.recipients_file.exists() else "does not exist"
             raise SecretError(
                 f"{self._shown(self.recipients_file)} {state}, so there is no one to encrypt"
-                f" secrets to: run {_INIT} to create your key and add it, or add a member's"
-                " public key with `allmende secret recipient add age1...`"
+                f" secrets to: run `{typed(self.root, 'secret', 'init')}` to create your key and"
+                " add it, or add a member's public key with"
+                f" `{typed(self.root, 'secret', 'recipient', 'add', 'age1...')}`"
             )
         return keys
 
@@ -401,7 +404,7 @@ class SecretStore:
         else:
             hint = (
                 "someone who can decrypt it must run"
-                f" `allmende secret recipient add {public}` and set {name} again"
+                f" `{typed(self.root, 'secret', 'recipient', 'add', public)}` and set {name} again"
             )
         return SecretError(
             f"cannot decrypt {name}: it was not encrypted to your key {location.path}"

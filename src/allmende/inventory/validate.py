@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import difflib
 import types
 import typing
@@ -11,7 +10,8 @@ from typing import Any, TypeVar, Union
 from pydantic import BaseModel, ValidationError
 
 from allmende.errors import Problem
-from allmende.inventory.models import DURATION_PATTERN, SIZE_PATTERN
+from allmende.inventory.homes import belongs
+from allmende.inventory.models import DURATION_PATTERN, SALVAGE, SIZE_PATTERN
 from allmende.inventory.yamlpos import Based, Document, KeyPath, dotted
 
 M = TypeVar("M", bound=BaseModel)
@@ -124,11 +124,15 @@ def _message(error: Any, model: type[BaseModel], path: KeyPath) -> tuple[str, st
             for n, f in (owner.model_fields.items() if owner else [])
             if n != "extensions"
         ]
-        hint = did_you_mean(name, allowed, "key")
+        near = difflib.get_close_matches(name, allowed, n=1, cutoff=0.8)
+        home = None if near else belongs(model, name, path[:-1])
+        hint = home or did_you_mean(name, allowed, "key")
         return (
-            f"unknown key `{name}`",
+            f"unknown key `{name}`" + (" here" if home else ""),
             hint or "remove it; keys starting with `x-` are kept as extensions",
         )
+    if kind == "missing_key":
+        return f"required key `{ctx['key']}` is missing", str(ctx.get("hint", ""))
     if kind == "literal_error":
         expected = ctx.get("expected", "")
         options = [o.strip().strip("'") for o in expected.replace(" or ", ", ").split(",")]
@@ -177,10 +181,12 @@ def _message(error: Any, model: type[BaseModel], path: KeyPath) -> tuple[str, st
     return message[:1].lower() + message[1:], ""
 
 
-def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
+def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem], set[KeyPath]]:
     """Given a model class and a parsed document, return the model instance or the problems.
 
-    Every validation error becomes a Problem located at the offending key or value.
+    Every validation error becomes a Problem located at the offending key or value. A document
+    with problems is salvaged where it can be (see ``_salvage``): the model then comes back with
+    the problems, and the set of key paths that were left out or filled in to build it.
     """
     if not isinstance(doc.data, dict):
         problem = Problem(
@@ -189,9 +195,9 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
             f"expected a mapping of keys, got {_TYPE_NAMES.get(type(doc.data), 'something else')}",
             "start the file with `key: value` lines",
         )
-        return None, [problem]
+        return None, [problem], set()
     try:
-        return model.model_validate(doc.data), []
+        return model.model_validate(doc.data), [], set()
     except ValidationError as exc:
         problems = []
         errors = exc.errors()
@@ -203,37 +209,90 @@ def validate(model: type[M], doc: Document) -> tuple[M | None, list[Problem]]:
             location = doc.locate(path, key=at_key)
             if kind == "missing":
                 location = doc.locate(path[:-1])
+            elif kind == "missing_key":
+                location = doc.locate(path)
+                path = (*path, str(error["ctx"]["key"]))
             problems.append(Problem(location, dotted(path), message, hint))
-        return _salvage(model, doc.data, errors), sorted(set(problems))
+        salvaged, spoiled = _salvage(model, doc.data)
+        return salvaged, sorted(set(problems)), spoiled
 
 
 def _deepest_last_first(path: KeyPath) -> tuple[int, list[str]]:
     return len(path), [str(part).zfill(9) for part in path]
 
 
-def _salvage(model: type[M], data: dict[str, Any], errors: list[Any]) -> M | None:
-    """Return the model built from ``data`` without the keys that failed, if that validates.
+def _placeholder(model: type[BaseModel], path: KeyPath) -> str | None:
+    """Return what stands in for a missing required key at ``path`` while salvaging: an empty
+    text for a plain text key (a description, a host name), None for anything else."""
+    owner = _model_at(model, path[:-1])
+    if owner is None:
+        return None
+    for name, field in owner.model_fields.items():
+        if (field.alias or name) == path[-1]:
+            return "" if field.annotation is str and not field.metadata else None
+    return None
 
-    The problems are reported all the same; the salvaged model lets references in the rest of
-    the file be checked too, so that the user sees every problem at once.
+
+def _salvage(model: type[M], data: dict[str, Any]) -> tuple[M | None, set[KeyPath]]:
+    """Return the model built from ``data`` as far as it goes, and the key paths left out or
+    filled in to build it; None when nothing of the file can be salvaged.
+
+    The rules between keys are left out (``models.SALVAGE``), a missing text key is filled with
+    an empty text, and every other key that fails is left out. The problems are reported all
+    the same; the salvaged model lets references in the rest of the file (and in the files that
+    refer to it) be checked too, so that the user sees every problem at once. It never leaves
+    the loader.
     """
-    for _ in range(3):
-        data = copy.deepcopy(data)
-        paths = {_data_path(data, tuple(error["loc"]), keep_last=False) for error in errors}
+    spoiled: set[KeyPath] = set()
+    for _ in range(4):
+        try:
+            return model.model_validate(data, context=SALVAGE), spoiled
+        except ValidationError as exc:
+            errors = exc.errors()
+        paths: set[KeyPath] = set()
+        for error in errors:
+            loc = tuple(error["loc"])
+            if error["type"] == "missing":
+                full = _data_path(data, loc, keep_last=True)
+                filler = _placeholder(model, full)
+                if filler is not None and isinstance(_at(data, full[:-1]), dict):
+                    data = _copied_along(data, full[:-1])
+                    _at(data, full[:-1])[str(full[-1])] = filler
+                    spoiled.add(full)
+                    continue
+            paths.add(_data_path(data, loc, keep_last=False))
         if () in paths:
-            return None
+            return None, spoiled
+        spoiled |= paths
         # Deepest and last first, so that removing a list item does not shift the others.
         for path in sorted(paths, key=_deepest_last_first, reverse=True):
-            parent: Any = data
-            for part in path[:-1]:
-                parent = parent[part]
+            data = _copied_along(data, path[:-1])
+            parent = _at(data, path[:-1])
             last = path[-1]
             if isinstance(parent, dict):
                 parent.pop(last, None)
             elif isinstance(parent, list) and isinstance(last, int) and last < len(parent):
                 del parent[last]
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            errors = exc.errors()
-    return None
+    return None, spoiled
+
+
+def _at(data: Any, path: KeyPath) -> Any:
+    """Return what is at ``path`` in ``data``, or None if nothing is."""
+    for part in path:
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+            data = data[part]
+        else:
+            return None
+    return data
+
+
+def _copied_along(data: Any, path: KeyPath) -> Any:
+    """Return ``data`` with every mapping and list on ``path`` copied (the rest shared), so
+    that what is at ``path`` can be changed without changing the parsed document: a deep copy
+    would cost as much as the parse again (aliases expanded)."""
+    copied: Any = dict(data) if isinstance(data, dict) else list(data)
+    if path and _at(data, path[:1]) is not None and isinstance(data[path[0]], (dict, list)):
+        copied[path[0]] = _copied_along(data[path[0]], path[1:])
+    return copied

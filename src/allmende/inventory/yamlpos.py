@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from allmende.errors import Location, Problem
+from allmende.inventory import yamlerrors
 
 _Base: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -423,17 +424,7 @@ def parse(raw: bytes, file: str) -> tuple[Document, list[Problem]]:
             )
         ]
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = " ".join(part for part in (exc.context, exc.problem) if part)
-        return doc, [
-            Problem(
-                Location(file, line, column),
-                "",
-                f"invalid YAML: {what}",
-                "fix the syntax; indent with spaces, not tabs",
-            )
-        ]
+        return doc, [yamlerrors.explain(exc, text, file)]
     except yaml.YAMLError as exc:
         return doc, [Problem(Location(file, 1, 1), "", f"invalid YAML: {exc}", "fix the syntax")]
     finally:

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from allmende.plan.digest import HostKey
+from allmende.render.output import written_for
 
 Kind = Literal["create", "update", "delete"]
 #: A file's owner: (uid, gid).
@@ -61,6 +62,9 @@ class Change:
     #: differs.
     owner_after: Owner | None = None
     owner_before: Owner | None = None
+    #: The collective whose inventory wrote the file there (its header), when that is not the
+    #: one planning: apply takes it over only with --force.
+    foreign: str | None = None
 
     def canonical(self, masked: bool = False) -> dict[str, Any]:
         """Return what the checksum covers: everything but the diff. ``masked``: the hashes of
@@ -81,6 +85,8 @@ class Change:
         if self.owner_after is not None:
             data["owner_before"] = self.owner_before and list(self.owner_before)
             data["owner_after"] = list(self.owner_after)
+        if self.foreign is not None:
+            data["foreign"] = self.foreign
         return data
 
     def as_json(self) -> dict[str, Any]:
@@ -290,6 +296,7 @@ def file_change(
     if have_hash == plain and have_mode == wanted_mode and owned:
         return None
     diff = "" if have_hash == plain or secret else unified_diff(label, have, wanted)
+    theirs = written_for(have)
     return Change(
         "update",
         host,
@@ -302,4 +309,5 @@ def file_change(
         sensitive=secret,
         owner_before=None if owned else have_owner,
         owner_after=owner,
+        foreign=theirs if theirs is not None and theirs != written_for(wanted) else None,
     )

@@ -96,7 +96,8 @@ async def _provider(
     if missing:
         raise UserError(
             f"{host}: {provider}: the passwords of its roles are the secrets "
-            f"{', '.join(missing)}, which are not stored (`allmende secret set {missing[0]}`)"
+            f"{', '.join(missing)}, which are not stored "
+            f"(`{inventory.command('secret', 'set', missing[0])}`)"
         )
     passwords = {login.secret: password_in(passwords[login.secret]) for login in logins}
     existing = None

@@ -28,6 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
+from typing import TypeVar
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
@@ -175,15 +176,42 @@ Actor = Callable[
 ]
 
 
+T = TypeVar("T")
+
+
+async def each_counted(
+    hosts: Sequence[str],
+    work: Callable[[str], Awaitable[T]],
+    tally: Callable[[int, int], None] | None,
+) -> list[T]:
+    """Run ``work`` on every host concurrently and return the results in the hosts' order,
+    telling ``tally`` how many of how many are done: none at first, then as each ends."""
+    ended = 0
+    if tally is not None:
+        tally(0, len(hosts))
+
+    async def counted(host: str) -> T:
+        nonlocal ended
+        result = await work(host)
+        ended += 1
+        if tally is not None:
+            tally(ended, len(hosts))
+        return result
+
+    return await asyncio.gather(*(counted(h) for h in hosts))
+
+
 async def observe(
     wanted: Mapping[str, Mapping[str, Rendered]],
     open_connector: Callable[[str], Connector],
     source: str | None = None,
     act: Actor | None = None,
+    tally: Callable[[int, int], None] | None = None,
 ) -> Plan:
     """Observe every host in ``wanted`` concurrently and return the Plan, with the actions
-    ``act`` finds on each host. A host that cannot be reached or read is put in
-    ``Plan.failed`` with the reason; the others are planned."""
+    ``act`` finds on each host, telling ``tally`` how many hosts of how many are read as each
+    is done. A host that cannot be reached or read is put in ``Plan.failed`` with the reason;
+    the others are planned."""
 
     async def one(host: str) -> tuple[list[Change], list[Action], HostKey] | str:
         try:
@@ -195,7 +223,7 @@ async def observe(
             return str(exc)
 
     hosts = sorted(wanted)
-    results = await asyncio.gather(*(one(h) for h in hosts))
+    results = await each_counted(hosts, one, tally)
     changes: list[Change] = []
     actions: list[Action] = []
     failed: dict[str, str] = {}

@@ -22,6 +22,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         assert job is not None
         path = f"{job.host}{backup_job(name)}"
         sources = service_sources(inventory, name)
-        comment = " ".join(header(sources).replace("# ", "").splitlines())
+        written = header(sources, collective=inventory.collective.name)
+        comment = " ".join(written.replace("# ", "").splitlines())
         files[path] = Rendered(job.to_json(comment).encode(), sources, 0o644)
     return files

@@ -63,10 +63,11 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         if job is None:
             continue
         sources = _sources(inventory, edge)
-        comment = " ".join(header(sources).replace("# ", "").splitlines())
+        owner = inventory.collective.name
+        comment = " ".join(header(sources, collective=owner).replace("# ", "").splitlines())
         files[f"{edge}{CERTS_JOB}"] = Rendered(job.to_json(comment).encode(), sources, 0o644)
-        files[f"{edge}{unit_file(UNIT)}.service"] = text(service_unit(), sources)
-        files[f"{edge}{unit_file(UNIT)}.timer"] = text(timer_unit(), sources)
+        files[f"{edge}{unit_file(UNIT)}.service"] = text(service_unit(), sources, collective=owner)
+        files[f"{edge}{unit_file(UNIT)}.timer"] = text(timer_unit(), sources, collective=owner)
     return files
 
 

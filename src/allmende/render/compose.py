@@ -101,7 +101,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         body = comments(notes(context, networks)) + yaml_text(project(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
         path = f"{context.service.host}{project_file(context.name, 'compose')}"
-        files[path] = text(body, sources)
+        files[path] = text(body, sources, collective=inventory.collective.name)
         files |= carried_rendered(context, sources)
     return dict(sorted(files.items()))
 

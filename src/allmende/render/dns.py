@@ -338,6 +338,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             _zone_text(zone),
             {inventory.file("collective"), zone.file, *zone.sources()},
             comment=";",
+            collective=inventory.collective.name,
         )
         for name, zone in sorted(zones.items())
     }

@@ -463,11 +463,15 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             s for s in p.services if inventory.services[s].routes or inventory.services[s].expose
         ]
         terminated = sorted({r.service for r in p.routes if r.https})
-        files[f"{edge}{HAPROXY_CONFIG}"] = text(config(p), _sources(inventory, edge, used))
+        owner = inventory.collective.name
+        files[f"{edge}{HAPROXY_CONFIG}"] = text(
+            config(p), _sources(inventory, edge, used), collective=owner
+        )
         acme = inventory.collective.acme
         files[f"{edge}{HAPROXY_CERTS_LIST}"] = text(
             crt_list(p, acme.wildcards if acme is not None else ()),
             _sources(inventory, edge, terminated),
+            collective=owner,
         )
         files[f"{edge}{HAPROXY_MAINTENANCE}"] = Rendered(
             maintenance_page(inventory), ("allmende.yaml",), 0o644
@@ -484,7 +488,7 @@ def maintenance_page(inventory: Inventory) -> bytes:
     contact = f"<p>Questions: {html.escape(collective.contact)}</p>" if collective.contact else ""
     body = (
         "<!doctype html>\n<!-- "
-        + header(["allmende.yaml"], "").strip().replace("\n ", " ")
+        + header(["allmende.yaml"], "", collective=collective.name).strip().replace("\n ", " ")
         + ' -->\n<html lang="en"><head><meta charset="utf-8">'
         "<title>Back in a moment</title></head>\n<body>\n<h1>Back in a moment</h1>\n"
         "<p>This service is being updated or is down for maintenance. Please try again in a "

@@ -40,17 +40,20 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
     for host in incus_plan.incus_hosts(inventory):
         planned = incus_plan.plan(inventory, host)
         preseed = planned.preseed
-        files[f"{host}{INCUS_PRESEED}"] = text(yaml_text(preseed.body()), preseed.sources)
+        owner = inventory.collective.name
+        files[f"{host}{INCUS_PRESEED}"] = text(
+            yaml_text(preseed.body()), preseed.sources, collective=owner
+        )
         for service, instances in sorted(planned.services.items()):
             left = [f"{n}: {why}" for n, why in planned.skipped.items() if n.startswith(service)]
             body = document(instances, left)
             sources = tuple(s for i in instances for s in i.sources) or (
                 inventory.file("service", service),
             )
-            files[f"{host}{project_file(service, 'incus')}"] = text(body, sources)
+            files[f"{host}{project_file(service, 'incus')}"] = text(body, sources, collective=owner)
         for name, instance in sorted(planned.hosts.items()):
             files[f"{host}{incus_host_file(name)}"] = text(
-                document((instance,), []), instance.sources
+                document((instance,), []), instance.sources, collective=owner
             )
     return dict(sorted(files.items()))
 

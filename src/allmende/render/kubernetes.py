@@ -82,7 +82,7 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
             continue
         body = "---\n".join(comments(lines) + yaml_text(doc) for lines, doc in documents(context))
         files[f"kubernetes/{context.name}.yaml"] = text(
-            body, service_sources(inventory, context.name)
+            body, service_sources(inventory, context.name), collective=inventory.collective.name
         )
     return dict(sorted(files.items()))
 

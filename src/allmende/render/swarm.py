@@ -66,7 +66,8 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         networks = compose.shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(stack(context, networks))
         sources = service_sources(inventory, context.name, *networks.joined.values())
-        files[f"{context.service.host}{project_file(context.name, 'swarm')}"] = text(body, sources)
+        path = f"{context.service.host}{project_file(context.name, 'swarm')}"
+        files[path] = text(body, sources, collective=inventory.collective.name)
         files |= compose.carried_rendered(context, sources)
     return dict(sorted(files.items()))
 

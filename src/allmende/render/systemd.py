@@ -134,8 +134,11 @@ def render(inventory: Inventory) -> dict[str, Rendered]:
         base = f"{service.host}{unit_file(unit_name(name))}"
         sources = service_sources(inventory, name)
         paths = writable(inventory, name)
-        files[f"{base}.service"] = text(service_unit(name, consistency, paths), sources)
-        files[f"{base}.timer"] = text(timer_unit(name, schedule), sources)
+        owner = inventory.collective.name
+        files[f"{base}.service"] = text(
+            service_unit(name, consistency, paths), sources, collective=owner
+        )
+        files[f"{base}.timer"] = text(timer_unit(name, schedule), sources, collective=owner)
     return files
 
 
