@@ -15,7 +15,8 @@ On the opened, locked host, in this order:
    through its master socket (last, so that every server it checks already answers);
 7. the monitors of every service brought up (and, after a proxy reload, of every service the
    edge serves) run until they pass (``apply.verify``);
-8. the watcher (re)started where its plan or unit changed;
+8. the watcher (re)started where its plan or unit changed (on a host without systemd: said
+   how to start it by hand);
 9. the manifest written: only now, so that after an apply that died between 4 and 9 the plan
    still sees the services whose new files never came up.
 
@@ -202,6 +203,8 @@ async def _after_files(
         if action.verb == "restart":  # the watcher: once what it watches is up
             await run_action(connector, action)
             plan.say(f"{action.subject}: restarted ({action.reason})")
+        elif action.verb == "note" and action.subject == "watch":
+            plan.say(f"{action.subject}: {action.reason}")
 
 
 def previous_up(driver: Driver, inventory: Inventory, service: str, created: set[str]) -> Action:

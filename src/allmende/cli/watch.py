@@ -94,6 +94,7 @@ def _as_json(plan: Plan, results: dict[str, Result]) -> dict[str, object]:
             {
                 "id": p.id,
                 "service": p.service,
+                "host": p.host,
                 "kind": p.kind,
                 "what": p.what,
                 "state": results[p.id].state,
