@@ -105,6 +105,32 @@ def systemd_host(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> It
         podman.run("rm", "--force", "--time", "0", name, check=False)
 
 
+def notes_on(
+    host: SystemdHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collective: str
+) -> Path:
+    """Return an inventory whose host ``box`` is ``host``, running the notes with data there
+    (``collective``: the rest of allmende.yaml), its age key made, allmende reaching ``box``."""
+    inventory = tmp_path / "inventory"
+    (inventory / "hosts").mkdir(parents=True)
+    (inventory / "services").mkdir()
+    (inventory / "allmende.yaml").write_text(f"name: testers\n{collective}")
+    (inventory / "hosts/box.yaml").write_text(
+        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
+        f"{host.port}}}\nengine: systemd\n"
+    )
+    (inventory / "services/notes.yaml").write_text(NOTES)
+    for name, value in {
+        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+        "ALLMENDE_KNOWN_HOSTS": str(host.known_hosts),
+        "ALLMENDE_SSH_KEY": str(host.key),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
+    host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
+    return inventory
+
+
 def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
     systemd_host: SystemdHost,
     tmp_path: Path,
@@ -113,26 +139,9 @@ def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
 ) -> None:
     if shutil.which("borg") is None:
         pytest.fail("borg is needed: run `script/bootstrap test`", pytrace=False)
-    inventory = tmp_path / "inventory"
-    (inventory / "hosts").mkdir(parents=True)
-    (inventory / "services").mkdir()
-    (inventory / "allmende.yaml").write_text(
-        "name: testers\nbackup:\n  repository: /srv/backup/borg/{service}\n"
+    inventory = notes_on(
+        systemd_host, tmp_path, monkeypatch, "backup:\n  repository: /srv/backup/borg/{service}\n"
     )
-    (inventory / "hosts/box.yaml").write_text(
-        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
-        f"{systemd_host.port}}}\nengine: systemd\n"
-    )
-    (inventory / "services/notes.yaml").write_text(NOTES)
-    for name, value in {
-        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
-        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
-        "ALLMENDE_KNOWN_HOSTS": str(systemd_host.known_hosts),
-        "ALLMENDE_SSH_KEY": str(systemd_host.key),
-    }.items():
-        monkeypatch.setenv(name, value)
-    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
-    systemd_host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
 
     code = main(["apply", str(inventory), "--yes"])
     out, err = capsys.readouterr()
@@ -174,39 +183,23 @@ def test_up_starts_the_watcher_last_and_its_unit_reads_the_backups(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    inventory = tmp_path / "inventory"
-    (inventory / "hosts").mkdir(parents=True)
-    (inventory / "services").mkdir()
-    (inventory / "allmende.yaml").write_text(
-        "name: testers\nbackup:\n  repository: /srv/backup/watched/{service}\n"
-        "watch:\n  host: box\n  intervals: {backup: 2s}\n"
+    inventory = notes_on(
+        systemd_host,
+        tmp_path,
+        monkeypatch,
+        "backup:\n  repository: /srv/backup/watched/{service}\n"
+        "watch:\n  host: box\n  intervals: {backup: 2s}\n",
     )
-    (inventory / "hosts/box.yaml").write_text(
-        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
-        f"{systemd_host.port}}}\nengine: systemd\n"
-    )
-    (inventory / "services/notes.yaml").write_text(NOTES)
-    for name, value in {
-        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
-        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
-        "ALLMENDE_KNOWN_HOSTS": str(systemd_host.known_hosts),
-        "ALLMENDE_SSH_KEY": str(systemd_host.key),
-    }.items():
-        monkeypatch.setenv(name, value)
-    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
-    systemd_host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
-    assert main(["backup", "init", "-C", str(inventory)]) == 0, capsys.readouterr().err
-    capsys.readouterr()
     try:
         site = ["--out", str(tmp_path / "site"), "--no-serve", "--yes"]
         code = main(["up", str(inventory), *site])
         out, err = capsys.readouterr()
         assert code == 0, err
         assert "restart watch: its plan or unit changes" in out
-        # Last: after the service is up and its monitors passed.
-        said = [line for line in err.splitlines() if line.startswith("box: ")]
+        # Last: after what it needs is installed and everything else is done.
+        said = [line.strip() for line in err.splitlines() if line.startswith("  box: ")]
         assert said[-1] == "box: watch: restarted (its plan or unit changes)", said
-        assert any("notes: running" in line for line in said[:-1]), said
+        assert any("python3-aiohttp" in line for line in said[:-1]), said
         active = systemd_host.sh("systemctl is-active allmende-watch.service", check=False)
         log = systemd_host.sh("journalctl -u allmende-watch.service --no-pager", check=False)
         assert active.strip() == "active", log
@@ -216,6 +209,7 @@ def test_up_starts_the_watcher_last_and_its_unit_reads_the_backups(
         def recorded() -> str:
             return systemd_host.sh(f"python3 -c {shlex.quote(LAST_BACKUP_RESULT)}", check=False)
 
+        assert main(["backup", "init", "-C", str(inventory)]) == 0, capsys.readouterr().err
         wait(lambda: "missing: the repository holds no archive" in recorded(), recorded)
         assert main(["backup", "run", "-C", str(inventory)]) == 0, capsys.readouterr().err
         wait(lambda: "('up', 'fresh: last archive notes-" in recorded(), recorded)
@@ -223,8 +217,10 @@ def test_up_starts_the_watcher_last_and_its_unit_reads_the_backups(
         assert main(["up", str(inventory), *site]) == 0
         assert "restart watch" not in capsys.readouterr().out
     finally:
+        # The host as the other test expects it, whichever runs first: no Borg, no watcher.
         systemd_host.sh(
-            "systemctl disable --now allmende-watch.service; rm -rf /srv/backup/watched",
+            "systemctl disable --now allmende-watch.service; rm -rf /srv/backup/watched; "
+            "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq borgbackup",
             check=False,
         )
 

@@ -58,7 +58,10 @@ def backed_up(tmp_path: Path, server: RepositoryServer, remote: RemoteHost, smtp
     )
     collective = site.inventory / "allmende.yaml"
     collective.write_text(collective.read_text() + WATCH)
-    far = f"description: the remote host\naddress: 127.0.0.1\nssh: {remote.inventory_ssh}\n"
+    far = (
+        "description: the remote host\nengine: compose\nruntime: podman\naddress: 127.0.0.1\n"
+        f"ssh: {remote.inventory_ssh}\n"
+    )
     (site.inventory / "hosts" / "far.yaml").write_text(far)
     for data in (site.on_host("/srv/web/data"), remote.local("/srv/notes/data")):
         data.mkdir(parents=True, exist_ok=True)
@@ -66,7 +69,7 @@ def backed_up(tmp_path: Path, server: RepositoryServer, remote: RemoteHost, smtp
     lines = backupinit.authorized_keys(site.context()).values()
     server.authorized_keys.write_text("".join(f"{line}\n" for line in lines))
     made = site.init()
-    assert [m.error for m in made] == [None, None], made
+    assert [(m.created, m.error) for m in made] == [(True, "")] * 2, made
     return site
 
 

@@ -37,7 +37,8 @@ directory_argument = click.argument(
     "plan_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Run the plan file apply wrote on a watch host (/etc/allmende/watch.json) instead "
-    "of an inventory: what the systemd unit runs.",
+    "of an inventory: what the systemd unit runs (it reads the backups of the services on "
+    "that host; the others' freshness is read from the inventory).",
 )
 @click.option("--concurrency", default=100, show_default=True, help="Probes at once, at most.")
 def watch(directory: Path | None, plan_file: Path | None, concurrency: int) -> None:
