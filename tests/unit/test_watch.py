@@ -293,3 +293,21 @@ def test_apply_on_a_watch_host_without_systemd_says_how_to_start_the_watcher(
     assert not [c for c in host.ran if c[0] == "systemctl"]
     assert said[-1].startswith("box: watch: box does not run systemd")
     assert "allmende.pyz watch --plan /etc/allmende/watch.json` on box" in said[-1]
+
+
+def test_a_watcher_says_what_it_does_not_probe_when_it_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from allmende.inventory.watchspec import Plan
+    from allmende.watch.runner import Watcher
+
+    skipped = "git: backup freshness is read on rack or from the inventory"
+    watcher = Watcher(Plan("testers", (), skipped=(skipped,)), None)
+
+    async def started_and_stopped() -> None:
+        stop = asyncio.Event()
+        stop.set()
+        await watcher.run(stop)
+
+    asyncio.run(started_and_stopped())
+    assert f"not probed here: {skipped}" in caplog.text
