@@ -6,10 +6,11 @@ from Debian's packages (python3 the host has, as Debian's own tools need it)."""
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +60,17 @@ class SystemdHost:
         return self.podman.run("exec", self.name, "sh", "-c", command, check=check)
 
 
+#: The watcher's last result of the notes' backup probe, read in the host's state database.
+LAST_BACKUP_RESULT = """
+import sqlite3
+db = sqlite3.connect("/var/lib/allmende/state.sqlite")
+print(db.execute(
+    "SELECT state, detail FROM watch_results WHERE probe = 'notes/backup/notes' "
+    "ORDER BY at DESC LIMIT 1"
+).fetchall())
+"""
+
+
 @pytest.fixture(scope="module")
 def systemd_host(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SystemdHost]:
     tar = rootfs_tar(
@@ -93,6 +105,32 @@ def systemd_host(podman: Podman, tmp_path_factory: pytest.TempPathFactory) -> It
         podman.run("rm", "--force", "--time", "0", name, check=False)
 
 
+def notes_on(
+    host: SystemdHost, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collective: str
+) -> Path:
+    """Return an inventory whose host ``box`` is ``host``, running the notes with data there
+    (``collective``: the rest of allmende.yaml), its age key made, allmende reaching ``box``."""
+    inventory = tmp_path / "inventory"
+    (inventory / "hosts").mkdir(parents=True)
+    (inventory / "services").mkdir()
+    (inventory / "allmende.yaml").write_text(f"name: testers\n{collective}")
+    (inventory / "hosts/box.yaml").write_text(
+        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
+        f"{host.port}}}\nengine: systemd\n"
+    )
+    (inventory / "services/notes.yaml").write_text(NOTES)
+    for name, value in {
+        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
+        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
+        "ALLMENDE_KNOWN_HOSTS": str(host.known_hosts),
+        "ALLMENDE_SSH_KEY": str(host.key),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
+    host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
+    return inventory
+
+
 def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
     systemd_host: SystemdHost,
     tmp_path: Path,
@@ -101,26 +139,9 @@ def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
 ) -> None:
     if shutil.which("borg") is None:
         pytest.fail("borg is needed: run `script/bootstrap test`", pytrace=False)
-    inventory = tmp_path / "inventory"
-    (inventory / "hosts").mkdir(parents=True)
-    (inventory / "services").mkdir()
-    (inventory / "allmende.yaml").write_text(
-        "name: testers\nbackup:\n  repository: /srv/backup/borg/{service}\n"
+    inventory = notes_on(
+        systemd_host, tmp_path, monkeypatch, "backup:\n  repository: /srv/backup/borg/{service}\n"
     )
-    (inventory / "hosts/box.yaml").write_text(
-        f"description: a systemd host\naddress: 127.0.0.1\nssh: {{user: root, port: "
-        f"{systemd_host.port}}}\nengine: systemd\n"
-    )
-    (inventory / "services/notes.yaml").write_text(NOTES)
-    for name, value in {
-        "ALLMENDE_AGE_KEY": str(tmp_path / "age.key"),
-        "ALLMENDE_STATE": str(tmp_path / "state.sqlite"),
-        "ALLMENDE_KNOWN_HOSTS": str(systemd_host.known_hosts),
-        "ALLMENDE_SSH_KEY": str(systemd_host.key),
-    }.items():
-        monkeypatch.setenv(name, value)
-    assert main(["secret", "init", "--inventory", str(inventory)]) == 0
-    systemd_host.sh("mkdir -p /srv/notes/data && echo 'buy milk' > /srv/notes/data/todo.txt")
 
     code = main(["apply", str(inventory), "--yes"])
     out, err = capsys.readouterr()
@@ -154,3 +175,60 @@ def test_apply_installs_the_timer_and_its_unit_backs_up_under_its_hardening(
     assert main(["backup", "status", "-C", str(inventory)]) == 0
     assert "fresh: last archive notes-" in capsys.readouterr().out
     assert main(["backup", "verify", "-C", str(inventory)]) == 0, capsys.readouterr().err
+
+
+def test_up_starts_the_watcher_last_and_its_unit_reads_the_backups(
+    systemd_host: SystemdHost,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    inventory = notes_on(
+        systemd_host,
+        tmp_path,
+        monkeypatch,
+        "backup:\n  repository: /srv/backup/watched/{service}\n"
+        "watch:\n  host: box\n  intervals: {backup: 2s}\n",
+    )
+    try:
+        site = ["--out", str(tmp_path / "site"), "--no-serve", "--yes"]
+        code = main(["up", str(inventory), *site])
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert "restart watch: its plan or unit changes" in out
+        # Last: after what it needs is installed and everything else is done.
+        said = [line.strip() for line in err.splitlines() if line.startswith("  box: ")]
+        assert said[-1] == "box: watch: restarted (its plan or unit changes)", said
+        assert any("python3-aiohttp" in line for line in said[:-1]), said
+        active = systemd_host.sh("systemctl is-active allmende-watch.service", check=False)
+        log = systemd_host.sh("journalctl -u allmende-watch.service --no-pager", check=False)
+        assert active.strip() == "active", log
+
+        # The unit, under its hardening, reads the notes' repository on the host: nothing
+        # backed up yet, then fresh once a backup ran.
+        def recorded() -> str:
+            return systemd_host.sh(f"python3 -c {shlex.quote(LAST_BACKUP_RESULT)}", check=False)
+
+        assert main(["backup", "init", "-C", str(inventory)]) == 0, capsys.readouterr().err
+        wait(lambda: "missing: the repository holds no archive" in recorded(), recorded)
+        assert main(["backup", "run", "-C", str(inventory)]) == 0, capsys.readouterr().err
+        wait(lambda: "('up', 'fresh: last archive notes-" in recorded(), recorded)
+        # Applied again unchanged, the watcher is left running as it is.
+        assert main(["up", str(inventory), *site]) == 0
+        assert "restart watch" not in capsys.readouterr().out
+    finally:
+        # The host as the other test expects it, whichever runs first: no Borg, no watcher.
+        systemd_host.sh(
+            "systemctl disable --now allmende-watch.service; rm -rf /srv/backup/watched; "
+            "DEBIAN_FRONTEND=noninteractive apt-get remove -y -qq borgbackup",
+            check=False,
+        )
+
+
+def wait(condition: Callable[[], bool], shown: Callable[[], str], timeout: float = 60) -> None:
+    """Wait until ``condition()``; fail with what ``shown()`` says then."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {timeout:.0f} s in vain: {shown()}", pytrace=False)
+        time.sleep(0.5)

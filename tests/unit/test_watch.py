@@ -257,3 +257,61 @@ def test_apply_restarts_the_watcher_when_its_plan_changes_and_disables_it_when_i
     gone = [Change("delete", "rack", unit, "")]
     [down] = [a for a in host_actions("rack", gone, {}, None, True) if a.verb == "down"]
     assert down.commands == (("systemctl", "disable", "--now", "allmende-watch.service"),)
+    # Without systemd nothing would start it: the plan says how to, and runs nothing.
+    [note] = [a for a in host_actions("rack", changed, wanted, None, False) if a.subject == "watch"]
+    assert note.verb == "note" and not note.commands
+    assert note.reason.startswith("rack does not run systemd, so nothing starts the watcher")
+    program = "/usr/bin/python3 -I /usr/local/lib/allmende/allmende.pyz"
+    assert f"`{program} watch --plan /etc/allmende/watch.json` on rack" in note.reason
+
+
+def test_apply_on_a_watch_host_without_systemd_says_how_to_start_the_watcher(
+    tmp_path: Path,
+) -> None:
+    from allmende.actions.apply import plan_and_apply
+    from allmende.actions.plan import Seams
+    from allmende.connectors.base import Ran
+    from allmende.inventory.secrets import create_key
+    from tests.memory import MemoryHost
+
+    inventory = tmp_path / "inventory"
+    (inventory / "hosts").mkdir(parents=True)
+    (inventory / "allmende.yaml").write_text("name: testers\nwatch: {host: box}\n")
+    (inventory / "hosts" / "box.yaml").write_text("description: a box without systemd\n")
+    env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key"), "ALLMENDE_STATE": str(tmp_path / "db")}
+    create_key(inventory, env)
+    host = MemoryHost("box")
+    host.answer(["python3"], Ran(0, b"", b""))  # the watcher's modules are there
+    host.answer(["test", "-d"], Ran(1, b"", b""))  # no /run/systemd/system
+    said: list[str] = []
+    outcome = plan_and_apply(
+        inventory,
+        env,
+        show=lambda plan: None,
+        confirm=lambda plan: True,
+        say=said.append,
+        seams=Seams(connect=lambda inventory, name, env: host),
+    )
+    assert outcome.status == "applied", outcome.results
+    assert "/etc/allmende/watch.json" in host.files
+    assert not [c for c in host.ran if c[0] == "systemctl"]
+    assert said[-1].startswith("box: watch: box does not run systemd")
+    assert "allmende.pyz watch --plan /etc/allmende/watch.json` on box" in said[-1]
+
+
+def test_a_watcher_says_what_it_does_not_probe_when_it_starts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from allmende.inventory.watchspec import Plan
+    from allmende.watch.runner import Watcher
+
+    skipped = "git: backup freshness is read on rack or from the inventory"
+    watcher = Watcher(Plan("testers", (), skipped=(skipped,)), None)
+
+    async def started_and_stopped() -> None:
+        stop = asyncio.Event()
+        stop.set()
+        await watcher.run(stop)
+
+    asyncio.run(started_and_stopped())
+    assert f"not probed here: {skipped}" in caplog.text

@@ -26,7 +26,8 @@ them and leave only after it stopped:
     sends to them, and their files deleted; the versions started beside brought down; the
     monitors of every service brought up (and, after a proxy reload, of every service the edge
     serves) run until they pass (``apply.verify``); the watcher (re)started where its plan
-    or unit changed, once what it watches is up; the manifest written, only now, so that
+    or unit changed, once what it watches is up (on a host without systemd: said how to start
+    it by hand); the manifest written, only now, so that
     after an apply that died half-way the plan still sees the services whose new files never
     came up.
 
@@ -229,9 +230,12 @@ class HostApply:
             raise UserError(f"{connector.host}: after the apply, " + "; ".join(failed))
         if watched:
             plan.say(f"monitors pass: {', '.join(sorted(set(watched)))}")
-        for action in self._actions("restart"):  # the watcher: once what it watches is up
-            await run_action(connector, action)
-            plan.say(f"{action.subject}: restarted ({action.reason})")
+        for action in self._actions("restart", "note"):  # the watcher: once all is up
+            if action.verb == "restart":
+                await run_action(connector, action)
+                plan.say(f"{action.subject}: restarted ({action.reason})")
+            elif action.subject == "watch":
+                plan.say(f"{action.subject}: {action.reason}")
         await record(connector, self.staged, plan.wanted, plan.key, plan.scoped)
 
     async def fail(self, cause: UserError) -> UserError:

@@ -34,7 +34,8 @@ COLOURS = {"up": "green", "degraded": "yellow", "down": "red"}
     "plan_file",
     type=click.Path(path_type=Path, dir_okay=False),
     help="Run the plan file apply wrote on a watch host (/etc/allmende/watch.json) instead "
-    "of an inventory: what the systemd unit runs.",
+    "of an inventory: what the systemd unit runs (it reads the backups of the services on "
+    "that host; the others' freshness is read from the inventory).",
 )
 @click.option("--concurrency", default=100, show_default=True, help="Probes at once, at most.")
 def watch(inventory: Path, plan_file: Path | None, concurrency: int) -> None:
@@ -92,6 +93,7 @@ def _as_json(plan: Plan, results: dict[str, Result]) -> dict[str, object]:
             {
                 "id": p.id,
                 "service": p.service,
+                "host": p.host,
                 "kind": p.kind,
                 "what": p.what,
                 "state": results[p.id].state,

@@ -11,13 +11,15 @@ allmende cannot drive gets its files and no engine actions.
 Besides the engine: HAProxy is started where it is wanted and no master answers on its master
 socket, or reloaded when its files change; systemd is reloaded (and timers enabled or disabled)
 when units change on a host that runs systemd, and the watcher restarted (last) when its plan
-or unit changes on its host; Borg and python3 are installed where a host backs something up and
+or unit changes on its host (where the host does not run systemd, a note says how to start it
+by hand); Borg and python3 are installed where a host backs something up and
 lacks them, python3-acme where an edge renews its certificates (``plan.backuptools``).
 """
 
 from __future__ import annotations
 
 import logging
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import PurePosixPath
 
@@ -46,6 +48,7 @@ from allmende.plan.proxy import proxy_paths, show_proc
 from allmende.plan.steps import converge, converged, owned, prepare_actions
 from allmende.plan.switch import switchable
 from allmende.render.output import Rendered
+from allmende.render.watch import WATCH_COMMAND
 
 log = logging.getLogger(__name__)
 
@@ -238,12 +241,21 @@ def watcher_actions(
     host: str, changes: Sequence[Change], wanted: Mapping[str, object], systemd: bool
 ) -> list[Action]:
     """Return the action that (re)starts the watcher on its host when its plan or unit
-    changes: run by apply last, once everything it watches is up."""
+    changes: run by apply last, once everything it watches is up. On a host that does not
+    run systemd, a note that says how to start it by hand instead."""
     watched = (WATCH_PLAN, unit_file(WATCH_UNIT))
-    if not systemd or watched[1] not in wanted:
+    if watched[1] not in wanted:
         return []
     if not any(c.path in watched and c.kind != "delete" for c in changes):
         return []
+    if not systemd:
+        by_hand = " ".join(shlex.quote(word) for word in WATCH_COMMAND)
+        said = (
+            f"{host} does not run systemd, so nothing starts the watcher there: run "
+            f"`{by_hand}` on {host} (it stops on Ctrl-C or SIGTERM), and again after an "
+            "apply that changes its plan"
+        )
+        return [Action(host, "note", "watch", said)]
     commands = (("systemctl", "enable", WATCH_UNIT), ("systemctl", "restart", WATCH_UNIT))
     return [Action(host, "restart", "watch", "its plan or unit changes", commands)]
 
