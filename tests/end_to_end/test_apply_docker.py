@@ -177,7 +177,7 @@ def test_a_swarm_stack_is_deployed_with_its_secret_and_updated(
     write_inventory(inventory, "hello")
     host = this_machine(inventory, tmp_path, docker, monkeypatch)
     try:
-        assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
+        assert main(["apply", str(inventory), "--yes", "--diff"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         assert "Then on manager: up board: its files change" in out
         assert f"docker stack deploy --prune -c {host}/srv/board/stack.yaml board" in out
@@ -220,7 +220,7 @@ def test_a_compose_service_on_docker_runs_through_docker_compose_and_is_brought_
     host = this_machine(inventory, tmp_path, docker, monkeypatch)  # the secret: board/token
     compose = f"{host}/srv/notes/compose.yaml"
     try:
-        assert main(["apply", str(inventory), "--yes"]) == 0, capsys.readouterr().err
+        assert main(["apply", str(inventory), "--yes", "--diff"]) == 0, capsys.readouterr().err
         out = capsys.readouterr().out
         # This Docker has no compose plugin: the older docker-compose is used.
         assert f"$ docker-compose -p notes -f {compose} up -d" in out
