@@ -59,7 +59,7 @@ def test_a_kubernetes_service_is_played_replaced_and_then_left_alone(
 ) -> None:
     port = free_port()
     write_inventory(node, remote_host.inventory_ssh, port, "hello")
-    assert main(["apply", str(node), "--yes"]) == 0, capsys.readouterr().err
+    assert main(["apply", str(node), "--yes", "--diff"]) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "Create node:/srv/board/kubernetes.yaml" in out
     assert "podman kube play --replace /srv/board/kubernetes.yaml" in out
