@@ -111,6 +111,7 @@ def test_haproxy_started_over_ssh_serves_with_its_socket_in_the_temp_run_dir(
     finally:
         stopped = remote_host.ssh("kill $(cat /run/haproxy/haproxy.pid)")
         assert stopped.returncode == 0, stopped.stderr
+        remote_host.empty("/etc/haproxy", "/run/haproxy")  # the shared host as it was
 
 
 def test_podman_compose_runs_over_ssh(remote_host: RemoteHost) -> None:

@@ -78,9 +78,10 @@ class Result:
 
 
 def archive_name(service: str, when: datetime | None = None) -> str:
-    """Return the name of a new archive: ``<service>-<UTC time>``."""
+    """Return the name of a new archive: ``<service>-<UTC time to the millisecond>`` (two runs
+    within one second are two archives)."""
     moment = (when or datetime.now(UTC)).astimezone(UTC)
-    return f"{borg.archive_prefix(service)}{moment.strftime('%Y-%m-%dT%H:%M:%S')}"
+    return f"{borg.archive_prefix(service)}{moment.isoformat(timespec='milliseconds')[:23]}"
 
 
 def relative(path: str) -> str:
