@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from allmende.importers.haproxycfg import split
+from allmende.importers.haproxycfg import condition, split
 
 _HOST = re.compile(r"^(?:req\.)?hdr(?:_dom)?\(host\)(?:,field\(1,:\))?(?:,lower)?$", re.I)
 _SNI = re.compile(r"^(?:req\.ssl_sni|req_ssl_sni|ssl_fc_sni)(?:,lower)?$")
@@ -149,32 +149,27 @@ def _alternatives(
     words: list[str], acls: dict[str, list[tuple[str, tuple[str, ...]] | None]]
 ) -> list[list[tuple[str, tuple[str, ...]]]] | None:
     """The OR of ANDs of tests after ``if``; None if any is negated or on something else."""
-    alternatives: list[list[tuple[str, tuple[str, ...]]]] = [[]]
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("||", "or", "OR"):
-            alternatives.append([])
-        elif word == "{":
-            end = words.index("}", i) if "}" in words[i:] else len(words)
-            test = _test(words[i + 1 : end])
-            if test is None:
+    alternatives: list[list[tuple[str, tuple[str, ...]]]] = []
+    for terms in condition(words):
+        alternatives.append([])
+        for term in terms:
+            if isinstance(term, tuple):
+                test = _test(list(term))
+                if test is None:
+                    return None
+                alternatives[-1].append(test)
+            elif term in acls:
+                tests = acls[term]
+                if any(t is None for t in tests):
+                    return None
+                kinds = {t[0] for t in tests if t is not None}
+                kinds = {"path"} if kinds == {"path", "exact"} else kinds
+                if len(kinds) != 1:
+                    return None
+                values = {v for t in tests if t is not None for v in t[1]}
+                alternatives[-1].append((kinds.pop(), tuple(sorted(values))))
+            elif term != "and":
                 return None
-            alternatives[-1].append(test)
-            i = end
-        elif word in acls:
-            tests = acls[word]
-            if any(t is None for t in tests):
-                return None
-            kinds = {t[0] for t in tests if t is not None}
-            kinds = {"path"} if kinds == {"path", "exact"} else kinds
-            if len(kinds) != 1:
-                return None
-            values = {v for t in tests if t is not None for v in t[1]}
-            alternatives[-1].append((kinds.pop(), tuple(sorted(values))))
-        elif word != "and":
-            return None
-        i += 1
     return alternatives
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from allmende.errors import Location, Problem
-from allmende.importers.haproxycfg import Line, Section, parse
+from allmende.importers.haproxycfg import Line, Section, condition, parse
 from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.inventory.inventory import Inventory
 
@@ -95,27 +95,22 @@ def _acl(words: tuple[str, ...]) -> Acl:
 def _conditions(words: tuple[str, ...], acls: dict[str, list[Acl]]) -> list[list[Acl]] | None:
     """Given the words after ``if``, return the alternatives (OR) of tests (AND), or None if
     any is negated or unknown."""
-    alternatives: list[list[Acl]] = [[]]
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("||", "or", "OR"):
-            alternatives.append([])
-        elif word == "{":
-            end = words.index("}", i) if "}" in words[i:] else len(words)
-            alternatives[-1].append(_acl(words[i + 1 : end]))
-            i = end
-        elif word.startswith("!") or word == "unless":
-            return None
-        elif word in acls:
-            kinds = {a.kind for a in acls[word]}
-            if len(kinds) != 1:
+    alternatives: list[list[Acl]] = []
+    for terms in condition(words):
+        alternatives.append([])
+        for term in terms:
+            if isinstance(term, tuple):
+                alternatives[-1].append(_acl(term))
+            elif term.startswith("!") or term == "unless":
                 return None
-            values = tuple(v for a in acls[word] for v in a.values)
-            alternatives[-1].append(Acl(acls[word][0].kind, values))
-        elif word != "and":
-            return None
-        i += 1
+            elif term in acls:
+                kinds = {a.kind for a in acls[term]}
+                if len(kinds) != 1:
+                    return None
+                values = tuple(v for a in acls[term] for v in a.values)
+                alternatives[-1].append(Acl(acls[term][0].kind, values))
+            elif term != "and":
+                return None
     if any(a.kind is None for alt in alternatives for a in alt):
         return None
     return alternatives
