@@ -22,7 +22,6 @@ from allmende.importers.haproxycfg import condition, split
 
 _HOST = re.compile(r"^(?:req\.)?hdr(?:_dom)?\(host\)(?:,field\(1,:\))?(?:,lower)?$", re.I)
 _SNI = re.compile(r"^(?:req\.ssl_sni|req_ssl_sni|ssl_fc_sni)(?:,lower)?$")
-_SSL = re.compile(r"^!?(?:ssl_fc|\{|\}|!\{)$")
 ACME = "/.well-known/acme-challenge"
 REDIRECT = "redirect to https"
 
@@ -237,7 +236,7 @@ def read(text: str) -> Routing:
                 acls.setdefault(words[1], []).append(_test(words[2:]))
             elif _redirect(words) is not None:
                 condition, on_ssl = _redirect(words) or ([], None)
-                plain = [w for w in condition if not _SSL.match(w) and not w.startswith("!")]
+                plain = [w for w in _without_ssl_fc(condition) if not _acme(w, acls)]
                 alternatives = _alternatives(plain, acls) if plain else [[]]
                 for name, path in _keys(alternatives or [], number):
                     redirects.append((name, path, on_ssl))
@@ -253,8 +252,8 @@ def read(text: str) -> Routing:
                     if path.startswith(ACME) or (only is not None and name not in (only, "*")):
                         continue
                     for port in ports:
-                        applies = {(n, p) for n, p, on in redirects if on in (None, ports[port])}
-                        if (name, path) in applies or ("*", "/") in applies:
+                        applies = [(n, p) for n, p, on in redirects if on in (None, ports[port])]
+                        if any(n in (name, "*") and _under(path, p) for n, p in applies):
                             routing.add(Way(port, name, path), Destination(frozenset(), REDIRECT),
                                         bind_lines | {number}, frozenset())  # fmt: skip
                         else:
@@ -300,6 +299,33 @@ def _redirect(words: list[str]) -> tuple[list[str], bool | None] | None:
     if not any("ssl_fc" in w for w in condition) and negated is False:
         return condition, None
     return condition, not negated
+
+
+def _under(path: str, prefix: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix.rstrip("/") + "/")
+
+
+def _acme(word: str, acls: dict[str, list[tuple[str, tuple[str, ...]] | None]]) -> bool:
+    """Whether a word is ``!name`` of an ACL on ACME challenges (which the edge answers)."""
+    tests = acls.get(word[1:]) if word.startswith("!") else None
+    return bool(tests) and all(
+        t is not None and t[0] == "path" and all(v.startswith(ACME) for v in t[1])
+        for t in tests or []
+    )
+
+
+def _without_ssl_fc(words: list[str]) -> list[str]:
+    """The condition without its tests on ``ssl_fc`` (which ``_redirect`` has read)."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        if words[i] in ("{", "!{") and words[i + 1 : i + 3] == ["ssl_fc", "}"]:
+            i += 3
+            continue
+        if words[i] not in ("ssl_fc", "!ssl_fc", "!"):
+            out.append(words[i])
+        i += 1
+    return out
 
 
 def _ports(address: str) -> list[int]:
