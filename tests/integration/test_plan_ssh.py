@@ -27,6 +27,7 @@ from allmende.inventory.hostpaths import MANIFEST
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore
 from allmende.plan.backupfiles import backup_files
+from allmende.plan.certfiles import cert_files
 from allmende.plan.deliver import host_files
 from allmende.plan.observe import file_mode
 from allmende.render.targets import render_all
@@ -77,6 +78,7 @@ def write_rendered(setup: Setup) -> None:
     store = SecretStore(setup.inventory, setup.env)
     files = host_files(inventory, render_all(inventory), store)
     files.update(backup_files(inventory, setup.inventory, setup.env, ["rack", "gateway"]))
+    files.update(cert_files(inventory, setup.inventory, setup.env, ["rack", "gateway"]))
     for name, rendered in files.items():
         host, _, rest = name.partition("/")
         root = {"rack": setup.remote, "gateway": setup.local}.get(host)
