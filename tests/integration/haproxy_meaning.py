@@ -339,4 +339,5 @@ def _ports(address: str) -> list[int]:
 
 def _address(address: str) -> str:
     host, _, port = address.rpartition(":")
-    return f"{host.strip('[]').lower()}:{port}" if port.isdigit() else address
+    host = re.sub(r"^[a-z0-9]+@", "", host).strip("[]").lower()  # ``ipv4@``, ``mptcp@``...
+    return f"{host}:{port}" if port.isdigit() else address
