@@ -92,17 +92,17 @@ def test_http_routes_by_host_and_path(root: Path) -> None:
     assert services == {
         "wiki": {
             "routes": [
-                {"domain": "wiki.example.org", "to": "app.http"},
                 {"domain": "wiki.example.org", "path": "/api", "to": "app.http"},
                 {"domain": "docs.example.org", "to": "app.http"},
+                {"domain": "wiki.example.org", "to": "app.http"},
             ]
         }
     }
     assert lines == ["haproxy.cfg:15:1: ACME challenges: the edge answers them itself"]
     assert [r.domain for r in load(root, {}).services["wiki"].routes] == [
         "wiki.example.org",
-        "wiki.example.org",
         "docs.example.org",
+        "wiki.example.org",
     ]
 
 
@@ -238,3 +238,39 @@ def test_nothing_to_write_is_said_only_when_the_inventory_says_all_of_it(root: P
     assert "the inventory cannot say `http-request deny`" in said.output
     assert "nothing written: the lines above say what the inventory does not say" in said.output
     assert "already says all of it" not in said.output
+
+
+def test_plain_http_served_beside_tls_is_kept_and_another_port_reported(root: Path) -> None:
+    """A frontend that serves a name on a plain and a TLS port without redirecting keeps
+    serving plain HTTP; TLS terminated behind an SNI frontend on a unix socket is terminated;
+    a port the edge does not route on is reported on its bind line."""
+    services, lines = run(
+        root,
+        """
+        defaults
+            mode http
+        frontend web
+            bind *:80
+            bind *:8443 ssl crt /etc/haproxy/site.pem
+            use_backend be_wiki if { hdr(host) -i wiki.example.org }
+        frontend sni
+            mode tcp
+            bind :443
+            use_backend be_terminate if { req.ssl_sni -i docs.example.org }
+        backend be_terminate
+            mode tcp
+            server t /run/terminate.sock send-proxy-v2
+        frontend terminate
+            bind /run/terminate.sock accept-proxy ssl crt /etc/haproxy/site.pem
+            use_backend be_wiki if { hdr(host) -i docs.example.org }
+        backend be_wiki
+            server w1 10.0.0.5:8081
+        """,
+    )
+    assert services["wiki"]["routes"] == [
+        {"domain": "wiki.example.org", "to": "app.http", "redirect_https": False},
+        {"domain": "docs.example.org", "to": "app.http"},
+    ]
+    assert "haproxy.cfg:6:1: frontend web routes on port 8443; the edge routes on its " in (
+        "\n".join(lines)
+    )

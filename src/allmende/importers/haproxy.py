@@ -6,7 +6,10 @@ path (``path_beg``) and the TLS server name (``req.ssl_sni``, ``req_ssl_sni``,
 ``ssl_fc_sni``), ``use_backend ... if|unless ...`` and ``default_backend``:
 
 - an HTTP frontend routes ``domain`` (+ ``path``) with ``tls: terminate`` when it binds with
-  ``ssl``, else ``tls: none`` (the same route on both becomes ``terminate``);
+  ``ssl`` (a unix socket behind an SNI frontend too), with ``tls: none`` when it binds without
+  and does not redirect plain HTTP to HTTPS; the same route on both is ``terminate`` with
+  ``redirect_https: false``, as plain HTTP was served, not redirected;
+- a port other than the edge's ``http_port``/``https_port`` is reported with its bind line;
 - a TCP frontend routing by server name routes ``domain`` with ``tls: passthrough``;
 - a TCP frontend or ``listen`` section that sends every connection to one backend exposes
   its port.
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from allmende.errors import Location, Problem
-from allmende.importers.haproxycfg import Line, Section, parse
+from allmende.importers.haproxycfg import Line, Section, condition, parse
 from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.inventory.inventory import Inventory
 
@@ -92,27 +95,22 @@ def _acl(words: tuple[str, ...]) -> Acl:
 def _conditions(words: tuple[str, ...], acls: dict[str, list[Acl]]) -> list[list[Acl]] | None:
     """Given the words after ``if``, return the alternatives (OR) of tests (AND), or None if
     any is negated or unknown."""
-    alternatives: list[list[Acl]] = [[]]
-    i = 0
-    while i < len(words):
-        word = words[i]
-        if word in ("||", "or", "OR"):
-            alternatives.append([])
-        elif word == "{":
-            end = words.index("}", i) if "}" in words[i:] else len(words)
-            alternatives[-1].append(_acl(words[i + 1 : end]))
-            i = end
-        elif word.startswith("!") or word == "unless":
-            return None
-        elif word in acls:
-            kinds = {a.kind for a in acls[word]}
-            if len(kinds) != 1:
+    alternatives: list[list[Acl]] = []
+    for terms in condition(words):
+        alternatives.append([])
+        for term in terms:
+            if isinstance(term, tuple):
+                alternatives[-1].append(_acl(term))
+            elif term.startswith("!") or term == "unless":
                 return None
-            values = tuple(v for a in acls[word] for v in a.values)
-            alternatives[-1].append(Acl(acls[word][0].kind, values))
-        elif word != "and":
-            return None
-        i += 1
+            elif term in acls:
+                kinds = {a.kind for a in acls[term]}
+                if len(kinds) != 1:
+                    return None
+                values = tuple(v for a in acls[term] for v in a.values)
+                alternatives[-1].append(Acl(acls[term][0].kind, values))
+            elif term != "and":
+                return None
     if any(a.kind is None for alt in alternatives for a in alt):
         return None
     return alternatives
@@ -131,6 +129,33 @@ def _binds(section: Section) -> list[tuple[int, bool, Line]]:
     return found
 
 
+def _tls(section: Section, mode: str) -> list[str]:
+    """Return what the section's routes do with TLS: ``passthrough`` in TCP mode; in HTTP
+    mode ``terminate`` for ``ssl`` binds (a unix socket too) and ``none`` for plain ones that
+    are not all redirected to HTTPS."""
+    if mode == "tcp":
+        return ["passthrough"]
+    binds = [ln.words[2:] for ln in section.lines if ln.words[0] == "bind" and len(ln.words) > 1]
+    modes = ["terminate"] if any("ssl" in words for words in binds) else []
+    redirected = any(_redirects_plain(ln.words) for ln in section.lines)
+    if (any("ssl" not in words for words in binds) or not modes) and not redirected:
+        modes.append("none")
+    return modes
+
+
+def _redirects_plain(words: tuple[str, ...]) -> bool:
+    """Whether a line redirects every plain HTTP request to HTTPS (but ACME challenges)."""
+    if words[:3] == ("redirect", "scheme", "https"):
+        rest = words[3:]
+    elif words[:4] == ("http-request", "redirect", "scheme", "https"):
+        rest = words[4:]
+    else:
+        return False
+    ignored = {"if", "unless", "{", "}", "!{", "code", "-i", "path_beg"}
+    condition = [w for w in rest if w not in ignored and not w.isdigit()]
+    return all(w.lstrip("!") == "ssl_fc" or w.startswith(_ACME) for w in condition)
+
+
 class _Mapper:
     """Walk the sections of one config, collecting routes, exposed ports and notes."""
 
@@ -141,6 +166,7 @@ class _Mapper:
         self.backends = {s.name: s for s in sections if s.kind in ("backend", "listen")}
         self.out = Outcome()
         self.targets: dict[str, Target | None] = {}
+        self.moved: set[int] = set()
 
     def note(self, line: int, message: str, kind: str = "warning") -> None:
         self.out.notes.append(Note(Location(self.shown, line, 1), kind, message))  # type: ignore[arg-type]
@@ -236,6 +262,25 @@ class _Mapper:
             self.note(server.number, f"backend {backend} -> {address} matches several: {shown}")
         return None
 
+    def ports(self, section: Section, modes: list[str]) -> None:
+        """Note each port a section routes on that is not the edge's port for its routes."""
+        edge = self.inventory.collective.edge
+        http, https = (edge.http_port, edge.https_port) if edge is not None else (80, 443)
+        for port, ssl, line in _binds(section):
+            if ssl or "passthrough" in modes:
+                expected, key = https, "https_port"
+            elif "none" in modes:
+                expected, key = http, "http_port"
+            else:
+                continue  # redirected to HTTPS: routes nothing
+            if port != expected and line.number not in self.moved:
+                self.moved.add(line.number)
+                self.note(
+                    line.number,
+                    f"{section.kind} {section.name} routes on port {port}; the edge routes on "
+                    f"its `{key}` ({expected}): set `edge.{key}` to keep the port",
+                )
+
     def edges(self) -> tuple[str, ...]:
         edge = self.inventory.collective.edge
         return edge.hosts if edge is not None else ()
@@ -246,8 +291,9 @@ class _Mapper:
         key = (domain, path)
         current = routes.get(key)
         if current is not None:
-            if current.get("tls") == "none" and tls == "terminate":
-                current.pop("tls")
+            if {current.get("tls", "terminate"), tls} == {"none", "terminate"}:
+                current.pop("tls", None)  # both: terminated, and plain HTTP served as well
+                current["redirect_https"] = False
             return
         route: dict[str, Any] = {"domain": domain}
         if path != "/":
@@ -268,7 +314,7 @@ class _Mapper:
         """Read a frontend or listen section: its rules become routes, its catch-all an expose."""
         mode = self.mode(section)
         binds = _binds(section)
-        ssl = any(b[1] for b in binds)
+        tls = _tls(section, mode)
         acls: dict[str, list[Acl]] = {}
         sni_rules = False
         for line in section.lines:
@@ -276,7 +322,7 @@ class _Mapper:
             if words[0] == "acl" and len(words) > 2:
                 acls.setdefault(words[1], []).append(_acl(words[2:]))
             elif words[0] == "use_backend" and len(words) > 1:
-                sni_rules |= self.rule(section, line, acls, mode, ssl)
+                sni_rules |= self.rule(section, line, acls, tls)
         default = section.first("default_backend")
         if default is not None and len(default.words) > 1:
             self.catch_all(section, default, mode, sni_rules, binds)
@@ -290,7 +336,7 @@ class _Mapper:
             )
 
     def rule(
-        self, section: Section, line: Line, acls: dict[str, list[Acl]], mode: str, ssl: bool
+        self, section: Section, line: Line, acls: dict[str, list[Acl]], modes: list[str]
     ) -> bool:
         backend = line.words[1]
         rest = line.words[2:]
@@ -320,9 +366,9 @@ class _Mapper:
                         line.number, f"use_backend {backend}: a path without a domain is no route"
                     )
                 continue
-            tls = "passthrough" if mode == "tcp" else "terminate" if ssl else "none"
             if target is not None:
-                for host in hosts:
+                self.ports(section, modes)
+                for tls, host in ((t, h) for t in modes for h in hosts):
                     for path in paths if tls != "passthrough" else ["/"]:
                         self.route(target, host, path, tls)
         return sni

@@ -11,6 +11,7 @@ needs is interpreted later (``mode``, ``bind``, ``acl``, ``use_backend``, ``defa
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 SECTIONS = frozenset(
@@ -97,6 +98,25 @@ def split(text: str) -> list[str]:
     if started:
         words.append("".join(current))
     return words
+
+
+def condition(words: Sequence[str]) -> list[list[str | tuple[str, ...]]]:
+    """Given the words of a condition (after ``if``), return its alternatives (``||``, ``or``)
+    of terms: a word (an ACL's name, ``!name``, ``and``...) or the words inside ``{ }``."""
+    alternatives: list[list[str | tuple[str, ...]]] = [[]]
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word in ("||", "or", "OR"):
+            alternatives.append([])
+        elif word == "{":
+            end = list(words).index("}", i) if "}" in words[i:] else len(words)
+            alternatives[-1].append(tuple(words[i + 1 : end]))
+            i = end
+        else:
+            alternatives[-1].append(word)
+        i += 1
+    return alternatives
 
 
 def parse(text: str) -> tuple[list[Section], list[tuple[int, str]]]:
