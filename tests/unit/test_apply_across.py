@@ -229,13 +229,26 @@ def apply(
     return shown[0], outcome
 
 
-def applied_then_wiki_moved(inventory: Path, tmp_path: Path) -> Fleet:
-    """Apply Nordlicht to a new fleet, forget its log, and move wiki's published port."""
+def applied(inventory: Path, tmp_path: Path) -> Fleet:
+    """Apply Nordlicht to a new fleet; return the fleet."""
     fleet = Fleet()
     assert apply(inventory, fleet, tmp_path)[1].ok
+    return fleet
+
+
+def edit(inventory: Path, service: str, old: str, new: str) -> None:
+    """Change ``old`` to ``new`` in a service's file (``old`` must be there)."""
+    path = inventory / "services" / f"{service}.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def applied_then_wiki_moved(inventory: Path, tmp_path: Path) -> Fleet:
+    """Apply Nordlicht to a new fleet, forget its log, and move wiki's published port."""
+    fleet = applied(inventory, tmp_path)
     fleet.log.clear()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    edit(inventory, "wiki", "publish: {http: 8081}", "publish: {http: 8091}")
     return fleet
 
 
@@ -310,14 +323,11 @@ def test_a_backend_that_fails_leaves_the_edge_unchanged_and_says_the_first_error
 def test_an_unreachable_backend_holds_back_the_edge_change_that_depends_on_it(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet = applied(inventory, tmp_path)
     before = fleet.hosts["gateway"].files["/etc/haproxy/haproxy.cfg"]
     fleet.log.clear()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
-    pages = inventory / "services" / "pages.yaml"
-    pages.write_text(pages.read_text().replace("description:", "description: Now", 1))
+    edit(inventory, "wiki", "publish: {http: 8081}", "publish: {http: 8091}")
+    edit(inventory, "pages", "description:", "description: Now")
     fleet.hosts["rack"].down = True
     plan, outcome = apply(inventory, fleet, tmp_path)
     assert "rack" in plan.failed
@@ -332,11 +342,8 @@ def test_an_unreachable_backend_holds_back_the_edge_change_that_depends_on_it(
 def test_an_edge_change_that_does_not_touch_the_unreachable_host_goes_ahead(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
-    pages = inventory / "services" / "pages.yaml"
-    text = pages.read_text()
-    pages.write_text(text.replace("publish: {https: 8443}", "publish: {https: 8444}"))
+    fleet = applied(inventory, tmp_path)
+    edit(inventory, "pages", "publish: {https: 8443}", "publish: {https: 8444}")
     fleet.hosts["rack"].down = True
     plan, outcome = apply(inventory, fleet, tmp_path)
     assert plan.held == ()
@@ -347,13 +354,11 @@ def test_an_edge_change_that_does_not_touch_the_unreachable_host_goes_ahead(
 def test_a_lock_held_on_the_edge_leaves_the_whole_group_unapplied(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet = applied(inventory, tmp_path)
     holder = json.dumps({"who": "sam", "pid": 1, "since": 4e9, "from": "elsewhere"}).encode()
     fleet.hosts["gateway"].dirs.add("/var/lib/allmende/apply.lock")
     fleet.hosts["gateway"].files["/var/lib/allmende/apply.lock/holder.json"] = (holder, 0o644)
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    edit(inventory, "wiki", "publish: {http: 8081}", "publish: {http: 8091}")
     rack_files = dict(fleet.hosts["rack"].files)
     _, outcome = apply(inventory, fleet, tmp_path)
     assert "another apply is running there, held by sam" in str(outcome.results["gateway"].error)
@@ -383,7 +388,7 @@ def test_a_service_that_may_run_twice_moves_port_with_the_edge_sending_to_a_copy
     gateway = fleet.hosts["gateway"]
     assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8081)
     fleet.log.clear()
-    wiki.write_text(wiki.read_text().replace("publish: {http: 8081}", "publish: {http: 8091}"))
+    edit(inventory, "wiki", "publish: {http: 8081}", "publish: {http: 8091}")
     plan, outcome = apply(inventory, fleet, tmp_path)
     assert outcome.ok, outcome.results
     [replace] = [a for a in plan.actions if a.subject == "wiki"]
@@ -408,7 +413,7 @@ def test_a_copy_whose_original_fails_is_taken_away_and_the_edge_pointed_back(
     wiki = inventory / "services" / "wiki.yaml"
     wiki.write_text(wiki.read_text() + "update: start-first\n")
     assert apply(inventory, fleet, tmp_path)[1].ok
-    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar")
     rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
     wiki_fails_once(rack)
     _, outcome = apply(inventory, fleet, tmp_path)
@@ -441,10 +446,8 @@ def test_a_port_move_reloads_the_edge_once_the_backend_is_up_in_maintenance_mean
 def test_a_service_in_maintenance_whose_new_version_fails_is_made_ready_on_its_old_port(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    assert apply(inventory, fleet, tmp_path)[1].ok
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text().replace("MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar"))
+    fleet = applied(inventory, tmp_path)
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar")
     rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
     wiki_fails_once(rack)
     _, outcome = apply(inventory, fleet, tmp_path)

@@ -61,6 +61,14 @@ class Ran:
     stderr: bytes
 
 
+def env_prefix(env: Mapping[str, str]) -> list[str]:
+    """Return the words that run a program with ``env`` added to its environment through
+    env(1): over SSH and inside a container the variables cannot be passed on otherwise
+    (sshd passes on only those its AcceptEnv names; ``incus exec --env`` would put them on the
+    parent's command line)."""
+    return ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
+
+
 def under(root: str, path: str) -> str:
     """Given a root standing in for ``/`` and an absolute host path, return where the path
     sits under that root. Raise InternalError for a relative path or one leaving the root."""

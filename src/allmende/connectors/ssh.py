@@ -36,6 +36,7 @@ from allmende.connectors.base import (
     Connector,
     FileStat,
     Ran,
+    env_prefix,
     irregular_error,
     link_error,
     temp_beside,
@@ -376,8 +377,7 @@ class SshConnector(Connector):
         timeout: float | None,
         env: Mapping[str, str],
     ) -> Ran:
-        # sshd passes on only the variables its AcceptEnv names: set them with env(1) instead.
-        prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
+        prefix = env_prefix(env)
         await self._again()
         try:
             # Without input, standard input is empty (as locally): a program that reads it

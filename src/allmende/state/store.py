@@ -179,6 +179,13 @@ def default_path(env: Mapping[str, str]) -> Path:
     return Path(base) / "allmende" / "state.sqlite"
 
 
+def _insert(db: sqlite3.Connection, sql: str, values: Sequence[Any]) -> int:
+    """Insert one row and return its id."""
+    cursor = db.execute(sql, values)
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
 def now() -> str:
     """Return the current UTC time as ISO 8601 text, to the second."""
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -231,13 +238,12 @@ def start_apply(
 ) -> int:
     """Record that an apply to ``host`` started, with its plan checksum and changes; return its
     id for ``finish_apply``."""
-    cursor = db.execute(
+    return _insert(
+        db,
         "INSERT INTO applies (started, who, inventory, host, checksum, changes)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (now(), who, inventory, host, checksum, json.dumps(list(changes), sort_keys=True)),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 def finish_apply(db: sqlite3.Connection, apply_id: int, result: str) -> None:
@@ -300,12 +306,11 @@ class BackupRun:
 
 def start_backup_run(db: sqlite3.Connection, kind: str, service: str, host: str) -> int:
     """Record that a backup operation started; return its id for ``finish_backup_run``."""
-    cursor = db.execute(
+    return _insert(
+        db,
         "INSERT INTO backup_runs (kind, service, host, started) VALUES (?, ?, ?, ?)",
         (kind, service, host, now()),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 def finish_backup_run(
@@ -380,12 +385,11 @@ class CertAttempt:
 def start_cert_attempt(db: sqlite3.Connection, certificate: str, trigger: str) -> int:
     """Record that an attempt to obtain ``certificate`` started (``trigger``: what started
     it: ``timer``, ``up``, ``renew``, ``watch``); return its id for ``finish_cert_attempt``."""
-    cursor = db.execute(
+    return _insert(
+        db,
         "INSERT INTO cert_attempts (certificate, trigger, started) VALUES (?, ?, ?)",
         (certificate, trigger, now()),
     )
-    assert cursor.lastrowid is not None
-    return cursor.lastrowid
 
 
 def finish_cert_attempt(

@@ -15,7 +15,7 @@ import json
 from collections.abc import Mapping, Sequence
 
 from allmende import onhost
-from allmende.connectors.base import Connector, FileStat, Ran, temp_beside
+from allmende.connectors.base import Connector, FileStat, Ran, env_prefix, temp_beside
 from allmende.errors import CommandFailed, ToolMissing, Unreachable, UserError
 
 #: Exit status of the small commands below for "there is nothing" (not an error).
@@ -76,9 +76,7 @@ class IncusExecConnector(Connector):
         timeout: float | None,
         env: Mapping[str, str],
     ) -> Ran:
-        # ``incus exec --env`` would put the values on the parent's command line: env(1) runs
-        # inside the container instead, as over SSH.
-        prefix = ["env", *(f"{k}={v}" for k, v in sorted(env.items()))] if env else []
+        prefix = env_prefix(env)
         return await self.parent._spawn(
             ("incus", "exec", self.host, "--", *prefix, *argv), input, timeout, {}
         )
