@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from allmende.inventory.load import load
-from allmende.render.graph import Graph, build, to_dot, to_json, to_mermaid
+from allmende.render.graph import Graph, build, to_json
+from allmende.render.graph_dot import to_dot
+from allmende.render.graph_mermaid import to_mermaid
 
 HERE = Path(__file__).parent / "graph"
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "valid"

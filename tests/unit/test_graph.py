@@ -18,7 +18,9 @@ from allmende.errors import InventoryError, ToolMissing
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.inventory.models import Collective, Host, Service
-from allmende.render.graph import BACKENDS_AT, Edge, Graph, build, to_dot, to_json, to_mermaid
+from allmende.render.graph import BACKENDS_AT, Edge, Graph, build, to_json
+from allmende.render.graph_dot import to_dot
+from allmende.render.graph_mermaid import to_mermaid
 
 ROOT = Path(__file__).parents[2]
 VALID = ROOT / "tests" / "fixtures" / "valid"

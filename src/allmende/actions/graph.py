@@ -16,14 +16,16 @@ from allmende.inventory.atomic import kept_mode, save
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from allmende.render import graph as render_graph
+from allmende.render.graph_dot import to_dot
+from allmende.render.graph_mermaid import to_mermaid
 
 #: The formats `render` accepts, the default first.
 FORMATS = ("svg", "dot", "json", "mermaid")
 
 _TEXT: dict[str, Callable[[render_graph.Graph], str]] = {
-    "dot": render_graph.to_dot,
+    "dot": to_dot,
     "json": render_graph.to_json,
-    "mermaid": render_graph.to_mermaid,
+    "mermaid": to_mermaid,
 }
 
 
@@ -47,7 +49,7 @@ def svg(inventory: Inventory) -> str:
     is the same for the same inventory and Graphviz. Raise ToolMissing if ``dot`` is not
     installed, CommandFailed if it fails or does not print an SVG.
     """
-    dot = render_graph.to_dot(render_graph.build(inventory))
+    dot = to_dot(render_graph.build(inventory))
     result = execute.run(["dot", "-Tsvg"], input=dot.encode())
     text = result.stdout.decode("utf-8", errors="replace")
     start = text.find("<svg")

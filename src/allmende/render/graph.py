@@ -1,8 +1,8 @@
 """The graph of a collective: hosts, services, databases and sites, and how they connect.
 
-Pure: ``build`` turns an Inventory into a ``Graph`` of frozen nodes and edges, and
-``to_dot``, ``to_json`` and ``to_mermaid`` write it as text. Nothing here reads files or runs
-programs; ``allmende.actions.graph`` runs Graphviz for SVG.
+Pure: ``build`` turns an Inventory into a ``Graph`` of frozen nodes and edges; ``to_json``
+here, ``graph_dot.to_dot`` and ``graph_mermaid.to_mermaid`` write it as text. Nothing here
+reads files or runs programs; ``allmende.actions.graph`` runs Graphviz for SVG.
 
 The picture follows the art school's hand-drawn graph: services (their containers) orange,
 databases yellow, sites red; yellow edges "database hosted by", green "database used by",
@@ -14,9 +14,7 @@ dashed edge to the provider instead of one per database. Output is sorted and de
 
 from __future__ import annotations
 
-import html
 import json
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Literal
@@ -202,7 +200,7 @@ def to_json(graph: Graph) -> str:
 
 
 @dataclass(frozen=True, order=True)
-class _Line:
+class DrawnLine:
     """One drawn edge; ``box`` (a host id) when it stands for all backends in that host."""
 
     source: str
@@ -213,11 +211,11 @@ class _Line:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Drawing:
     """What a picture shows: its lines, the nodes inside each host box (None: outside), the
     hosts drawn as nodes (proxies, hosts with nothing in them), the legend's kinds and styles."""
 
-    lines: tuple[_Line, ...]
+    lines: tuple[DrawnLine, ...]
     members: dict[str | None, list[Node]]
     shown: frozenset[str]
     kinds: tuple[str, ...]
@@ -239,7 +237,7 @@ def _joined(labels: list[str]) -> str:
     return " · ".join([*others, *joined])
 
 
-def _plan(graph: Graph) -> _Plan:
+def drawing(graph: Graph) -> Drawing:
     """Decide what the DOT and Mermaid pictures show, the same way for both.
 
     Hosts are boxes (containment shows runs_on and host_parent). Database edges are drawn
@@ -270,26 +268,26 @@ def _plan(graph: Graph) -> _Plan:
             labels.setdefault((e.target, e.source, e.kind), []).append(e.label)
         elif e.kind not in ("runs_on", "host_parent", "db_used"):
             labels.setdefault((e.source, e.target, e.kind), []).append(e.label)
-    lines = {_Line(*key, _joined(texts)) for key, texts in labels.items()}
+    lines = {DrawnLine(*key, _joined(texts)) for key, texts in labels.items()}
     box_of = {n.id: n.cluster for n in graph.nodes}
     for proxy in graph.edge_hosts:
         http = sorted(x for x in lines if x.source == proxy and x.style == "edge_http")
-        boxes: dict[str | None, list[_Line]] = {}
+        boxes: dict[str | None, list[DrawnLine]] = {}
         for line in http if len(http) > BACKENDS_AT else []:
             boxes.setdefault(box_of[line.target], []).append(line)
         for box, group in boxes.items():
             if box and len(group) > 1 and box != proxy:
                 lines.difference_update(group)
                 text = f"{len(group)} HTTP backends"
-                lines.add(_Line(proxy, group[0].target, "edge_http", text, box))
+                lines.add(DrawnLine(proxy, group[0].target, "edge_http", text, box))
     members: dict[str | None, list[Node]] = {}
     for node in graph.nodes:
         members.setdefault(node.cluster, []).append(node)
     hosts = {n.id for n in graph.nodes if n.kind == "host"}
     shown = frozenset(h for h in hosts if h in graph.edge_hosts or h not in members)
-    kinds = {_kind(n, graph) for n in graph.nodes if n.kind != "host" or n.id in shown}
+    kinds = {kind_of(n, graph) for n in graph.nodes if n.kind != "host" or n.id in shown}
     styles = {x.style for x in lines}
-    return _Plan(
+    return Drawing(
         lines=tuple(sorted(lines)),
         members=members,
         shown=shown,
@@ -298,7 +296,7 @@ def _plan(graph: Graph) -> _Plan:
     )
 
 
-def _walk(plan: _Plan, box: Node | None = None, depth: int = 0) -> Iterator[tuple[str, int, Node]]:
+def walk(plan: Drawing, box: Node | None = None, depth: int = 0) -> Iterator[tuple[str, int, Node]]:
     """Yield the drawing order as ("open", depth, box), ("node", depth, node) and
     ("close", depth, box): nodes outside any box (sites), then each host's box with its
     nodes and the boxes of its vms and containers."""
@@ -308,233 +306,21 @@ def _walk(plan: _Plan, box: Node | None = None, depth: int = 0) -> Iterator[tupl
             yield "node", depth + 1, box
     for node in plan.members.get(box.id if box else None, []):
         if node.kind == "host":
-            yield from _walk(plan, node, depth + 1)
+            yield from walk(plan, node, depth + 1)
         else:
             yield "node", depth + 1, node
     if box is not None:
         yield "close", depth, box
 
 
-def _kind(node: Node, graph: Graph) -> str:
+def kind_of(node: Node, graph: Graph) -> str:
     return "edge" if node.id in graph.edge_hosts else node.kind
 
 
-def _text(node: Node, graph: Graph) -> tuple[str, str]:
+def text_of(node: Node, graph: Graph) -> tuple[str, str]:
     """Return (label, detail) as drawn: an edge host is drawn as its proxy."""
     if node.id in graph.edge_hosts:
         return graph.proxy or "proxy", "edge"
     if node.kind == "host":
         return node.label, "no services"
     return node.label, node.detail
-
-
-# --------------------------------------------------------------------------- DOT
-
-
-def _q(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _h(text: str) -> str:
-    return html.escape(" ".join(text.split()), quote=False)
-
-
-def _dot_label(title: str, detail: str, small: int = 9, left: bool = False) -> str:
-    """Return an HTML-like label: the title bold, the detail small and grey below it."""
-    br = '<br align="left"/>' if left else "<br/>"
-    text = f"<b>{_h(title)}</b>"
-    if detail:
-        text += f'{br}<font point-size="{small}" color="#555555">{_h(detail)}</font>'
-    return f"<{text}{br if left else ''}>"
-
-
-def _dot_open(box: Node, depth: int) -> list[str]:
-    pad = "  " * depth
-    shade = ("#f4f6f7", "#e8ecee", "#dde2e5")[min(depth - 1, 2)]
-    style = f'style="rounded,filled"; fillcolor="{shade}"; color="{KINDS["host"][1]}"'
-    return [
-        f"{pad}subgraph {_q('cluster_' + box.id)} {{",
-        f"{pad}  label={_dot_label(box.label, box.detail, 10, left=True)};",
-        f"{pad}  {style}; labeljust=l; margin=12;",
-    ]
-
-
-def _dot_node(node: Node, graph: Graph, depth: int) -> str:
-    fill, border, shape, style, _, _ = KINDS[_kind(node, graph)]
-    return (
-        f"{'  ' * depth}{_q(node.id)} [label={_dot_label(*_text(node, graph))}, shape={shape}, "
-        f'style="{style}", fillcolor="{fill}", color="{border}"];'
-    )
-
-
-_STROKES = {"collapsed": "╍╍╍▶", "db_hosted": "━━━━"}
-
-
-def _dot_title(graph: Graph, plan: _Plan) -> str:
-    """Return the graph's label: the collective's name and description, then the legend."""
-    title = f'<font point-size="22"><b>{_h(graph.name)}</b></font><br align="left"/>'
-    if graph.description:
-        title += f'<font point-size="12" color="#555555">{_h(graph.description)}</font>'
-    cells = []
-    for n in range(max(len(plan.kinds), len(plan.styles))):
-        row = '<td colspan="2"></td>'
-        if n < len(plan.kinds):
-            fill, border, *_, words = KINDS[plan.kinds[n]]
-            row = (
-                f'<td bgcolor="{fill}" color="{border}" border="1" width="26"></td>'
-                f'<td align="left">{_h(words)}</td>'
-            )
-        if n < len(plan.styles):
-            colour, *_, words = LINES[plan.styles[n]]
-            stroke = _STROKES.get(plan.styles[n], "━━━▶")
-            row += (
-                f'<td width="20"></td><td><font color="{colour}">{stroke}</font></td>'
-                f'<td align="left">{_h(words)}</td>'
-            )
-        cells.append(f"<tr>{row}</tr>")
-    legend = (
-        '<td width="40"></td><td valign="top"><font point-size="10"><table border="0" '
-        f'cellspacing="2" cellpadding="1">{"".join(cells)}</table></font></td>'
-    )
-    return (
-        '<<table border="0" cellspacing="0" cellpadding="4"><tr><td align="left" valign="top" '
-        f'balign="left">{title}</td>{legend if cells else ""}</tr></table>>'
-    )
-
-
-def _dot_ranks(graph: Graph, plan: _Plan) -> list[str]:
-    """Return rank constraints that make columns: sites, proxies, services, databases.
-
-    An invisible edge from the first site to each proxy puts the proxies between the sites
-    and the services, where the traffic passes.
-    """
-    columns: list[list[str]] = [[], [], [], []]
-    for node in graph.nodes:
-        if node.kind != "host" or node.id in plan.shown:
-            column = {"site": 0, "database": 3}.get(node.kind, 2)
-            columns[1 if node.id in graph.edge_hosts else column].append(_q(node.id))
-    lines = [f"  {{rank=same; {'; '.join(c)};}}" for c in columns if c]
-    if columns[0] and columns[1]:
-        lines += [f"  {columns[0][0]} -> {p} [style=invis];" for p in columns[1]]
-    return lines
-
-
-def _dot_edge(line: _Line) -> str:
-    colour, extra = LINES[line.style][:2]
-    attrs = [f'color="{colour}"', extra]
-    if line.label:  # a labelled edge within one rank upsets Graphviz 2.43: use xlabel
-        key = "xlabel" if line.style == "collapsed" else "label"
-        attrs.append(f'{key}={_q(line.label)}, fontcolor="{colour}"')
-    if line.box:
-        attrs.append(f"lhead={_q('cluster_' + line.box)}, penwidth=2.4")
-    return f"  {_q(line.source)} -> {_q(line.target)} [{', '.join(a for a in attrs if a)}];"
-
-
-def to_dot(graph: Graph) -> str:
-    """Return the graph as Graphviz DOT: sites on the left, then the proxies, hosts as boxes
-    around their services, databases on the right; the collective's name and a legend on
-    top. Equal graphs give equal text."""
-    plan = _plan(graph)
-    lines = [
-        f"digraph {_q(graph.name)} {{",
-        f'  graph [rankdir=LR, newrank=true, compound=true, fontname="{FONT}", nodesep=0.25, '
-        'ranksep=0.9, pad=0.3, bgcolor="white"];',
-        f'  node [fontname="{FONT}", fontsize=11, penwidth=1.2, margin="0.12,0.05"];',
-        f'  edge [fontname="{FONT}", fontsize=9, penwidth=1.5, arrowsize=0.7];',
-    ]
-    for event, depth, node in _walk(plan):
-        if event == "open":
-            lines += _dot_open(node, depth)
-        else:
-            lines.append(_dot_node(node, graph, depth) if event == "node" else "  " * depth + "}")
-    lines += _dot_ranks(graph, plan)
-    lines += [_dot_edge(x) for x in plan.lines]
-    lines += [f"  label={_dot_title(graph, plan)}; labelloc=t; labeljust=l;", "}"]
-    return "\n".join(lines) + "\n"
-
-
-# --------------------------------------------------------------------------- Mermaid
-
-_LEGEND_ENDS = {"site_served": "site", "edge_http": "edge", "edge_tcp": "edge"}
-
-
-def _m(text: str) -> str:
-    """Escape text for a quoted Mermaid label (entity codes: no raw quotes or markup)."""
-    text = " ".join(text.split()).replace("#", "#35;").replace("&", "#38;")
-    return text.replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
-
-
-def _mermaid_ids(graph: Graph) -> dict[str, str]:
-    """Return node id -> a Mermaid-safe id (letters, digits, _), unique and stable."""
-    ids: dict[str, str] = {}
-    for node in graph.nodes:
-        base = re.sub(r"[^A-Za-z0-9]+", "_", node.id).strip("_")
-        candidate, n = base, 2
-        while candidate in ids.values():
-            candidate, n = f"{base}_{n}", n + 1
-        ids[node.id] = candidate
-    return ids
-
-
-def _mermaid_node(node_id: str, kind: str, title: str, detail: str = "") -> str:
-    opening = KINDS[kind][4]
-    text = f"<b>{_m(title)}</b>" + (f"<br><small>{_m(detail)}</small>" if detail else "")
-    return f"{node_id}{opening}{text}{opening[::-1].translate(str.maketrans('[{(', ']})'))}"
-
-
-def _link_style(style: str, indexes: list[int]) -> str:
-    colour, width = LINES[style][0], "3px" if style == "db_hosted" else "1.5px"
-    numbers = ",".join(map(str, indexes))
-    return f"  linkStyle {numbers} stroke:{colour},stroke-width:{width},color:{colour}"
-
-
-def _mermaid_legend(graph: Graph, plan: _Plan, first: int) -> list[str]:
-    """Return a legend subgraph, one sample link per line style between sample nodes of the
-    kinds it joins (its links numbered from ``first``), with its styles and classes."""
-    lines, styles = ['  subgraph legend["<b>legend</b>"]'], []
-    classes: dict[str, list[str]] = {}
-    for n, style in enumerate(plan.styles):
-        source = _LEGEND_ENDS.get(style, "service")
-        target = "service" if style in _LEGEND_ENDS or style == "collapsed" else "database"
-        ends = []
-        for end, kind in (("a", source), ("b", target)):
-            word = (graph.proxy or "proxy") if kind == "edge" else kind
-            ends.append(_mermaid_node(f"legend_{n}{end}", kind, word))
-            classes.setdefault(kind, []).append(f"legend_{n}{end}")
-        lines.append(f'    {ends[0]} {LINES[style][2]}|"{_m(LINES[style][3])}"| {ends[1]}')
-        styles.append(_link_style(style, [first + n]))
-    classes_ = [f"  class {','.join(v)} {k}" for k, v in sorted(classes.items())]
-    return [*lines, "  end", *styles, *classes_] if plan.styles else []
-
-
-def to_mermaid(graph: Graph) -> str:
-    """Return the graph as a Mermaid ``flowchart LR``: the collective as title, hosts as
-    subgraphs, classDefs for the node colours, linkStyles for the edge colours, a legend."""
-    plan = _plan(graph)
-    ids = _mermaid_ids(graph)
-    title = f"{graph.name}: {graph.description}" if graph.description else graph.name
-    lines = ["---", f"title: {json.dumps(title, ensure_ascii=False)}", "---", "flowchart LR"]
-    lines += [f"  classDef {k} fill:{v[0]},stroke:{v[1]},color:#1b2631" for k, v in KINDS.items()]
-    for event, depth, node in _walk(plan):
-        pad = "  " * depth
-        if event == "open":
-            title = f"<b>{_m(node.label)}</b>" + (f" · {_m(node.detail)}" if node.detail else "")
-            lines.append(f'{pad}subgraph cluster_{ids[node.id]}["{title}"]')
-        elif event == "node":
-            lines.append(pad + _mermaid_node(ids[node.id], _kind(node, graph), *_text(node, graph)))
-        else:
-            lines.append(f"{pad}end")
-    styles: dict[str, list[int]] = {}
-    for index, line in enumerate(plan.lines):
-        text = f'|"{_m(line.label)}"|' if line.label else ""
-        target = f"cluster_{ids[line.box]}" if line.box else ids[line.target]
-        lines.append(f"  {ids[line.source]} {LINES[line.style][2]}{text} {target}")
-        styles.setdefault(line.style, []).append(index)
-    lines += [_link_style(style, indexes) for style, indexes in sorted(styles.items())]
-    classes: dict[str, list[str]] = {}
-    for node in graph.nodes:
-        if node.kind != "host" or node.id in plan.shown:
-            classes.setdefault(_kind(node, graph), []).append(ids[node.id])
-    lines += [f"  class {','.join(v)} {k}" for k, v in sorted(classes.items())]
-    lines += _mermaid_legend(graph, plan, len(plan.lines))
-    return "\n".join(lines) + "\n"
