@@ -45,6 +45,7 @@ from fresh import measure
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.sshd_setup import SSHD, known_hosts, prepare, wait_for
+from tests.sshd_setup import stop as stop_sshd
 
 IMAGE = "localhost/allmende-test/busybox:1"
 TARGET_SERVICES = 100
@@ -66,15 +67,6 @@ def start_sshd(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
         raise SystemExit(failed)
     known_hosts(directory, port)
     return server, port
-
-
-def stop_sshd(server: subprocess.Popen[bytes]) -> None:
-    server.terminate()
-    try:
-        server.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
 
 
 def delay_proxy(port: int, delay: float) -> int:

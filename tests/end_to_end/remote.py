@@ -280,12 +280,9 @@ def _kill_all(namespace: str, server: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
         if not members:
             break
-    server.terminate()
-    try:
-        server.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    from tests.sshd_setup import stop
+
+    stop(server)
 
 
 def _clean_podman(host: RemoteHost) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.sshd_setup import SSHD, free_port, keygen, known_hosts, prepare, wait_for
+from tests.sshd_setup import SSHD, free_port, keygen, known_hosts, prepare, stop, wait_for
 
 from allmende.actions.plan import Seams
 from allmende.plan.changes import Action
@@ -48,12 +48,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         trusted = known_hosts(directory, port)
         yield Sshd(port, directory, directory / "client_key", trusted, public)
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server)
         log.close()
 
 
