@@ -30,11 +30,12 @@ def keygen(path: Path) -> None:
     )
 
 
-def prepare(directory: Path) -> tuple[Path, int]:
+def prepare(directory: Path, more_keys: tuple[str, ...] = ()) -> tuple[Path, int]:
     """Write into ``directory`` a host key, a client key (``client_key``) allowed to log in,
     and an ``sshd_config`` listening on a free port of 127.0.0.1 (keys only, root allowed,
-    ``StrictModes no`` as the directory is under /tmp, internal SFTP), checked by ``sshd -t``.
-    Return the config and the port."""
+    ``StrictModes no`` as the directory is under /tmp, internal SFTP), checked by ``sshd -t``;
+    ``more_keys`` are further authorized_keys files sshd reads. Return the config and the
+    port."""
     keygen(directory / "host_ed25519")
     keygen(directory / "client_key")
     shutil.copyfile(directory / "client_key.pub", directory / "authorized_keys")
@@ -46,7 +47,7 @@ def prepare(directory: Path) -> tuple[Path, int]:
         "ListenAddress 127.0.0.1\n"
         f"HostKey {directory}/host_ed25519\n"
         f"PidFile {directory}/sshd.pid\n"
-        f"AuthorizedKeysFile {directory}/authorized_keys\n"
+        f"AuthorizedKeysFile {' '.join([f'{directory}/authorized_keys', *more_keys])}\n"
         "PasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\n"
         "PermitRootLogin prohibit-password\n"

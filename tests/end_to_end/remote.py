@@ -305,10 +305,17 @@ def _wait_for(port: int, server: subprocess.Popen[bytes], log: Path) -> None:
         pytest.fail(f"sshd did not start:\n{failed}", pytrace=False)
 
 
+#: With ``started(homes=True)``: root's ``~/.ssh`` is a temp directory too, and sshd reads its
+#: ``authorized_keys`` besides the test's own, so allmende may add lines there. (Not all of
+#: /root: this virtualenv's python may live there.) Made on the machine if missing, and
+#: removed again at the end if still empty.
+HOMES = ("/root/.ssh",)
+
+
 @contextlib.contextmanager
-def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
-    """Start a remote host whose files are under ``directory`` (see the module docstring);
-    stop it and everything started in it at the end."""
+def started(directory: Path, podman: Podman, homes: bool = False) -> Iterator[RemoteHost]:
+    """Start a remote host whose files are under ``directory`` (see the module docstring; with
+    ``homes``, ``HOMES`` too); stop it and everything started in it at the end."""
     from tests.sshd_setup import SSHD, prepare
     from tests.sshd_setup import known_hosts as trust
 
@@ -317,7 +324,9 @@ def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
         missing.append(str(SSHD))
     if missing:
         pytest.fail(f"the remote host needs {', '.join(missing)}: {INSTALL}", pytrace=False)
-    paths = {mount: directory / "root" / mount.lstrip("/") for mount in MOUNTS}
+    mounts = MOUNTS + (HOMES if homes else ())
+    paths = {mount: directory / "root" / mount.lstrip("/") for mount in mounts}
+    made = [Path(m) for m in HOMES if homes and not Path(m).exists()]
     for mount, local in paths.items():
         local.mkdir(parents=True)
         Path(mount).mkdir(parents=True, exist_ok=True)  # the mount point, empty if new
@@ -332,7 +341,7 @@ def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
         shutil.copyfile(policy, paths["/etc/containers"] / "policy.json")
     (paths["/usr/local/bin"] / "podman-compose").symlink_to(PODMAN_COMPOSE)
 
-    config, port = prepare(directory)
+    config, port = prepare(directory, ("/root/.ssh/authorized_keys",) if homes else ())
     _share_netns()
     log_path = directory / "sshd.log"
     with log_path.open("wb") as log:
@@ -403,6 +412,9 @@ def started(directory: Path, podman: Podman) -> Iterator[RemoteHost]:
         else:
             server.kill()
             server.wait()
+        for point in made:
+            with contextlib.suppress(OSError):  # someone put something there meanwhile
+                point.rmdir()
 
 
 @pytest.fixture(scope="session")

@@ -87,7 +87,7 @@ def test_append_only_over_ssh_stops_the_service_and_survives_a_delete(
     restrict = (
         f"borg serve --append-only --restrict-to-path {repository_server.directory}/repos/web"
     )
-    assert line.startswith(f'command="{restrict}",restrict ssh-ed25519 ')
+    assert line.startswith(f'restrict,command="{restrict}" ssh-ed25519 ')
     repository_server.authorized_keys.write_text(line + "\n")
     [made] = site.init()
     assert made.created, made.error

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from allmende.errors import CommandFailed
+from allmende.inventory import sshkeys
 from allmende.inventory.backupjob import Job
 from allmende.onhost import dumps, hashes
 from allmende.operations import archives, borg, drill, repository
@@ -51,12 +52,12 @@ def test_borg_failures_say_what_they_mean() -> None:
 
 
 def test_the_forced_command_allows_only_appending_to_one_repository() -> None:
-    key = repository.new_key("allmende-backup-wiki@rack")
-    public = repository.public_of(key.private, "allmende-backup-wiki@rack")
+    key = sshkeys.new_key("allmende-backup-wiki@rack")
+    public = sshkeys.public_of(key.private, "allmende-backup-wiki@rack")
     assert public == key.public and public.startswith("ssh-ed25519 ")
     line = repository.authorized_key(JOB, public)
     assert line == (
-        'command="borg serve --append-only --restrict-to-path /srv/borg/wiki",restrict ' + public
+        'restrict,command="borg serve --append-only --restrict-to-path /srv/borg/wiki" ' + public
     )
     assert repository.repository_path("ssh://u@h/./relative/x") == "relative/x"
 

@@ -10,8 +10,9 @@ import click
 from allmende.cli.main import cli
 
 #: The commands that read no inventory: the backup and certificate jobs timers run on a host,
-#: from the job files apply wrote there, and the JSON Schemas of the files.
-WITHOUT_INVENTORY = {"backup job", "certs job", "schema"}
+#: from the job files apply wrote there, the freshness a watch host asks a host for, and the
+#: JSON Schemas of the files.
+WITHOUT_INVENTORY = {"backup job", "backup freshness", "certs job", "schema"}
 
 
 def commands(

@@ -48,7 +48,11 @@ def test_haproxy_systemd_and_allmende_paths() -> None:
         "/etc/allmende/backup/",
         "/usr/local/lib/allmende/",
         "/etc/allmende/watch.json",
+        "/etc/allmende/watch/",
     )
+    assert hostpaths.watch_key("far") == "/etc/allmende/watch/far.ssh-key"
+    assert hostpaths.WATCH_KNOWN_HOSTS == "/etc/allmende/watch/known_hosts"
+    assert hostpaths.WATCH_AUTHORIZED == "/etc/allmende/watch/authorized_keys"
 
 
 def test_incus_paths() -> None:

@@ -81,7 +81,7 @@ def test_dns_names_are_asked_at_the_zones_nameservers() -> None:
     assert wiki.nameservers == ("198.51.100.53:53", "[2001:db8::53]:53", "ns2.example.net:53")
 
 
-def test_the_watch_host_reads_only_its_own_backups(tmp_path: Path) -> None:
+def test_the_watch_host_reads_its_own_backups_and_asks_the_other_hosts(tmp_path: Path) -> None:
     root = Path(shutil.copytree(BASE, tmp_path / "inventory"))
     collective = root / "allmende.yaml"
     collective.write_text(
@@ -95,9 +95,17 @@ def test_the_watch_host_reads_only_its_own_backups(tmp_path: Path) -> None:
     backups = {p.id: p for p in on_rack.probes if p.kind == "backup"}
     assert backups["wiki/backup/wiki"].job == "/etc/allmende/backup/wiki.json"
     assert set(backups) == everywhere
-    on_gateway = plan(inventory, where="gateway")  # every backed-up service runs on rack
-    assert not [p for p in on_gateway.probes if p.kind == "backup"]
-    assert "git: backup freshness is read on rack" in " ".join(on_gateway.skipped)
+    assert on_rack.remotes == ()  # every backed-up service runs on rack
+    on_gateway = plan(inventory, where="gateway")  # it asks rack, reached over SSH
+    asked = {p.id: p for p in on_gateway.probes if p.kind == "backup"}
+    assert set(asked) == everywhere and {p.job for p in asked.values()} == {""}
+    [rack] = on_gateway.remotes
+    assert (rack.host, rack.address, rack.port, rack.user) == ("rack", "192.0.2.10", 22, "root")
+    assert rack.key == "/etc/allmende/watch/rack.ssh-key"
+    assert rack.known_hosts == "/etc/allmende/watch/known_hosts"
+    assert "no key to ask it with yet (the secret watch/rack/ssh-key)" in rack.missing
+    assert not [s for s in on_gateway.skipped if "backup" in s]
+    assert from_json(on_gateway.to_json()) == on_gateway
     assert all(p.windows == (Window("05:30", "06:25", tuple(range(7))),) for p in on_rack.probes)
     files = render_watch(inventory)
     assert set(files) == {

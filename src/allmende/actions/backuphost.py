@@ -1,4 +1,5 @@
-"""The backup as a host's timer runs it: ``allmende backup job SERVICE``.
+"""The backup as a host's timer runs it (``allmende backup job SERVICE``), and how fresh the
+backups of the host are, as the watch host's key asks it (``allmende backup freshness``).
 
 On the service's host, without the inventory: the job file apply wrote
 (``/etc/allmende/backup/<service>.json``), the passphrase file beside it, Borg. The run is
@@ -22,7 +23,8 @@ from allmende.connectors.base import under
 from allmende.connectors.local import LocalConnector
 from allmende.errors import UserError
 from allmende.inventory.backupjob import Job, from_json
-from allmende.inventory.hostpaths import HOST_STATE, backup_job, backup_passphrase
+from allmende.inventory.hostpaths import BACKUP_DIR, HOST_STATE, backup_job, backup_passphrase
+from allmende.operations import archives
 from allmende.operations import backup as operation
 from allmende.operations.notify import Event, Notifier
 from allmende.state import store
@@ -52,6 +54,37 @@ def read_job(root: str, service: str) -> tuple[Job, bytes]:
     except OSError as exc:
         raise UserError(f"cannot read {secret}: {exc.strerror}") from None
     return job, passphrase
+
+
+async def fresh(root: str, service: str) -> dict[str, object]:
+    """Return how fresh the backup of ``service`` on this host (under ``root``) is, as
+    ``freshness`` says it for each."""
+    try:
+        found, passphrase = read_job(root, service)
+        status = await archives.status(LocalConnector(found.host, root), found, passphrase)
+    except UserError as exc:
+        return {"state": "unreadable", "detail": str(exc), "age": None, "last": None}
+    return {
+        "state": status.state,
+        "detail": status.describe(),
+        "age": status.age.total_seconds() / 3600 if status.age is not None else None,
+        "last": status.last.time.isoformat() if status.last is not None else None,
+    }
+
+
+def freshness(env: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """Return how fresh the backup of every service whose job is on this host is, read from
+    its repository (what the watch host's key may ask, ``allmende backup freshness``): per
+    service its state (``fresh``, ``late``, ``missing``, or ``unreadable`` with the error),
+    the words for it, the last archive's age in hours and its time."""
+    root = env.get("ALLMENDE_HOST_ROOT") or "/"
+    jobs = Path(under(root, BACKUP_DIR))
+    services = sorted(p.stem for p in jobs.glob("*.json")) if jobs.is_dir() else []
+
+    async def every() -> list[dict[str, object]]:
+        return list(await asyncio.gather(*(fresh(root, s) for s in services)))
+
+    return dict(zip(services, asyncio.run(every()), strict=True))
 
 
 def job(service: str, env: Mapping[str, str], say: Callable[[str], None]) -> operation.Result:

@@ -23,6 +23,7 @@ from allmende.plan.databases import passwords_needed
 from allmende.plan.deliver import host_files, needs_secrets
 from allmende.plan.hold import hold_back
 from allmende.plan.observe import Recorded, observe, wanted_by_host
+from allmende.plan.watchkeys import watch_files
 from allmende.render.output import Rendered
 from allmende.render.targets import render_all
 
@@ -100,6 +101,7 @@ def prepare(
     passwords = {s: store.get(s) for s in sorted(roles) if s in inventory.secrets} if store else {}
     rendered.update(backup_files(inventory, root, env, hosts, service))
     rendered = merged(rendered, cert_files(inventory, root, env, hosts) if service is None else {})
+    rendered.update(watch_files(inventory, root, env, hosts) if service is None else {})
     files = select(inventory, rendered, host, service)
     source = inventory.file("service", service) if service is not None else None
     wanted = wanted_by_host(files, hosts)

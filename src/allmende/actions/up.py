@@ -7,11 +7,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from allmende.actions.backupinit import watch_keys
 from allmende.actions.certs import ensure_account
 from allmende.actions.check import check
 from allmende.actions.docs import write
 from allmende.checks.registry import Report
 from allmende.inventory.inventory import Inventory
+from allmende.inventory.secrets import SecretStore
 from allmende.operations.certs.renew import Renewal
 
 #: Why nothing was applied when the check found errors.
@@ -46,7 +48,8 @@ def up(
     error, run ``apply`` (None: apply nothing), which plans, asks and applies and returns
     whether every host is as planned, and then ``renew``, which renews the certificates that
     are due (before the apply the ACME account key is made if there is none, so that the
-    edges' timers get it); then write the docs site to ``out``. Raise InventoryError if the
+    edges' timers get it, and the watch host's keys to the hosts it asks about backups); then
+    write the docs site to ``out``. Raise InventoryError if the
     inventory does not load, UserError if the site cannot be written."""
     inventory, report = check(root, env)
     told(report)
@@ -59,6 +62,7 @@ def up(
         else:
             if renew is not None:
                 ensure_account(inventory, env)
+            watch_keys(inventory, SecretStore(root, env))
             applied = apply()
             if applied and renew is not None:
                 renewals = renew()

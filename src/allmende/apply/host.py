@@ -13,7 +13,9 @@ them and leave only after it stopped:
     the files renamed into place (deletes wait for ``finish``); services removed from the
     inventory brought down first where the host brings others up (they may need the ports);
     what the backup and certificate timers need installed (Borg, python3, python3-acme);
-    systemd reloaded and timers enabled where units changed; the engine's preparations; each
+    systemd reloaded and timers enabled where units changed; the watch host's key put into (or
+    taken out of) the SSH user's ``authorized_keys`` (``plan.watchkeys``); the engine's
+    preparations; each
     changed or stopped service brought up, providers first, and waited for until it runs and
     its health checks pass (``apply.engines``), a ``replace``d one started beside itself first
     while the edges send to it, any other one with its servers on the edges in maintenance
@@ -158,6 +160,10 @@ class HostApply:
             plan.say(f"installing {action.reason.partition(' need ')[2]}")
             await run_action(connector, action)
         for action in self._actions("reload-systemd"):
+            await run_action(connector, action)
+        for action in self._actions("authorize"):
+            began(action, done)
+            plan.say(f"{action.subject}: {action.reason}")
             await run_action(connector, action)
         await prepare(connector, plan, self.driver, done)
         for action in plan.actions:

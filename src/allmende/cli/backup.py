@@ -204,6 +204,23 @@ def restore(
 
 
 @backup.command()
+def freshness() -> int:
+    """Print how fresh each backup on this host is, as JSON (what the watch host asks).
+
+    For every service whose job apply put on this host (/etc/allmende/backup/*.json): its
+    state (fresh, late, missing, or unreadable with the error), in words, and the age and
+    time of its last archive, read from its repository. The watch host's key may run this and
+    nothing else (its authorized_keys line forces it).
+    """
+    import json
+
+    from allmende.actions.backuphost import freshness as read
+
+    click.echo(json.dumps(read(os.environ), indent=1, sort_keys=True))
+    return OK
+
+
+@backup.command()
 @click.argument("service")
 def job(service: str) -> int:
     """Back up SERVICE on this host as apply described it (what the backup timer runs).

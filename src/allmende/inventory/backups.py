@@ -62,6 +62,33 @@ def key_export_secret(service: str) -> str:
     return f"backup/{service}/repository-key"
 
 
+def watch_key_secret(host: str) -> str:
+    """Return the name of the secret holding the SSH key with which the watch host asks
+    ``host`` how fresh its backups are (and nothing else)."""
+    return f"watch/{host}/ssh-key"
+
+
+#: How the comment of every watch key begins: ``allmende-watch-<watch host>@<host>``; the
+#: ``authorized_keys`` lines of a host whose comment begins so are allmende's to replace.
+WATCH_KEY_MARK = "allmende-watch-"
+
+
+def watch_key_comment(inventory: Inventory, host: str) -> str:
+    """Return the comment of the watch host's key to ``host``: what it is for, where."""
+    return f"{WATCH_KEY_MARK}{inventory.collective.watch.host}@{host}"
+
+
+def asked_hosts(inventory: Inventory) -> list[str]:
+    """Return the hosts the watch host (``watch.host``) asks over SSH how fresh their backups
+    are, sorted: every host reached over SSH that backs a service up, but the watch host
+    itself (none without a watch host)."""
+    watcher = inventory.collective.watch.host
+    if watcher is None:
+        return []
+    hosts = {inventory.services[name].host for name in backed_up(inventory)}
+    return sorted(h for h in hosts if h != watcher and inventory.hosts[h].ssh is not None)
+
+
 def backed_up(inventory: Inventory) -> list[str]:
     """Return the services that are backed up, sorted: those that hold data, whose effective
     consistency is not ``none`` and to which a repository applies."""

@@ -12,7 +12,9 @@ separator between them (``<host>/srv/<service>/compose.yaml`` is ``host + path``
 - allmende's own state on the host: the manifest of what it wrote, the key of its hashes of
   secret files, the apply lock;
 - backups: each service's job file, passphrase and SSH key under ``/etc/allmende/backup``, and
-  allmende itself (``/usr/local/lib/allmende/allmende.pyz``), which the backup timers run.
+  allmende itself (``/usr/local/lib/allmende/allmende.pyz``), which the backup timers run;
+- the watcher: its plan and unit, and under ``/etc/allmende/watch`` the keys with which it asks
+  the other hosts how fresh their backups are.
 """
 
 from __future__ import annotations
@@ -269,6 +271,20 @@ def hash_cache(service: str) -> str:
 WATCH_PLAN = "/etc/allmende/watch.json"
 #: The systemd unit of the watcher on the watch host.
 WATCH_UNIT = "allmende-watch.service"
+#: What the watch host needs to ask the other hosts how fresh their backups are: one private
+#: SSH key per host (mode 0600) and the known_hosts file their host keys are checked against.
+WATCH_DIR = "/etc/allmende/watch"
+WATCH_KNOWN_HOSTS = f"{WATCH_DIR}/known_hosts"
+#: On each host the watch host asks: the ``authorized_keys`` lines allmende keeps for it in
+#: the SSH user's ``~/.ssh/authorized_keys`` (a record; apply puts them there).
+WATCH_AUTHORIZED = f"{WATCH_DIR}/authorized_keys"
+
+
+def watch_key(host: str) -> str:
+    """Return the private SSH key with which the watch host asks ``host`` how fresh its
+    backups are: ``/etc/allmende/watch/<host>.ssh-key``."""
+    return f"{WATCH_DIR}/{host}.ssh-key"
+
 
 #: The only places allmende deletes from, whatever a manifest says.
 MANAGED = (
@@ -279,4 +295,5 @@ MANAGED = (
     f"{BACKUP_DIR}/",
     f"{PROGRAM_DIR}/",
     WATCH_PLAN,
+    f"{WATCH_DIR}/",
 )

@@ -111,6 +111,23 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Remote:
+    """A host the watch host asks how fresh its services' backups are: over SSH as ``user``
+    at ``address``:``port``, with the private ``key`` whose only use there is that answer (a
+    forced command), the host key checked against ``known_hosts`` (an unknown or changed key
+    is refused). Both files are on the watch host; ``missing`` says why the key is not there
+    yet (then the host's backup probes are down with that reason)."""
+
+    host: str
+    address: str
+    port: int
+    user: str
+    key: str
+    known_hosts: str
+    missing: str = ""
+
+
+@dataclass(frozen=True)
 class Plan:
     """Everything a watcher runs: its probes, where alerts go, how results are kept.
 
@@ -118,7 +135,8 @@ class Plan:
     ``certificate_days`` left is degraded, and one that verifies neither against the system's
     CAs nor ``trust`` is down; results are kept in full for ``keep_full`` seconds,
     then one row per probe and hour for ``keep_hourly`` seconds. ``skipped`` says what the
-    inventory holds that is not probed, and why.
+    inventory holds that is not probed, and why. On a watch host, ``remotes`` are the hosts
+    whose backups it asks for over SSH (a backup probe of a service on another host).
     """
 
     collective: str
@@ -133,6 +151,7 @@ class Plan:
     keep_full: float = 2 * 86400.0
     keep_hourly: float = 90 * 86400.0
     skipped: tuple[str, ...] = ()
+    remotes: tuple[Remote, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def to_json(self, comment: str = "") -> str:
@@ -164,13 +183,18 @@ def from_json(text: str | bytes) -> Plan:
     data = versioned(text, VERSION, "watch plan")
     try:
         return Plan(
-            **{k: v for k, v in data.items() if k not in ("probes", "channels", "skipped")},
+            **{
+                k: v
+                for k, v in data.items()
+                if k not in ("probes", "channels", "skipped", "remotes")
+            },
             probes=tuple(_probe(p) for p in data["probes"]),
             channels=tuple(
                 Channel(str(c["kind"]), str(c["target"]), str(c["smtp"]))
                 for c in data.get("channels", [])
             ),
             skipped=tuple(str(s) for s in data.get("skipped", [])),
+            remotes=tuple(Remote(**r) for r in data.get("remotes", [])),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"incomplete watch plan: {exc}") from None

@@ -4,59 +4,22 @@
 ``hostpaths.backup_passphrase``, ``backup_ssh_key``, mode 0600), runs ``borg init`` there and
 returns ``borg key export`` of the new repository, for the secret store. ``authorized_key``
 is the line the repository server's ``authorized_keys`` needs for an ``ssh://`` repository:
-the host's key may run only ``borg serve --append-only --restrict-to-path <repository>``, so a
-host that is broken into cannot delete or overwrite what it backed up.
+the host's key may run only ``borg serve --append-only --restrict-to-path <repository>``
+(``inventory.sshkeys.forced``), so a host that is broken into cannot delete or overwrite what
+it backed up.
 """
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
 from allmende.inventory.backupjob import Job
 from allmende.inventory.hostpaths import backup_passphrase, backup_ssh_key
+from allmende.inventory.sshkeys import forced
 from allmende.operations import borg
 from allmende.operations.backup import borg_run
-
-
-@dataclass(frozen=True)
-class KeyPair:
-    """An SSH key pair: the private key in OpenSSH format, the public key line."""
-
-    private: bytes
-    public: str
-
-
-def new_key(comment: str) -> KeyPair:
-    """Return a new ed25519 SSH key pair."""
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return KeyPair(private, f"{public.decode()} {comment}")
-
-
-def public_of(private: bytes, comment: str) -> str:
-    """Return the public key line of an OpenSSH private key. Raise UserError if it is none."""
-    try:
-        key = serialization.load_ssh_private_key(private, password=None)
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"not an OpenSSH private key: {exc}") from None
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    return f"{public.decode()} {comment}"
 
 
 def repository_path(repository: str) -> str:
@@ -73,7 +36,7 @@ def authorized_key(job: Job, public: str) -> str:
     serve = ["borg", "serve", "--restrict-to-path", repository_path(job.repository)]
     if job.append_only:
         serve.insert(2, "--append-only")
-    return f'command="{shlex.join(serve)}",restrict {public}'
+    return forced(serve, public)
 
 
 def key_comment(job: Job) -> str:

@@ -13,7 +13,8 @@ socket, or reloaded when its files change; systemd is reloaded (and timers enabl
 when units change on a host that runs systemd, and the watcher restarted (last) when its plan
 or unit changes on its host (where the host does not run systemd, a note says how to start it
 by hand); Borg and python3 are installed where a host backs something up and
-lacks them, python3-acme where an edge renews its certificates (``plan.backuptools``).
+lacks them, python3-acme where an edge renews its certificates (``plan.backuptools``); the
+watch host's key is authorized where it asks how fresh the backups are (``plan.watchkeys``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from allmende.plan.observe import Recorded, manifest_hashes
 from allmende.plan.proxy import proxy_paths, show_proc
 from allmende.plan.steps import converge, converged, owned, prepare_actions
 from allmende.plan.switch import switchable
+from allmende.plan.watchkeys import authorize_actions
 from allmende.render.output import Rendered
 from allmende.render.watch import WATCH_COMMAND
 
@@ -321,4 +323,5 @@ async def plan_actions(
         c.path.startswith(UNITS) or c.path == WATCH_PLAN for c in changes
     ) and await has_systemd(connector)
     tools = await install_actions(connector, wanted)
-    return tools + actions + host_actions(host, changes, wanted, proxy, systemd)
+    keys = await authorize_actions(connector, inventory, changes, wanted)
+    return tools + actions + keys + host_actions(host, changes, wanted, proxy, systemd)

@@ -33,6 +33,7 @@ Verb = Literal[
     "reload-proxy",
     "reload-systemd",
     "restart",
+    "authorize",
     "note",
 ]
 

@@ -32,6 +32,9 @@ from allmende.render.watch_plan import plan
 
 #: What the unit runs.
 WATCH_COMMAND = ("/usr/bin/python3", "-I", PROGRAM, "watch", "--plan", WATCH_PLAN)
+#: What the watch host's key may run on each host it asks how fresh its backups are (the
+#: forced command of its ``authorized_keys`` line there), whatever the watch host asks for.
+FRESHNESS_COMMAND = ("/usr/bin/python3", "-I", PROGRAM, "backup", "freshness")
 
 
 def sources(inventory: Inventory) -> list[str]:

@@ -13,8 +13,11 @@
   nameserver inside the zone is asked at its glue address, ``watch.nameservers`` overrides.
 - Every backed-up service: ``backup`` freshness against its schedule, read from its
   repository as ``allmende backup status`` does. Run from the inventory every service's is
-  read through its host; on a watch host, those of the services on that host (their job and
-  passphrase files are there); the others are ``skipped``.
+  read through its host; on a watch host, those of the services on that host from their job
+  and passphrase files there, and those on every other host reached over SSH by asking that
+  host (``remotes``: its address, port and user from the inventory, the watch host's key for
+  it, whose only use there is a forced command that answers how fresh each backup is). The
+  passphrases never leave their hosts. A host not reached over SSH is ``skipped``.
 - The ``monitor:`` entries of each service, routed as ``apply`` verifies them; an entry that
   names the same URL or ``host:port`` as a derived probe replaces it.
 
@@ -31,10 +34,10 @@ from urllib.parse import urlsplit
 from allmende.inventory import backups, derive
 from allmende.inventory.backupjob import Channel
 from allmende.inventory.edgeroute import edge_address, target
-from allmende.inventory.hostpaths import backup_job
+from allmende.inventory.hostpaths import WATCH_KNOWN_HOSTS, backup_job, watch_key
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Monitor, Window, seconds
-from allmende.inventory.watchspec import Plan, Probe, weekdays
+from allmende.inventory.watchspec import Plan, Probe, Remote, weekdays
 from allmende.inventory.watchspec import Window as SpecWindow
 from allmende.render.dns import answers
 
@@ -64,6 +67,7 @@ class _Planner:
         self.watch = inventory.collective.watch
         self.probes: dict[str, Probe] = {}
         self.skipped: list[str] = []
+        self.remotes: dict[str, Remote] = {}
 
     def _ancestors(self, host: str) -> list[str]:
         chain, seen = [], set()
@@ -273,18 +277,41 @@ class _Planner:
     def backups(self) -> None:
         for service in backups.backed_up(self.inv):
             host = self.inv.services[service].host
-            if self.where is not None and host != self.where:
+            here = self.where is None or host == self.where
+            if not here and self.inv.hosts[host].ssh is None:
                 self.skipped.append(
-                    f"{service}: backup freshness is read on {host} or from the inventory "
-                    f"(`allmende status`), not on the watch host {self.where}"
+                    f"{service}: backup freshness is read from the inventory (`allmende "
+                    f"status`), not on the watch host {self.where}: {host} is not reached "
+                    "over SSH"
                 )
                 continue
-            self.add(
-                _with(
-                    self.base(service, "backup", service),
-                    job=backup_job(service) if self.where is not None else "",
-                )
-            )
+            if not here and host not in self.remotes:
+                self.remotes[host] = remote(self.inv, host)
+            job = backup_job(service) if self.where is not None and here else ""
+            self.add(_with(self.base(service, "backup", service), job=job))
+
+
+def remote(inventory: Inventory, host: str) -> Remote:
+    """Return how the watch host asks ``host`` (reached over SSH) how fresh its backups are:
+    as the inventory reaches it, with the key apply puts on the watch host."""
+    model = inventory.hosts[host]
+    assert model.ssh is not None
+    secret = backups.watch_key_secret(host)
+    missing = ""
+    if secret not in inventory.secrets:
+        missing = (
+            f"no key to ask it with yet (the secret {secret}): run `allmende up` or "
+            "`allmende backup init`, then apply"
+        )
+    return Remote(
+        host=host,
+        address=model.address or "",
+        port=model.ssh.port,
+        user=model.ssh.user,
+        key=watch_key(host),
+        known_hosts=WATCH_KNOWN_HOSTS,
+        missing=missing,
+    )
 
 
 def _with(probe: Probe, **changes: object) -> Probe:
@@ -321,4 +348,5 @@ def plan(inventory: Inventory, where: str | None = None) -> Plan:
         keep_full=seconds(watch.keep.full),
         keep_hourly=seconds(watch.keep.hourly),
         skipped=tuple(planner.skipped),
+        remotes=tuple(planner.remotes[h] for h in sorted(planner.remotes)),
     )
