@@ -19,6 +19,7 @@ from allmende.inventory.secrets import SecretStore, create_key
 from allmende.inventory.sshkeys import public_of
 from allmende.inventory.watchspec import Plan, Probe, Remote
 from allmende.onhost import authorized
+from allmende.plan.backuptools import install_actions
 from allmende.plan.changes import Change
 from allmende.plan.watchkeys import authorize_actions, watch_files
 from allmende.render.watch_plan import plan
@@ -208,3 +209,15 @@ def test_a_host_that_cannot_be_asked_says_why(tmp_path: Path) -> None:
     assert "Connection refused" in detail, detail
     state, detail, _ = asyncio.run(read(probe("notes", "far")))
     assert detail == "could not ask far: no key to ask it with yet"
+
+
+def test_a_watch_host_that_asks_other_hosts_gets_the_ssh_client(tmp_path: Path) -> None:
+    root, env = watched(tmp_path)
+    watch_keys(load(root, env), SecretStore(root, env))
+    files = watch_files(load(root, env), root, env, ["gateway"])
+    wanted = {p.removeprefix("gateway"): r for p, r in files.items()}
+    wanted |= {"/etc/allmende/watch.json": b"", "/usr/local/lib/allmende/allmende.pyz": b""}
+    gateway = MemoryHost("gateway", programs={("apt-get",): Ran(0, b"", b"")})
+    [install] = asyncio.run(install_actions(gateway, wanted))
+    assert "openssh-client" in install.commands[-1]
+    assert install.reason.startswith("the watcher and asking other hosts need ")

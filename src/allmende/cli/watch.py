@@ -35,7 +35,7 @@ COLOURS = {"up": "green", "degraded": "yellow", "down": "red"}
     type=click.Path(path_type=Path, dir_okay=False),
     help="Run the plan file apply wrote on a watch host (/etc/allmende/watch.json) instead "
     "of an inventory: what the systemd unit runs (it reads the backups of the services on "
-    "that host; the others' freshness is read from the inventory).",
+    "that host, and asks every other host over SSH with a key that may only ask that).",
 )
 @click.option("--concurrency", default=100, show_default=True, help="Probes at once, at most.")
 def watch(inventory: Path, plan_file: Path | None, concurrency: int) -> None:

@@ -5,7 +5,8 @@ A host that backs something up (it gets a backup job, ``hostpaths.backup_job``) 
 python3 for allmende's copy (``hostpaths.PROGRAM``); an edge host that renews its certificates
 (it gets ``hostpaths.CERTS_JOB``) needs python3 with Debian's ``python3-acme`` and
 ``python3-dnspython``, which allmende's copy imports there; the watch host (it gets
-``hostpaths.WATCH_PLAN``) needs the watcher's Python modules from Debian's packages. Where one
+``hostpaths.WATCH_PLAN``) needs the watcher's Python modules from Debian's packages, and the
+OpenSSH client where it asks other hosts how fresh their backups are. Where one
 is missing the host gets an ``install`` action: Debian's packages through ``apt-get``, before
 anything else follows the files, so that a freshly applied host runs its jobs with nothing
 installed by hand. A host without ``apt-get`` gets none; its job's run then fails saying what
@@ -17,7 +18,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from allmende.connectors.base import Connector
-from allmende.inventory.hostpaths import BACKUP_DIR, CERTS_JOB, PROGRAM, WATCH_PLAN
+from allmende.inventory.hostpaths import (
+    BACKUP_DIR,
+    CERTS_JOB,
+    PROGRAM,
+    WATCH_KNOWN_HOSTS,
+    WATCH_PLAN,
+)
 from allmende.plan.changes import Action
 
 
@@ -34,6 +41,7 @@ PROBES = {
     "python3-aiohttp": _imports("aiohttp"),
     "python3-prometheus-client": _imports("prometheus_client"),
     "python3-cryptography": _imports("cryptography"),
+    "openssh-client": ("ssh", "-V"),
 }
 #: What each kind of job needs, and the word its reason uses.
 NEEDS = {
@@ -46,6 +54,7 @@ NEEDS = {
         "python3-dnspython",
         "python3-cryptography",
     ),
+    "asking other hosts": ("openssh-client",),
 }
 
 
@@ -58,6 +67,8 @@ def jobs(wanted: Mapping[str, object]) -> list[str]:
         found.append("certificates")
     if WATCH_PLAN in wanted:
         found.append("the watcher")
+    if WATCH_KNOWN_HOSTS in wanted:
+        found.append("asking other hosts")
     return found
 
 

@@ -1,8 +1,8 @@
 """The watcher on the host the inventory names in ``watch.host``: its plan and its unit.
 
 - ``<host>/etc/allmende/watch.json``: everything it probes (``render.watch_plan``, as run on
-  that host: the backups of the services there), where alerts go and how results are kept;
-  mode 0600, since a webhook's URL may carry a token.
+  that host: the backups of the services there, and how to ask the other hosts for theirs),
+  where alerts go and how results are kept; mode 0600, since a webhook's URL may carry a token.
 - ``<host>/etc/systemd/system/allmende-watch.service``: runs ``WATCH_COMMAND`` (allmende's
   copy on the host, by the host's python3, with Debian's aiohttp, prometheus_client,
   dnspython and cryptography, which apply installs there) for as long as the machine is up,
@@ -69,7 +69,8 @@ def unit() -> str:
         "Type=exec",
         f"ExecStart={' '.join(word(part) for part in WATCH_COMMAND)}",
         f"Environment=ALLMENDE_STATE={HOST_STATE}",
-        # Borg, reading the repositories of the services on this host, keeps its files there.
+        # Borg, reading the repositories of the services on this host, keeps its files there;
+        # the other hosts are asked with the keys under /etc/allmende/watch (ssh writes nothing).
         f"Environment=BORG_BASE_DIR={BORG_BASE}",
         "Restart=always",
         "RestartSec=5",
