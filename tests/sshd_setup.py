@@ -10,15 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.ports import free_port
+
 SSHD = Path("/usr/sbin/sshd")
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 nobody listens on (right now)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def keygen(path: Path) -> None:

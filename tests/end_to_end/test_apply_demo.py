@@ -29,8 +29,9 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import EXAMPLES, own_secrets
-from tests.end_to_end.conftest import IMAGE, free_port
+from tests.end_to_end.conftest import IMAGE
 from tests.end_to_end.remote import RemoteHost
+from tests.ports import free_port
 
 from allmende.actions.plan import Seams
 from allmende.cli.main import main

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.conftest import IMAGE, _rootfs, free_port
+from tests.end_to_end.conftest import IMAGE, _rootfs
+from tests.ports import free_port
 
 from allmende.cli.main import main
 from allmende.inventory.secrets import SecretStore, create_key

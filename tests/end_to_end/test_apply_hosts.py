@@ -35,8 +35,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.end_to_end.conftest import IMAGE, INDEX, free_port
+from tests.end_to_end.conftest import IMAGE, INDEX
 from tests.end_to_end.remote import RemoteHost, _mount_ns
+from tests.ports import free_port
 
 from allmende.cli.main import main
 

@@ -33,9 +33,9 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.end_to_end.conftest import free_port
 from tests.end_to_end.incus import Incus
 from tests.end_to_end.remote import RemoteHost
+from tests.ports import free_port
 
 from allmende.actions import backup, backupinit
 from allmende.actions.apply import Outcome, plan_and_apply

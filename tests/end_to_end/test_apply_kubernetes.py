@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.conftest import IMAGE, free_port, http_get
+from tests.end_to_end.conftest import IMAGE, http_get
 from tests.end_to_end.remote import RemoteHost
+from tests.ports import free_port
 
 from allmende.cli.main import main
 

@@ -30,8 +30,9 @@ from tests.end_to_end.backup_world import (
     state,
     web_container,
 )
-from tests.end_to_end.conftest import Podman, free_port
+from tests.end_to_end.conftest import Podman
 from tests.integration.backup_site import Site, make_site, need_borg
+from tests.ports import free_port
 
 from allmende.actions import backup, backupinit
 from allmende.inventory.backups import passphrase_secret

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.conftest import Podman, free_port
+from tests.end_to_end.conftest import Podman
 from tests.end_to_end.images import import_image, rootfs_tar
+from tests.ports import free_port
 from tests.sshd_setup import keygen
 
 from allmende.cli.main import main

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.end_to_end.conftest import IMAGE, Podman, free_port, http_get
+from tests.end_to_end.conftest import IMAGE, Podman, http_get
+from tests.ports import free_port
 
 from allmende.inventory.load import load
 from allmende.render import compose

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.end_to_end.conftest import Podman, free_port
+from tests.end_to_end.conftest import Podman
 from tests.end_to_end.debian import IMAGE, IMAGE_5001, build_images
 from tests.end_to_end.remote import RemoteHost
+from tests.ports import free_port
 
 from allmende.cli.main import main
 from allmende.inventory.secrets import SecretStore, create_key

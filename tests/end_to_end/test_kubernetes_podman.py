@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from tests.end_to_end.conftest import IMAGE, INDEX, Podman, free_port, http_get
+from tests.end_to_end.conftest import IMAGE, INDEX, Podman, http_get
+from tests.ports import free_port
 
 from allmende.inventory.load import load
 from allmende.render import kubernetes

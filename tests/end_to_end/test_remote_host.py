@@ -11,8 +11,9 @@ import stat
 import subprocess
 from pathlib import Path
 
-from tests.end_to_end.conftest import IMAGE, INDEX, free_port, http_get
+from tests.end_to_end.conftest import IMAGE, INDEX, http_get
 from tests.end_to_end.remote import RemoteHost
+from tests.ports import free_port
 
 from allmende.connectors.ssh import SshConnector
 

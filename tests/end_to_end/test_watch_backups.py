@@ -18,8 +18,9 @@ import pytest
 from tests.end_to_end.backup_world import RepositoryServer
 from tests.end_to_end.conftest import Podman
 from tests.end_to_end.remote import RemoteHost
-from tests.end_to_end.watch_world import Sink, free_port, process, wait_for
+from tests.end_to_end.watch_world import Sink, process, wait_for
 from tests.integration.backup_site import Site, make_site, need_borg
+from tests.ports import free_port
 
 from allmende.actions import backupinit
 

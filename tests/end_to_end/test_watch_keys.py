@@ -23,10 +23,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tests.end_to_end.conftest import IMAGE, Podman, free_port
+from tests.end_to_end.conftest import IMAGE, Podman
 from tests.end_to_end.remote import SSH_PATH, RemoteHost, started
 from tests.end_to_end.watch_world import process, wait_for
 from tests.integration.backup_site import need_borg
+from tests.ports import free_port
 
 from allmende.inventory.hostpaths import HOST_STATE, WATCH_KNOWN_HOSTS, watch_key
 from allmende.inventory.secrets import create_key

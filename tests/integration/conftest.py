@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.sshd_setup import SSHD, free_port, keygen, known_hosts, prepare, stop, wait_for
+from tests.ports import free_port
+from tests.sshd_setup import SSHD, keygen, known_hosts, prepare, stop, wait_for
 
 from allmende.actions.plan import Seams
 from allmende.plan.changes import Action

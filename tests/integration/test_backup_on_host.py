@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from tests.end_to_end.conftest import free_port
 from tests.integration.backup_site import Site, make_site, need_borg
+from tests.ports import free_port
 
 from allmende.actions import backupinit
 from allmende.actions.plan import prepare as plan_prepare

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from tests.conftest import BASE, own_secrets
-from tests.integration.conftest import FILES_ONLY, Sshd, free_port, keygen, write_host
+from tests.integration.conftest import FILES_ONLY, Sshd, keygen, write_host
+from tests.ports import free_port
 from tests.unit.test_plan import executor_reads_exit_statuses_alike
 
 from allmende.cli.main import main

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import socket
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +31,7 @@ from allmende.state import store
 from allmende.state.store import CertAttempt
 from tests.conftest import own_secrets
 from tests.memory import MemoryHost
+from tests.ports import free_port
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 ACME = """acme:
@@ -230,14 +230,6 @@ def test_the_watcher_has_no_renewal_task_without_acme(nordlicht: Path) -> None:
     assert housekeeping(load(nordlicht, {}), {}) == []
 
 
-def closed_port() -> int:
-    """Return a port on 127.0.0.1 that nothing listens on (bound, then let go)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def watched(nordlicht: Path, tmp_path: Path) -> tuple[Inventory, dict[str, str]]:
     """The base inventory with its notify channels left out, its own secrets, a CA that does
@@ -247,7 +239,7 @@ def watched(nordlicht: Path, tmp_path: Path) -> tuple[Inventory, dict[str, str]]
     collective.write_text(text[: text.index("notify:")] + text[text.index("people:") :])
     own_secrets(nordlicht, tmp_path / "age.key")
     env = {"ALLMENDE_AGE_KEY": str(tmp_path / "age.key"), "ALLMENDE_STATE": str(tmp_path / "s")}
-    directory = f"  directory: https://127.0.0.1:{closed_port()}/dir\n"
+    directory = f"  directory: https://127.0.0.1:{free_port()}/dir\n"
     return with_acme(nordlicht, directory), env
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import http.server
 import shutil
-import socket
 import ssl
 import threading
 import time
@@ -22,6 +21,7 @@ from allmende.apply.verify import Target, edge_address, target, verify
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
 from tests.conftest import BASE, EXAMPLES, FIXTURES
+from tests.ports import free_port
 
 ENGINES = FIXTURES / "valid" / "render-engines"
 
@@ -144,13 +144,6 @@ def tls_server(tmp_path: Path) -> Iterator[int]:
         thread.join()
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def inventory(
     root: Path, http_port: int, services: dict[str, dict[str, Any]], https_port: int | None = None
 ) -> Inventory:
@@ -166,7 +159,7 @@ def inventory(
             "hosts": ["local"],
             "bind": "127.0.0.1",
             "http_port": http_port,
-            "https_port": closed_port() if https_port is None else https_port,
+            "https_port": free_port() if https_port is None else https_port,
         },
     }
     (root / "allmende.yaml").write_text(yaml.safe_dump(collective))
@@ -246,7 +239,7 @@ def test_only_the_given_services_are_probed(tmp_path: Path, server: int) -> None
 def test_an_address_not_routed_is_probed_as_written(tmp_path: Path, server: int) -> None:
     # The edge's HTTP port leads nowhere: the monitor's own address must be used.
     monitor = {"http": f"http://127.0.0.1:{server}/"}
-    inv = inventory(tmp_path, closed_port(), {"api": {"monitor": [monitor]}})
+    inv = inventory(tmp_path, free_port(), {"api": {"monitor": [monitor]}})
     assert run(inv, ["api"]) == []
     assert Handler.hosts == [f"127.0.0.1:{server}"]
 
@@ -257,7 +250,7 @@ def test_tcp_to_an_open_port_passes(tmp_path: Path, server: int) -> None:
 
 
 def test_tcp_to_a_closed_port_fails_after_the_timeout(tmp_path: Path, server: int) -> None:
-    port = closed_port()
+    port = free_port()
     inv = inventory(tmp_path, server, {"db": {"monitor": [{"tcp": f"127.0.0.1:{port}"}]}})
     started = time.monotonic()
     failed = run(inv, ["db"], timeout=1.0)
@@ -268,7 +261,7 @@ def test_tcp_to_a_closed_port_fails_after_the_timeout(tmp_path: Path, server: in
 
 
 def test_a_monitor_that_comes_up_within_the_timeout_passes(tmp_path: Path) -> None:
-    port = closed_port()
+    port = free_port()
     inv = inventory(tmp_path, port, site())
     started: list[http.server.ThreadingHTTPServer] = []
 
@@ -293,7 +286,7 @@ def test_a_monitor_that_comes_up_within_the_timeout_passes(tmp_path: Path) -> No
 def test_tls_to_a_routed_domain_on_an_explicit_port(tmp_path: Path, tls_server: int) -> None:
     route = {"domain": "secure.example", "to": "app.http", "tls": "passthrough"}
     monitor = {"tls": f"secure.example:{tls_server}"}
-    inv = inventory(tmp_path, closed_port(), {"vault": {"routes": [route], "monitor": [monitor]}})
+    inv = inventory(tmp_path, free_port(), {"vault": {"routes": [route], "monitor": [monitor]}})
     assert run(inv, ["vault"]) == []
 
 
@@ -301,5 +294,5 @@ def test_a_passthrough_route_is_probed_on_the_edges_https_port(
     tmp_path: Path, tls_server: int
 ) -> None:
     route = {"domain": "secure.example", "to": "app.http", "tls": "passthrough"}
-    inv = inventory(tmp_path, closed_port(), {"vault": {"routes": [route]}}, tls_server)
+    inv = inventory(tmp_path, free_port(), {"vault": {"routes": [route]}}, tls_server)
     assert run(inv, ["vault"]) == []
