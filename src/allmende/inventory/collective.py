@@ -108,6 +108,12 @@ class Edge(Model):
         "routes share it. Redirects to HTTPS still name the standard port, as when a router "
         "forwards 443 to this one.",
     )
+    accept_proxy: bool = Field(
+        False,
+        description="The edge sits behind a load balancer or router that sends the PROXY "
+        "protocol (HAProxy's `send-proxy`): its ports read the client's address from that "
+        "header (`accept-proxy` on every bind), and refuse a connection without one.",
+    )
 
     @field_validator("bind")
     @classmethod

@@ -73,6 +73,7 @@ from allmende.inventory.services import (
     Use,
     Volume,
 )
+from allmende.inventory.upstreams import Balance, EdgeServer, PortEdge
 from allmende.inventory.zones import (
     DnsServer,
     Record,
@@ -95,6 +96,7 @@ __all__ = [
     "Acme",
     "Allow",
     "BackupDefaults",
+    "Balance",
     "CarriedFile",
     "Challenge",
     "Collective",
@@ -105,6 +107,7 @@ __all__ = [
     "DomainName",
     "Duration",
     "Edge",
+    "EdgeServer",
     "EnvValue",
     "Expect",
     "Expose",
@@ -120,6 +123,7 @@ __all__ = [
     "Notify",
     "Person",
     "Port",
+    "PortEdge",
     "Provides",
     "Published",
     "Record",

@@ -39,6 +39,7 @@ from allmende.inventory.hosts import (
     _ip,
 )
 from allmende.inventory.safenames import unsafe_character
+from allmende.inventory.upstreams import PortEdge
 
 
 class Limits(Model):
@@ -245,6 +246,12 @@ class Component(Extensible):
         "over its own way (compose: a file under /srv/<service>/files/).",
     )
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
+    edge: dict[SafeName, PortEdge] = Field(
+        default_factory=dict,
+        description="Port name -> how the edge reaches that port of a route or `expose`: more "
+        "servers to balance over (outside the inventory), backup servers, the PROXY protocol. "
+        "Default: one server, this component on the service's host.",
+    )
     depends_on: Annotated[
         dict[str, Condition | None],
         BeforeValidator(_dependencies, json_schema_input_type=list[str] | dict[str, Condition]),
@@ -273,6 +280,9 @@ class Component(Extensible):
         relative = [path for path in self.files if not path.startswith("/")]
         if relative:
             raise ValueError(f"`files`: {relative[0]} must be an absolute path inside")
+        unknown = [name for name in self.edge if name not in self.ports]
+        if unknown:
+            raise ValueError(f"`edge`: {unknown[0]} is not one of this component's `ports`")
         return self
 
 

@@ -134,7 +134,11 @@ def terminate_socket(edge: str, inside_chroot: bool = False) -> str:
 
 
 def _bind(p: EdgePlan, port: int) -> str:
-    return f"bind {p.listen}:{port}" + (" v4v6" if p.v4v6 else "")
+    return (
+        f"bind {p.listen}:{port}"
+        + (" v4v6" if p.v4v6 else "")
+        + (" accept-proxy" if p.accept_proxy else "")
+    )
 
 
 def _section(head: str, lines: Iterable[str]) -> str:
@@ -328,25 +332,45 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
     return sections
 
 
-def _server(backend: Backend) -> str:
-    words = [f"server {ident(backend.component)} {backend.address}"]
+def _checked(backend: Backend, own: bool) -> list[str]:
+    """Return the health check options of a server: the component's healthcheck, on its
+    health port for the component itself (a server outside is checked on its own port)."""
     health = backend.health
-    if not backend.reachable:
-        words.append("disabled")
-    else:
-        words.append("check")
-        if health.port is not None:
-            words.append(f"port {health.port}")
-        if health.interval is not None:
-            # Only while up is the service's own interval kept: a server that is down (or
-            # changing state, as during a redeploy) is checked every 2 s, so it is back in
-            # seconds rather than after two full intervals.
-            words.append(f"inter {health.interval} fastinter 2s downinter 2s")
-        if health.retries is not None:
-            words.append(f"fall {health.retries}")
-    if backend.dns:
+    words = ["check"]
+    if own and health.port is not None:
+        words.append(f"port {health.port}")
+    if health.interval is not None:
+        # Only while up is the service's own interval kept: a server that is down (or
+        # changing state, as during a redeploy) is checked every 2 s, so it is back in
+        # seconds rather than after two full intervals.
+        words.append(f"inter {health.interval} fastinter 2s downinter 2s")
+    if health.retries is not None:
+        words.append(f"fall {health.retries}")
+    return words
+
+
+def _options(backend: Backend, backup: bool, dns: bool) -> list[str]:
+    """Return the options every server of a backend has: PROXY protocol, backup, resolving."""
+    words = []
+    if backend.proxy is not None:
+        words.append("send-proxy-v2" if backend.proxy == "v2" else "send-proxy")
+    if backup:
+        words.append("backup")
+    if dns:
         words.append("resolvers system init-addr libc,none")
-    return " ".join(words)
+    return words
+
+
+def _servers(backend: Backend) -> list[str]:
+    """Return the backend's server lines: the component itself (disabled when it cannot be
+    reached), then each server of its ``edge`` settings."""
+    own = [f"server {ident(backend.component)} {backend.address}"]
+    own += ["disabled"] if not backend.reachable else _checked(backend, True)
+    lines = [" ".join(own + _options(backend, backend.backup, backend.dns))]
+    for server in backend.servers:
+        words = [f"server {server.name} {server.address}", *_checked(backend, False)]
+        lines.append(" ".join(words + _options(backend, server.backup, server.dns)))
+    return lines
 
 
 def _backend(backend: Backend) -> str:
@@ -356,14 +380,17 @@ def _backend(backend: Backend) -> str:
         lines.append(f"# Cannot be reached: {comment(backend.note)}.")
     if health.note:
         lines.append(f"# {comment(health.note)}.")
-    if backend.reachable and health.http_path is not None:
+    usable = backend.reachable or bool(backend.servers)
+    if backend.servers and backend.balance != "roundrobin":
+        lines.append(f"balance {backend.balance}")
+    if usable and health.http_path is not None:
         send = f"http-check send meth GET uri {health.http_path}"
         if health.http_host is not None:
             send += f" ver HTTP/1.1 hdr host {health.http_host}"
         lines += ["option httpchk", send, "http-check expect status 200"]
-    if backend.reachable and health.timeout is not None:
+    if usable and health.timeout is not None:
         lines.append(f"timeout check {health.timeout}")
-    lines.append(_server(backend))
+    lines += _servers(backend)
     return _section(f"backend {backend.name} from {backend.mode}", lines)
 
 
@@ -373,7 +400,7 @@ def config(p: EdgePlan) -> str:
         comment(f"# HAProxy 2.6+ on {p.edge}: check with `haproxy -c -f {HAPROXY_CONFIG}`.") + "\n",
         GLOBAL,
     ]
-    if any(b.dns for b in p.backends):
+    if any(b.resolves for b in p.backends):
         sections.append(_section("resolvers system", ["parse-resolv-conf"]))
     for cache in p.caches:
         sections.append(

@@ -73,8 +73,19 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Server:
+    """One more server of a backend, outside the inventory (``edge.<port>.servers``)."""
+
+    name: str
+    address: str
+    dns: bool
+    backup: bool
+
+
+@dataclass(frozen=True)
 class Backend:
-    """One (service, component, port) as HAProxy reaches it."""
+    """One (service, component, port) as HAProxy reaches it: the component's own server, and
+    the component's ``edge`` settings for the port (more servers, backup, PROXY protocol)."""
 
     name: str
     mode: Mode
@@ -86,11 +97,20 @@ class Backend:
     dns: bool
     note: str
     health: Health
+    servers: tuple[Server, ...] = ()
+    backup: bool = False
+    balance: str = "roundrobin"
+    proxy: str | None = None
 
     @property
     def reachable(self) -> bool:
-        """Return whether HAProxy can connect (a note says why not)."""
+        """Return whether HAProxy can connect to the component itself (a note says why not)."""
         return not self.note
+
+    @property
+    def resolves(self) -> bool:
+        """Return whether any of its servers is reached by a name HAProxy resolves."""
+        return self.dns or any(server.dns for server in self.servers)
 
 
 @dataclass(frozen=True)
@@ -159,6 +179,8 @@ class EdgePlan:
     backends: tuple[Backend, ...]
     caches: tuple[Cache, ...]
     skipped: tuple[str, ...]
+    #: Every bind reads the PROXY protocol from what is in front of the edge.
+    accept_proxy: bool = False
     #: Where ACME http-01 challenges go (``acme.responder_port`` on the edge's loopback).
     responder: str = ACME_RESPONDER
 
@@ -304,6 +326,12 @@ class _Planner:
             formatted = server_address("127.0.0.1", port)
             assert formatted is not None
         health = self._health(service, component_name, component, port_name, mode)
+        edge = component.edge.get(port_name)
+        servers: list[Server] = []
+        for number, server in enumerate(edge.servers if edge is not None else (), 2):
+            at = server_address(server.host, server.port)
+            assert at is not None, "the inventory checks each server's address"
+            servers.append(Server(f"{ident(component_name)}-{number}", *at, server.backup))
         return Backend(
             name=name,
             mode=mode,
@@ -315,6 +343,10 @@ class _Planner:
             dns=formatted[1],
             note=note,
             health=health,
+            servers=tuple(servers),
+            backup=edge.backup if edge is not None else False,
+            balance=edge.balance if edge is not None else "roundrobin",
+            proxy=edge.proxy_protocol if edge is not None else None,
         )
 
     def _health(
@@ -477,6 +509,7 @@ def plan(inventory: Inventory, edge: str) -> EdgePlan:
         caches=tuple(Cache(name, max(1, math.ceil(seconds(durations[name])))) for name in caches),
         skipped=tuple(planner.skipped),
         responder=responder(inventory),
+        accept_proxy=config is not None and config.accept_proxy,
     )
 
 
