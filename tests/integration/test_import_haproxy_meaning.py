@@ -219,7 +219,7 @@ def test_the_routing_reader_follows_binds_redirects_and_sockets() -> None:
         "backend one\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80 backup\n"
         "backend two\n  server c [fd00::1]:81\n"
         "backend hand\n  mode tcp\n  server t unix@/run/t.sock send-proxy-v2\n"
-        "backend raw\n  mode tcp\n  server r 10.0.0.9:443\n"
+        "backend raw\n  mode tcp\n  server r 10.0.0.9:443 send-proxy\n"
     )
     said = {str(way): str(destination) for way, destination in routing.ways.items()}
     assert said == {
@@ -232,5 +232,5 @@ def test_the_routing_reader_follows_binds_redirects_and_sockets() -> None:
         ":8443 b.test": "terminate -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
         ":8443 ?12": "terminate -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
         ":443 c.test": "terminate -> fd00::1:81",
-        ":443 *": "passthrough -> 10.0.0.9:443",
+        ":443 *": "passthrough -> 10.0.0.9:443 send-proxy",
     }

@@ -177,6 +177,22 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
             (("expose", i, "to"), e.to) for i, e in enumerate(service.expose)
         ]
         for path, target in targets:
+            component, port = derive.split_target(target)
+            runs = service.components.get(component)
+            if runs is not None and runs.replicas == 0:
+                # it runs nowhere: the edge sends to the servers outside the inventory alone
+                edge = runs.edge.get(port)
+                if edge is None or all(server.backup for server in edge.servers):
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        path,
+                        f"{target} runs nowhere (`replicas: 0`) and has no server outside the "
+                        "inventory to send to",
+                        f"give components.{component}.edge.{port}.servers in "
+                        f"{inv.file('service', name)}, or run it (`replicas: 1`)",
+                    )
+                continue
             unpublished: list[str] = []
             nowhere: list[str] = []
             loopback: list[tuple[str, str]] = []
@@ -188,7 +204,6 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
                     loopback.append((edge, reach.only))
                 else:
                     (nowhere if reach.published else unpublished).append(edge)
-            component, port = derive.split_target(target)
             for edge, address in loopback:
                 yield ctx.finding(
                     "service",

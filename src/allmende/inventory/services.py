@@ -261,7 +261,12 @@ class Component(Extensible):
         "when it has a health check, else until started), or name -> `started`, `healthy` or "
         "`completed` (ran to its end successfully) to say what is waited for.",
     )
-    replicas: int = Field(1, ge=0, description="How many copies run.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        description="How many copies run. `0` with `edge` servers: the service's routes go "
+        "only to servers outside the inventory (a NAS, a box allmende does not manage).",
+    )
     resources: Limits | None = Field(
         None, description="Incus hosts: the instance's `limits.cpu` and `limits.memory`."
     )

@@ -320,6 +320,11 @@ class _Planner:
             )
         elif address is None:
             note = f"{host_of} has no `address`: give it one and render again"
+        if component.replicas == 0:
+            note = (
+                f"{component_name} runs nowhere (`replicas: 0`): the edge sends only to its "
+                "servers outside the inventory"
+            )
         formatted = server_address(address or "127.0.0.1", port)
         if formatted is None:
             note = note or f"address {address!r} of {host_of} is no IP address or host name"
