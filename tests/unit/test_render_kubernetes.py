@@ -296,3 +296,35 @@ def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> 
     (carried / "board.toml").write_text("title = 'Hackspace'\n")
     after = find(rendered(), "Deployment", "web")["spec"]["template"]["metadata"]
     assert after["annotations"]["allmende/files-sha256"] != before  # the pods roll
+    volume = find(rendered(), "Deployment", "web")["spec"]["template"]["spec"]["volumes"][-1]
+    assert volume == {"name": "carried-files", "configMap": {"name": "web-files"}}
+
+
+def test_an_executable_carried_file_is_mounted_executable(tmp_path: Path) -> None:
+    after = "    volumes: {media: /srv/media}\n"
+    files = "    files: {/etc/board: board}\n"
+    root = carrying(ENGINES, tmp_path / "inventory", "board", after, files)
+    carried = root / "files" / "board" / "board"
+    carried.mkdir(parents=True)
+    (carried / "board.toml").write_text("title = 'Werkstatt'\n")
+    (carried / "start.sh").write_text("#!/bin/sh\nexec board\n")
+
+    def pod() -> tuple[dict[str, Any], str]:
+        content = kubernetes.render(load(root, {}))["kubernetes/board.yaml"].content
+        docs = list(yaml.safe_load_all(content))
+        for doc in docs:
+            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        template = find(docs, "Deployment", "web")["spec"]["template"]
+        return template["spec"]["volumes"][-1], template["metadata"]["annotations"][
+            "allmende/files-sha256"
+        ]
+
+    plain, before = pod()
+    assert "items" not in plain["configMap"]
+    (carried / "start.sh").chmod(0o755)
+    volume, digest = pod()
+    assert volume["configMap"]["items"] == [
+        {"key": "board_board.toml", "path": "board_board.toml"},
+        {"key": "board_start.sh", "path": "board_start.sh", "mode": 0o755},
+    ]
+    assert digest != before, "the pods roll when a file becomes executable"

@@ -181,8 +181,8 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
             runs = service.components.get(component)
             if runs is not None and runs.replicas == 0:
                 # it runs nowhere: the edge sends to the servers outside the inventory alone
-                edge = runs.edge.get(port)
-                if edge is None or all(server.backup for server in edge.servers):
+                settings = runs.edge.get(port)
+                if settings is None or all(server.backup for server in settings.servers):
                     yield ctx.finding(
                         "service",
                         name,

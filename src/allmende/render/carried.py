@@ -5,20 +5,21 @@ from __future__ import annotations
 
 import hashlib
 
-from allmende.inventory.carried import under
+from allmende.inventory.carried import executable, under
 from allmende.inventory.hostpaths import carried_file
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.models import Component
 
 
-def carried_files(inventory: Inventory, service: str) -> dict[str, bytes]:
+def carried_files(inventory: Inventory, service: str) -> dict[str, tuple[bytes, int]]:
     """Return the configuration files a service's components carry, by where they lie on the
-    host (``/srv/<service>/files/<path>``)."""
-    found: dict[str, bytes] = {}
+    host (``/srv/<service>/files/<path>``): content and mode (0755 for an executable file)."""
+    found: dict[str, tuple[bytes, int]] = {}
     for component in inventory.services[service].components.values():
         for file in component.files.values():
             for relative, content in under(inventory.carried, service, file.source).items():
-                found[carried_file(service, relative)] = content
+                mode = 0o755 if executable(inventory, service, relative) else 0o644
+                found[carried_file(service, relative)] = (content, mode)
     return found
 
 
@@ -30,7 +31,8 @@ def carried_digest(inventory: Inventory, service: str, component: Component) -> 
     h = hashlib.sha256()
     for target, file in sorted(component.files.items()):
         for relative, content in sorted(under(inventory.carried, service, file.source).items()):
-            h.update(f"{target}\0{relative}\0".encode() + content)
+            runs = "x" if executable(inventory, service, relative) else "-"
+            h.update(f"{target}\0{relative}\0{runs}\0".encode() + content)
     return h.hexdigest()[:16]
 
 
@@ -44,16 +46,18 @@ def carried_mounts(service: str, component: Component) -> list[str]:
 
 def swarm_configs(
     inventory: Inventory, service: str, component: Component
-) -> dict[str, tuple[str, str]]:
+) -> dict[str, tuple[str, str, int]]:
     """Return the Swarm configs of a component's carried files: config name -> (file beside
-    the stack, path inside). A config cannot change, so its name holds a digest of what it
-    holds: a changed file is a new config, which ``docker stack deploy`` rolls out."""
-    found: dict[str, tuple[str, str]] = {}
+    the stack, path inside, mode there: 0555 for an executable file, else 0444). A config
+    cannot change, so its name holds a digest of what it holds: a changed file is a new
+    config, which ``docker stack deploy`` rolls out."""
+    found: dict[str, tuple[str, str, int]] = {}
     for target, file in sorted(component.files.items()):
         for relative, content in sorted(under(inventory.carried, service, file.source).items()):
             inside = relative.removeprefix(file.source.strip("/")).strip("/")
             digest = hashlib.sha256(content).hexdigest()[:12]
             stem = "".join(c if c.isalnum() else "-" for c in relative)[-40:].strip("-")
             path = f"{target.rstrip('/')}/{inside}" if inside else target
-            found[f"{service}_{stem}_{digest}"] = (f"./files/{relative}", path)
+            mode = 0o555 if executable(inventory, service, relative) else 0o444
+            found[f"{service}_{stem}_{digest}"] = (f"./files/{relative}", path, mode)
     return found

@@ -112,9 +112,9 @@ def carried_rendered(context: Context, sources: tuple[str, ...]) -> dict[str, Re
     here = carried_file(context.name, "")
     return {
         f"{context.service.host}{host_path}": Rendered(
-            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}")
+            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}"), mode
         )
-        for host_path, content in carried_files(context.inventory, context.name).items()
+        for host_path, (content, mode) in carried_files(context.inventory, context.name).items()
     }
 
 
