@@ -337,6 +337,42 @@ def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_
     assert "/srv/radio/jingles:/jingles" in service["volumes"]
 
 
+def test_executable_and_binary_files_are_carried_as_they_are(tmp_path: Path) -> None:
+    directory = project(
+        tmp_path,
+        """
+        services:
+          web:
+            image: nginx:1.27.3
+            entrypoint: [/docker-entrypoint.d/start.sh]
+            volumes:
+              - ./start.sh:/docker-entrypoint.d/start.sh:ro
+              - ./static:/usr/share/nginx/html
+        """,
+        "web",
+        {"start.sh": "#!/bin/sh\nexec nginx -g 'daemon off;'\n", "static/index.html": "hi\n"},
+    )
+    (directory / "start.sh").chmod(0o755)
+    logo = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
+    (directory / "static" / "logo.png").write_bytes(logo)
+    root, env = inventory(tmp_path)
+    report = import_compose([directory], Options(into=root, environ=env, host="box"))
+    carried = root / "files" / "web"
+    assert (carried / "start.sh").stat().st_mode & 0o777 == 0o755
+    assert (carried / "static" / "index.html").stat().st_mode & 0o111 == 0
+    assert (carried / "static" / "logo.png").read_bytes() == logo
+    shown = {c.path: c.after for c in report.changes}
+    assert shown["files/web/start.sh"].startswith("(executable)\n#!/bin/sh")
+    assert shown["files/web/static/logo.png"] == "(a binary file of 11 bytes)\n"
+    rendered = render_compose.render(load(root, env))
+    assert rendered["box/srv/web/files/start.sh"].mode == 0o755
+    assert rendered["box/srv/web/files/static/index.html"].mode == 0o644
+    assert rendered["box/srv/web/files/static/logo.png"].content == logo
+    # imported again: nothing differs, nothing to write
+    again = import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert not [c for c in again.changes if c.path.startswith("files/")]
+
+
 def site(tmp_path: Path) -> Imported:
     """Import a web server whose site's configuration lies next to its compose file."""
     return run(

@@ -1,10 +1,11 @@
 """Paths of the project, not of the machine that imports it: a bind mount whose source is
 relative to the project (``./nginx.conf``) or to a home directory (``~/music``).
 
-A small text file or directory (configuration) is carried into the inventory under
-``files/<service>/`` and named by the component's ``files``; anything else (data, a path that
-does not exist yet, binary files, a large tree) becomes a volume under ``/srv/<service>/``,
-with a note to move what is there. Nothing keeps the importing machine's own paths.
+A small file or directory (configuration: at most 64 files and 1 MiB, text or binary) is
+carried into the inventory under ``files/<service>/``, its executable bit kept, and named by
+the component's ``files``; anything else (data, a path that does not exist yet, a large tree,
+a link) becomes a volume under ``/srv/<service>/``, with a note to move what is there. Nothing
+keeps the importing machine's own paths.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ def on_disk(ctx: ComponentContext, source: str) -> Path | None:
     return ctx.project.directory / source
 
 
-def readable_text(path: Path | None) -> dict[str, str] | None:
-    """Return the text files of a small file or directory by their path relative to it
-    (``""`` for a file itself), or None where it is no configuration to carry (missing, a
-    link, binary, too large)."""
+def readable(path: Path | None) -> dict[str, tuple[bytes, bool]] | None:
+    """Return the files of a small file or directory by their path relative to it (``""`` for
+    a file itself): content and whether it is executable; None where it is no configuration to
+    carry (missing, a link, too large, unreadable)."""
     if path is None or path.is_symlink() or not path.exists():
         return None
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
@@ -49,14 +50,16 @@ def readable_text(path: Path | None) -> dict[str, str] | None:
         return None
     if sum(p.stat().st_size for p in files) > MOST_BYTES:
         return None
-    out: dict[str, str] = {}
+    out: dict[str, tuple[bytes, bool]] = {}
     for file in files:
         try:
-            out["" if file == path else file.relative_to(path).as_posix()] = file.read_text(
-                encoding="utf-8"
-            )
-        except (UnicodeDecodeError, OSError):
+            content, mode = file.read_bytes(), file.stat().st_mode
+        except OSError:
             return None
+        out["" if file == path else file.relative_to(path).as_posix()] = (
+            content,
+            bool(mode & 0o111),
+        )
     return out
 
 
@@ -65,11 +68,14 @@ def carry(ctx: ComponentContext, source: str, target: str, read_only: bool) -> s
     return the host path the rendered mount uses, or None when it is not carried (then it is
     data: see ``data_volume``)."""
     relative = relative_source(source)
-    contents = readable_text(on_disk(ctx, source))
+    contents = readable(on_disk(ctx, source))
     if relative is None or relative == "." or contents is None:
         return None
-    for inside, text in contents.items():
-        ctx.carried[posixpath.join(relative, inside) if inside else relative] = text
+    for inside, (content, runs) in contents.items():
+        key = posixpath.join(relative, inside) if inside else relative
+        ctx.carried[key] = content
+        if runs:
+            ctx.executable.add(key)
     ctx.component.setdefault("files", {})[target] = (
         {"source": relative, "read_only": True} if read_only else relative
     )
