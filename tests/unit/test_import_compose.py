@@ -16,6 +16,7 @@ import yaml
 
 from allmende.actions.importing import Options, Report, import_compose
 from allmende.errors import InventoryError
+from allmende.importers.result import ImportRefused
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.inventory.yamlpos import parse
@@ -39,6 +40,9 @@ class Imported:
     @property
     def kept(self) -> list[str]:
         return [k for s in self.report.services for k in s.kept]
+
+    def differences(self) -> list[str]:
+        return [str(d) for s in self.report.services for d in s.differences]
 
     def component(self, name: str = "app") -> dict[str, Any]:
         component: dict[str, Any] = self.data["components"][name]
@@ -297,6 +301,73 @@ def test_binds_keep_their_host_path_and_named_volumes_live_under_srv(tmp_path: P
         "volume data is now /srv/blog/data: copy the data of the compose volume blog_data" in ln
         for ln in result.lines
     )
+
+
+def test_build_sources_next_to_the_project_are_carried_relative_to_the_service(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            build: {context: ./src, dockerfile: Containerfile, args: {VERSION: "2"}}
+          tool:
+            build: .
+        """,
+        files={
+            "src/Containerfile": "FROM scratch\nCOPY run.sh /\n",
+            "src/run.sh": "#!/bin/sh\n",
+            ".env": "TOKEN=not-for-the-inventory\n",
+            "Dockerfile": "FROM scratch\n",
+        },
+    )
+    app, tool = result.component("app"), result.component("tool")
+    assert app["build"] == {"context": "src", "dockerfile": "Containerfile"}
+    assert app["x-compose"] == {"build": {"args": {"VERSION": "2"}}}
+    assert tool["build"] == "build"
+    carried = result.inventory / "files" / "blog"
+    assert (carried / "src" / "run.sh").read_text() == "#!/bin/sh\n"
+    assert (carried / "build" / "Dockerfile").is_file()
+    assert not (carried / "build" / ".env").exists(), "an env file is no source to carry"
+    assert any("tool.build: built without .env" in d for d in result.differences())
+    rendered = render_compose.render(load(result.inventory, result.env))
+    project = yaml.safe_load(rendered["box/srv/blog/compose.yaml"].content)["services"]
+    assert project["app"]["build"] == {
+        "context": "./files/src",
+        "dockerfile": "Containerfile",
+        "args": {"VERSION": "2"},
+    }
+    assert project["app"]["pull_policy"] == "build"
+    assert rendered["box/srv/blog/files/src/Containerfile"].content.startswith(b"FROM scratch")
+    assert str(tmp_path) not in rendered["box/srv/blog/compose.yaml"].content.decode()
+
+
+def test_a_build_context_outside_the_project_is_refused_unless_an_image_is_named(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ImportRefused) as refused:
+        run(tmp_path / "a", f"services:\n  app:\n    build: {outside}\n")
+    assert f"the build context {outside} is a path of the machine that imports" in str(
+        refused.value
+    )
+    assert "name it in `image:`" in str(refused.value)
+    result = run(
+        tmp_path / "b", f"services:\n  app:\n    image: example/app:1.0\n    build: {outside}\n"
+    )
+    assert "build" not in result.component() and "x-compose" not in result.component()
+    assert any("not built: the image example/app:1.0 is pulled" in d for d in result.differences())
+    # relative, outside the project and not there: kept in the service's directory, said where
+    compose = "services:\n  app:\n    build: {context: ../src, target: prod}\n"
+    result = run(tmp_path / "c", compose)
+    assert result.component()["x-compose"]["build"] == {"context": "./src", "target": "prod"}
+    said = "app.build: builds from /srv/blog/src: put the sources of ../src there"
+    assert any(said in d for d in result.differences())
 
 
 def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_its_own(

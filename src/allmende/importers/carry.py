@@ -19,6 +19,12 @@ from allmende.inventory.hostpaths import carried_file, volume_dir
 #: The most a carried source may hold: configuration, not data.
 MOST_FILES = 64
 MOST_BYTES = 1 << 20
+#: The most the sources of a built image may hold.
+MOST_BUILD_FILES = 1000
+MOST_BUILD_BYTES = 16 << 20
+#: Left out of carried build sources: the project's own repository and env files, which may
+#: hold secrets that have no place in the inventory's files.
+NOT_SOURCES = (".git", ".env")
 
 
 def relative_source(source: str) -> str | None:
@@ -39,16 +45,22 @@ def on_disk(ctx: ComponentContext, source: str) -> Path | None:
     return ctx.project.directory / source
 
 
-def readable(path: Path | None) -> dict[str, tuple[bytes, bool]] | None:
+def readable(
+    path: Path | None, most: tuple[int, int] = (MOST_FILES, MOST_BYTES), skip: tuple[str, ...] = ()
+) -> dict[str, tuple[bytes, bool]] | None:
     """Return the files of a small file or directory by their path relative to it (``""`` for
     a file itself): content and whether it is executable; None where it is no configuration to
-    carry (missing, a link, too large, unreadable)."""
+    carry (missing, a link, more than ``most`` files and bytes, unreadable). Files or
+    directories whose name starts with one of ``skip`` are left out."""
     if path is None or path.is_symlink() or not path.exists():
         return None
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
-    if not files or len(files) > MOST_FILES or any(p.is_symlink() for p in files):
+    files = [
+        p for p in files if not any(part.startswith(skip) for part in p.relative_to(path).parts)
+    ] if skip else files  # fmt: skip
+    if not files or len(files) > most[0] or any(p.is_symlink() for p in files):
         return None
-    if sum(p.stat().st_size for p in files) > MOST_BYTES:
+    if sum(p.stat().st_size for p in files) > most[1]:
         return None
     out: dict[str, tuple[bytes, bool]] = {}
     for file in files:
@@ -80,6 +92,54 @@ def carry(ctx: ComponentContext, source: str, target: str, read_only: bool) -> s
         {"source": relative, "read_only": True} if read_only else relative
     )
     return carried_file(ctx.service, relative)
+
+
+def carry_build(ctx: ComponentContext, context: str) -> tuple[str, bool] | None:
+    """Carry the sources of a built image into the inventory. Return (the context's
+    directory, whether it was carried): under ``files/<service>/`` when it was; else relative
+    to the service's directory on the host, where the import says to put them (outside the
+    project's directory, missing, a link in them, too large). Return None, with a problem
+    saying why, for an absolute context or one in a home directory: a path of the importing
+    machine."""
+    if context.startswith(("/", "~")):
+        ctx.problem(
+            ("build",),
+            f"the build context {context} is a path of the machine that imports, not of the "
+            "project",
+            "make it relative to the project's directory, or build the image, push it to a "
+            "registry and name it in `image:`",
+        )
+        return None
+    relative = relative_source(context) or "."
+    into = "build" if relative == "." else relative
+    path = on_disk(ctx, context)
+    inside = path is not None and path.resolve().is_relative_to(ctx.project.directory.resolve())
+    contents = readable(path, (MOST_BUILD_FILES, MOST_BUILD_BYTES), NOT_SOURCES) if inside else None
+    if contents is None or "" in contents:
+        kept = "." if posixpath.normpath(context) == "." else into
+        why = (
+            f"missing, no directory, a link in it, or more than {MOST_BUILD_FILES} files or "
+            f"{MOST_BUILD_BYTES >> 20} MiB"
+            if inside
+            else "outside the project's directory"
+        )
+        ctx.differ(
+            "build",
+            f"builds from /srv/{ctx.service}/{kept}: put the sources of {context} there (not "
+            f"carried: {why})",
+        )
+        return f"./{kept}" if kept != "." else ".", False
+    for inside, (content, runs) in contents.items():
+        key = f"{into}/{inside}"
+        ctx.carried[key] = content
+        if runs:
+            ctx.executable.add(key)
+    left = sorted(
+        p.name for p in path.iterdir() if p.name.startswith(NOT_SOURCES)
+    ) if path is not None else []  # fmt: skip
+    if left:
+        ctx.differ("build", f"built without {', '.join(left)} (not carried: may hold secrets)")
+    return into, True
 
 
 def data_volume(ctx: ComponentContext, index: int, source: str, name: str) -> str:

@@ -33,6 +33,7 @@ COMPONENT_ORDER = (
     "publish",
     "volumes",
     "files",
+    "build",
     "healthcheck",
     "depends_on",
     "replicas",

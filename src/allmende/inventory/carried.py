@@ -61,11 +61,15 @@ def read_carried(
     for name, service in sorted(inventory.services.items()):
         base = root / CARRIED / name
         for cname, component in sorted(service.components.items()):
-            for target, file in sorted(component.files.items()):
-                path = ("components", cname, "files", target)
-                shown = f"{CARRIED}/{name}/{file.source}"
+            sources = [
+                (("components", cname, "files", t), f.source) for t, f in component.files.items()
+            ]
+            if component.build is not None:
+                sources.append((("components", cname, "build", "context"), component.build.context))
+            for path, source in sorted(sources):
+                shown = f"{CARRIED}/{name}/{source}"
                 try:
-                    for regular in _regular(base / file.source, root):
+                    for regular in _regular(base / source, root):
                         relative = regular.relative_to(base).as_posix()
                         found[carried_key(name, relative)] = regular.read_bytes()
                         if regular.stat().st_mode & 0o111:

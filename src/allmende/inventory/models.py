@@ -56,7 +56,6 @@ from allmende.inventory.hosts import (
     SystemContainer,
 )
 from allmende.inventory.services import (
-    CarriedFile,
     Component,
     Condition,
     Expect,
@@ -73,6 +72,7 @@ from allmende.inventory.services import (
     Use,
     Volume,
 )
+from allmende.inventory.sources import Build, CarriedFile
 from allmende.inventory.upstreams import Balance, EdgeServer, PortEdge
 from allmende.inventory.zones import (
     DnsServer,
@@ -97,6 +97,7 @@ __all__ = [
     "Allow",
     "BackupDefaults",
     "Balance",
+    "Build",
     "CarriedFile",
     "Challenge",
     "Collective",

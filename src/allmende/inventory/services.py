@@ -39,6 +39,7 @@ from allmende.inventory.hosts import (
     _ip,
 )
 from allmende.inventory.safenames import unsafe_character
+from allmende.inventory.sources import Build, CarriedFile, _build, _carried
 from allmende.inventory.upstreams import PortEdge
 
 
@@ -65,28 +66,6 @@ class Volume(Model):
 
 def _volume(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
-
-
-class CarriedFile(Model):
-    """A configuration file or directory the inventory carries under `files/<service>/` and
-    hands to a component at a path inside it."""
-
-    source: str = Field(
-        description="The file or directory under `files/<service>/` (a relative path)."
-    )
-    read_only: bool = Field(False, description="Mounted read-only.")
-
-    @field_validator("source")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        parts = value.split("/")
-        if value.startswith("/") or ".." in parts or not value.strip("/."):
-            raise ValueError("must be a path under files/<service>/, without `..`")
-        return value
-
-
-def _carried(value: Any) -> Any:
-    return {"source": value} if isinstance(value, str) else value
 
 
 def _secret_use(value: Any) -> Any:
@@ -244,6 +223,14 @@ class Component(Extensible):
         description="Path inside -> a file or directory under `files/<service>/` (or "
         "{source, read_only}): configuration carried by the inventory; each engine hands it "
         "over its own way (compose: a file under /srv/<service>/files/).",
+    )
+    build: Annotated[
+        Build | None, BeforeValidator(_build, json_schema_input_type=str | Build | None)
+    ] = Field(
+        None,
+        description="Compose hosts: `image` is built on the host from sources the inventory "
+        "carries under `files/<service>/` (a directory, or {context, dockerfile}); Swarm and "
+        "Kubernetes hosts take images from a registry only.",
     )
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
     edge: dict[SafeName, PortEdge] = Field(

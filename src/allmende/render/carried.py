@@ -16,21 +16,31 @@ def carried_files(inventory: Inventory, service: str) -> dict[str, tuple[bytes, 
     host (``/srv/<service>/files/<path>``): content and mode (0755 for an executable file)."""
     found: dict[str, tuple[bytes, int]] = {}
     for component in inventory.services[service].components.values():
-        for file in component.files.values():
-            for relative, content in under(inventory.carried, service, file.source).items():
+        for source in sources(component):
+            for relative, content in under(inventory.carried, service, source).items():
                 mode = 0o755 if executable(inventory, service, relative) else 0o644
                 found[carried_file(service, relative)] = (content, mode)
     return found
 
 
+def sources(component: Component) -> list[str]:
+    """Return what a component carries under ``files/<service>/``: its files and the sources
+    its image is built from."""
+    found = [file.source for file in component.files.values()]
+    return found + ([component.build.context] if component.build is not None else [])
+
+
 def carried_digest(inventory: Inventory, service: str, component: Component) -> str | None:
-    """Return a digest of what a component's carried files hold (None: it carries none), so
-    that a changed file makes Compose create the container anew."""
-    if not component.files:
+    """Return a digest of what a component's carried files and build sources hold (None: it
+    carries none), so that a changed file makes Compose create the container anew."""
+    if not component.files and component.build is None:
         return None
     h = hashlib.sha256()
-    for target, file in sorted(component.files.items()):
-        for relative, content in sorted(under(inventory.carried, service, file.source).items()):
+    targets = [(target, file.source) for target, file in component.files.items()]
+    if component.build is not None:
+        targets.append(("build", component.build.context))
+    for target, source in sorted(targets):
+        for relative, content in sorted(under(inventory.carried, service, source).items()):
             runs = "x" if executable(inventory, service, relative) else "-"
             h.update(f"{target}\0{relative}\0{runs}\0".encode() + content)
     return h.hexdigest()[:16]

@@ -164,6 +164,14 @@ def compose_service(
     if published:
         entry["ports"] = published
     add_common(entry, context, networks, name, component)
+    if component.build is not None:
+        # built on the host from the carried sources, on every `up`: a changed source is a
+        # new image (Docker's cache keeps the rest)
+        # relative to the project file, /srv/<service>/compose.yaml: /srv/<service>/files/...
+        entry["build"] = {"context": f"./{CARRIED}/{component.build.context.strip('/')}"}
+        if component.build.dockerfile is not None:
+            entry["build"]["dockerfile"] = component.build.dockerfile
+        entry["pull_policy"] = "build"
     binds = secret_binds(component)
     if binds:
         entry["volumes"] = [*entry.get("volumes", []), *binds]
