@@ -17,6 +17,8 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     ``/etc/haproxy/errors/allmende-503.http`` (503, ``Retry-After``), not a bare 503.
 ``cache cache_<duration>``
     one per distinct ``cache`` duration of the routes, at most that long.
+Every bind of the edge's ports takes ``accept-proxy`` when the edge sits behind a load balancer
+that sends the PROXY protocol (``edge.accept_proxy``).
 ``frontend http`` (the edge's ``http_port``, 80)
     ``/.well-known/acme-challenge/`` goes to backend ``acme``, allmende's certificate job on
     ``127.0.0.1:<acme.responder_port>`` (8402); terminated routes are redirected to HTTPS
@@ -35,7 +37,10 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     the last is one per routed or exposed port, reaching the published port on the service
     host's address (on the edge host itself: where compose publishes it), with the component's
     healthcheck as HAProxy check (its interval while up, every 2 s while down). An unpublished
-    port is rendered as a disabled server with the reason.
+    port is rendered as a disabled server with the reason. The component's ``edge`` settings
+    for the port add a server per address outside the inventory (``<component>-2``, ...; the
+    same check, on each server's own port), ``backup`` servers, a ``balance`` other than
+    round-robin, and ``send-proxy``/``send-proxy-v2`` on every server of the backend.
 
 HTTP routes match the Host header without port, lowercased, and the path by prefix with
 exact-or-slash semantics, the longest prefix first. Every file listed in ``certs.list`` must
