@@ -129,8 +129,8 @@ def carry_build(ctx: ComponentContext, context: str) -> tuple[str, bool] | None:
             f"carried: {why})",
         )
         return f"./{kept}" if kept != "." else ".", False
-    for inside, (content, runs) in contents.items():
-        key = f"{into}/{inside}"
+    for name, (content, runs) in contents.items():
+        key = f"{into}/{name}"
         ctx.carried[key] = content
         if runs:
             ctx.executable.add(key)
