@@ -254,3 +254,19 @@ def test_a_component_that_runs_nowhere_routes_to_its_servers_outside_the_invento
     assert [f.message for f in found] == [
         "app.http runs nowhere (`replicas: 0`) and has no server outside the inventory to send to"
     ]
+
+
+def test_a_server_outside_that_is_another_component_is_said(tmp_path: Path) -> None:
+    # wiki publishes app.http on 8081 of rack (192.0.2.10) in the base inventory
+    text = service("rack", "{http: 8095}").replace(
+        "    ports: {http: 3000, ssh: 22}\n",
+        "    ports: {http: 3000, ssh: 22}\n"
+        "    edge: {http: {servers: [192.0.2.10:8081, 192.168.1.20:3000]}}\n",
+    )
+    found = list(run(inventory(tmp_path, {"services/tools.yaml": text}), only=["routes.servers"]))
+    assert [(f.keypath, f.message) for f in found] == [
+        (
+            "components.app.edge.http.servers[0]",
+            "192.0.2.10:8081 is wiki/app.http, published on `rack`",
+        )
+    ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from allmende.checks import ports
+from allmende.checks.ports import PortUse
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
 from allmende.inventory.domains import managed_zone, relative
@@ -235,3 +236,34 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
                     "`address`",
                     f"give `{service.host}` an `address` in {inv.file('host', service.host)}",
                 )
+
+
+@rule(
+    "routes.servers",
+    "warning",
+    "A server of a component's `edge` settings is meant to be outside the inventory; one at "
+    "the address and published port of another component sends that route's requests to a "
+    "program that was never meant to answer them.",
+    "name the right port of the server, or route to that component instead",
+)
+def routes_servers(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    taken: dict[tuple[str, int], PortUse] = {}
+    for use in ports.published(inv):
+        host = inv.hosts.get(use.host)
+        for address in (host.address, host.public_ipv4, host.public_ipv6) if host else ():
+            if address:
+                taken.setdefault((address.lower(), use.port), use)
+    for name, service in sorted(inv.services.items()):
+        for cname, component in sorted(service.components.items()):
+            for port, settings in sorted(component.edge.items()):
+                for i, server in enumerate(settings.servers):
+                    other = taken.get((server.host.lower(), server.port))
+                    if other is None or other.what == f"{name}/{cname}.{port}":
+                        continue
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        ("components", cname, "edge", port, "servers", i),
+                        f"{server.address} is {other.what}, published on `{other.host}`",
+                    )
