@@ -250,8 +250,9 @@ def test_servers_outside_backups_balance_and_proxy_protocol_become_the_ports_edg
           server e unix@/run/x.sock send-proxy-v2
         backend mail
           balance uri
-          server a 10.0.0.5:2525
-          server b 10.0.0.8:2525
+          server a 10.0.0.5:2525 weight 10
+          server b 10.0.0.8:2525 weight 20
+          server c 10.0.0.9:2525 disabled
         """
     services, lines = run(root, config)
     assert services["wiki"]["components"] == {
@@ -280,7 +281,10 @@ def test_servers_outside_backups_balance_and_proxy_protocol_become_the_ports_edg
         "component of the inventory",
         "haproxy.cfg:15:1: backend wiki: server unix@/run/x.sock is kept out: backend wiki -> "
         "unix@/run/x.sock is a socket, not a service",
+        "haproxy.cfg:16:1: backend mail: its servers' weights differ; the edge gives each the "
+        "same share",
         "haproxy.cfg:17:1: the inventory cannot say `balance uri`",
+        "haproxy.cfg:20:1: backend mail: server 10.0.0.9:2525 is disabled: left out",
     ]
     wiki = load(root, {}).services["wiki"].components["app"].edge["http"]
     assert [(s.address, s.backup) for s in wiki.servers] == [

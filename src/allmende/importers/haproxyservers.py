@@ -37,6 +37,11 @@ def proxy_of(line: Line) -> str | None:
     return found[-1] if found else None
 
 
+def _weight(line: Line) -> str:
+    words = line.words[3:]
+    return words[words.index("weight") + 1] if "weight" in words[:-1] else "1"
+
+
 def backup(line: Line) -> bool:
     return "backup" in line.words[3:]
 
@@ -126,6 +131,14 @@ def place(
     servers: list[Any] = []
     proxies = {own.number: proxy_of(own)}
     for line, unmatched in others:
+        if "disabled" in line.words[3:]:
+            out.notes.append(
+                (
+                    line.number,
+                    f"backend {section.name}: server {line.words[2]} is disabled: left out",
+                )
+            )
+            continue
         address = outside(line) if unmatched is not None else None
         if address is None:
             why = unmatched or "it is another component of the inventory"
@@ -136,6 +149,12 @@ def place(
         servers.append({"address": address, "backup": True} if backup(line) else address)
         proxies[line.number] = proxy_of(line)
         out.said.add(line.number)
+    weights = {_weight(ln) for ln in [own, *(ln for ln, _ in others)] if ln.number in out.said}
+    if len(weights) > 1:
+        out.notes.append(
+            (section.line, f"backend {section.name}: its servers' weights differ; the edge "
+             "gives each the same share")
+        )  # fmt: skip
     proxy = proxies[own.number]
     for number, theirs in proxies.items():
         if theirs != proxy:
