@@ -1,7 +1,7 @@
 """Several servers behind one route, backups and the PROXY protocol, run by the real HAProxy.
 
-An inventory on 127.0.0.1 (free ports) whose edge takes the PROXY protocol itself
-(``edge.accept_proxy``) and has two routes:
+An inventory on 127.0.0.1 (free ports) whose edge expects the PROXY protocol from 127.0.0.1,
+as from a load balancer in front (``edge.accept_proxy``), and has two routes:
 
 * ``many.test``: the component on its host (a Python web server) and, in its ``edge`` settings,
   a second server outside the inventory and a backup server (two more Python web servers).
@@ -12,7 +12,7 @@ An inventory on 127.0.0.1 (free ports) whose edge takes the PROXY protocol itsel
   binding with ``accept-proxy`` that answers with the client address it was given. The client
   sends its own PROXY header to the edge (as a load balancer in front would) with a
   documentation address; the backend answers with that address and port, so the edge kept the
-  original client through both hops. A connection without the header is refused by the edge.
+  original client through both hops. A connection from there without the header is refused.
 
 The rendered configuration passes ``haproxy -c``. Every process is stopped by its handle.
 """
@@ -68,7 +68,7 @@ def inventory(root: Path, http: int, ports: dict[str, int]) -> Path:
         root / "allmende.yaml",
         "name: servers\ndomains: [test]\n"
         f"edge: {{hosts: [edge], bind: 127.0.0.1, http_port: {http}, "
-        f"https_port: {free_port()}, accept_proxy: true}}\n",
+        f"https_port: {free_port()}, accept_proxy: [127.0.0.1]}}\n",
     )
     write(root / "hosts/edge.yaml", "address: 127.0.0.1\nengine: compose\n")
     write(root / "hosts/apps.yaml", "address: 127.0.0.1\nengine: compose\n")
@@ -183,7 +183,7 @@ def test_the_rendered_edge_passes_haproxy_check(edge: Edge) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     text = edge.config.read_text()
     assert "server app-3 127.0.0.1:" in text and " backup" in text
-    assert "send-proxy-v2" in text and "accept-proxy" in text
+    assert "send-proxy-v2" in text and "expect-proxy layer4 if { src 127.0.0.1/32 }" in text
 
 
 def test_a_route_with_two_servers_is_answered_by_both_and_the_backup_only_when_both_are_down(

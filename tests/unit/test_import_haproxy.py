@@ -274,8 +274,8 @@ def test_servers_outside_backups_balance_and_proxy_protocol_become_the_ports_edg
         "server": {"edge": {"smtp": {"servers": ["10.0.0.8:2525"]}}}
     }
     assert lines == [
-        "haproxy.cfg:5:1: the edge reads the PROXY protocol here: set `edge: {accept_proxy: true}` "
-        "in allmende.yaml",
+        "haproxy.cfg:5:1: the edge reads the PROXY protocol here: name the load balancers that "
+        "send it in allmende.yaml, `edge: {accept_proxy: [<address>]}`",
         "haproxy.cfg:13:1: the inventory cannot say the server's maxconn",
         "haproxy.cfg:14:1: backend wiki: server 10.0.0.5:9993 is kept out: it is another "
         "component of the inventory",
@@ -299,7 +299,7 @@ def test_servers_outside_backups_balance_and_proxy_protocol_become_the_ports_edg
     assert (root / "services" / "wiki.yaml").read_text() == before
     # an edge that reads the PROXY protocol says the bind's accept-proxy
     with (root / "allmende.yaml").open("a") as collective:
-        collective.write("edge: {hosts: [box], accept_proxy: true}\n")
+        collective.write("edge: {hosts: [box], accept_proxy: [10.0.0.1]}\n")
     _, lines = run(root, config)
     assert not [line for line in lines if "accept_proxy" in line]
 

@@ -478,12 +478,21 @@ def test_the_edge_behind_a_proxy_accepts_the_proxy_protocol_on_every_port(
     write(
         nordlicht,
         "allmende.yaml",
-        collective.replace("  proxy: haproxy\n", "  proxy: haproxy\n  accept_proxy: true\n"),
+        collective.replace(
+            "  proxy: haproxy\n", "  proxy: haproxy\n  accept_proxy: [192.0.2.1, 10.1.0.0/16]\n"
+        ),
     )
     text = config(nordlicht)
+    rule = "tcp-request connection expect-proxy layer4 if { src 192.0.2.1/32 10.1.0.0/16 }"
     for head in ("frontend http from http", "frontend https from tcp"):
-        assert section(text, head)[0].endswith(" accept-proxy"), head
-    assert section(text, "frontend expose-2222 from tcp")[1].endswith(" accept-proxy")
+        assert section(text, head)[1] == rule, head
+    assert section(text, "frontend expose-2222 from tcp")[2] == rule
+    assert "accept-proxy ssl" in text, "the socket behind the SNI frontend as before"
+    assert text.count("expect-proxy") == 3
+    bad = collective.replace("  proxy: haproxy\n", "  proxy: haproxy\n  accept_proxy: [lb]\n")
+    write(nordlicht, "allmende.yaml", bad)
+    with pytest.raises(InventoryError, match="not an IP address or network"):
+        load(nordlicht, {})
 
 
 # --------------------------------------------------------------------------- listening

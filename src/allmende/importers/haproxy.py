@@ -20,8 +20,9 @@ public address) and a published port, or the component's name and a port inside 
 other servers that match no component are kept as servers outside the inventory in the
 component's ``edge`` settings of that port, with ``backup``, the PROXY protocol and
 ``balance`` (``haproxyservers``); ``accept-proxy`` on a bind asks for the edge's
-``accept_proxy``. Whatever matches nothing, or cannot be said as a route (a catch-all, a rule
-on the client address...), is reported with its line.
+``accept_proxy`` (the addresses of the load balancers that send it). Whatever matches
+nothing, or cannot be said as a route (a catch-all, a rule on the client address...), is
+reported with its line.
 """
 
 from __future__ import annotations
@@ -409,7 +410,7 @@ def unsaid(mapper: _Mapper) -> None:
     statistics pages..., unless a note already names the line."""
     noted = {note.location.line for note in mapper.out.notes}
     edge = mapper.inventory.collective.edge
-    accepting = edge is not None and edge.accept_proxy
+    accepting = edge is not None and bool(edge.accept_proxy)
     for section in mapper.sections:
         if section.kind not in ("defaults", "frontend", "backend", "listen"):
             continue
@@ -435,8 +436,8 @@ def unsaid(mapper: _Mapper) -> None:
             elif words[0] == "bind" and "accept-proxy" in words[2:] and not accepting:
                 mapper.note(
                     line.number,
-                    "the edge reads the PROXY protocol here: set `edge: {accept_proxy: true}` "
-                    "in allmende.yaml",
+                    "the edge reads the PROXY protocol here: name the load balancers that send "
+                    "it in allmende.yaml, `edge: {accept_proxy: [<address>]}`",
                 )
             elif section.kind == "defaults" and words[0] != "errorfile":
                 continue

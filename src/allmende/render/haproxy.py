@@ -17,8 +17,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     ``/etc/haproxy/errors/allmende-503.http`` (503, ``Retry-After``), not a bare 503.
 ``cache cache_<duration>``
     one per distinct ``cache`` duration of the routes, at most that long.
-Every bind of the edge's ports takes ``accept-proxy`` when the edge sits behind a load balancer
-that sends the PROXY protocol (``edge.accept_proxy``).
+Behind load balancers that send the PROXY protocol (``edge.accept_proxy``), every frontend on
+the edge's ports expects its header from them (``tcp-request connection expect-proxy layer4``)
+and reads other connections as they come.
 ``frontend http`` (the edge's ``http_port``, 80)
     ``/.well-known/acme-challenge/`` goes to backend ``acme``, allmende's certificate job on
     ``127.0.0.1:<acme.responder_port>`` (8402); terminated routes are redirected to HTTPS
@@ -139,11 +140,14 @@ def terminate_socket(edge: str, inside_chroot: bool = False) -> str:
 
 
 def _bind(p: EdgePlan, port: int) -> str:
-    return (
-        f"bind {p.listen}:{port}"
-        + (" v4v6" if p.v4v6 else "")
-        + (" accept-proxy" if p.accept_proxy else "")
-    )
+    return f"bind {p.listen}:{port}" + (" v4v6" if p.v4v6 else "")
+
+
+def _expect_proxy(p: EdgePlan) -> list[str]:
+    """Return the rule that reads the PROXY protocol from the load balancers in front."""
+    if not p.accept_proxy:
+        return []
+    return [f"tcp-request connection expect-proxy layer4 if {{ src {' '.join(p.accept_proxy)} }}"]
 
 
 def _section(head: str, lines: Iterable[str]) -> str:
@@ -268,6 +272,7 @@ def _http_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
         "frontend http from http",
         [
             _bind(p, p.http_port),
+            *_expect_proxy(p),
             "http-request del-header X-Forwarded-For",
             "http-request set-header X-Forwarded-Proto http",
             f"acl acme_challenge path_beg {ACME_PATH}",
@@ -280,6 +285,7 @@ def _http_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
 def _https_frontend(p: EdgePlan) -> str:
     lines = [
         _bind(p, p.https_port),
+        *_expect_proxy(p),
         "tcp-request inspect-delay 5s",
         "tcp-request content accept if { req.ssl_hello_type 1 }",
     ]
@@ -330,6 +336,7 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
                 [
                     comment(f"# {port.service}: {port.target}"),
                     _bind(p, port.port),
+                    *_expect_proxy(p),
                     f"default_backend {port.backend}",
                 ],
             )

@@ -179,8 +179,8 @@ class EdgePlan:
     backends: tuple[Backend, ...]
     caches: tuple[Cache, ...]
     skipped: tuple[str, ...]
-    #: Every bind reads the PROXY protocol from what is in front of the edge.
-    accept_proxy: bool = False
+    #: Where connections come from that start with the PROXY protocol (load balancers in front).
+    accept_proxy: tuple[str, ...] = ()
     #: Where ACME http-01 challenges go (``acme.responder_port`` on the edge's loopback).
     responder: str = ACME_RESPONDER
 
@@ -514,7 +514,7 @@ def plan(inventory: Inventory, edge: str) -> EdgePlan:
         caches=tuple(Cache(name, max(1, math.ceil(seconds(durations[name])))) for name in caches),
         skipped=tuple(planner.skipped),
         responder=responder(inventory),
-        accept_proxy=config is not None and config.accept_proxy,
+        accept_proxy=config.accept_proxy if config is not None else (),
     )
 
 
