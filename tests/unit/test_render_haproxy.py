@@ -425,14 +425,17 @@ def test_more_servers_backup_balance_and_proxy_protocol_of_one_port(nordlicht: P
     ]
     assert section(text, "resolvers system") == ["parse-resolv-conf"]
     # the component itself as the backup of a server outside, in PROXY protocol v1
-    edge = "    edge: {http: {backup: true, proxy_protocol: v1, servers: [192.168.1.20:8080]}}\n"
+    edge = (
+        "    edge: {http: {backup: true, proxy_protocol: v1, weight: 5,\n"
+        "                  servers: [{address: 192.168.1.20:8080, weight: 20}]}}\n"
+    )
     component = component.split("    edge:")[0] + edge
     write(nordlicht, "services/many.yaml", service("rack", routes, component=component))
     backend = section(config(nordlicht), "backend many_app_http from http")
     assert "balance leastconn" not in backend and not any("balance" in ln for ln in backend)
     assert backend[-2:] == [
-        f"server app 192.0.2.10:8090 {check} send-proxy backup",
-        f"server app-2 192.168.1.20:8080 {check} send-proxy",
+        f"server app 192.0.2.10:8090 {check} weight 5 send-proxy backup",
+        f"server app-2 192.168.1.20:8080 {check} weight 20 send-proxy",
     ]
 
 

@@ -37,9 +37,11 @@ def proxy_of(line: Line) -> str | None:
     return found[-1] if found else None
 
 
-def _weight(line: Line) -> str:
+def weight(line: Line) -> int | None:
+    """Return a server line's ``weight`` (None: none, or none the inventory can say)."""
     words = line.words[3:]
-    return words[words.index("weight") + 1] if "weight" in words[:-1] else "1"
+    given = words[words.index("weight") + 1] if "weight" in words[:-1] else ""
+    return int(given) if given.isdigit() and int(given) <= 256 else None
 
 
 def backup(line: Line) -> bool:
@@ -146,15 +148,14 @@ def place(
                 (line.number, f"backend {section.name}: server {line.words[2]} is kept out: {why}")
             )
             continue
-        servers.append({"address": address, "backup": True} if backup(line) else address)
+        entry: dict[str, Any] = {"address": address}
+        if backup(line):
+            entry["backup"] = True
+        if weight(line) is not None:
+            entry["weight"] = weight(line)
+        servers.append(entry if len(entry) > 1 else address)
         proxies[line.number] = proxy_of(line)
         out.said.add(line.number)
-    weights = {_weight(ln) for ln in [own, *(ln for ln, _ in others)] if ln.number in out.said}
-    if len(weights) > 1:
-        out.notes.append(
-            (section.line, f"backend {section.name}: its servers' weights differ; the edge "
-             "gives each the same share")
-        )  # fmt: skip
     proxy = proxies[own.number]
     for number, theirs in proxies.items():
         if theirs != proxy:
@@ -164,7 +165,10 @@ def place(
             )  # fmt: skip
     if servers:
         out.settings["servers"] = servers
-    if backup(own) and any(isinstance(s, str) for s in servers):
+    if servers and weight(own) is not None:
+        out.settings["weight"] = weight(own)
+    active = [s for s in servers if isinstance(s, str) or not s.get("backup")]
+    if backup(own) and active:
         out.settings["backup"] = True
     if balance is not None and len(balance.words) > 1 and servers:
         if balance.words[1] in get_args(Balance) and len(balance.words) == 2:

@@ -41,6 +41,13 @@ class EdgeServer(Model):
     backup: bool = Field(
         False, description="Used only while every server that is not a backup is down."
     )
+    weight: int | None = Field(
+        None,
+        ge=0,
+        le=256,
+        description="Its share of the requests against the others' (HAProxy's `weight`, "
+        "default 1 each; 0: only requests that must go to it).",
+    )
 
     @field_validator("address")
     @classmethod
@@ -83,6 +90,9 @@ class PortEdge(Model):
         False,
         description="The component itself is a backup server: used only while every server of "
         "`servers` that is not a backup is down.",
+    )
+    weight: int | None = Field(
+        None, ge=0, le=256, description="The component's own share of the requests (`weight`)."
     )
     balance: Balance = Field(
         "roundrobin",

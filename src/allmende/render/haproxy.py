@@ -361,9 +361,10 @@ def _checked(backend: Backend, own: bool) -> list[str]:
     return words
 
 
-def _options(backend: Backend, backup: bool, dns: bool) -> list[str]:
-    """Return the options every server of a backend has: PROXY protocol, backup, resolving."""
-    words = []
+def _options(backend: Backend, backup: bool, dns: bool, weight: int | None) -> list[str]:
+    """Return the options of a server: its weight, the backend's PROXY protocol, backup,
+    resolving."""
+    words = [f"weight {weight}"] if weight is not None else []
     if backend.proxy is not None:
         words.append("send-proxy-v2" if backend.proxy == "v2" else "send-proxy")
     if backup:
@@ -378,10 +379,11 @@ def _servers(backend: Backend) -> list[str]:
     reached), then each server of its ``edge`` settings."""
     own = [f"server {ident(backend.component)} {backend.address}"]
     own += ["disabled"] if not backend.reachable else _checked(backend, True)
-    lines = [" ".join(own + _options(backend, backend.backup, backend.dns))]
+    lines = [" ".join(own + _options(backend, backend.backup, backend.dns, backend.weight))]
     for server in backend.servers:
         words = [f"server {server.name} {server.address}", *_checked(backend, False)]
-        lines.append(" ".join(words + _options(backend, server.backup, server.dns)))
+        options = _options(backend, server.backup, server.dns, server.weight)
+        lines.append(" ".join(words + options))
     return lines
 
 

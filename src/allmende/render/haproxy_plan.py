@@ -80,6 +80,7 @@ class Server:
     address: str
     dns: bool
     backup: bool
+    weight: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Backend:
     backup: bool = False
     balance: str = "roundrobin"
     proxy: str | None = None
+    weight: int | None = None
 
     @property
     def reachable(self) -> bool:
@@ -336,7 +338,8 @@ class _Planner:
         for number, server in enumerate(edge.servers if edge is not None else (), 2):
             at = server_address(server.host, server.port)
             assert at is not None, "the inventory checks each server's address"
-            servers.append(Server(f"{ident(component_name)}-{number}", *at, server.backup))
+            called = f"{ident(component_name)}-{number}"
+            servers.append(Server(called, *at, server.backup, server.weight))
         return Backend(
             name=name,
             mode=mode,
@@ -352,6 +355,7 @@ class _Planner:
             backup=edge.backup if edge is not None else False,
             balance=edge.balance if edge is not None else "roundrobin",
             proxy=edge.proxy_protocol if edge is not None else None,
+            weight=edge.weight if edge is not None else None,
         )
 
     def _health(
