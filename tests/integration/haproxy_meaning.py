@@ -8,8 +8,8 @@ back. Only routing is read: ``bind``, ``mode`` (own, from ``defaults``, or from 
 ``use_backend``/``default_backend`` (first rule that matches wins), ``redirect scheme https``,
 and the ``server`` lines of backends with what changes where traffic goes or what it carries:
 ``backup`` (no traffic while the others are up), the PROXY protocol (``send-proxy``,
-``send-proxy-v2``) and, for several servers, ``balance`` (``disabled`` servers are left out).
-A backend's server on a unix socket another frontend binds is followed into that frontend
+``send-proxy-v2``), ``weight`` and, for several servers, ``balance`` (``disabled`` servers are
+left out). A backend's server on a unix socket another frontend binds is followed into that frontend
 (the edge's TLS termination behind its SNI frontend). A rule whose condition tests anything
 else is kept as a way in of its own, named by its line, so that it can only match the same
 rule.
@@ -127,8 +127,12 @@ def _balance(section: Section, all_sections: list[Section]) -> str:
 
 
 def _server(words: list[str]) -> str:
-    """A server as it takes traffic: its address, and ``backup`` or the PROXY protocol."""
+    """A server as it takes traffic: its address, ``backup``, the PROXY protocol, and its
+    weight where it is not the default 1."""
     kept = [w for w in words[3:] if w in ("backup", "send-proxy", "send-proxy-v2")]
+    options = words[3:]
+    weight = options[options.index("weight") + 1] if "weight" in options[:-1] else "1"
+    kept += [f"weight {weight}"] if weight != "1" else []
     return " ".join([_address(words[2]), *sorted(kept)])
 
 
