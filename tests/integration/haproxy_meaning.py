@@ -6,11 +6,13 @@ Read independently of the importer, to compare an imported config with what allm
 back. Only routing is read: ``bind``, ``mode`` (own, from ``defaults``, or from the named
 ``defaults`` after ``from``), ``acl`` on ``hdr(host)``/``req.ssl_sni``/``path``/``path_beg``,
 ``use_backend``/``default_backend`` (first rule that matches wins), ``redirect scheme https``,
-and the ``server`` lines of backends (``backup`` and ``disabled`` servers take no traffic while
-the others are up). A backend's server on a unix socket another frontend binds is followed into
-that frontend (the edge's TLS termination behind its SNI frontend). A rule whose condition
-tests anything else is kept as a way in of its own, named by its line, so that it can only
-match the same rule.
+and the ``server`` lines of backends with what changes where traffic goes or what it carries:
+``backup`` (no traffic while the others are up), the PROXY protocol (``send-proxy``,
+``send-proxy-v2``), ``weight`` and, for several servers, ``balance`` (``disabled`` servers are
+left out). A backend's server on a unix socket another frontend binds is followed into that frontend
+(the edge's TLS termination behind its SNI frontend). A rule whose condition tests anything
+else is kept as a way in of its own, named by its line, so that it can only match the same
+rule.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ class Destination:
 
     servers: frozenset[str]
     tls: str
+    balance: str = ""
 
     def __str__(self) -> str:
-        return f"{self.tls} -> {', '.join(sorted(self.servers)) or '(no server)'}"
+        balance = f" ({self.balance})" if self.balance else ""
+        return f"{self.tls} -> {', '.join(sorted(self.servers)) or '(no server)'}{balance}"
 
 
 @dataclass
@@ -104,6 +108,32 @@ def sections(text: str) -> list[Section]:
         elif out:
             out[-1].lines.append((number, words))
     return out
+
+
+def _balance(section: Section, all_sections: list[Section]) -> str:
+    """The balancing algorithm of a backend: its own, else its defaults', else roundrobin."""
+    own = section.words("balance")
+    if own and len(own[0][1]) > 1:
+        return " ".join(own[0][1][1:])
+    defaults = [s for s in all_sections if s.kind == "defaults"]
+    if section.parent is not None:
+        named = [s for s in defaults if s.name == section.parent]
+        return _balance(named[0], all_sections) if named else "roundrobin"
+    for candidate in reversed([s for s in defaults if s.line < section.line]):
+        found = candidate.words("balance")
+        if found and len(found[0][1]) > 1:
+            return " ".join(found[0][1][1:])
+    return "roundrobin"
+
+
+def _server(words: list[str]) -> str:
+    """A server as it takes traffic: its address, ``backup``, the PROXY protocol, and its
+    weight where it is not the default 1."""
+    kept = [w for w in words[3:] if w in ("backup", "send-proxy", "send-proxy-v2")]
+    options = words[3:]
+    weight = options[options.index("weight") + 1] if "weight" in options[:-1] else "1"
+    kept += [f"weight {weight}"] if weight != "1" else []
+    return " ".join([_address(words[2]), *sorted(kept)])
 
 
 def _mode(section: Section, all_sections: list[Section]) -> str:
@@ -202,20 +232,23 @@ def read(text: str) -> Routing:
         backend = backends.get(name)
         if backend is None:
             return
-        servers = [
-            (n, w) for n, w in backend.words("server")
-            if len(w) > 2 and "backup" not in w[3:] and "disabled" not in w[3:]
-        ]  # fmt: skip
+        live = [
+            (n, w) for n, w in backend.words("server") if len(w) > 2 and "disabled" not in w[3:]
+        ]
+        servers = [(n, w) for n, w in live if "backup" not in w[3:]]
         server_lines = frozenset(n for n, _ in backend.words("server"))
         socket = [w[2] for _, w in servers if w[2].startswith(("unix@", "/"))]
         inner = sockets.get(socket[0].rsplit("/", 1)[-1]) if socket else None
         if inner is not None:
             frontend(inner, port, way_name if way_name != "*" else None)
             return
-        addresses = frozenset(_address(w[2]) for _, w in servers)
+        addresses = frozenset(_server(w) for _, w in live)
         if not addresses:
             return  # nothing answers: as if there were no rule
-        routing.add(Way(port, way_name, path), Destination(addresses, tls), lines, server_lines)
+        balance = _balance(backend, all_sections) if len(live) > 1 else ""
+        routing.add(
+            Way(port, way_name, path), Destination(addresses, tls, balance), lines, server_lines
+        )
 
     def frontend(section: Section, via: int | None = None, only: str | None = None) -> None:
         mode = _mode(section, all_sections)

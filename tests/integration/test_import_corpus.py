@@ -418,7 +418,7 @@ def uncovered(outcome: Outcome) -> list[str]:
                 ok = all(
                     (e.split(":")[1] if isinstance(e, str) else e["target"]) in paths for e in value
                 )
-            elif key in ("healthcheck", "depends_on"):
+            elif key in ("healthcheck", "depends_on", "build"):
                 ok = key in component
             elif key == "restart":
                 ok = component.get("restart", "unless-stopped") == value

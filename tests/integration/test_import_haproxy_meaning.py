@@ -202,7 +202,7 @@ def test_the_comparison_sees_routes_in_every_config_it_compares(
 def test_the_routing_reader_follows_binds_redirects_and_sockets() -> None:
     """What the comparison rests on, on a config whose routing is known: TLS per bind, a
     redirect on plain connections only, an SNI frontend handing over to a terminating one on a
-    unix socket, the first matching rule winning, backup servers taking no traffic."""
+    unix socket, the first matching rule winning, backup servers kept apart."""
     routing = read(
         "defaults\n  mode http\n"
         "frontend web\n  bind :80\n  bind :8443 ssl crt x.pem\n"
@@ -219,18 +219,18 @@ def test_the_routing_reader_follows_binds_redirects_and_sockets() -> None:
         "backend one\n  server a 10.0.0.1:80\n  server b 10.0.0.2:80 backup\n"
         "backend two\n  server c [fd00::1]:81\n"
         "backend hand\n  mode tcp\n  server t unix@/run/t.sock send-proxy-v2\n"
-        "backend raw\n  mode tcp\n  server r 10.0.0.9:443\n"
+        "backend raw\n  mode tcp\n  server r 10.0.0.9:443 send-proxy\n"
     )
     said = {str(way): str(destination) for way, destination in routing.ways.items()}
     assert said == {
         ":80 a.test/api": "redirect to https -> (no server)",
         ":80 a.test": "redirect to https -> (no server)",
-        ":80 b.test": "none -> 10.0.0.1:80",
-        ":80 ?12": "none -> 10.0.0.1:80",
-        ":8443 a.test/api": "terminate -> 10.0.0.1:80",
+        ":80 b.test": "none -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
+        ":80 ?12": "none -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
+        ":8443 a.test/api": "terminate -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
         ":8443 a.test": "terminate -> fd00::1:81",
-        ":8443 b.test": "terminate -> 10.0.0.1:80",
-        ":8443 ?12": "terminate -> 10.0.0.1:80",
+        ":8443 b.test": "terminate -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
+        ":8443 ?12": "terminate -> 10.0.0.1:80, 10.0.0.2:80 backup (roundrobin)",
         ":443 c.test": "terminate -> fd00::1:81",
-        ":443 *": "passthrough -> 10.0.0.9:443",
+        ":443 *": "passthrough -> 10.0.0.9:443 send-proxy",
     }

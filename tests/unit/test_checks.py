@@ -175,6 +175,18 @@ def test_images_pinned(tmp_path: Path) -> None:
         assert [f.message for f in found] == [f"`{image}` {said}"]
 
 
+def test_images_built_only_where_compose_runs(tmp_path: Path) -> None:
+    built = service().replace("ports: {http: 80}", "ports: {http: 80}\n    build: src")
+    files = {"services/pad.yaml": built, "files/pad/src/Dockerfile": "FROM scratch\n"}
+    assert findings(tmp_path / "a", "images.built", files) == []
+    swarm = {**files, "hosts/cluster.yaml": "address: 192.0.2.40\nengine: swarm\n"}
+    swarm["services/pad.yaml"] = built.replace("host: rack", "host: cluster")
+    found = findings(tmp_path / "b", "images.built", swarm)
+    assert [(f.keypath, f.message) for f in found] == [
+        ("components.app.build", "`cluster` runs swarm, which builds no image")
+    ]
+
+
 def test_volumes_under_srv(tmp_path: Path) -> None:
     good = (
         service(extra="volumes: {}\n")

@@ -22,6 +22,7 @@ from allmende.render.docs import site
 from allmende.render.docs.context import Context
 from allmende.render.docs.people import example_yaml
 from allmende.render.docs.runbook import Place, run_in, start, stop
+from tests.conftest import overlay
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "valid"
 NORDLICHT = FIXTURES / "nordlicht"
@@ -495,3 +496,21 @@ def test_a_state_database_that_cannot_be_read_leaves_out_the_last_archives(
     assert f"cannot open the state database {state}" in said
     page = (out / "markdown" / "services" / "wiki.md").read_text()
     assert "No archive recorded on this machine yet" in page
+
+
+def test_a_service_page_says_the_edge_servers_of_a_port(tmp_path: Path) -> None:
+    root = overlay(FIXTURES / "empty-overlay", tmp_path / "inventory")
+    wiki = root / "services" / "wiki.yaml"
+    wiki.write_text(
+        wiki.read_text().replace(
+            "    ports: {http: 80}\n",
+            "    ports: {http: 80}\n    edge: {http: {balance: source, proxy_protocol: v2,"
+            " servers: [192.168.1.20:80, {address: 192.168.1.21:80, backup: true}]}}\n",
+            1,
+        )
+    )
+    page = text(render(root)["services/wiki.html"])
+    assert (
+        "Edge servers http: also 192.168.1.20:80, 192.168.1.21:80 (backup), balanced by source, "
+        "PROXY protocol v2"
+    ) in page

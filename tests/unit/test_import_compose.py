@@ -16,6 +16,7 @@ import yaml
 
 from allmende.actions.importing import Options, Report, import_compose
 from allmende.errors import InventoryError
+from allmende.importers.result import ImportRefused
 from allmende.inventory.load import load
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.inventory.yamlpos import parse
@@ -39,6 +40,9 @@ class Imported:
     @property
     def kept(self) -> list[str]:
         return [k for s in self.report.services for k in s.kept]
+
+    def differences(self) -> list[str]:
+        return [str(d) for s in self.report.services for d in s.differences]
 
     def component(self, name: str = "app") -> dict[str, Any]:
         component: dict[str, Any] = self.data["components"][name]
@@ -299,6 +303,73 @@ def test_binds_keep_their_host_path_and_named_volumes_live_under_srv(tmp_path: P
     )
 
 
+def test_build_sources_next_to_the_project_are_carried_relative_to_the_service(
+    tmp_path: Path,
+) -> None:
+    result = run(
+        tmp_path,
+        """
+        services:
+          app:
+            build: {context: ./src, dockerfile: Containerfile, args: {VERSION: "2"}}
+          tool:
+            build: .
+        """,
+        files={
+            "src/Containerfile": "FROM scratch\nCOPY run.sh /\n",
+            "src/run.sh": "#!/bin/sh\n",
+            ".env": "TOKEN=not-for-the-inventory\n",
+            "Dockerfile": "FROM scratch\n",
+        },
+    )
+    app, tool = result.component("app"), result.component("tool")
+    assert app["build"] == {"context": "src", "dockerfile": "Containerfile"}
+    assert app["x-compose"] == {"build": {"args": {"VERSION": "2"}}}
+    assert tool["build"] == "build"
+    carried = result.inventory / "files" / "blog"
+    assert (carried / "src" / "run.sh").read_text() == "#!/bin/sh\n"
+    assert (carried / "build" / "Dockerfile").is_file()
+    assert not (carried / "build" / ".env").exists(), "an env file is no source to carry"
+    assert any("tool.build: built without .env" in d for d in result.differences())
+    rendered = render_compose.render(load(result.inventory, result.env))
+    project = yaml.safe_load(rendered["box/srv/blog/compose.yaml"].content)["services"]
+    assert project["app"]["build"] == {
+        "context": "./files/src",
+        "dockerfile": "Containerfile",
+        "args": {"VERSION": "2"},
+    }
+    assert project["app"]["pull_policy"] == "build"
+    assert rendered["box/srv/blog/files/src/Containerfile"].content.startswith(b"FROM scratch")
+    assert str(tmp_path) not in rendered["box/srv/blog/compose.yaml"].content.decode()
+
+
+def test_a_build_context_outside_the_project_is_refused_unless_an_image_is_named(
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "c").mkdir()
+    with pytest.raises(ImportRefused) as refused:
+        run(tmp_path / "a", f"services:\n  app:\n    build: {outside}\n")
+    assert f"the build context {outside} is a path of the machine that imports" in str(
+        refused.value
+    )
+    assert "name it in `image:`" in str(refused.value)
+    result = run(
+        tmp_path / "b", f"services:\n  app:\n    image: example/app:1.0\n    build: {outside}\n"
+    )
+    assert "build" not in result.component() and "x-compose" not in result.component()
+    assert any("not built: the image example/app:1.0 is pulled" in d for d in result.differences())
+    # relative, outside the project and not there: kept in the service's directory, said where
+    compose = "services:\n  app:\n    build: {context: ../src, target: prod}\n"
+    result = run(tmp_path / "c", compose)
+    assert result.component()["x-compose"]["build"] == {"context": "./src", "target": "prod"}
+    said = "app.build: builds from /srv/blog/src: put the sources of ../src there"
+    assert any(said in d for d in result.differences())
+
+
 def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_its_own(
     tmp_path: Path,
 ) -> None:
@@ -335,6 +406,42 @@ def test_configuration_next_to_the_project_is_carried_and_data_gets_a_volume_of_
     service = yaml.safe_load(rendered["box/srv/radio/compose.yaml"].content)["services"]["radio"]
     assert "/srv/radio/files/radio.liq:/etc/liquidsoap/radio.liq:ro" in service["volumes"]
     assert "/srv/radio/jingles:/jingles" in service["volumes"]
+
+
+def test_executable_and_binary_files_are_carried_as_they_are(tmp_path: Path) -> None:
+    directory = project(
+        tmp_path,
+        """
+        services:
+          web:
+            image: nginx:1.27.3
+            entrypoint: [/docker-entrypoint.d/start.sh]
+            volumes:
+              - ./start.sh:/docker-entrypoint.d/start.sh:ro
+              - ./static:/usr/share/nginx/html
+        """,
+        "web",
+        {"start.sh": "#!/bin/sh\nexec nginx -g 'daemon off;'\n", "static/index.html": "hi\n"},
+    )
+    (directory / "start.sh").chmod(0o755)
+    logo = b"\x89PNG\r\n\x1a\n\x00\xff\xfe"
+    (directory / "static" / "logo.png").write_bytes(logo)
+    root, env = inventory(tmp_path)
+    report = import_compose([directory], Options(into=root, environ=env, host="box"))
+    carried = root / "files" / "web"
+    assert (carried / "start.sh").stat().st_mode & 0o777 == 0o755
+    assert (carried / "static" / "index.html").stat().st_mode & 0o111 == 0
+    assert (carried / "static" / "logo.png").read_bytes() == logo
+    shown = {c.path: c.after for c in report.changes}
+    assert shown["files/web/start.sh"].startswith("(executable)\n#!/bin/sh")
+    assert shown["files/web/static/logo.png"] == "(a binary file of 11 bytes)\n"
+    rendered = render_compose.render(load(root, env))
+    assert rendered["box/srv/web/files/start.sh"].mode == 0o755
+    assert rendered["box/srv/web/files/static/index.html"].mode == 0o644
+    assert rendered["box/srv/web/files/static/logo.png"].content == logo
+    # imported again: nothing differs, nothing to write
+    again = import_compose([directory], Options(into=root, environ=env, host="box"))
+    assert not [c for c in again.changes if c.path.startswith("files/")]
 
 
 def site(tmp_path: Path) -> Imported:

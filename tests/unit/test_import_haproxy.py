@@ -222,13 +222,88 @@ def test_what_the_inventory_cannot_say_is_listed_by_line(root: Path) -> None:
     assert lines == [
         "haproxy.cfg:4:1: the inventory cannot say `errorfile 503 /etc/haproxy/errors/503.http`",
         "haproxy.cfg:8:1: the inventory cannot say `http-response set-header X-Frame-Options DENY`",
-        "haproxy.cfg:11:1: the inventory cannot say the server's send-proxy",
-        "haproxy.cfg:12:1: backend wiki: another server (b 10.0.0.6:8081); a route sends to one "
-        "component",
-        "haproxy.cfg:13:1: backend wiki: another server (c 10.0.0.7:8081); a route sends to one "
-        "component",
+        "haproxy.cfg:12:1: backend wiki: servers differ in the PROXY protocol; the inventory "
+        "says one for the port (v1)",
+        "haproxy.cfg:13:1: backend wiki: servers differ in the PROXY protocol; the inventory "
+        "says one for the port (v1)",
         "haproxy.cfg:16:1: the inventory cannot say `stats enable`",
     ]
+
+
+def test_servers_outside_backups_balance_and_proxy_protocol_become_the_ports_edge(
+    root: Path,
+) -> None:
+    config = """
+        defaults
+          mode http
+        frontend web
+          bind :80 accept-proxy
+          use_backend wiki if { hdr(host) -i wiki.example.org }
+          use_backend mail if { hdr(host) -i mail.example.org }
+        backend wiki
+          balance leastconn
+          server spare 10.0.0.9:8081 check backup send-proxy-v2
+          server a 10.0.0.5:8081 check inter 2s send-proxy-v2
+          server b nas.lan:8081 check send-proxy-v2
+          server c [fd00::7]:80 send-proxy-v2 maxconn 10
+          server d 10.0.0.5:9993 send-proxy-v2
+          server e unix@/run/x.sock send-proxy-v2
+        backend mail
+          balance uri
+          server a 10.0.0.5:2525 weight 10
+          server b 10.0.0.8:2525 weight 20
+          server c 10.0.0.9:2525 disabled
+        """
+    services, lines = run(root, config)
+    assert services["wiki"]["components"] == {
+        "app": {
+            "edge": {
+                "http": {
+                    "servers": [
+                        {"address": "10.0.0.9:8081", "backup": True},
+                        "nas.lan:8081",
+                        "[fd00::7]:80",
+                    ],
+                    "balance": "leastconn",
+                    "proxy_protocol": "v2",
+                }
+            }
+        }
+    }
+    assert services["mail"]["components"] == {
+        "server": {
+            "edge": {
+                "smtp": {"servers": [{"address": "10.0.0.8:2525", "weight": 20}], "weight": 10}
+            }
+        }
+    }
+    assert lines == [
+        "haproxy.cfg:5:1: the edge reads the PROXY protocol here: name the load balancers that "
+        "send it in allmende.yaml, `edge: {accept_proxy: [<address>]}`",
+        "haproxy.cfg:13:1: the inventory cannot say the server's maxconn",
+        "haproxy.cfg:14:1: backend wiki: server 10.0.0.5:9993 is kept out: it is another "
+        "component of the inventory",
+        "haproxy.cfg:15:1: backend wiki: server unix@/run/x.sock is kept out: backend wiki -> "
+        "unix@/run/x.sock is a socket, not a service",
+        "haproxy.cfg:17:1: the inventory cannot say `balance uri`",
+        "haproxy.cfg:20:1: backend mail: server 10.0.0.9:2525 is disabled: left out",
+    ]
+    wiki = load(root, {}).services["wiki"].components["app"].edge["http"]
+    assert [(s.address, s.backup) for s in wiki.servers] == [
+        ("10.0.0.9:8081", True),
+        ("nas.lan:8081", False),
+        ("[fd00::7]:80", False),
+    ]
+    # imported again: the inventory already says it all, the file stays as it is
+    before = (root / "services" / "wiki.yaml").read_text()
+    assert "proxy_protocol: v2" in before
+    run(root, config)
+    assert (root / "services" / "wiki.yaml").read_text() == before
+    # an edge that reads the PROXY protocol says the bind's accept-proxy
+    with (root / "allmende.yaml").open("a") as collective:
+        collective.write("edge: {hosts: [box], accept_proxy: [10.0.0.1]}\n")
+    _, lines = run(root, config)
+    assert not [line for line in lines if "accept_proxy" in line]
 
 
 def test_nothing_to_write_is_said_only_when_the_inventory_says_all_of_it(root: Path) -> None:

@@ -234,3 +234,39 @@ def test_a_port_bound_to_one_address_of_its_host_is_reached_there(tmp_path: Path
     assert findings(tmp_path / "a", files) == []
     reach = derive.reach(inventory(tmp_path / "b", files), "gateway", "tools", "app.http")
     assert reach is not None and (reach.address, reach.port) == ("192.0.2.11", 8095)
+
+
+def test_a_component_that_runs_nowhere_routes_to_its_servers_outside_the_inventory(
+    tmp_path: Path,
+) -> None:
+    nas = "    replicas: 0\n    edge: {http: {servers: [192.168.1.20:5000]}}\n"
+    text = service("rack").replace(
+        "    ports: {http: 3000, ssh: 22}\n", "    ports: {http: 3000, ssh: 22}\n" + nas
+    )
+    assert findings(tmp_path / "a", {"services/tools.yaml": text}) == []
+    backends = plan(inventory(tmp_path / "b", {"services/tools.yaml": text}), "gateway").backends
+    (tools,) = [b for b in backends if b.service == "tools"]
+    assert [s.address for s in tools.servers] == ["192.168.1.20:5000"]
+    assert "runs nowhere" in tools.note
+    # nothing to send to: the route would answer 503 forever
+    alone = text.replace("edge: {http: {servers: [192.168.1.20:5000]}}", "edge: {}")
+    found = findings(tmp_path / "c", {"services/tools.yaml": alone})
+    assert [f.message for f in found] == [
+        "app.http runs nowhere (`replicas: 0`) and has no server outside the inventory to send to"
+    ]
+
+
+def test_a_server_outside_that_is_another_component_is_said(tmp_path: Path) -> None:
+    # wiki publishes app.http on 8081 of rack (192.0.2.10) in the base inventory
+    text = service("rack", "{http: 8095}").replace(
+        "    ports: {http: 3000, ssh: 22}\n",
+        "    ports: {http: 3000, ssh: 22}\n"
+        "    edge: {http: {servers: [192.0.2.10:8081, 192.168.1.20:3000]}}\n",
+    )
+    found = list(run(inventory(tmp_path, {"services/tools.yaml": text}), only=["routes.servers"]))
+    assert [(f.keypath, f.message) for f in found] == [
+        (
+            "components.app.edge.http.servers[0]",
+            "192.0.2.10:8081 is wiki/app.http, published on `rack`",
+        )
+    ]

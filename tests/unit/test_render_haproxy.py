@@ -398,6 +398,106 @@ def test_health_check_on_another_port(nordlicht: Path) -> None:
     )
 
 
+# --------------------------------------------------------------------------- servers
+
+
+def test_more_servers_backup_balance_and_proxy_protocol_of_one_port(nordlicht: Path) -> None:
+    component = (
+        "  app:\n    image: example/app:1.0.0\n    ports: {http: 80}\n"
+        "    publish: {http: 8090}\n"
+        "    healthcheck: {http: /ready, interval: 10s, retries: 2}\n"
+        "    edge:\n      http:\n        balance: leastconn\n        proxy_protocol: v2\n"
+        "        servers: [192.168.1.20:8080, '[2001:db8::5]:80',\n"
+        "                  {address: nas.nordlicht.example:81, backup: true}]\n"
+    )
+    routes = "  - {domain: many.nordlicht.example, to: app.http}\n"
+    write(nordlicht, "services/many.yaml", service("rack", routes, component=component))
+    text = config(nordlicht)
+    backend = section(text, "backend many_app_http from http")
+    assert "balance leastconn" in backend
+    check = "check inter 10s fastinter 2s downinter 2s fall 2"
+    assert backend[-4:] == [
+        f"server app 192.0.2.10:8090 {check} send-proxy-v2",
+        f"server app-2 192.168.1.20:8080 {check} send-proxy-v2",
+        f"server app-3 [2001:db8::5]:80 {check} send-proxy-v2",
+        f"server app-4 nas.nordlicht.example:81 {check} send-proxy-v2 backup "
+        "resolvers system init-addr libc,none",
+    ]
+    assert section(text, "resolvers system") == ["parse-resolv-conf"]
+    # the component itself as the backup of a server outside, in PROXY protocol v1
+    edge = (
+        "    edge: {http: {backup: true, proxy_protocol: v1, weight: 5,\n"
+        "                  servers: [{address: 192.168.1.20:8080, weight: 20}]}}\n"
+    )
+    component = component.split("    edge:")[0] + edge
+    write(nordlicht, "services/many.yaml", service("rack", routes, component=component))
+    backend = section(config(nordlicht), "backend many_app_http from http")
+    assert "balance leastconn" not in backend and not any("balance" in ln for ln in backend)
+    assert backend[-2:] == [
+        f"server app 192.0.2.10:8090 {check} weight 5 send-proxy backup",
+        f"server app-2 192.168.1.20:8080 {check} weight 20 send-proxy",
+    ]
+
+
+def test_servers_outside_keep_a_route_whose_component_cannot_be_reached(nordlicht: Path) -> None:
+    component = (
+        "  app:\n    image: example/app:1.0.0\n    ports: {http: 3000}\n"
+        "    edge: {http: {servers: [192.168.1.20:3000]}}\n"
+    )
+    routes = "  - {domain: nas.nordlicht.example, to: app.http}\n"
+    write(nordlicht, "services/nas.yaml", service("rack", routes, component=component))
+    backend = section(config(nordlicht), "backend nas_app_http from http")
+    assert backend[-2:] == [
+        "server app 192.0.2.10:3000 disabled",
+        "server app-2 192.168.1.20:3000 check",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("edge", "message"),
+    [
+        ("{web: {proxy_protocol: v2}}", "web is not one of this component's `ports`"),
+        ("{http: {servers: [192.168.1.20]}}", "write `<address>:<port>`"),
+        ("{http: {servers: ['192.168.1.20:70000']}}", "between 1 and 65535"),
+        ("{http: {servers: ['bad name:80']}}", "neither an IP address nor a host name"),
+        ("{http: {backup: true}}", "needs a server in `servers` that is not a backup"),
+        ("{http: {proxy_protocol: v3}}", "proxy_protocol"),
+    ],
+)
+def test_edge_settings_of_a_port_are_checked(nordlicht: Path, edge: str, message: str) -> None:
+    component = (
+        "  app:\n    image: example/app:1.0.0\n    ports: {http: 80}\n"
+        f"    publish: {{http: 8090}}\n    edge: {edge}\n"
+    )
+    write(nordlicht, "services/odd.yaml", service("rack", component=component))
+    with pytest.raises(InventoryError, match=message):
+        load(nordlicht, {})
+
+
+def test_the_edge_behind_a_proxy_accepts_the_proxy_protocol_on_every_port(
+    nordlicht: Path,
+) -> None:
+    collective = (nordlicht / "allmende.yaml").read_text()
+    write(
+        nordlicht,
+        "allmende.yaml",
+        collective.replace(
+            "  proxy: haproxy\n", "  proxy: haproxy\n  accept_proxy: [192.0.2.1, 10.1.0.0/16]\n"
+        ),
+    )
+    text = config(nordlicht)
+    rule = "tcp-request connection expect-proxy layer4 if { src 192.0.2.1/32 10.1.0.0/16 }"
+    for head in ("frontend http from http", "frontend https from tcp"):
+        assert section(text, head)[1] == rule, head
+    assert section(text, "frontend expose-2222 from tcp")[2] == rule
+    assert "accept-proxy ssl" in text, "the socket behind the SNI frontend as before"
+    assert text.count("expect-proxy") == 3
+    bad = collective.replace("  proxy: haproxy\n", "  proxy: haproxy\n  accept_proxy: [lb]\n")
+    write(nordlicht, "allmende.yaml", bad)
+    with pytest.raises(InventoryError, match="not an IP address or network"):
+        load(nordlicht, {})
+
+
 # --------------------------------------------------------------------------- listening
 
 

@@ -264,23 +264,32 @@ def test_every_manifest_passes_kubernetes_validate_strict(root: Path) -> None:
                 pytest.fail(f"{root.name}: {path}: {kind}: {error.message}")
 
 
-def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> None:
+def board(tmp_path: Path) -> tuple[Path, Path]:
+    """Return a copy of the engines inventory whose board carries the directory
+    ``files/board/board`` (holding board.toml), and that directory."""
     after = "    volumes: {media: /srv/media}\n"
     files = "    files: {/etc/board: board}\n"
     root = carrying(ENGINES, tmp_path / "inventory", "board", after, files)
     carried = root / "files" / "board" / "board"
     carried.mkdir(parents=True)
     (carried / "board.toml").write_text("title = 'Werkstatt'\n")
+    return root, carried
+
+
+def board_documents(root: Path) -> list[dict[str, Any]]:
+    """Return the board's manifests, each validated."""
+    content = kubernetes.render(load(root, {}))["kubernetes/board.yaml"].content
+    docs = list(yaml.safe_load_all(content))
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    return docs
+
+
+def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> None:
+    root, carried = board(tmp_path)
     (carried / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\xff")
 
-    def rendered() -> list[dict[str, Any]]:
-        content = kubernetes.render(load(root, {}))["kubernetes/board.yaml"].content
-        docs = list(yaml.safe_load_all(content))
-        for doc in docs:
-            kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
-        return docs
-
-    docs = rendered()
+    docs = board_documents(root)
     files = find(docs, "ConfigMap", "web-files")
     assert files["data"] == {"board_board.toml": "title = 'Werkstatt'\n"}
     assert list(files["binaryData"]) == ["board_logo.png"]
@@ -294,5 +303,30 @@ def test_carried_files_are_a_config_map_mounted_file_by_file(tmp_path: Path) -> 
     template = find(docs, "Deployment", "web")["spec"]["template"]
     before = template["metadata"]["annotations"]["allmende/files-sha256"]
     (carried / "board.toml").write_text("title = 'Hackspace'\n")
-    after = find(rendered(), "Deployment", "web")["spec"]["template"]["metadata"]
+    after = find(board_documents(root), "Deployment", "web")["spec"]["template"]["metadata"]
     assert after["annotations"]["allmende/files-sha256"] != before  # the pods roll
+    volume = find(board_documents(root), "Deployment", "web")["spec"]["template"]["spec"][
+        "volumes"
+    ][-1]
+    assert volume == {"name": "carried-files", "configMap": {"name": "web-files"}}
+
+
+def test_an_executable_carried_file_is_mounted_executable(tmp_path: Path) -> None:
+    root, carried = board(tmp_path)
+    (carried / "start.sh").write_text("#!/bin/sh\nexec board\n")
+
+    def pod() -> tuple[dict[str, Any], str]:
+        template = find(board_documents(root), "Deployment", "web")["spec"]["template"]
+        return template["spec"]["volumes"][-1], template["metadata"]["annotations"][
+            "allmende/files-sha256"
+        ]
+
+    plain, before = pod()
+    assert "items" not in plain["configMap"]
+    (carried / "start.sh").chmod(0o755)
+    volume, digest = pod()
+    assert volume["configMap"]["items"] == [
+        {"key": "board_board.toml", "path": "board_board.toml"},
+        {"key": "board_start.sh", "path": "board_start.sh", "mode": 0o755},
+    ]
+    assert digest != before, "the pods roll when a file becomes executable"

@@ -180,3 +180,8 @@ def test_carried_files_are_configs_named_by_what_they_hold(tmp_path: Path) -> No
     cnf.write_text("[mysqld]\nmax_connections = 80\n")
     [changed] = rendered()[0]
     assert changed != name  # a config cannot change: a new one, rolled out on deploy
+    cnf.chmod(0o755)
+    configs, db = rendered()
+    assert db["configs"][0]["mode"] == 0o555, "an executable file stays executable"
+    files = swarm.render(load(root, {}))
+    assert files["swarm/srv/ledger/files/conf.d/tuning.cnf"].mode == 0o755

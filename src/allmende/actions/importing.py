@@ -293,22 +293,27 @@ def _finish(
     report: Report,
     files: dict[str, str],
     secrets: dict[str, str],
+    blobs: Mapping[str, tuple[bytes, int]] | None = None,
 ) -> Report:
-    """Validate the whole inventory as it would be, then (unless dry_run) write."""
+    """Validate the whole inventory as it would be, then (unless dry_run) write: ``files``
+    as text, ``blobs`` (carried files) as bytes with their mode."""
+    blobs = blobs or {}
     store = SecretStore(root, options.environ)
     to_store = _secrets(store, secrets, options.force, report)
     try:
-        staged(root, files, {*store.names(), *secrets}, options.environ)
+        staged(root, files, {*store.names(), *secrets}, options.environ, blobs)
     except InventoryError as exc:
         raise UserError(f"{exc}\nThe imported files would not load: nothing was written.") from None
     if options.dry_run:
         return report
-    for relative in files:  # before any secret is stored: a file in the way stops it all
+    for relative in [*files, *blobs]:  # before any secret: a file in the way stops it all
         make_parent(root / relative)
     for name, value in to_store.items():
         store.set(name, value.encode())
     for relative, text in files.items():
         save(root / relative, text.encode("utf-8"))
+    for relative, (content, mode) in blobs.items():
+        save(root / relative, content, mode)
     report.written = True
     return report
 
@@ -336,6 +341,7 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
     if options.name is not None and len(projects) != 1:
         raise UserError("--name names one service: give one compose project with it")
     files = _host_stub(options.host, inventory, report)
+    blobs: dict[str, tuple[bytes, int]] = {}
     problems: list[Problem] = []
     taken: set[str] = set()
     for done, (path, extra) in enumerate(projects):
@@ -372,28 +378,48 @@ def import_compose(paths: Sequence[Path], options: Options) -> Report:
                     f"{relative} names another secret where the import has {name}: "
                     f"{name} is not stored"
                 )
-        for change in _carried(out, root, options.force, report):
+        for change, content, mode in _carried(out, root, options.force, report):
             report.changes.append(change)
-            files[change.path] = change.after
+            blobs[change.path] = (content, mode)
     report.changes += [Change(p, None, t) for p, t in files.items() if p.startswith("hosts/")]
-    return _finish(root, options, report, files, secrets)
+    return _finish(root, options, report, files, secrets, blobs)
 
 
-def _carried(out: Imported, root: Path, force: bool, report: Report) -> list[Change]:
+def _carried(
+    out: Imported, root: Path, force: bool, report: Report
+) -> list[tuple[Change, bytes, int]]:
     """Return the changes that carry the project's configuration files into
-    ``files/<service>/``: new files, and (with ``force``) changed ones; a file there that
-    says otherwise is kept and reported."""
+    ``files/<service>/`` (each with its bytes and mode: 0755 for an executable one): new
+    files, and (with ``force``) changed ones; a file there that says otherwise is kept and
+    reported."""
     changes = []
-    for relative, text in sorted(out.files.items()):
+    for relative, content in sorted(out.files.items()):
         path = f"{CARRIED}/{out.name}/{relative}"
-        before = (root / path).read_text(encoding="utf-8") if (root / path).is_file() else None
-        if before == text:
+        mode = 0o755 if relative in out.executable else 0o644
+        there = root / path
+        before = (there.read_bytes(), there.stat().st_mode & 0o777) if there.is_file() else None
+        if (
+            before is not None
+            and before[0] == content
+            and bool(before[1] & 0o111) == (mode == 0o755)
+        ):
             continue
         if before is not None and not force:
             report.lines.append(f"{path}: kept as it is; the project's copy differs (--force)")
             continue
-        changes.append(Change(path, before, text))
+        shown = None if before is None else _shown(*before)
+        changes.append((Change(path, shown, _shown(content, mode)), content, mode))
     return changes
+
+
+def _shown(content: bytes, mode: int) -> str:
+    """Return a carried file as the report shows it: its text, or what it is when binary;
+    an executable one says so first."""
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        text = f"(a binary file of {len(content)} bytes)\n"
+    return ("(executable)\n" if mode & 0o111 else "") + text
 
 
 def _secret_references(text: str) -> set[str]:

@@ -41,3 +41,26 @@ def images_pinned(ctx: Context) -> Iterator[Finding]:
                     f"`{component.image}` uses the moving tag `{tag}`: it names no full version",
                     fix,
                 )
+
+
+@rule(
+    "images.built",
+    "error",
+    "Only a compose host builds an image from the sources the inventory carries (`build`); "
+    "Swarm and Kubernetes start an image from a registry on whichever node runs it, so the "
+    "sources would never be used.",
+    "build the image, push it to a registry, name it in `image:` and drop `build`",
+)
+def images_built(ctx: Context) -> Iterator[Finding]:
+    for name, service in sorted(ctx.inventory.services.items()):
+        host = ctx.inventory.hosts.get(service.host)
+        if host is None or host.engine == "compose":
+            continue
+        for cname, component in sorted(service.components.items()):
+            if component.build is not None:
+                yield ctx.finding(
+                    "service",
+                    name,
+                    ("components", cname, "build"),
+                    f"`{service.host}` runs {host.engine}, which builds no image",
+                )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from allmende.checks import ports
+from allmende.checks.ports import PortUse
 from allmende.checks.registry import Context, Finding, rule
 from allmende.inventory import derive
 from allmende.inventory.domains import managed_zone, relative
@@ -177,6 +178,22 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
             (("expose", i, "to"), e.to) for i, e in enumerate(service.expose)
         ]
         for path, target in targets:
+            component, port = derive.split_target(target)
+            runs = service.components.get(component)
+            if runs is not None and runs.replicas == 0:
+                # it runs nowhere: the edge sends to the servers outside the inventory alone
+                settings = runs.edge.get(port)
+                if settings is None or all(server.backup for server in settings.servers):
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        path,
+                        f"{target} runs nowhere (`replicas: 0`) and has no server outside the "
+                        "inventory to send to",
+                        f"give components.{component}.edge.{port}.servers in "
+                        f"{inv.file('service', name)}, or run it (`replicas: 1`)",
+                    )
+                continue
             unpublished: list[str] = []
             nowhere: list[str] = []
             loopback: list[tuple[str, str]] = []
@@ -188,7 +205,6 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
                     loopback.append((edge, reach.only))
                 else:
                     (nowhere if reach.published else unpublished).append(edge)
-            component, port = derive.split_target(target)
             for edge, address in loopback:
                 yield ctx.finding(
                     "service",
@@ -220,3 +236,34 @@ def routes_reachable(ctx: Context) -> Iterator[Finding]:
                     "`address`",
                     f"give `{service.host}` an `address` in {inv.file('host', service.host)}",
                 )
+
+
+@rule(
+    "routes.servers",
+    "warning",
+    "A server of a component's `edge` settings is meant to be outside the inventory; one at "
+    "the address and published port of another component sends that route's requests to a "
+    "program that was never meant to answer them.",
+    "name the right port of the server, or route to that component instead",
+)
+def routes_servers(ctx: Context) -> Iterator[Finding]:
+    inv = ctx.inventory
+    taken: dict[tuple[str, int], PortUse] = {}
+    for use in ports.published(inv):
+        host = inv.hosts.get(use.host)
+        for address in (host.address, host.public_ipv4, host.public_ipv6) if host else ():
+            if address:
+                taken.setdefault((address.lower(), use.port), use)
+    for name, service in sorted(inv.services.items()):
+        for cname, component in sorted(service.components.items()):
+            for port, settings in sorted(component.edge.items()):
+                for i, server in enumerate(settings.servers):
+                    other = taken.get((server.host.lower(), server.port))
+                    if other is None or other.what == f"{name}/{cname}.{port}":
+                        continue
+                    yield ctx.finding(
+                        "service",
+                        name,
+                        ("components", cname, "edge", port, "servers", i),
+                        f"{server.address} is {other.what}, published on `{other.host}`",
+                    )

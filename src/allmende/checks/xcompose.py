@@ -49,6 +49,10 @@ def contradictions(service: str, component: Component) -> Iterator[tuple[str, st
     check = kept.get("healthcheck")
     if component.healthcheck is not None and isinstance(check, Mapping) and "test" in check:
         yield "healthcheck.test", "`healthcheck` says what is checked"
+    built = kept.get("build")
+    typed_too = not isinstance(built, Mapping) or {"context", "dockerfile"} & set(built)
+    if component.build is not None and built is not None and typed_too:
+        yield "build", "`build` says where the sources are"
     if "restart" in kept and kept["restart"] != component.restart:
         yield "restart", f"`restart` says {component.restart}"
     waits = kept.get("depends_on")

@@ -1,10 +1,11 @@
 """Paths of the project, not of the machine that imports it: a bind mount whose source is
 relative to the project (``./nginx.conf``) or to a home directory (``~/music``).
 
-A small text file or directory (configuration) is carried into the inventory under
-``files/<service>/`` and named by the component's ``files``; anything else (data, a path that
-does not exist yet, binary files, a large tree) becomes a volume under ``/srv/<service>/``,
-with a note to move what is there. Nothing keeps the importing machine's own paths.
+A small file or directory (configuration: at most 64 files and 1 MiB, text or binary) is
+carried into the inventory under ``files/<service>/``, its executable bit kept, and named by
+the component's ``files``; anything else (data, a path that does not exist yet, a large tree,
+a link) becomes a volume under ``/srv/<service>/``, with a note to move what is there. Nothing
+keeps the importing machine's own paths.
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from allmende.inventory.hostpaths import carried_file, volume_dir
 #: The most a carried source may hold: configuration, not data.
 MOST_FILES = 64
 MOST_BYTES = 1 << 20
+#: The most the sources of a built image may hold.
+MOST_BUILD_FILES = 1000
+MOST_BUILD_BYTES = 16 << 20
+#: Left out of carried build sources: the project's own repository and env files, which may
+#: hold secrets that have no place in the inventory's files.
+NOT_SOURCES = (".git", ".env")
 
 
 def relative_source(source: str) -> str | None:
@@ -38,25 +45,33 @@ def on_disk(ctx: ComponentContext, source: str) -> Path | None:
     return ctx.project.directory / source
 
 
-def readable_text(path: Path | None) -> dict[str, str] | None:
-    """Return the text files of a small file or directory by their path relative to it
-    (``""`` for a file itself), or None where it is no configuration to carry (missing, a
-    link, binary, too large)."""
+def readable(
+    path: Path | None, most: tuple[int, int] = (MOST_FILES, MOST_BYTES), skip: tuple[str, ...] = ()
+) -> dict[str, tuple[bytes, bool]] | None:
+    """Return the files of a small file or directory by their path relative to it (``""`` for
+    a file itself): content and whether it is executable; None where it is no configuration to
+    carry (missing, a link, more than ``most`` files and bytes, unreadable). Files or
+    directories whose name starts with one of ``skip`` are left out."""
     if path is None or path.is_symlink() or not path.exists():
         return None
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if not p.is_dir())
-    if not files or len(files) > MOST_FILES or any(p.is_symlink() for p in files):
+    files = [
+        p for p in files if not any(part.startswith(skip) for part in p.relative_to(path).parts)
+    ] if skip else files  # fmt: skip
+    if not files or len(files) > most[0] or any(p.is_symlink() for p in files):
         return None
-    if sum(p.stat().st_size for p in files) > MOST_BYTES:
+    if sum(p.stat().st_size for p in files) > most[1]:
         return None
-    out: dict[str, str] = {}
+    out: dict[str, tuple[bytes, bool]] = {}
     for file in files:
         try:
-            out["" if file == path else file.relative_to(path).as_posix()] = file.read_text(
-                encoding="utf-8"
-            )
-        except (UnicodeDecodeError, OSError):
+            content, mode = file.read_bytes(), file.stat().st_mode
+        except OSError:
             return None
+        out["" if file == path else file.relative_to(path).as_posix()] = (
+            content,
+            bool(mode & 0o111),
+        )
     return out
 
 
@@ -65,15 +80,66 @@ def carry(ctx: ComponentContext, source: str, target: str, read_only: bool) -> s
     return the host path the rendered mount uses, or None when it is not carried (then it is
     data: see ``data_volume``)."""
     relative = relative_source(source)
-    contents = readable_text(on_disk(ctx, source))
+    contents = readable(on_disk(ctx, source))
     if relative is None or relative == "." or contents is None:
         return None
-    for inside, text in contents.items():
-        ctx.carried[posixpath.join(relative, inside) if inside else relative] = text
+    for inside, (content, runs) in contents.items():
+        key = posixpath.join(relative, inside) if inside else relative
+        ctx.carried[key] = content
+        if runs:
+            ctx.executable.add(key)
     ctx.component.setdefault("files", {})[target] = (
         {"source": relative, "read_only": True} if read_only else relative
     )
     return carried_file(ctx.service, relative)
+
+
+def carry_build(ctx: ComponentContext, context: str) -> tuple[str, bool] | None:
+    """Carry the sources of a built image into the inventory. Return (the context's
+    directory, whether it was carried): under ``files/<service>/`` when it was; else relative
+    to the service's directory on the host, where the import says to put them (outside the
+    project's directory, missing, a link in them, too large). Return None, with a problem
+    saying why, for an absolute context or one in a home directory: a path of the importing
+    machine."""
+    if context.startswith(("/", "~")):
+        ctx.problem(
+            ("build",),
+            f"the build context {context} is a path of the machine that imports, not of the "
+            "project",
+            "make it relative to the project's directory, or build the image, push it to a "
+            "registry and name it in `image:`",
+        )
+        return None
+    relative = relative_source(context) or "."
+    into = "build" if relative == "." else relative
+    path = on_disk(ctx, context)
+    inside = path is not None and path.resolve().is_relative_to(ctx.project.directory.resolve())
+    contents = readable(path, (MOST_BUILD_FILES, MOST_BUILD_BYTES), NOT_SOURCES) if inside else None
+    if contents is None or "" in contents:
+        kept = "." if posixpath.normpath(context) == "." else into
+        why = (
+            f"missing, no directory, a link in it, or more than {MOST_BUILD_FILES} files or "
+            f"{MOST_BUILD_BYTES >> 20} MiB"
+            if inside
+            else "outside the project's directory"
+        )
+        ctx.differ(
+            "build",
+            f"builds from /srv/{ctx.service}/{kept}: put the sources of {context} there (not "
+            f"carried: {why})",
+        )
+        return f"./{kept}" if kept != "." else ".", False
+    for name, (content, runs) in contents.items():
+        key = f"{into}/{name}"
+        ctx.carried[key] = content
+        if runs:
+            ctx.executable.add(key)
+    left = sorted(
+        p.name for p in path.iterdir() if p.name.startswith(NOT_SOURCES)
+    ) if path is not None else []  # fmt: skip
+    if left:
+        ctx.differ("build", f"built without {', '.join(left)} (not carried: may hold secrets)")
+    return into, True
 
 
 def data_volume(ctx: ComponentContext, index: int, source: str, name: str) -> str:

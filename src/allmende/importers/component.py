@@ -6,17 +6,20 @@ key, anything else replaces), so ``labels`` and ``networks`` are kept in their m
 which merges with what it writes itself.
 
 A service with ``build`` and no ``image`` gets the image name Compose gives what it builds
-(``<project>-<service>``), its ``build`` kept verbatim: a relative context is then relative to
-the service's directory on the host, and the import says to put the sources there.
+(``<project>-<service>``). A build context in the project's directory is carried into the
+inventory (``files/<service>/<context>``, ``build`` of the component; other build keys kept
+under ``x-compose``); one outside it (an absolute path, ``..``, a home directory) is refused
+with the reason, unless the service also names its ``image``, which is then pulled instead. A
+remote context (a Git URL) is kept verbatim.
 """
 
 from __future__ import annotations
 
-import posixpath
 import re
 import shlex
 from typing import Any
 
+from allmende.importers.carry import carry_build
 from allmende.importers.composefile import Project, missing_env_file, outside, read_env_file
 from allmende.importers.context import ComponentContext
 from allmende.importers.mounts import map_ports, map_volumes
@@ -132,15 +135,39 @@ def _image(ctx: ComponentContext) -> None:
 
 
 def _build(ctx: ComponentContext, build: Any) -> None:
-    """Keep ``build`` verbatim, its context relative to the service's directory on the host
-    (``/srv/<service>``), where the sources must be put: the import says so."""
+    """Carry the sources of ``build`` into the inventory (``carry_build``) as the component's
+    ``build``; keep a remote context verbatim. Sources that cannot be carried are refused,
+    unless the service names its image too: then that image is pulled, and the import says so."""
     context = build.get("context", ".") if isinstance(build, dict) else build
-    ctx.keep("build", build, "built on the host from sources put beside the service's files")
-    if isinstance(context, str) and not _REMOTE.match(context):
-        where = context if context.startswith("/") else f"/srv/{ctx.service}/{context}"
-        ctx.differ(
-            "build", f"builds from {posixpath.normpath(where)}: put the sources of {context} there"
-        )
+    if not isinstance(context, str) or _REMOTE.match(context):
+        ctx.keep("build", build, "built on the host from a remote context")
+        return
+    problems = len(ctx.problems)
+    carried = carry_build(ctx, context)
+    if carried is None:
+        if isinstance(ctx.compose.get("image"), str):
+            del ctx.problems[problems:]
+            ctx.differ("build", f"not built: the image {ctx.compose['image']} is pulled instead")
+        return
+    where, done = carried
+    if not done:
+        kept = {**build, "context": where} if isinstance(build, dict) else where
+        ctx.keep("build", kept, "built on the host from sources put in the service's directory")
+        return
+    typed: dict[str, Any] = {"context": where}
+    rest = {k: v for k, v in build.items() if k not in ("context", "dockerfile")} if isinstance(
+        build, dict
+    ) else {}  # fmt: skip
+    if isinstance(build, dict) and isinstance(build.get("dockerfile"), str):
+        typed["dockerfile"] = build["dockerfile"]
+    ctx.component["build"] = typed if len(typed) > 1 else where
+    ctx.differ(
+        "pull_policy",
+        f"built again from the carried sources on every start (pull_policy: build), so that a "
+        f"changed source in files/{ctx.service}/{where} is a new image",
+    )
+    if rest:
+        ctx.keep("build", rest, "build settings the inventory does not type")
 
 
 def _command(ctx: ComponentContext) -> None:

@@ -33,6 +33,7 @@ COMPONENT_ORDER = (
     "publish",
     "volumes",
     "files",
+    "build",
     "healthcheck",
     "depends_on",
     "replicas",
@@ -236,6 +237,7 @@ def map_project(project: Project, name: str, host: str) -> Imported:
         out.notes += ctx.notes
         out.differences += ctx.differences
         out.files.update(ctx.carried)
+        out.executable |= ctx.executable
         if ctx.cname != ctx.name:
             out.notes.append(
                 Note(

@@ -39,7 +39,8 @@ class ComponentContext:
     reasons: dict[str, str] = field(default_factory=dict)
     udp: set[str] = field(default_factory=set)
     differences: list[Difference] = field(default_factory=list)
-    carried: dict[str, str] = field(default_factory=dict)
+    carried: dict[str, bytes] = field(default_factory=dict)
+    executable: set[str] = field(default_factory=set)
     #: host ports the project's components publish (shared by every context of a project)
     taken_ports: set[int] = field(default_factory=set)
 

@@ -16,8 +16,13 @@ path (``path_beg``) and the TLS server name (``req.ssl_sni``, ``req_ssl_sni``,
 
 A backend's ``server`` lines are matched to a service's component: the host's address (or
 public address) and a published port, or the component's name and a port inside the container
-(HAProxy on the same Compose network). Whatever matches nothing, or cannot be said as a route
-(a catch-all, a rule on the client address...), is reported with its line.
+(HAProxy on the same Compose network); one that is no backup is taken first. The backend's
+other servers that match no component are kept as servers outside the inventory in the
+component's ``edge`` settings of that port, with ``backup``, the PROXY protocol and
+``balance`` (``haproxyservers``); ``accept-proxy`` on a bind asks for the edge's
+``accept_proxy`` (the addresses of the load balancers that send it). Whatever matches
+nothing, or cannot be said as a route (a catch-all, a rule on the client address...), is
+reported with its line.
 """
 
 from __future__ import annotations
@@ -30,13 +35,20 @@ from typing import Any
 
 from allmende.errors import Location, Problem
 from allmende.importers.haproxycfg import Line, Section, condition, parse
+from allmende.importers.haproxyservers import (
+    ARGUMENT,
+    SERVER_SAID,
+    Target,
+    backup,
+    component_at,
+    place,
+)
 from allmende.importers.result import Imported, ImportRefused, Note
 from allmende.inventory.inventory import Inventory
 
 _HOST = re.compile(r"^(?:req\.)?hdr(?:_dom)?\((?:host|Host|HOST)\)(?:,.*)?$")
 _PATH = re.compile(r"^path_beg$|^path$")
 _SNI = re.compile(r"^(?:req\.ssl_sni|req_ssl_sni|ssl_fc_sni)$")
-_LOCAL = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 _ACME = "/.well-known/acme-challenge"
 
 
@@ -48,21 +60,14 @@ class Acl:
     values: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class Target:
-    """Where a backend sends: a service's component and port name."""
-
-    service: str
-    component: str
-    port: str
-
-
 @dataclass
 class Outcome:
     """What an HAProxy config gives: per service, routes and exposed ports; and notes."""
 
     routes: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     expose: dict[str, dict[tuple[int, str], dict[str, Any]]] = field(default_factory=dict)
+    #: service -> component -> port name -> the port's ``edge`` settings
+    edges: dict[str, dict[str, dict[str, dict[str, Any]]]] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
 
 
@@ -167,24 +172,33 @@ class _Mapper:
         self.out = Outcome()
         self.targets: dict[str, Target | None] = {}
         self.moved: set[int] = set()
+        #: Server lines the inventory now says (the component, servers outside it).
+        self.said: set[int] = set()
 
     def note(self, line: int, message: str, kind: str = "warning") -> None:
         self.out.notes.append(Note(Location(self.shown, line, 1), kind, message))  # type: ignore[arg-type]
 
-    def mode(self, section: Section) -> str:
-        """Return the section's mode: its own, else that of the defaults above it, else tcp."""
-        line = section.first("mode")
+    def inherited(self, section: Section, keyword: str) -> Line | None:
+        """Return the section's directive ``keyword``: its own, else that of the nearest
+        defaults above it that has one."""
+        line = section.first(keyword)
         if line is not None and len(line.words) > 1:
-            return line.words[1]
+            return line
         defaults = [s for s in self.sections if s.kind == "defaults" and s.line < section.line]
         for candidate in reversed(defaults):
-            line = candidate.first("mode")
+            line = candidate.first(keyword)
             if line is not None and len(line.words) > 1:
-                return line.words[1]
-        return "tcp"
+                return line
+        return None
+
+    def mode(self, section: Section) -> str:
+        """Return the section's mode: its own, else that of the defaults above it, else tcp."""
+        line = self.inherited(section, "mode")
+        return line.words[1] if line is not None else "tcp"
 
     def target(self, backend: str, line: int) -> Target | None:
-        """Return the component a backend sends to, reporting once when there is none."""
+        """Return the component a backend sends to, reporting once when there is none; the
+        backend's other servers become that port's ``edge`` settings (``haproxyservers``)."""
         if backend in self.targets:
             return self.targets[backend]
         section = self.backends.get(backend)
@@ -195,72 +209,57 @@ class _Mapper:
             servers = [ln for ln in section.lines if ln.words[0] == "server" and len(ln.words) > 2]
             if not servers:
                 self.note(section.line, f"backend {backend} has no server lines")
-            for server in servers:
-                found = self.match(backend, server)
+            matched = {ln.number: self.match(backend, ln) for ln in servers}
+            # a server that is no backup is the component, where one matches
+            for server in sorted(servers, key=backup):
+                found = matched[server.number][0]
                 if found is not None:
+                    self.edge(section, found, server, servers, matched)
                     break
+            else:
+                for server in servers:
+                    self.note(server.number, matched[server.number][1])
         self.targets[backend] = found
         return found
 
-    def match(self, backend: str, server: Line) -> Target | None:
-        """Return the one component a server line reaches, or None (and a note why)."""
-        address = server.words[2]
-        if address.startswith(("/", "unix@", "abns@")):
-            self.note(server.number, f"backend {backend} -> {address} is a socket, not a service")
-            return None
-        host, _, port_text = address.rpartition(":")
-        host = host.strip("[]").lower()
-        if not port_text.isdigit():
-            self.note(server.number, f"backend {backend} -> {address} names no port")
-            return None
-        port = int(port_text)
-        published: list[Target] = []
-        inside: list[Target] = []
-        for name, service in sorted(self.inventory.services.items()):
-            machine = self.inventory.hosts.get(service.host)
-            addresses = (
-                {
-                    a.lower()
-                    for a in (machine.address, machine.public_ipv4, machine.public_ipv6)
-                    if a
-                }
-                if machine
-                else set()
-            )
-            local = machine is not None and (
-                machine.address is None or service.host in self.edges()
-            )
-            for cname, component in service.components.items():
-                extra = component.extensions.get("x-compose") or {}
-                names = {cname, name, f"{name}-{cname}", str(extra.get("container_name", ""))}
-                for pname, number in component.ports.items():
-                    on_host = component.publish.get(pname)
-                    if (
-                        on_host is not None
-                        and on_host.port == port
-                        and (host in addresses or (host in _LOCAL and local))
-                    ):
-                        published.append(Target(name, cname, pname))
-                    if host in names and number == port:
-                        inside.append(Target(name, cname, pname))
-        found = published or inside
-        if len(found) == 1:
+    def edge(
+        self,
+        section: Section,
+        found: Target,
+        own: Line,
+        servers: list[Line],
+        matched: dict[int, tuple[Target | None, str]],
+    ) -> None:
+        """Keep the backend's servers beside ``own`` as the edge settings of ``found``."""
+        others = [
+            (ln, None if matched[ln.number][0] is not None else matched[ln.number][1])
+            for ln in servers
+            if ln is not own
+        ]
+        placed = place(section, own, others, self.inherited(section, "balance"))
+        for number, message in placed.notes:
+            self.note(number, message)
+        self.said |= placed.said
+        for server in (ln for ln in servers if ln.number in placed.said):
             if "ssl" in server.words[3:]:
                 self.note(
                     server.number,
-                    f"backend {backend} speaks TLS to {address}; the edge sends plain HTTP "
-                    "to a route's port: check that the service answers it",
+                    f"backend {section.name} speaks TLS to {server.words[2]}; the edge sends "
+                    "plain HTTP to a route's port: check that the service answers it",
                 )
-            return found[0]
-        if not found:
+        ports = self.out.edges.setdefault(found.service, {}).setdefault(found.component, {})
+        if found.port in ports and ports[found.port] != placed.settings:
             self.note(
-                server.number,
-                f"backend {backend} -> {address} matches no published port in services/",
+                section.line,
+                f"backend {section.name} sends to {found.service}/{found.component}."
+                f"{found.port} with other servers than another backend does; the first is kept",
             )
-        else:
-            shown = ", ".join(f"{t.service}/{t.component}.{t.port}" for t in found)
-            self.note(server.number, f"backend {backend} -> {address} matches several: {shown}")
-        return None
+        elif placed.settings:
+            ports.setdefault(found.port, placed.settings)
+
+    def match(self, backend: str, server: Line) -> tuple[Target | None, str]:
+        """Return the one component a server line reaches, or None and why not."""
+        return component_at(self.inventory, self.edges(), backend, server)
 
     def ports(self, section: Section, modes: list[str]) -> None:
         """Note each port a section routes on that is not the edge's port for its routes."""
@@ -403,30 +402,27 @@ SAID = frozenset({"bind", "mode", "acl", "use_backend", "default_backend", "time
 SAID |= {"option", "balance", "maxconn", "tcp-request"}  # the edge inspects SNI itself
 #: The edge sends plain HTTP to HTTPS for every route that terminates TLS.
 _TO_HTTPS = ("http-request", "redirect", "scheme", "https")
-#: Options of a ``server`` line the inventory's route holds (a health check, TLS to it).
-SERVER_SAID = frozenset({"check", "inter", "rise", "fall", "weight", "ssl", "verify", "sni"})
-_ARGUMENT = frozenset({"inter", "rise", "fall", "weight", "verify", "sni", "ca-file", "crt"})
-_ARGUMENT |= {"port", "maxconn", "cookie", "resolvers", "init-addr", "on-marked-down"}
 
 
 def unsaid(mapper: _Mapper) -> None:
     """Note, by line, every directive of the config that the inventory does not say: servers
-    after the one a route sends to, server options (``send-proxy``, ``backup``), headers set,
-    error files, statistics pages..., unless a note already names the line."""
+    it does not hold, server options (``maxconn``, ``cookie``...), headers set, error files,
+    statistics pages..., unless a note already names the line."""
     noted = {note.location.line for note in mapper.out.notes}
+    edge = mapper.inventory.collective.edge
+    accepting = edge is not None and bool(edge.accept_proxy)
     for section in mapper.sections:
         if section.kind not in ("defaults", "frontend", "backend", "listen"):
             continue
-        servers = [ln for ln in section.lines if ln.words[0] == "server"]
         for line in section.lines:
             if line.number in noted:
                 continue
             words = line.words
-            if words[0] == "server" and line is servers[0]:
+            if words[0] == "server" and line.number in mapper.said:
                 extra = [
                     w
                     for previous, w in pairwise(words[2:])
-                    if w not in SERVER_SAID and previous not in _ARGUMENT
+                    if w not in SERVER_SAID and previous not in ARGUMENT
                 ]
                 if extra:
                     shown = " ".join(extra)
@@ -434,8 +430,14 @@ def unsaid(mapper: _Mapper) -> None:
             elif words[0] == "server":
                 mapper.note(
                     line.number,
-                    f"{section.kind} {section.name}: another server ({' '.join(words[1:3])}); "
-                    "a route sends to one component",
+                    f"{section.kind} {section.name}: server {' '.join(words[1:3])} is not held: "
+                    "no route or exposed port sends to its backend",
+                )
+            elif words[0] == "bind" and "accept-proxy" in words[2:] and not accepting:
+                mapper.note(
+                    line.number,
+                    "the edge reads the PROXY protocol here: name the load balancers that send "
+                    "it in allmende.yaml, `edge: {accept_proxy: [<address>]}`",
                 )
             elif section.kind == "defaults" and words[0] != "errorfile":
                 continue
@@ -468,6 +470,9 @@ def import_config(
     services = []
     for name in sorted(set(out.routes) | set(out.expose)):
         data: dict[str, Any] = {}
+        edges = {c: {"edge": ports} for c, ports in out.edges.get(name, {}).items() if ports}
+        if edges:
+            data["components"] = edges
         if out.routes.get(name):
             data["routes"] = list(out.routes[name].values())
         if out.expose.get(name):

@@ -63,7 +63,8 @@ class Imported:
     comment written after that key; ``secrets`` maps secret names to the values to store;
     ``kept`` lists the fields kept verbatim under ``x-compose`` (``app.cap_add``);
     ``differences`` what the rendered service will do otherwise than the original; ``files``
-    the configuration files carried into ``files/<service>/``, by path there. ``source``
+    the configuration files carried into ``files/<service>/``, by path there, ``executable``
+    those of them that are executable. ``source``
     names the files as given, ``origin`` by their absolute paths.
     """
 
@@ -77,7 +78,8 @@ class Imported:
     kept: list[str] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     differences: list[Difference] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    executable: set[str] = field(default_factory=set)
     connections: list[Connection] = field(default_factory=list)
 
 

@@ -26,9 +26,11 @@ def staged(
     files: Mapping[str, str],
     secrets: Iterable[str],
     environ: Mapping[str, str],
+    blobs: Mapping[str, tuple[bytes, int]] | None = None,
 ) -> Inventory:
-    """Given the inventory root, new file texts by relative path and every secret name, return
-    the inventory loaded as it would be. Raise InventoryError if it would not load."""
+    """Given the inventory root, new file texts by relative path, new carried files (bytes
+    and mode) and every secret name, return the inventory loaded as it would be. Raise
+    InventoryError if it would not load."""
     with tempfile.TemporaryDirectory(prefix="allmende-import-") as temp:
         stage = Path(temp)
         _copy(root / COLLECTIVE_FILE, stage / COLLECTIVE_FILE)
@@ -50,6 +52,11 @@ def staged(
             target = stage / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text, encoding="utf-8")
+        for relative, (content, mode) in (blobs or {}).items():
+            target = stage / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(mode)
         for name in secrets:
             placeholder = stage / SECRETS_DIR / (name + SUFFIX)
             placeholder.parent.mkdir(parents=True, exist_ok=True)

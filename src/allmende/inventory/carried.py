@@ -1,8 +1,10 @@
 """Configuration files the inventory carries: ``files/<service>/...``, named by the ``files`` of
 a service's components and read by the loader (renderers read no files).
 
-A source names a regular file or a directory (every regular file below it is carried). A link,
-a missing source or one that cannot be read is a problem located at the component's entry.
+A source names a regular file or a directory (every regular file below it is carried), text or
+binary. A file with an executable bit in the inventory (Git keeps it) is handed over executable
+(``executable``). A link, a missing source or one that cannot be read is a problem located at
+the component's entry.
 """
 
 from __future__ import annotations
@@ -42,21 +44,36 @@ def _regular(path: Path, root: Path) -> Iterator[Path]:
         yield from _regular(child, root)
 
 
-def read_carried(inventory: Inventory) -> tuple[dict[str, bytes], list[Problem]]:
-    """Return every carried file the inventory's components name, and the problems found."""
+def executable(inventory: Inventory, service: str, relative: str) -> bool:
+    """Return whether the carried file ``files/<service>/<relative>`` is executable."""
+    return carried_key(service, relative) in inventory.executable
+
+
+def read_carried(
+    inventory: Inventory,
+) -> tuple[dict[str, bytes], frozenset[str], list[Problem]]:
+    """Return every carried file the inventory's components name, the keys of those that are
+    executable, and the problems found."""
     root = inventory.root
     found: dict[str, bytes] = {}
+    runs: set[str] = set()
     problems: list[Problem] = []
     for name, service in sorted(inventory.services.items()):
         base = root / CARRIED / name
         for cname, component in sorted(service.components.items()):
-            for target, file in sorted(component.files.items()):
-                path = ("components", cname, "files", target)
-                shown = f"{CARRIED}/{name}/{file.source}"
+            sources = [
+                (("components", cname, "files", t), f.source) for t, f in component.files.items()
+            ]
+            if component.build is not None:
+                sources.append((("components", cname, "build", "context"), component.build.context))
+            for path, source in sorted(sources):
+                shown = f"{CARRIED}/{name}/{source}"
                 try:
-                    for regular in _regular(base / file.source, root):
+                    for regular in _regular(base / source, root):
                         relative = regular.relative_to(base).as_posix()
                         found[carried_key(name, relative)] = regular.read_bytes()
+                        if regular.stat().st_mode & 0o111:
+                            runs.add(carried_key(name, relative))
                 except OSError as exc:
                     problems.append(
                         Problem(
@@ -66,4 +83,4 @@ def read_carried(inventory: Inventory) -> tuple[dict[str, bytes], list[Problem]]
                             f"put the file at {shown} in the inventory",
                         )
                     )
-    return found, problems
+    return found, frozenset(runs), problems

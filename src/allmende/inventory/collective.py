@@ -108,6 +108,14 @@ class Edge(Model):
         "routes share it. Redirects to HTTPS still name the standard port, as when a router "
         "forwards 443 to this one.",
     )
+    accept_proxy: tuple[str, ...] = Field(
+        (),
+        description="The addresses (or networks, `192.0.2.0/24`) of load balancers or routers "
+        "in front of the edge that send the PROXY protocol (HAProxy's `send-proxy`): a "
+        "connection from one of them must start with that header, and the edge takes the "
+        "client's address from it; connections from anywhere else (allmende's own checks, "
+        "the watcher) are read as they come.",
+    )
 
     @field_validator("bind")
     @classmethod
@@ -118,6 +126,14 @@ class Edge(Model):
             return str(ipaddress.ip_address(value))
         except ValueError as exc:
             raise ValueError("not an IP address") from exc
+
+    @field_validator("accept_proxy")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return tuple(str(ipaddress.ip_network(v, strict=False)) for v in value)
+        except ValueError as exc:
+            raise ValueError(f"not an IP address or network: {exc}") from None
 
     @model_validator(mode="after")
     def _two_ports(self) -> Edge:

@@ -26,7 +26,8 @@ class Inventory:
     of ``hosts/``, ``services/`` and ``zones/`` that were not read, and why (a FIFO, a device,
     a directory named like a file): the check ``inventory.skipped`` reports them.
     ``carried`` holds the configuration files the components carry (``files/<service>/...``)
-    by ``<service>/<path>`` (``inventory.carried``).
+    by ``<service>/<path>`` (``inventory.carried``); ``executable`` names those whose file in
+    the inventory has an executable bit, which every engine hands over executable.
     """
 
     root: Path
@@ -39,6 +40,7 @@ class Inventory:
     documents: Mapping[str, Document]
     skipped: Mapping[str, str] = field(default_factory=dict)
     carried: Mapping[str, bytes] = field(default_factory=dict)
+    executable: frozenset[str] = frozenset()
 
     def file(self, kind: Kind, name: str = "") -> str:
         """Return the file, relative to the root, that defines the named host, service, ..."""

@@ -198,9 +198,9 @@ def load(root: Path | str, env: Mapping[str, str] | None = None) -> Inventory:
         skipped=skipped,
     )
     problems.extend(_resolvable(inventory, files, spoiled, unreadable))
-    carried, unreadable_files = read_carried(inventory)
+    carried, executable, unreadable_files = read_carried(inventory)
     problems.extend(unreadable_files)
-    inventory = replace(inventory, carried=carried)
+    inventory = replace(inventory, carried=carried, executable=executable)
     if problems:
         raise InventoryError(problems)
     return inventory

@@ -56,7 +56,6 @@ from allmende.inventory.hosts import (
     SystemContainer,
 )
 from allmende.inventory.services import (
-    CarriedFile,
     Component,
     Condition,
     Expect,
@@ -73,6 +72,8 @@ from allmende.inventory.services import (
     Use,
     Volume,
 )
+from allmende.inventory.sources import Build, CarriedFile
+from allmende.inventory.upstreams import Balance, EdgeServer, PortEdge
 from allmende.inventory.zones import (
     DnsServer,
     Record,
@@ -95,6 +96,8 @@ __all__ = [
     "Acme",
     "Allow",
     "BackupDefaults",
+    "Balance",
+    "Build",
     "CarriedFile",
     "Challenge",
     "Collective",
@@ -105,6 +108,7 @@ __all__ = [
     "DomainName",
     "Duration",
     "Edge",
+    "EdgeServer",
     "EnvValue",
     "Expect",
     "Expose",
@@ -120,6 +124,7 @@ __all__ = [
     "Notify",
     "Person",
     "Port",
+    "PortEdge",
     "Provides",
     "Published",
     "Record",

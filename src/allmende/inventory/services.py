@@ -39,6 +39,8 @@ from allmende.inventory.hosts import (
     _ip,
 )
 from allmende.inventory.safenames import unsafe_character
+from allmende.inventory.sources import Build, CarriedFile, _build, _carried
+from allmende.inventory.upstreams import PortEdge
 
 
 class Limits(Model):
@@ -64,28 +66,6 @@ class Volume(Model):
 
 def _volume(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
-
-
-class CarriedFile(Model):
-    """A configuration file or directory the inventory carries under `files/<service>/` and
-    hands to a component at a path inside it."""
-
-    source: str = Field(
-        description="The file or directory under `files/<service>/` (a relative path)."
-    )
-    read_only: bool = Field(False, description="Mounted read-only.")
-
-    @field_validator("source")
-    @classmethod
-    def _relative(cls, value: str) -> str:
-        parts = value.split("/")
-        if value.startswith("/") or ".." in parts or not value.strip("/."):
-            raise ValueError("must be a path under files/<service>/, without `..`")
-        return value
-
-
-def _carried(value: Any) -> Any:
-    return {"source": value} if isinstance(value, str) else value
 
 
 def _secret_use(value: Any) -> Any:
@@ -244,7 +224,21 @@ class Component(Extensible):
         "{source, read_only}): configuration carried by the inventory; each engine hands it "
         "over its own way (compose: a file under /srv/<service>/files/).",
     )
+    build: Annotated[
+        Build | None, BeforeValidator(_build, json_schema_input_type=str | Build | None)
+    ] = Field(
+        None,
+        description="Compose hosts: `image` is built on the host from sources the inventory "
+        "carries under `files/<service>/` (a directory, or {context, dockerfile}); Swarm and "
+        "Kubernetes hosts take images from a registry only.",
+    )
     healthcheck: Healthcheck | None = Field(None, description="How to tell it is healthy.")
+    edge: dict[SafeName, PortEdge] = Field(
+        default_factory=dict,
+        description="Port name -> how the edge reaches that port of a route or `expose`: more "
+        "servers to balance over (outside the inventory), backup servers, the PROXY protocol. "
+        "Default: one server, this component on the service's host.",
+    )
     depends_on: Annotated[
         dict[str, Condition | None],
         BeforeValidator(_dependencies, json_schema_input_type=list[str] | dict[str, Condition]),
@@ -254,7 +248,12 @@ class Component(Extensible):
         "when it has a health check, else until started), or name -> `started`, `healthy` or "
         "`completed` (ran to its end successfully) to say what is waited for.",
     )
-    replicas: int = Field(1, ge=0, description="How many copies run.")
+    replicas: int = Field(
+        1,
+        ge=0,
+        description="How many copies run. `0` with `edge` servers: the service's routes go "
+        "only to servers outside the inventory (a NAS, a box allmende does not manage).",
+    )
     resources: Limits | None = Field(
         None, description="Incus hosts: the instance's `limits.cpu` and `limits.memory`."
     )
@@ -273,6 +272,9 @@ class Component(Extensible):
         relative = [path for path in self.files if not path.startswith("/")]
         if relative:
             raise ValueError(f"`files`: {relative[0]} must be an absolute path inside")
+        unknown = [name for name in self.edge if name not in self.ports]
+        if unknown:
+            raise ValueError(f"`edge`: {unknown[0]} is not one of this component's `ports`")
         return self
 
 

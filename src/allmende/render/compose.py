@@ -112,9 +112,9 @@ def carried_rendered(context: Context, sources: tuple[str, ...]) -> dict[str, Re
     here = carried_file(context.name, "")
     return {
         f"{context.service.host}{host_path}": Rendered(
-            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}")
+            content, (*sources, f"{CARRIED}/{context.name}/{host_path.removeprefix(here)}"), mode
         )
-        for host_path, content in carried_files(context.inventory, context.name).items()
+        for host_path, (content, mode) in carried_files(context.inventory, context.name).items()
     }
 
 
@@ -164,6 +164,14 @@ def compose_service(
     if published:
         entry["ports"] = published
     add_common(entry, context, networks, name, component)
+    if component.build is not None:
+        # built on the host from the carried sources, on every `up`: a changed source is a
+        # new image (Docker's cache keeps the rest)
+        # relative to the project file, /srv/<service>/compose.yaml: /srv/<service>/files/...
+        entry["build"] = {"context": f"./{CARRIED}/{component.build.context.strip('/')}"}
+        if component.build.dockerfile is not None:
+            entry["build"]["dockerfile"] = component.build.dockerfile
+        entry["pull_policy"] = "build"
     binds = secret_binds(component)
     if binds:
         entry["volumes"] = [*entry.get("volumes", []), *binds]

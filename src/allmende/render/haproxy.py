@@ -17,6 +17,9 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     ``/etc/haproxy/errors/allmende-503.http`` (503, ``Retry-After``), not a bare 503.
 ``cache cache_<duration>``
     one per distinct ``cache`` duration of the routes, at most that long.
+Behind load balancers that send the PROXY protocol (``edge.accept_proxy``), every frontend on
+the edge's ports expects its header from them (``tcp-request connection expect-proxy layer4``)
+and reads other connections as they come.
 ``frontend http`` (the edge's ``http_port``, 80)
     ``/.well-known/acme-challenge/`` goes to backend ``acme``, allmende's certificate job on
     ``127.0.0.1:<acme.responder_port>`` (8402); terminated routes are redirected to HTTPS
@@ -35,7 +38,10 @@ module only writes it down. The configuration needs HAProxy 2.6 or later and rea
     the last is one per routed or exposed port, reaching the published port on the service
     host's address (on the edge host itself: where compose publishes it), with the component's
     healthcheck as HAProxy check (its interval while up, every 2 s while down). An unpublished
-    port is rendered as a disabled server with the reason.
+    port is rendered as a disabled server with the reason. The component's ``edge`` settings
+    for the port add a server per address outside the inventory (``<component>-2``, ...; the
+    same check, on each server's own port), ``backup`` servers, a ``balance`` other than
+    round-robin, and ``send-proxy``/``send-proxy-v2`` on every server of the backend.
 
 HTTP routes match the Host header without port, lowercased, and the path by prefix with
 exact-or-slash semantics, the longest prefix first. Every file listed in ``certs.list`` must
@@ -135,6 +141,13 @@ def terminate_socket(edge: str, inside_chroot: bool = False) -> str:
 
 def _bind(p: EdgePlan, port: int) -> str:
     return f"bind {p.listen}:{port}" + (" v4v6" if p.v4v6 else "")
+
+
+def _expect_proxy(p: EdgePlan) -> list[str]:
+    """Return the rule that reads the PROXY protocol from the load balancers in front."""
+    if not p.accept_proxy:
+        return []
+    return [f"tcp-request connection expect-proxy layer4 if {{ src {' '.join(p.accept_proxy)} }}"]
 
 
 def _section(head: str, lines: Iterable[str]) -> str:
@@ -259,6 +272,7 @@ def _http_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
         "frontend http from http",
         [
             _bind(p, p.http_port),
+            *_expect_proxy(p),
             "http-request del-header X-Forwarded-For",
             "http-request set-header X-Forwarded-Proto http",
             f"acl acme_challenge path_beg {ACME_PATH}",
@@ -271,6 +285,7 @@ def _http_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
 def _https_frontend(p: EdgePlan) -> str:
     lines = [
         _bind(p, p.https_port),
+        *_expect_proxy(p),
         "tcp-request inspect-delay 5s",
         "tcp-request content accept if { req.ssl_hello_type 1 }",
     ]
@@ -321,6 +336,7 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
                 [
                     comment(f"# {port.service}: {port.target}"),
                     _bind(p, port.port),
+                    *_expect_proxy(p),
                     f"default_backend {port.backend}",
                 ],
             )
@@ -328,25 +344,47 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
     return sections
 
 
-def _server(backend: Backend) -> str:
-    words = [f"server {ident(backend.component)} {backend.address}"]
+def _checked(backend: Backend, own: bool) -> list[str]:
+    """Return the health check options of a server: the component's healthcheck, on its
+    health port for the component itself (a server outside is checked on its own port)."""
     health = backend.health
-    if not backend.reachable:
-        words.append("disabled")
-    else:
-        words.append("check")
-        if health.port is not None:
-            words.append(f"port {health.port}")
-        if health.interval is not None:
-            # Only while up is the service's own interval kept: a server that is down (or
-            # changing state, as during a redeploy) is checked every 2 s, so it is back in
-            # seconds rather than after two full intervals.
-            words.append(f"inter {health.interval} fastinter 2s downinter 2s")
-        if health.retries is not None:
-            words.append(f"fall {health.retries}")
-    if backend.dns:
+    words = ["check"]
+    if own and health.port is not None:
+        words.append(f"port {health.port}")
+    if health.interval is not None:
+        # Only while up is the service's own interval kept: a server that is down (or
+        # changing state, as during a redeploy) is checked every 2 s, so it is back in
+        # seconds rather than after two full intervals.
+        words.append(f"inter {health.interval} fastinter 2s downinter 2s")
+    if health.retries is not None:
+        words.append(f"fall {health.retries}")
+    return words
+
+
+def _options(backend: Backend, backup: bool, dns: bool, weight: int | None) -> list[str]:
+    """Return the options of a server: its weight, the backend's PROXY protocol, backup,
+    resolving."""
+    words = [f"weight {weight}"] if weight is not None else []
+    if backend.proxy is not None:
+        words.append("send-proxy-v2" if backend.proxy == "v2" else "send-proxy")
+    if backup:
+        words.append("backup")
+    if dns:
         words.append("resolvers system init-addr libc,none")
-    return " ".join(words)
+    return words
+
+
+def _servers(backend: Backend) -> list[str]:
+    """Return the backend's server lines: the component itself (disabled when it cannot be
+    reached), then each server of its ``edge`` settings."""
+    own = [f"server {ident(backend.component)} {backend.address}"]
+    own += ["disabled"] if not backend.reachable else _checked(backend, True)
+    lines = [" ".join(own + _options(backend, backend.backup, backend.dns, backend.weight))]
+    for server in backend.servers:
+        words = [f"server {server.name} {server.address}", *_checked(backend, False)]
+        options = _options(backend, server.backup, server.dns, server.weight)
+        lines.append(" ".join(words + options))
+    return lines
 
 
 def _backend(backend: Backend) -> str:
@@ -356,14 +394,17 @@ def _backend(backend: Backend) -> str:
         lines.append(f"# Cannot be reached: {comment(backend.note)}.")
     if health.note:
         lines.append(f"# {comment(health.note)}.")
-    if backend.reachable and health.http_path is not None:
+    usable = backend.reachable or bool(backend.servers)
+    if backend.servers and backend.balance != "roundrobin":
+        lines.append(f"balance {backend.balance}")
+    if usable and health.http_path is not None:
         send = f"http-check send meth GET uri {health.http_path}"
         if health.http_host is not None:
             send += f" ver HTTP/1.1 hdr host {health.http_host}"
         lines += ["option httpchk", send, "http-check expect status 200"]
-    if backend.reachable and health.timeout is not None:
+    if usable and health.timeout is not None:
         lines.append(f"timeout check {health.timeout}")
-    lines.append(_server(backend))
+    lines += _servers(backend)
     return _section(f"backend {backend.name} from {backend.mode}", lines)
 
 
@@ -373,7 +414,7 @@ def config(p: EdgePlan) -> str:
         comment(f"# HAProxy 2.6+ on {p.edge}: check with `haproxy -c -f {HAPROXY_CONFIG}`.") + "\n",
         GLOBAL,
     ]
-    if any(b.dns for b in p.backends):
+    if any(b.resolves for b in p.backends):
         sections.append(_section("resolvers system", ["parse-resolv-conf"]))
     for cache in p.caches:
         sections.append(

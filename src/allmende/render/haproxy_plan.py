@@ -73,8 +73,20 @@ class Health:
 
 
 @dataclass(frozen=True)
+class Server:
+    """One more server of a backend, outside the inventory (``edge.<port>.servers``)."""
+
+    name: str
+    address: str
+    dns: bool
+    backup: bool
+    weight: int | None = None
+
+
+@dataclass(frozen=True)
 class Backend:
-    """One (service, component, port) as HAProxy reaches it."""
+    """One (service, component, port) as HAProxy reaches it: the component's own server, and
+    the component's ``edge`` settings for the port (more servers, backup, PROXY protocol)."""
 
     name: str
     mode: Mode
@@ -86,11 +98,21 @@ class Backend:
     dns: bool
     note: str
     health: Health
+    servers: tuple[Server, ...] = ()
+    backup: bool = False
+    balance: str = "roundrobin"
+    proxy: str | None = None
+    weight: int | None = None
 
     @property
     def reachable(self) -> bool:
-        """Return whether HAProxy can connect (a note says why not)."""
+        """Return whether HAProxy can connect to the component itself (a note says why not)."""
         return not self.note
+
+    @property
+    def resolves(self) -> bool:
+        """Return whether any of its servers is reached by a name HAProxy resolves."""
+        return self.dns or any(server.dns for server in self.servers)
 
 
 @dataclass(frozen=True)
@@ -159,6 +181,8 @@ class EdgePlan:
     backends: tuple[Backend, ...]
     caches: tuple[Cache, ...]
     skipped: tuple[str, ...]
+    #: Where connections come from that start with the PROXY protocol (load balancers in front).
+    accept_proxy: tuple[str, ...] = ()
     #: Where ACME http-01 challenges go (``acme.responder_port`` on the edge's loopback).
     responder: str = ACME_RESPONDER
 
@@ -298,12 +322,24 @@ class _Planner:
             )
         elif address is None:
             note = f"{host_of} has no `address`: give it one and render again"
+        if component.replicas == 0:
+            note = (
+                f"{component_name} runs nowhere (`replicas: 0`): the edge sends only to its "
+                "servers outside the inventory"
+            )
         formatted = server_address(address or "127.0.0.1", port)
         if formatted is None:
             note = note or f"address {address!r} of {host_of} is no IP address or host name"
             formatted = server_address("127.0.0.1", port)
             assert formatted is not None
         health = self._health(service, component_name, component, port_name, mode)
+        edge = component.edge.get(port_name)
+        servers: list[Server] = []
+        for number, server in enumerate(edge.servers if edge is not None else (), 2):
+            at = server_address(server.host, server.port)
+            assert at is not None, "the inventory checks each server's address"
+            called = f"{ident(component_name)}-{number}"
+            servers.append(Server(called, *at, server.backup, server.weight))
         return Backend(
             name=name,
             mode=mode,
@@ -315,6 +351,11 @@ class _Planner:
             dns=formatted[1],
             note=note,
             health=health,
+            servers=tuple(servers),
+            backup=edge.backup if edge is not None else False,
+            balance=edge.balance if edge is not None else "roundrobin",
+            proxy=edge.proxy_protocol if edge is not None else None,
+            weight=edge.weight if edge is not None else None,
         )
 
     def _health(
@@ -477,6 +518,7 @@ def plan(inventory: Inventory, edge: str) -> EdgePlan:
         caches=tuple(Cache(name, max(1, math.ceil(seconds(durations[name])))) for name in caches),
         skipped=tuple(planner.skipped),
         responder=responder(inventory),
+        accept_proxy=config.accept_proxy if config is not None else (),
     )
 
 

@@ -45,7 +45,7 @@ from collections import Counter
 from typing import Any
 
 from allmende.inventory import derive
-from allmende.inventory.carried import under
+from allmende.inventory.carried import executable, under
 from allmende.inventory.derive import split_target
 from allmende.inventory.images import qualified
 from allmende.inventory.inventory import Inventory
@@ -203,6 +203,29 @@ def carried(context: Context, component: Component) -> list[tuple[str, str, byte
     return found
 
 
+def executable_keys(context: Context, component: Component) -> list[str]:
+    """Return the ConfigMap keys of a component's carried files that are executable."""
+    found = []
+    for _, file in sorted(component.files.items()):
+        for relative in sorted(under(context.inventory.carried, context.name, file.source)):
+            if executable(context.inventory, context.name, relative):
+                found.append("".join(c if c.isalnum() or c in "-_." else "_" for c in relative))
+    return found
+
+
+def files_volume(context: Context, name: str, component: Component) -> dict[str, Any]:
+    """Return the pod volume of a component's carried files: its ConfigMap, each file
+    readable by all (0644, Kubernetes' default) and an executable one 0755."""
+    source: dict[str, Any] = {"name": f"{name}-files"}
+    runs = set(executable_keys(context, component))
+    if runs:
+        source["items"] = [
+            {"key": key, "path": key, **({"mode": 0o755} if key in runs else {})}
+            for key in sorted({key for key, _, _ in carried(context, component)})
+        ]
+    return {"name": FILES_VOLUME, "configMap": source}
+
+
 def files_map(context: Context, name: str, component: Component) -> dict[str, Any]:
     """Given a component that carries files, return the ConfigMap ``<component>-files``
     holding them (text as ``data``, anything else as ``binaryData``)."""
@@ -343,8 +366,7 @@ def workload(context: Context, name: str, component: Component) -> dict[str, Any
     volumes = [{"name": v, "persistentVolumeClaim": {"claimName": v}} for v in mounted]
     volumes += secret_volumes(component)
     if component.files:
-        source = {"name": f"{name}-files"}
-        volumes.append({"name": FILES_VOLUME, "configMap": source})
+        volumes.append(files_volume(context, name, component))
     if volumes:
         pod["volumes"] = volumes
     groups = sorted({use.gid for _, use, _ in file_uses(component) if use.gid is not None})

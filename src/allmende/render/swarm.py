@@ -116,7 +116,7 @@ def stack(context: Context, networks: Networks) -> dict[str, Any]:
     configs = {
         config: {"file": file, "name": config}
         for _, c in compose.image_components(context.service)
-        for config, (file, _) in swarm_configs(context.inventory, context.name, c).items()
+        for config, (file, _, _) in swarm_configs(context.inventory, context.name, c).items()
     }
     if configs:
         result["configs"] = dict(sorted(configs.items()))
@@ -179,8 +179,8 @@ def stack_service(
     configs = swarm_configs(context.inventory, context.name, component)
     if configs:
         entry["configs"] = [
-            {"source": config, "target": inside, "mode": 0o444}
-            for config, (_, inside) in configs.items()
+            {"source": config, "target": inside, "mode": mode}
+            for config, (_, inside, mode) in configs.items()
         ]
     entry["deploy"] = deploy(context, name, component)
     entry["labels"] = compose.labels(context, name)

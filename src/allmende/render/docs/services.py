@@ -122,6 +122,16 @@ def _component(context: Context, name: str, cname: str, component: Component) ->
         rows.append(("Starts after", codes(list(component.depends_on))))
     if component.replicas != 1:
         rows.append(("Replicas", line(str(component.replicas))))
+    for port, settings in sorted(component.edge.items()):
+        servers = [s.address + (" (backup)" if s.backup else "") for s in settings.servers]
+        said = [f"{port}: also {', '.join(servers)}"] if servers else [f"{port}:"]
+        if settings.backup:
+            said.append("this component is a backup")
+        if servers and settings.balance != "roundrobin":
+            said.append(f"balanced by {settings.balance}")
+        if settings.proxy_protocol is not None:
+            said.append(f"PROXY protocol {settings.proxy_protocol}")
+        rows.append(("Edge servers", line(", ".join(said))))
     if component.env:
         rows.append(("Environment", _env(component)))
     return Sub(cname, (Facts(tuple(rows)),), id=f"component-{cname}")
