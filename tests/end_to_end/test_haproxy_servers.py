@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.conftest import free_port
 from tests.end_to_end.test_haproxy import need, prepared_copy, start, stop, write
+from tests.ports import free_port
 
 from allmende.inventory.load import load
 from allmende.render.haproxy import render
