@@ -49,3 +49,14 @@ def test_databases_collect_declared_and_used_ones() -> None:
     assert sorted(dbs) == ["database/git", "database/wiki"]
     assert dbs["database/wiki"].users == ("wiki",)
     assert dbs["database/git"].engine == "postgres"
+
+
+def test_a_providers_databases_are_those_the_whole_list_gives_it() -> None:
+    for example in (BASE, *sorted(p for p in EXAMPLES.iterdir() if p.is_dir())):
+        inventory = load(example, {})
+        every = derive.databases(inventory).values()
+        for name in inventory.services:
+            expected = sorted(d.name for d in every if d.provider == name)
+            assert derive.databases_of(inventory, name) == expected, (example.name, name)
+    assert derive.databases_of(load(BASE, {}), "database") == ["git", "wiki"]
+    assert derive.databases_of(load(BASE, {}), "wiki") == []

@@ -92,12 +92,14 @@ def asked_hosts(inventory: Inventory) -> list[str]:
 def backed_up(inventory: Inventory) -> list[str]:
     """Return the services that are backed up, sorted: those that hold data, whose effective
     consistency is not ``none`` and to which a repository applies."""
-    chosen = []
-    for name, service in sorted(inventory.services.items()):
-        backup = derive.backup(inventory.collective, name, service)
-        if derive.has_data(service) and backup.consistency != "none" and backup.repository:
-            chosen.append(name)
-    return chosen
+    return [name for name in sorted(inventory.services) if _backs_up(inventory, name)]
+
+
+def _backs_up(inventory: Inventory, name: str) -> bool:
+    """Whether service ``name`` is backed up (see ``backed_up``)."""
+    service = inventory.services[name]
+    backup = derive.backup(inventory.collective, name, service)
+    return derive.has_data(service) and backup.consistency != "none" and bool(backup.repository)
 
 
 def _labels(inventory: Inventory, name: str, component: str | None = None) -> Argv:
@@ -239,7 +241,7 @@ def channels_of(inventory: Inventory) -> list[Channel]:
 def job(inventory: Inventory, name: str) -> Job | None:
     """Return the backup job of service ``name``, or None when it is not backed up (see
     ``backed_up``)."""
-    if name not in backed_up(inventory):
+    if not _backs_up(inventory, name):
         return None
     service = inventory.services[name]
     host = inventory.hosts[service.host]
@@ -249,8 +251,7 @@ def job(inventory: Inventory, name: str) -> Job | None:
     paths = sorted({p for *_, p in derive.volumes(name, service)} - excluded)
     dumps: list[Dump] = []
     if backup.consistency == "dump" and service.provides is not None:
-        offered = [d.name for d in derive.databases(inventory).values() if d.provider == name]
-        for database in sorted(offered):
+        for database in derive.databases_of(inventory, name):
             found = _dump(inventory, name, service, database)
             if found is not None:
                 dumps.append(found)

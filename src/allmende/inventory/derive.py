@@ -190,6 +190,21 @@ def databases(inventory: Inventory) -> dict[str, Database]:
     return result
 
 
+def databases_of(inventory: Inventory, provider: str) -> list[str]:
+    """Return the names of the databases service ``provider`` offers, sorted: those it
+    declares and those other services use (what ``databases`` holds for it)."""
+    service = inventory.services[provider]
+    if service.provides is None:
+        return []
+    found = set(service.provides.databases or ())
+    for other in inventory.services.values():
+        for use in other.uses:
+            owner, _, name = use.database.partition("/")
+            if owner == provider:
+                found.add(name)
+    return sorted(found)
+
+
 def role_of(use: Use) -> str:
     """Return the role a use of a database logs in as: its ``user``, else the database name."""
     return use.user or use.database.partition("/")[2]
