@@ -15,6 +15,7 @@ from allmende.checks.registry import Finding, run
 from allmende.inventory import derive
 from allmende.inventory.inventory import Inventory
 from allmende.inventory.load import load
+from allmende.render import compose
 from allmende.render.haproxy_plan import plan
 from tests.conftest import EXAMPLES, FIXTURES, overlay
 
@@ -248,6 +249,9 @@ def test_a_component_that_runs_nowhere_routes_to_its_servers_outside_the_invento
     (tools,) = [b for b in backends if b.service == "tools"]
     assert [s.address for s in tools.servers] == ["192.168.1.20:5000"]
     assert "runs nowhere" in tools.note
+    # and nothing of it runs on rack: no Compose project that podman-compose would start
+    rendered = compose.render(inventory(tmp_path / "e", {"services/tools.yaml": text}))
+    assert not [p for p in rendered if p.startswith("rack/srv/tools/")]
     # nothing to send to: the route would answer 503 forever
     alone = text.replace("edge: {http: {servers: [192.168.1.20:5000]}}", "edge: {}")
     found = findings(tmp_path / "c", {"services/tools.yaml": alone})

@@ -106,6 +106,16 @@ def test_replicas_only_when_not_one() -> None:
     assert "replicas" not in services["app"].get("deploy", {})
 
 
+def test_a_component_with_no_replicas_is_left_out_and_not_waited_for(tmp_path: Path) -> None:
+    root = tmp_path / "engines"
+    shutil.copytree(ENGINES, root)
+    shop = root / "services" / "shop.yaml"
+    shop.write_text(shop.read_text().replace("    replicas: 2\n", "    replicas: 0\n"))
+    services = project(root, "bench", "shop")["services"]
+    assert "worker" not in services  # podman-compose would start one (and pull its image)
+    assert "worker" not in services["app"].get("depends_on", {})
+
+
 # --------------------------------------------------------------------------- ports
 
 

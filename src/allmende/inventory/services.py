@@ -252,7 +252,8 @@ class Component(Extensible):
         1,
         ge=0,
         description="How many copies run. `0` with `edge` servers: the service's routes go "
-        "only to servers outside the inventory (a NAS, a box allmende does not manage).",
+        "only to servers outside the inventory (a NAS, a box allmende does not manage); on a "
+        "compose host such a component is left out of the project (nothing of it runs there).",
     )
     resources: Limits | None = Field(
         None, description="Incus hosts: the instance's `limits.cpu` and `limits.memory`."

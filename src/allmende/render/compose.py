@@ -92,10 +92,10 @@ ENGINE = "compose"
 
 def render(inventory: Inventory) -> dict[str, Rendered]:
     """Given an inventory, return ``<host>/srv/<service>/compose.yaml`` for every service on a
-    host with ``engine: compose`` that has at least one component with an image."""
+    host with ``engine: compose`` that has at least one component with an image that runs."""
     files: dict[str, Rendered] = {}
     for context in contexts(inventory, "compose"):
-        if not image_components(context.service):
+        if not running(context.service):
             continue
         networks = shared_networks(context)
         body = comments(notes(context, networks)) + yaml_text(project(context, networks))
@@ -131,7 +131,7 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its Compose project as plain data."""
     services = {
         name: merge_service(escape(compose_service(context, networks, name, c)), extension(c))
-        for name, c in image_components(context.service)
+        for name, c in running(context.service)
     }
     # No top-level `name`: the directory /srv/<service> names the project, and the older
     # docker-compose (1.x, still what many hosts run) rejects the key.
@@ -141,7 +141,7 @@ def project(context: Context, networks: Networks) -> dict[str, Any]:
         result["networks"] = declared
     secrets = {
         flat_name(use.secret): {"file": f"./{SECRETS}/{flat_name(use.secret)}"}
-        for _, component in image_components(context.service)
+        for _, component in running(context.service)
         for _, use, path in file_uses(component)
         if path == f"{MOUNT_DIR}/{flat_name(use.secret)}"
     }
@@ -195,6 +195,13 @@ def compose_service(
 def image_components(service: Service) -> list[tuple[str, Component]]:
     """Given a service, return its components that run an image, by name (not ``system:``)."""
     return sorted((n, c) for n, c in service.components.items() if c.image is not None)
+
+
+def running(service: Service) -> list[tuple[str, Component]]:
+    """Given a service, return its image components that run, by name: a component with
+    ``replicas: 0`` is left out of its Compose project, since podman-compose would start one
+    anyway (and pull its image)."""
+    return [(n, c) for n, c in image_components(service) if c.replicas > 0]
 
 
 def core(component: Component) -> dict[str, Any]:
@@ -349,7 +356,7 @@ def depends_on(service: Service, component: Component) -> dict[str, dict[str, st
     result: dict[str, dict[str, str]] = {}
     for name, condition in sorted(component.depends_on.items()):
         dependency = service.components.get(name)
-        if dependency is None or dependency.image is None:
+        if dependency is None or dependency.image is None or dependency.replicas == 0:
             continue
         if condition is None:
             condition = "healthy" if healthcheck(dependency) is not None else "started"
