@@ -276,8 +276,9 @@ def test_the_dump_program_counts_a_file_and_refuses_other_words(
 def test_a_restore_feeds_the_dump_file_to_the_load_command(tmp_path: Path) -> None:
     dump = tmp_path / "wiki.sql"
     dump.write_bytes(b"INSERT INTO `pages` VALUES (1);\n")
+    argv = onhost.command("dumps", "load", str(dump), "sh", "-c", "wc -c; exit 7")
     done = subprocess.run(
-        [sys.executable, *onhost.command("dumps", "load", str(dump), "sh", "-c", "wc -c; exit 7")[1:]],
+        [sys.executable, *argv[1:]],
         capture_output=True,
         check=False,
         timeout=30,
