@@ -360,3 +360,83 @@ def test_an_edge_that_renews_gets_debians_acme_installed_when_it_lacks_it() -> N
     assert both.reason.startswith("certificates and the watcher need python3-acme, ")
     [watcher] = asyncio.run(install_actions(edge, {PROGRAM: 1, WATCH_PLAN: 1}))
     assert watcher.reason.startswith("the watcher needs python3-aiohttp, ")
+
+
+# ---------------------------------------------------------------- the edge host's own timer
+
+
+@pytest.fixture
+def edge_root(watched: tuple[Inventory, dict[str, str]], tmp_path: Path) -> Path:
+    """A directory standing in for the edge ``gateway``'s ``/``, with the job apply writes
+    there, an account key, and every certificate but wiki's in place, 80 days left."""
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB
+    from allmende.operations.certs.client import new_account_key
+
+    inventory, _ = watched
+    root = tmp_path / "gateway"
+    job = certificates.job(inventory, "gateway")
+    assert job is not None
+    for path, content in {
+        CERTS_JOB: job.to_json().encode(),
+        ACME_ACCOUNT_KEY: new_account_key(),
+    }.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(content)
+    days = (datetime.datetime.now(datetime.UTC) - NOW).days + 80
+    for cert in job.certificates:
+        if not cert.name.startswith("wiki."):
+            pem = root / cert.pem.lstrip("/")
+            pem.parent.mkdir(parents=True, exist_ok=True)
+            pem.write_bytes(issued((cert.name,), days))
+    return root
+
+
+def test_the_edges_timer_renews_what_is_due_and_records_it_on_the_host(
+    edge_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from allmende.actions import certshost
+
+    monkeypatch.setattr(renew, "PAUSE", 0.01)
+    said: list[str] = []
+    env = {"ALLMENDE_HOST_ROOT": str(edge_root), "ALLMENDE_NOTIFY_TIMEOUT": "5"}
+    went = {r.certificate: r.outcome for r in certshost.job(env, said.append)}
+    assert went == {
+        "git.nordlicht.example": "current",
+        "nordlicht.example": "current",
+        "wiki.nordlicht.example": "failed",
+    }
+    assert any(line.startswith("wiki.nordlicht.example: obtaining over") for line in said)
+    state = edge_root / "var/lib/allmende/state.sqlite"  # the host's own state database
+    with contextlib.closing(store.open_store(state)) as db:
+        [tried] = store.cert_attempts(db)
+    assert (tried.certificate, tried.trigger, tried.ok) == (
+        "wiki.nordlicht.example",
+        "timer",
+        False,
+    )
+    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+    assert not (edge_root / "etc/haproxy/certs/wiki.nordlicht.example.pem").exists()
+    # Run again at once: the failed one waits instead of asking the CA again.
+    again = {r.certificate: r.outcome for r in certshost.job(env, said.append)}
+    assert again["wiki.nordlicht.example"] == "waiting"
+
+
+def test_the_edges_timer_says_what_is_missing_on_the_host(edge_root: Path) -> None:
+    from allmende.actions import certshost
+    from allmende.errors import UserError
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB
+
+    env = {"ALLMENDE_HOST_ROOT": str(edge_root)}
+    key = edge_root / ACME_ACCOUNT_KEY.lstrip("/")
+    key.unlink()
+    with pytest.raises(
+        UserError, match=r"no ACME account key on this host .*`allmende certs renew`"
+    ):
+        certshost.job(env, print)
+    job = edge_root / CERTS_JOB.lstrip("/")
+    job.write_text('{"version": 1, "collective": "nordlicht"}')
+    with pytest.raises(UserError, match=r"cannot read the certificate job .*job\.json: incomplete"):
+        certshost.job(env, print)
+    job.unlink()
+    with pytest.raises(UserError, match=r"no certificate job on this host .*`acme:` in allmende"):
+        certshost.job(env, print)
