@@ -482,3 +482,40 @@ def test_a_backend_applied_alone_goes_ahead_when_its_edge_cannot_be_reached(
     _plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
     assert outcome.ok, outcome.results
     assert b"8091" in fleet.hosts["rack"].files["/srv/wiki/compose.yaml"][0]
+
+
+def test_a_start_first_service_whose_edge_cannot_be_read_is_replaced_stop_first(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = Fleet()
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text() + "update: start-first\n")
+    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet.log.clear()
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Nordlicht2")
+    fleet.hosts["gateway"].down = True
+    plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
+    [up] = [a for a in plan.actions if a.subject == "wiki"]
+    assert up.verb == "up"
+    assert "stop-first: its edge gateway is not part of this plan" in up.reason
+    assert outcome.results["rack"].ok
+    with pytest.raises(AssertionError):  # no copy was started beside it
+        fleet.index("rack", "-p", "wiki-allmende-next", "up")
+
+
+def test_a_service_whose_database_host_cannot_be_read_is_held_back(
+    inventory: Path, tmp_path: Path
+) -> None:
+    edit(inventory, "database", "host: rack", "host: build")
+    fleet = applied(inventory, tmp_path)
+    wiki_compose = fleet.hosts["rack"].files["/srv/wiki/compose.yaml"]
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Nordlicht2")
+    edit(inventory, "pages", "publish: {https: 8443}", "publish: {https: 8444}")
+    fleet.hosts["build"].down = True
+    plan, outcome = apply(inventory, fleet, tmp_path)
+    assert [(h.host, h.what) for h in plan.held] == [("rack", "wiki")]
+    assert plan.held[0].reason.startswith("it uses a database on build, which could not be read")
+    assert fleet.hosts["rack"].files["/srv/wiki/compose.yaml"] == wiki_compose
+    assert outcome.results["gateway"].ok  # what does not depend on build goes ahead
+    assert b"198.51.100.7:8444" in fleet.hosts["gateway"].files["/etc/haproxy/haproxy.cfg"][0]
+    assert not outcome.ok  # build was not planned
