@@ -5,7 +5,6 @@ still served. The edge is this machine with a directory standing in for its ``/`
 from __future__ import annotations
 
 import asyncio
-import datetime
 import shutil
 import signal
 import socket
@@ -18,10 +17,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
 from tests.sshd_setup import free_port
+from tests.unit.test_cert_renewal import build
 
 from allmende.connectors.local import LocalConnector
 from allmende.errors import CertificateFailed
@@ -46,29 +44,20 @@ frontend https
 """
 
 
-def certificate(serial: int) -> bytes:
-    """Return a self-signed certificate for wiki.test with ``serial`` and its key, as one
-    PEM (what HAProxy's ``crt`` reads)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wiki.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(serial)
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("wiki.test")]), False)
-        .sign(key, hashes.SHA256())
-    )
+def certificate() -> tuple[bytes, int]:
+    """Return a self-signed certificate for wiki.test and its key as one PEM (what HAProxy's
+    ``crt`` reads), and its serial number."""
+    cert, key = build(("wiki.test",), 30)
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    return cert.public_bytes(serialization.Encoding.PEM) + private
+    return cert.public_bytes(serialization.Encoding.PEM) + private, cert.serial_number
+
+
+def serial_of(path: Path) -> int:
+    return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
 def served_serial(port: int) -> int:
@@ -103,7 +92,7 @@ def edge(tmp_path: Path) -> Edge:
     port = free_port()
     made = Edge(root, port, LocalConnector("edge", str(root)))
     made.at(PEM).parent.mkdir(parents=True)
-    made.at(PEM).write_bytes(certificate(1))
+    made.at(PEM).write_bytes(certificate()[0])
     made.at(PEM).chmod(0o600)
     made.at(HAPROXY_CONFIG).write_text(CONFIG.format(port=port, pem=made.at(PEM)))
     return made
@@ -142,11 +131,12 @@ def running(edge: Edge) -> Iterator[Edge]:
 
 
 def test_a_running_haproxy_serves_the_new_certificate_after_the_reload(running: Edge) -> None:
-    assert served_serial(running.port) == 1
+    assert served_serial(running.port) == serial_of(running.at(PEM))
+    new, serial = certificate()
     said: list[str] = []
-    reloaded = asyncio.run(install(running.connector, [(PEM, certificate(2))], said.append))
+    reloaded = asyncio.run(install(running.connector, [(PEM, new)], said.append))
     assert reloaded is True
-    assert served_serial(running.port) == 2
+    assert served_serial(running.port) == serial
     assert oct(running.at(PEM).stat().st_mode & 0o777) == "0o600"
     assert b"BEGIN CERTIFICATE" in running.at(PEM + ".allmende-prev").read_bytes()
     assert not running.at("/var/lib/allmende/apply.lock").exists()  # the lock was let go
@@ -154,6 +144,7 @@ def test_a_running_haproxy_serves_the_new_certificate_after_the_reload(running: 
 
 def test_a_certificate_haproxy_rejects_leaves_the_old_one_served(running: Edge) -> None:
     old = running.at(PEM).read_bytes()
+    serial = serial_of(running.at(PEM))
     with pytest.raises(CertificateFailed) as failed:
         asyncio.run(install(running.connector, [(PEM, b"not a certificate\n")]))
     assert failed.value.kind == "install"
@@ -161,16 +152,17 @@ def test_a_certificate_haproxy_rejects_leaves_the_old_one_served(running: Edge) 
         "edge: the new certificate was not taken, the previous one stays: edge: HAProxy rejects"
     )
     assert running.at(PEM).read_bytes() == old
-    assert served_serial(running.port) == 1
+    assert served_serial(running.port) == serial
 
 
 def test_without_a_running_haproxy_the_files_are_only_checked(edge: Edge) -> None:
-    assert asyncio.run(install(edge.connector, [(PEM, certificate(3))])) is False
-    assert x509.load_pem_x509_certificate(edge.at(PEM).read_bytes()).serial_number == 3
+    new, serial = certificate()
+    assert asyncio.run(install(edge.connector, [(PEM, new)])) is False
+    assert serial_of(edge.at(PEM)) == serial
     new = "/etc/haproxy/certs/new.test.pem"  # a file that was not there before goes again
     with pytest.raises(CertificateFailed, match="the previous one stays"):
         asyncio.run(install(edge.connector, [(PEM, b"broken\n"), (new, b"broken\n")]))
-    assert x509.load_pem_x509_certificate(edge.at(PEM).read_bytes()).serial_number == 3
+    assert serial_of(edge.at(PEM)) == serial
     assert not edge.at(new).exists()
 
 
@@ -181,12 +173,12 @@ def test_an_apply_that_holds_the_lock_is_waited_for(
     from allmende.operations.certs import install as module
 
     monkeypatch.setattr(module, "LOCK_WAIT", 0.0)
-    said: list[str] = []
+    before = serial_of(edge.at(PEM))
 
     async def during_an_apply() -> None:
         async with host_lock(edge.connector, "allmende apply", 1):
-            await install(edge.connector, [(PEM, certificate(4))], said.append)
+            await install(edge.connector, [(PEM, certificate()[0])])
 
     with pytest.raises(CertificateFailed, match="the new certificates were not installed"):
         asyncio.run(during_an_apply())
-    assert x509.load_pem_x509_certificate(edge.at(PEM).read_bytes()).serial_number == 1
+    assert serial_of(edge.at(PEM)) == before

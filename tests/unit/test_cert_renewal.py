@@ -251,6 +251,16 @@ def watched(nordlicht: Path, tmp_path: Path) -> tuple[Inventory, dict[str, str]]
     return with_acme(nordlicht, directory), env
 
 
+def only_unreachable_attempt(state: Path, trigger: str) -> None:
+    """Assert that the state database at ``state`` holds one attempt, made by ``trigger``:
+    wiki's, failed because the CA did not answer."""
+    with contextlib.closing(store.open_store(state)) as db:
+        [tried] = store.cert_attempts(db)
+    assert (tried.certificate, tried.ok) == ("wiki.nordlicht.example", False)
+    assert tried.trigger == trigger
+    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+
+
 def test_the_watchers_task_renews_what_is_due_and_records_it_as_the_watchers(
     watched: tuple[Inventory, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -272,14 +282,7 @@ def test_the_watchers_task_renews_what_is_due_and_records_it_as_the_watchers(
     asyncio.run(task.run())  # the CA does not answer: the one due fails, the others stay
     assert reached == ["gateway"]
     assert sorted(edge.reads) == sorted(f"/etc/haproxy/certs/{n}.pem" for n in names)
-    with contextlib.closing(store.open_store(Path(env["ALLMENDE_STATE"]))) as db:
-        [tried] = store.cert_attempts(db)
-    assert (tried.certificate, tried.trigger, tried.ok) == (
-        "wiki.nordlicht.example",
-        "watch",
-        False,
-    )
-    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+    only_unreachable_attempt(Path(env["ALLMENDE_STATE"]), "watch")
     assert "/etc/haproxy/certs/wiki.nordlicht.example.pem" not in edge.files
 
 
@@ -407,14 +410,7 @@ def test_the_edges_timer_renews_what_is_due_and_records_it_on_the_host(
     }
     assert any(line.startswith("wiki.nordlicht.example: obtaining over") for line in said)
     state = edge_root / "var/lib/allmende/state.sqlite"  # the host's own state database
-    with contextlib.closing(store.open_store(state)) as db:
-        [tried] = store.cert_attempts(db)
-    assert (tried.certificate, tried.trigger, tried.ok) == (
-        "wiki.nordlicht.example",
-        "timer",
-        False,
-    )
-    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+    only_unreachable_attempt(state, "timer")
     assert not (edge_root / "etc/haproxy/certs/wiki.nordlicht.example.pem").exists()
     # Run again at once: the failed one waits instead of asking the CA again.
     again = {r.certificate: r.outcome for r in certshost.job(env, said.append)}
