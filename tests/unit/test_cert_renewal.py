@@ -436,3 +436,26 @@ def test_the_edges_timer_says_what_is_missing_on_the_host(edge_root: Path) -> No
     job.unlink()
     with pytest.raises(UserError, match=r"no certificate job on this host .*`acme:` in allmende"):
         certshost.job(env, print)
+
+
+def test_the_edge_reads_the_tsig_keys_of_its_zone_updates(nordlicht: Path, tmp_path: Path) -> None:
+    from allmende.actions.certshost import read_job
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB, tsig_key
+
+    inventory = with_acme(
+        nordlicht,
+        "  wildcards: ['*.nordlicht.example']\n  challenges: {nordlicht.example: dns-01}\n",
+        zone_update=True,
+    )
+    job = certificates.job(inventory, "gateway")
+    assert job is not None
+    root = tmp_path / "gateway"
+    files = {CERTS_JOB: job.to_json().encode(), ACME_ACCOUNT_KEY: b"account key\n"}
+    for path, content in files.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(content)
+    assert read_job(str(root)) == (job, b"account key\n", {})  # apply has not put the key yet
+    key = root / tsig_key("nordlicht.example").lstrip("/")
+    key.parent.mkdir(parents=True)
+    key.write_bytes(b'key acme-update { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    assert read_job(str(root))[2] == {"nordlicht.example": key.read_bytes()}
