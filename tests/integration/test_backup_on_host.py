@@ -19,8 +19,9 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from tests.integration.backup_site import Site, make_site, need_borg
 from tests.ports import free_port
 
-from allmende.actions import backupinit
+from allmende.actions import backuphost, backupinit
 from allmende.actions.plan import prepare as plan_prepare
+from allmende.errors import UserError
 from allmende.inventory.hostpaths import PROGRAM, backup_job, backup_passphrase
 from allmende.plan.backupfiles import program
 from allmende.render import systemd
@@ -156,3 +157,54 @@ def test_the_program_imports_nothing_but_the_standard_library(tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert "Back up SERVICE on this host" in done.stdout
+
+
+def test_the_host_says_how_fresh_its_backups_are_and_records_each_run(
+    site: Site, smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    env = {"ALLMENDE_HOST_ROOT": str(site.host_root), "ALLMENDE_NOTIFY_TIMEOUT": "20"}
+    assert backuphost.freshness(env) == {}  # nothing applied here yet
+    [made] = backupinit.init(site.context(), site.say)
+    assert not made.error
+    apply_backup_files(site)
+    before = backuphost.freshness(env)["notes"]
+    assert (before["state"], before["age"], before["last"]) == ("missing", None, None)
+
+    said: list[str] = []
+    result = backuphost.job("notes", env, said.append)
+    assert result.archive.startswith("notes-") and result.files == 1
+    now = backuphost.freshness(env)["notes"]
+    assert now["state"] == "fresh" and isinstance(now["age"], float) and now["age"] < 0.1
+    assert str(now["last"]).startswith(result.archive[len("notes-") :][:10])
+
+    secret = site.on_host(backup_passphrase("notes"))
+    right = secret.read_bytes()
+    secret.write_text("hunter2-not-it\n")
+    with pytest.raises(UserError, match="the repository passphrase is wrong"):
+        backuphost.job("notes", env, said.append)
+    wrong = backuphost.freshness(env)["notes"]
+    assert wrong["state"] == "unreadable" and "passphrase is wrong" in str(wrong["detail"])
+    secret.unlink()
+    with pytest.raises(UserError, match="no repository passphrase on this host"):
+        backuphost.job("notes", env, said.append)  # nothing to run: not recorded
+    state = site.on_host("/var/lib/allmende/state.sqlite")
+    with sqlite3.connect(state) as db:
+        rows = db.execute("SELECT ok, archive FROM backup_runs ORDER BY id").fetchall()
+    assert rows == [(1, result.archive), (0, "")]
+    assert len(inbox.messages) == 1  # the failure, alerted once
+    secret.write_bytes(right)
+    assert backuphost.job("notes", env, said.append).archive != result.archive
+    assert len(inbox.messages) == 2  # and the recovery
+
+
+def test_the_host_says_what_is_wrong_with_a_backup_job_file(tmp_path: Path) -> None:
+    job = tmp_path / backup_job("notes").lstrip("/")
+    job.parent.mkdir(parents=True)
+    job.write_text('{"version": 1, "service": "notes"}')
+    with pytest.raises(UserError, match=r"cannot read the backup job .*notes\.json"):
+        backuphost.job("notes", {"ALLMENDE_HOST_ROOT": str(tmp_path)}, print)
+    with pytest.raises(UserError, match="no backup job for `wiki` on this host"):
+        backuphost.job("wiki", {"ALLMENDE_HOST_ROOT": str(tmp_path)}, print)
+    [(service, said)] = backuphost.freshness({"ALLMENDE_HOST_ROOT": str(tmp_path)}).items()
+    assert service == "notes" and said["state"] == "unreadable"

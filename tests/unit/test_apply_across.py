@@ -252,6 +252,15 @@ def applied_then_wiki_moved(inventory: Path, tmp_path: Path) -> Fleet:
     return fleet
 
 
+def applied_start_first(inventory: Path, tmp_path: Path) -> Fleet:
+    """Make wiki start-first, apply Nordlicht to a new fleet; return the fleet."""
+    wiki = inventory / "services" / "wiki.yaml"
+    wiki.write_text(wiki.read_text() + "update: start-first\n")
+    fleet = Fleet()
+    assert apply(inventory, fleet, tmp_path)[1].ok
+    return fleet
+
+
 def wiki_fails_once(rack: Host) -> None:
     """Make the first `up` of the project ``wiki`` itself on ``rack`` fail (a copy beside it,
     ``wiki-allmende-next``, starts)."""
@@ -381,10 +390,7 @@ def test_sections_compare_backends_by_their_lines() -> None:
 def test_a_service_that_may_run_twice_moves_port_with_the_edge_sending_to_a_copy(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text() + "update: start-first\n")
-    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet = applied_start_first(inventory, tmp_path)
     gateway = fleet.hosts["gateway"]
     assert gateway.servers["wiki_app_http/app"] == ("192.0.2.10", 8081)
     fleet.log.clear()
@@ -409,10 +415,7 @@ def test_a_service_that_may_run_twice_moves_port_with_the_edge_sending_to_a_copy
 def test_a_copy_whose_original_fails_is_taken_away_and_the_edge_pointed_back(
     inventory: Path, tmp_path: Path
 ) -> None:
-    fleet = Fleet()
-    wiki = inventory / "services" / "wiki.yaml"
-    wiki.write_text(wiki.read_text() + "update: start-first\n")
-    assert apply(inventory, fleet, tmp_path)[1].ok
+    fleet = applied_start_first(inventory, tmp_path)
     edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Polar")
     rack, gateway = fleet.hosts["rack"], fleet.hosts["gateway"]
     wiki_fails_once(rack)
@@ -482,3 +485,37 @@ def test_a_backend_applied_alone_goes_ahead_when_its_edge_cannot_be_reached(
     _plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
     assert outcome.ok, outcome.results
     assert b"8091" in fleet.hosts["rack"].files["/srv/wiki/compose.yaml"][0]
+
+
+def test_a_start_first_service_whose_edge_cannot_be_read_is_replaced_stop_first(
+    inventory: Path, tmp_path: Path
+) -> None:
+    fleet = applied_start_first(inventory, tmp_path)
+    fleet.log.clear()
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Nordlicht2")
+    fleet.hosts["gateway"].down = True
+    plan, outcome = apply(inventory, fleet, tmp_path, host="rack")
+    [up] = [a for a in plan.actions if a.subject == "wiki"]
+    assert up.verb == "up"
+    assert "stop-first: its edge gateway is not part of this plan" in up.reason
+    assert outcome.results["rack"].ok
+    with pytest.raises(AssertionError):  # no copy was started beside it
+        fleet.index("rack", "-p", "wiki-allmende-next", "up")
+
+
+def test_a_service_whose_database_host_cannot_be_read_is_held_back(
+    inventory: Path, tmp_path: Path
+) -> None:
+    edit(inventory, "database", "host: rack", "host: build")
+    fleet = applied(inventory, tmp_path)
+    wiki_compose = fleet.hosts["rack"].files["/srv/wiki/compose.yaml"]
+    edit(inventory, "wiki", "MW_SITE_NAME: Nordlicht", "MW_SITE_NAME: Nordlicht2")
+    edit(inventory, "pages", "publish: {https: 8443}", "publish: {https: 8444}")
+    fleet.hosts["build"].down = True
+    plan, outcome = apply(inventory, fleet, tmp_path)
+    assert [(h.host, h.what) for h in plan.held] == [("rack", "wiki")]
+    assert plan.held[0].reason.startswith("it uses a database on build, which could not be read")
+    assert fleet.hosts["rack"].files["/srv/wiki/compose.yaml"] == wiki_compose
+    assert outcome.results["gateway"].ok  # what does not depend on build goes ahead
+    assert b"198.51.100.7:8444" in fleet.hosts["gateway"].files["/etc/haproxy/haproxy.cfg"][0]
+    assert not outcome.ok  # build was not planned

@@ -243,6 +243,16 @@ def watched(nordlicht: Path, tmp_path: Path) -> tuple[Inventory, dict[str, str]]
     return with_acme(nordlicht, directory), env
 
 
+def only_unreachable_attempt(state: Path, trigger: str) -> None:
+    """Assert that the state database at ``state`` holds one attempt, made by ``trigger``:
+    wiki's, failed because the CA did not answer."""
+    with contextlib.closing(store.open_store(state)) as db:
+        [tried] = store.cert_attempts(db)
+    assert (tried.certificate, tried.ok) == ("wiki.nordlicht.example", False)
+    assert tried.trigger == trigger
+    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+
+
 def test_the_watchers_task_renews_what_is_due_and_records_it_as_the_watchers(
     watched: tuple[Inventory, dict[str, str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,14 +274,7 @@ def test_the_watchers_task_renews_what_is_due_and_records_it_as_the_watchers(
     asyncio.run(task.run())  # the CA does not answer: the one due fails, the others stay
     assert reached == ["gateway"]
     assert sorted(edge.reads) == sorted(f"/etc/haproxy/certs/{n}.pem" for n in names)
-    with contextlib.closing(store.open_store(Path(env["ALLMENDE_STATE"]))) as db:
-        [tried] = store.cert_attempts(db)
-    assert (tried.certificate, tried.trigger, tried.ok) == (
-        "wiki.nordlicht.example",
-        "watch",
-        False,
-    )
-    assert tried.detail.startswith("cannot reach the ACME directory https://127.0.0.1:")
+    only_unreachable_attempt(Path(env["ALLMENDE_STATE"]), "watch")
     assert "/etc/haproxy/certs/wiki.nordlicht.example.pem" not in edge.files
 
 
@@ -352,3 +355,99 @@ def test_an_edge_that_renews_gets_debians_acme_installed_when_it_lacks_it() -> N
     assert both.reason.startswith("certificates and the watcher need python3-acme, ")
     [watcher] = asyncio.run(install_actions(edge, {PROGRAM: 1, WATCH_PLAN: 1}))
     assert watcher.reason.startswith("the watcher needs python3-aiohttp, ")
+
+
+# ---------------------------------------------------------------- the edge host's own timer
+
+
+@pytest.fixture
+def edge_root(watched: tuple[Inventory, dict[str, str]], tmp_path: Path) -> Path:
+    """A directory standing in for the edge ``gateway``'s ``/``, with the job apply writes
+    there, an account key, and every certificate but wiki's in place, 80 days left."""
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB
+    from allmende.operations.certs.client import new_account_key
+
+    inventory, _ = watched
+    root = tmp_path / "gateway"
+    job = certificates.job(inventory, "gateway")
+    assert job is not None
+    for path, content in {
+        CERTS_JOB: job.to_json().encode(),
+        ACME_ACCOUNT_KEY: new_account_key(),
+    }.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(content)
+    days = (datetime.datetime.now(datetime.UTC) - NOW).days + 80
+    for cert in job.certificates:
+        if not cert.name.startswith("wiki."):
+            pem = root / cert.pem.lstrip("/")
+            pem.parent.mkdir(parents=True, exist_ok=True)
+            pem.write_bytes(issued((cert.name,), days))
+    return root
+
+
+def test_the_edges_timer_renews_what_is_due_and_records_it_on_the_host(
+    edge_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from allmende.actions import certshost
+
+    monkeypatch.setattr(renew, "PAUSE", 0.01)
+    said: list[str] = []
+    env = {"ALLMENDE_HOST_ROOT": str(edge_root), "ALLMENDE_NOTIFY_TIMEOUT": "5"}
+    went = {r.certificate: r.outcome for r in certshost.job(env, said.append)}
+    assert went == {
+        "git.nordlicht.example": "current",
+        "nordlicht.example": "current",
+        "wiki.nordlicht.example": "failed",
+    }
+    assert any(line.startswith("wiki.nordlicht.example: obtaining over") for line in said)
+    state = edge_root / "var/lib/allmende/state.sqlite"  # the host's own state database
+    only_unreachable_attempt(state, "timer")
+    assert not (edge_root / "etc/haproxy/certs/wiki.nordlicht.example.pem").exists()
+    # Run again at once: the failed one waits instead of asking the CA again.
+    again = {r.certificate: r.outcome for r in certshost.job(env, said.append)}
+    assert again["wiki.nordlicht.example"] == "waiting"
+
+
+def test_the_edges_timer_says_what_is_missing_on_the_host(edge_root: Path) -> None:
+    from allmende.actions import certshost
+    from allmende.errors import UserError
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB
+
+    env = {"ALLMENDE_HOST_ROOT": str(edge_root)}
+    key = edge_root / ACME_ACCOUNT_KEY.lstrip("/")
+    key.unlink()
+    with pytest.raises(
+        UserError, match=r"no ACME account key on this host .*`allmende certs renew`"
+    ):
+        certshost.job(env, print)
+    job = edge_root / CERTS_JOB.lstrip("/")
+    job.write_text('{"version": 1, "collective": "nordlicht"}')
+    with pytest.raises(UserError, match=r"cannot read the certificate job .*job\.json: incomplete"):
+        certshost.job(env, print)
+    job.unlink()
+    with pytest.raises(UserError, match=r"no certificate job on this host .*`acme:` in allmende"):
+        certshost.job(env, print)
+
+
+def test_the_edge_reads_the_tsig_keys_of_its_zone_updates(nordlicht: Path, tmp_path: Path) -> None:
+    from allmende.actions.certshost import read_job
+    from allmende.inventory.hostpaths import ACME_ACCOUNT_KEY, CERTS_JOB, tsig_key
+
+    inventory = with_acme(
+        nordlicht,
+        "  wildcards: ['*.nordlicht.example']\n  challenges: {nordlicht.example: dns-01}\n",
+        zone_update=True,
+    )
+    job = certificates.job(inventory, "gateway")
+    assert job is not None
+    root = tmp_path / "gateway"
+    files = {CERTS_JOB: job.to_json().encode(), ACME_ACCOUNT_KEY: b"account key\n"}
+    for path, content in files.items():
+        (root / path.lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+        (root / path.lstrip("/")).write_bytes(content)
+    assert read_job(str(root)) == (job, b"account key\n", {})  # apply has not put the key yet
+    key = root / tsig_key("nordlicht.example").lstrip("/")
+    key.parent.mkdir(parents=True)
+    key.write_bytes(b'key acme-update { algorithm hmac-sha256; secret "c2VjcmV0"; };\n')
+    assert read_job(str(root))[2] == {"nordlicht.example": key.read_bytes()}

@@ -319,3 +319,48 @@ def test_check_refuses_a_rule_that_does_not_exist(
     assert captured.out == ""
     assert main(["check", str(inventory), "--json", "--rule", "backup"]) == 2
     assert capsys.readouterr().err.startswith("unknown rule `backup` (known rule names: ")
+
+
+def test_secrets_plaintext_in_commands_and_in_what_is_kept_verbatim(tmp_path: Path) -> None:
+    text = (
+        service().replace(
+            "ports: {http: 80}",
+            """ports: {http: 80}
+    command: [etherpad, --password=hunter2-pad]
+    healthcheck: {command: [curl, -f, 'http://admin:s3cret@localhost/']}
+    x-compose:
+      labels: {app.admin_token: Zq8Xv2Lm9Kp4Rt7Wn3Bc6Fd1Gh5Js0AyE, app.role: pad}
+      environment: [DB_PASSWORD=hunter2, SITE=pad, '-not-an-assignment']
+      entrypoint: [/entry.sh, --password=hunter2]
+      extra_hosts: ['upstream=http://u:s3cret@10.0.0.1/']
+      devices: [{source: /dev/null, target: 'postgres://wiki:s3cret@db/wiki'}]
+      stop_signal: SIGTERM""",
+        )
+        + "x-compose:\n  x-backup-url: 'https://u:s3cret@vault.example/'\n  x-name: pad\n"
+    )
+    found = findings(tmp_path, "secrets.plaintext", {"services/pad.yaml": text})
+    located = {(f.keypath, f.message.split(":")[0]) for f in found}
+    assert located == {
+        ("components.app.command", "plaintext secret in a command"),
+        ("components.app.healthcheck.command", "plaintext secret in a command"),
+        ("components.app.x-compose.labels.app.admin_token", "plaintext secret kept verbatim"),
+        ("components.app.x-compose.environment[0]", "plaintext secret kept verbatim"),
+        ("components.app.x-compose.entrypoint", "plaintext secret kept verbatim"),
+        ("components.app.x-compose.extra_hosts[0]", "plaintext secret kept verbatim"),
+        ("components.app.x-compose.devices[0].target", "plaintext secret kept verbatim"),
+        ("x-compose.x-backup-url", "plaintext secret kept verbatim"),
+    }
+    assert all(f.location.line for f in found)  # each where it is written
+
+
+def test_secrets_stored_names_each_secret_missing_from_the_store(tmp_path: Path) -> None:
+    text = service().replace(
+        "ports: {http: 80}", "ports: {http: 80}\n    secrets: {DB_PASSWORD: pad/db-password}"
+    )
+    found = findings(tmp_path, "secrets.stored", {"services/pad.yaml": text})
+    assert [(f.message, f.fix) for f in found] == [
+        (
+            "secret `pad/db-password` is not stored in secrets/",
+            f"run `allmende secret set pad/db-password -C {tmp_path / 'inventory'}`",
+        )
+    ]

@@ -454,6 +454,28 @@ def test_up_applies_nothing_when_the_check_finds_errors(
     assert (out / "index.html").is_file()  # the docs show the findings all the same
 
 
+def test_up_that_cannot_apply_says_why_and_still_writes_the_docs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.conftest import overlay, own_secrets
+
+    inventory = overlay(FIXTURES / "empty-overlay", tmp_path / "inventory")
+    for host in ("rack", "gateway", "build"):  # only this machine, over a port nobody serves
+        path = inventory / "hosts" / f"{host}.yaml"
+        text = re.sub(r"(?m)^(address|ssh): .*\n", "", path.read_text())
+        path.write_text(text + "address: 127.0.0.1\nssh: {user: root, port: 9}\n")
+    own_secrets(inventory, tmp_path / "age.key")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("ALLMENDE_AGE_KEY", str(tmp_path / "age.key"))
+    monkeypatch.setenv("ALLMENDE_STATE", str(tmp_path))  # a directory: cannot be opened
+    out = tmp_path / "site"
+    assert main(["up", str(inventory), "--yes", "--no-serve", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"Not applied: cannot open the state database {tmp_path}: " in err
+    assert "Traceback" not in err
+    assert (out / "index.html").is_file()
+
+
 def test_docs_command_says_how_many_pages_and_where(tmp_path: Path) -> None:
     out = tmp_path / "site"
     result = CliRunner().invoke(cli, ["docs", str(NORDLICHT), "--out", str(out)])

@@ -165,3 +165,29 @@ def test_compose_files_merge_as_compose_merges_them() -> None:
             "cache": {"condition": "service_healthy"},
         },
     }
+
+
+def test_an_added_list_item_goes_after_the_last_item_of_its_list() -> None:
+    text = "routes:\n  - domain: a.example\n    to: app.http\n\n# end\n"
+    imported = {"routes": [{"domain": "a.example", "to": "app.http"},
+                           {"domain": "b.example", "to": "app.http"}]}  # fmt: skip
+    merged = merge(read(text), imported)
+    assert insert(text, merged.added, merged.data, {}) == (
+        "routes:\n  - domain: a.example\n    to: app.http\n"
+        "  - {domain: b.example, to: app.http}\n\n# end\n"
+    )
+
+
+def test_a_flow_line_with_brackets_in_its_quoted_text_is_rewritten_whole() -> None:
+    text = "env: {A: \"x}y\", B: 'q{'}  # as the upstream docs say\n"
+    merged = merge(read(text), {"env": {"A": "x}y", "B": "q{", "C": "1"}})
+    written = insert(text, merged.added, merged.data, {})
+    assert written == 'env: {A: "x}y", B: "q{", C: "1"}  # as the upstream docs say\n'
+
+
+def test_what_cannot_be_written_in_place_is_left_to_a_whole_rewrite() -> None:
+    spread = "env: {A: 1,\n  B: 2}\n"  # a flow mapping over two lines
+    merged = merge(read(spread), {"env": {"A": 1, "B": 2, "C": 3}})
+    assert merged.added == [("env", "C")]
+    assert insert(spread, merged.added, merged.data, {}) is None
+    assert insert("env: [\n", [("env", "C")], {"env": {"C": 3}}, {}) is None  # not YAML

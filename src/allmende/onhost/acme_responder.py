@@ -65,6 +65,7 @@ def main(port: str, directory: str, seconds: str) -> int:
         if not ok:
             raise ValueError("not token -> key authorization")
         limit = float(seconds)
+        number = int(port)
     except ValueError as exc:
         sys.stderr.write(f"bad input: {exc}\n")
         return 2
@@ -72,7 +73,7 @@ def main(port: str, directory: str, seconds: str) -> int:
     other = [0]
     try:
         server = http.server.ThreadingHTTPServer(
-            ("127.0.0.1", int(port)), handler(tokens, served, other)
+            ("127.0.0.1", number), handler(tokens, served, other)
         )
     except OSError as exc:
         sys.stderr.write(f"cannot listen on 127.0.0.1:{port}: {exc.strerror}\n")

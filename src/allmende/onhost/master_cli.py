@@ -14,24 +14,24 @@ NOBODY = 3
 
 def main(path: str, command: str) -> int:
     """Send ``command`` to the unix socket ``path``, print the answer; return the status."""
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(5)
-    try:
-        s.connect(path)
-    except OSError as e:
-        sys.stderr.write(str(e) + "\n")
-        return NOBODY
-    s.sendall(command.encode() + b"\n")
-    s.shutdown(socket.SHUT_WR)
     out = b""
-    try:
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except OSError:
-        pass
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        try:
+            s.connect(path)
+        except OSError as e:
+            sys.stderr.write(str(e) + "\n")
+            return NOBODY
+        s.sendall(command.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            pass
     sys.stdout.write(out.decode(errors="replace"))
     return 0
 
