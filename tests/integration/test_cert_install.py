@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from tests.sshd_setup import free_port
+from tests.ports import free_port
 from tests.unit.test_cert_renewal import build
 
 from allmende.connectors.local import LocalConnector

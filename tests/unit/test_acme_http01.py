@@ -17,7 +17,7 @@ from allmende.connectors.local import LocalConnector
 from allmende.errors import CertificateFailed
 from allmende.inventory.hostpaths import ACME_RESPONDER_DIR
 from allmende.operations.certs.http01 import answering
-from tests.sshd_setup import free_port
+from tests.ports import free_port
 
 TOKENS = {"tok-A": "tok-A.print", "tok-B": "tok-B.print"}
 

@@ -22,7 +22,7 @@ import pytest
 
 from allmende import onhost
 from allmende.onhost import acme_responder, dumps, master_cli, tcp_wait
-from tests.sshd_setup import free_port
+from tests.ports import free_port
 
 TOKEN = "tok_EN-1"
 KEY_AUTH = "tok_EN-1.thumbprint"
