@@ -6,19 +6,18 @@ PostgreSQL in one of them."""
 from __future__ import annotations
 
 import contextlib
-import http.server
-import json
 import shutil
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from tests.end_to_end.images import MARIADB_ENTRY, POSTGRES_ENTRY, import_image, rootfs_tar
+from tests.end_to_end.watch_world import Webhook
+from tests.ports import free_port
 from tests.sshd_setup import SSHD, prepare, stop, wait_for
 
 if TYPE_CHECKING:  # conftest imports this module to register its fixtures
@@ -62,51 +61,15 @@ def repository_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Repo
         stop(server)
 
 
-@dataclass
-class Webhook:
-    """An HTTP server on 127.0.0.1 that keeps every JSON body POSTed to it."""
-
-    port: int
-    received: list[dict[str, object]] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def wait_for(self, count: int, timeout: float = 20) -> list[dict[str, object]]:
-        """Return the bodies once ``count`` have come (fail after ``timeout`` seconds)."""
-        deadline = time.monotonic() + timeout
-        while len(self.received) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert len(self.received) >= count, self.received
-        return self.received
-
-
 @contextlib.contextmanager
 def webhook_server() -> Iterator[Webhook]:
     """Run a ``Webhook`` on a free port of 127.0.0.1 while the block runs."""
-    hook = Webhook(0)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            hook.received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    hook.port = server.server_address[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    hook = Webhook(free_port())
+    hook.start()
     try:
         yield hook
     finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        hook.stop()
 
 
 @pytest.fixture

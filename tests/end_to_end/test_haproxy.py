@@ -29,7 +29,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +106,11 @@ class Authority:
         )  # fmt: skip
         return cls(directory, cert, key)
 
+    def pem(self, name: str) -> str:
+        """Return a certificate for ``name`` signed by this CA and its key, as one PEM text."""
+        cert, key = self.leaf(name, "allmende edge")
+        return cert.read_text() + key.read_text()
+
     def leaf(self, name: str, organisation: str) -> tuple[Path, Path]:
         """Return (certificate, key) for the DNS name ``name``, signed by this CA."""
         key, csr = self.directory / f"{name}.key", self.directory / f"{name}.csr"
@@ -132,39 +137,52 @@ def self_signed(pem: Path, name: str) -> None:
     pem.write_text(cert.read_text() + key.read_text())
 
 
-def prepared_copy(
-    files: dict[str, Rendered], edge: str, into: Path, authority: Authority | None = None
-) -> Path:
-    """Write the rendered HAProxy files of ``edge`` under ``into`` for a test run and return
-    the configuration's path: /etc/haproxy and /run/haproxy moved into ``into``, a certificate
-    for every line of certs.list (signed by ``authority``, else self-signed)."""
+def relocated(files: dict[str, Rendered], edge: str, into: Path) -> str:
+    """Return the rendered haproxy.cfg of ``edge`` as a test runs it: /etc/haproxy and
+    /run/haproxy moved to ``into``/etc and ``into``/run (the maintenance page written there),
+    and, when not root, without the lines that need root."""
     etc, run = into / "etc", into / "run"
-    (etc / "certs").mkdir(parents=True)
-    run.mkdir()
-
-    def moved(path: str) -> str:
-        content = files[f"{edge}/etc/haproxy/{path}"].content.decode()
-        return content.replace("/etc/haproxy", str(etc)).replace("/run/haproxy", str(run))
-
-    config = moved("haproxy.cfg")
-    if os.geteuid() != 0:
-        for line in PRIVILEGED:
-            config = config.replace(line, "")
-    certs = moved("certs.list")
-    for line in certs.splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        pem, name = line.split()
-        if authority is None:
-            self_signed(Path(pem), name)
-        else:
-            cert, key = authority.leaf(name, "allmende edge")
-            Path(pem).write_text(cert.read_text() + key.read_text())
-    (etc / "certs.list").write_text(certs)
-    (etc / "errors").mkdir()
+    (etc / "errors").mkdir(parents=True, exist_ok=True)
+    run.mkdir(exist_ok=True)
     (etc / "errors" / "allmende-503.http").write_bytes(
         files[f"{edge}/etc/haproxy/errors/allmende-503.http"].content
     )
+    config = _moved(files, edge, into, "haproxy.cfg")
+    if os.geteuid() != 0:
+        for line in PRIVILEGED:
+            config = config.replace(line, "")
+    return config
+
+
+def _moved(files: dict[str, Rendered], edge: str, into: Path, path: str) -> str:
+    content = files[f"{edge}/etc/haproxy/{path}"].content.decode()
+    return content.replace("/etc/haproxy", str(into / "etc")).replace(
+        "/run/haproxy", str(into / "run")
+    )
+
+
+def prepared_copy(
+    files: dict[str, Rendered],
+    edge: str,
+    into: Path,
+    pem: Callable[[str], str] | None = None,
+) -> Path:
+    """Write the rendered HAProxy files of ``edge`` under ``into`` for a test run (see
+    ``relocated``) and return the configuration's path, with a certificate for every line of
+    certs.list: ``pem(name)`` (certificate and key), else self-signed."""
+    config = relocated(files, edge, into)
+    etc = into / "etc"
+    (etc / "certs").mkdir(exist_ok=True)
+    certs = _moved(files, edge, into, "certs.list")
+    for line in certs.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        path, name = line.split()
+        if pem is None:
+            self_signed(Path(path), name)
+        else:
+            Path(path).write_text(pem(name))
+    (etc / "certs.list").write_text(certs)
     (etc / "haproxy.cfg").write_text(config)
     return etc / "haproxy.cfg"
 
@@ -264,7 +282,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     haproxy = need("haproxy")
     directory = tmp_path_factory.mktemp("edge")
     authority = Authority.create(directory / "ca")
-    config = prepared_copy(render(load(EDGE_FIXTURE, {})), "edge", directory / "haproxy", authority)
+    config = prepared_copy(
+        render(load(EDGE_FIXTURE, {})), "edge", directory / "haproxy", authority.pem
+    )
     a, b, acme = directory / "a", directory / "b", directory / "acme"
     write(a / "index.html", "backend A\n")
     write(a / "page.txt", "page 1\n")

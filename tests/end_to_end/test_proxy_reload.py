@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from tests.end_to_end.test_haproxy import EDGE_FIXTURE, need, prepared_copy, start, stop
+from tests.end_to_end.test_haproxy import (
+    EDGE_FIXTURE,
+    need,
+    prepared_copy,
+    relocated,
+    start,
+    stop,
+)
 
 from allmende.apply.proxy import ensure_running, reload
 from allmende.connectors.local import LocalConnector
@@ -79,15 +86,8 @@ def route_plain_to(inventory: Path, service: str) -> None:
 
 
 def rendered_config(edge: Edge) -> str:
-    """Render the inventory and return its haproxy.cfg moved into the test directory (its
-    maintenance page written there)."""
-    files = render(load(edge.inventory, {}))
-    content = files["edge/etc/haproxy/haproxy.cfg"].content.decode()
-    etc, run_dir = edge.directory / "haproxy" / "etc", edge.directory / "haproxy" / "run"
-    (etc / "errors").mkdir(parents=True, exist_ok=True)
-    page = files["edge/etc/haproxy/errors/allmende-503.http"].content
-    (etc / "errors" / "allmende-503.http").write_bytes(page)
-    return content.replace("/etc/haproxy", str(etc)).replace("/run/haproxy", str(run_dir))
+    """Render the inventory and return its haproxy.cfg moved into the test directory."""
+    return relocated(render(load(edge.inventory, {})), "edge", edge.directory / "haproxy")
 
 
 def write_config(edge: Edge, content: str) -> None:

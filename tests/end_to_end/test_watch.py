@@ -16,7 +16,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -28,17 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.end_to_end.test_haproxy import need, prepared_copy
 from tests.end_to_end.watch_world import (
     CA,
     Backend,
-    Hook,
     Sink,
     TLSBackend,
-    free_port,
+    Webhook,
     free_udp_and_tcp_port,
     process,
     wait_for,
 )
+from tests.ports import free_port
 
 from allmende.inventory.load import load
 from allmende.render.dns import render as render_dns
@@ -49,13 +49,6 @@ PAD_RESULTS = (
     "SELECT at FROM watch_results WHERE probe = 'pad/http/https://pad.watch.test/' ORDER BY at"
 )
 ALLMENDE = str(Path(sys.executable).parent / "allmende")
-
-
-def need(program: str) -> str:
-    path = shutil.which(program)
-    if path is None:
-        pytest.fail(f"`{program}` is not installed: script/bootstrap test installs it")
-    return path
 
 
 @dataclass
@@ -144,7 +137,7 @@ class World:
     ports: Ports
     wiki: Backend
     sink: Sink
-    hook: Hook
+    hook: Webhook
     zone: Path
     knotc: list[str]
     env: dict[str, str]
@@ -159,37 +152,11 @@ class World:
 
 
 def start_haproxy(root: Path, directory: Path, ca: CA, processes: list[object]) -> list[str]:
-    files = render_haproxy(load(root, {}))
-    etc, run = directory / "haproxy", directory / "haproxy-run"
-    (etc / "certs").mkdir(parents=True)
-    run.mkdir()
-
-    def moved(path: str) -> str:
-        content = files[f"edge/etc/haproxy/{path}"].content.decode()
-        return content.replace("/etc/haproxy", str(etc)).replace("/run/haproxy", str(run))
-
-    for line in moved("certs.list").splitlines():
-        if line.strip() and not line.startswith("#"):
-            pem, name = line.split()
-            Path(pem).write_text(ca.leaf(name, 90))
-    (etc / "certs.list").write_text(moved("certs.list"))
-    config = moved("haproxy.cfg")
-    if os.geteuid() != 0:
-        for line in ("    user haproxy\n", "    group haproxy\n", "    chroot /var/lib/haproxy\n"):
-            config = config.replace(line, "")
-    (etc / "haproxy.cfg").write_text(config)
-    (etc / "errors").mkdir()
-    page = files["edge/etc/haproxy/errors/allmende-503.http"].content
-    (etc / "errors" / "allmende-503.http").write_bytes(page)
-    return [
-        need("haproxy"),
-        "-W",
-        "-db",
-        "-S",
-        f"{run}/m.sock,mode,600",
-        "-f",
-        str(etc / "haproxy.cfg"),
-    ]
+    """Return the command that runs the inventory's rendered edge under ``directory``, its
+    certificates signed by ``ca`` for 90 days."""
+    into = directory / "haproxy"
+    config = prepared_copy(render_haproxy(load(root, {})), "edge", into, lambda n: ca.leaf(n, 90))
+    return [need("haproxy"), "-W", "-db", "-S", f"{into}/run/m.sock,mode,600", "-f", str(config)]
 
 
 def knot_config(directory: Path, zones: Path, port: int) -> str:
@@ -244,7 +211,7 @@ def world(tmp_path: Path) -> Iterator[World]:
     ]
     vault = TLSBackend(ports.vault, tmp_path / "vault.pem")
     sink = Sink(ports.smtp)
-    hook = Hook(ports.hook)
+    hook = Webhook(ports.hook)
     haproxy = start_haproxy(root, tmp_path, ca, [])
     try:
         with (

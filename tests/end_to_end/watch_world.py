@@ -168,12 +168,17 @@ class TLSBackend:
 
 
 @dataclass
-class Hook:
-    """A webhook receiver: the JSON bodies POSTed to it, in order."""
+class Webhook:
+    """A webhook receiver on 127.0.0.1: the JSON bodies POSTed to it, in order (``start`` it;
+    it may start late, as a receiver that was down)."""
 
     port: int
     received: list[dict[str, object]] = field(default_factory=list)
     server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/alerts"
 
     def start(self) -> None:
         hook = self
@@ -195,6 +200,14 @@ class Hook:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+    def wait_for(self, count: int, timeout: float = 20) -> list[dict[str, object]]:
+        """Return the bodies once ``count`` have come (fail after ``timeout`` seconds)."""
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.received) >= count, self.received
+        return self.received
 
 
 class Sink:
