@@ -55,7 +55,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, NamedTuple
@@ -285,11 +285,16 @@ def _kill_all(namespace: str, server: subprocess.Popen[bytes]) -> None:
     stop(server)
 
 
-def _clean_podman(host: RemoteHost) -> None:
-    """Remove every container, pod and unused network with the namespace's podman (container
-    file systems started in there are mounted in there only)."""
+def _clean_podman(host: RemoteHost, keep: Collection[str] = ()) -> None:
+    """Remove every container (but those named in ``keep``), pod and unused network with the
+    namespace's podman (container file systems started in there are mounted in there only)."""
+    containers = ["--all"]
+    if keep:  # by name: every container that is in no pod (pods go next) and is not kept
+        listed = host.run(["podman", "ps", "--all", "--format", "{{.Names}} {{.PodName}}"])
+        rows = [line.split() for line in listed.stdout.splitlines()]
+        containers = [row[0] for row in rows if len(row) == 1 and row[0] not in keep]
     for argv in (
-        ["podman", "rm", "--all", "--force", "--time", "0"],
+        ["podman", "rm", "--force", "--time", "0", *containers],
         ["podman", "pod", "rm", "--all", "--force", "--time", "0"],
         ["podman", "network", "prune", "--force"],
     ):
@@ -313,9 +318,12 @@ HOMES = ("/root/.ssh",)
 
 
 @contextlib.contextmanager
-def started(directory: Path, podman: Podman, homes: bool = False) -> Iterator[RemoteHost]:
+def started(
+    directory: Path, podman: Podman, homes: bool = False, keep: Collection[str] = ()
+) -> Iterator[RemoteHost]:
     """Start a remote host whose files are under ``directory`` (see the module docstring; with
-    ``homes``, ``HOMES`` too); stop it and everything started in it at the end."""
+    ``homes``, ``HOMES`` too); stop it and everything started in it at the end, and every
+    container of the test storage but those named in ``keep`` (a test's own that outlive it)."""
     from tests.sshd_setup import SSHD, prepare
     from tests.sshd_setup import known_hosts as trust
 
@@ -406,7 +414,7 @@ def started(directory: Path, podman: Podman, homes: bool = False) -> Iterator[Re
         yield host
     finally:
         if host is not None and server.poll() is None:
-            _clean_podman(host)
+            _clean_podman(host, keep)
         if namespace is not None and server.poll() is None:
             _kill_all(namespace, server)
         else:

@@ -34,6 +34,9 @@ def test_borg_commands_are_argument_lists_without_the_passphrase() -> None:
     assert created[created.index("--exclude") :][:2] == ["--exclude", "pp:srv/wiki/cache"]
     assert borg.prune(JOB)[2:4] == ["--glob-archives=wiki-*", "--keep-daily=7"]
     assert borg.in_dir("/", ["borg", "list"]) == ["env", "-C", "/", "borg", "list"]
+    # The watch unit, to which every repository is read-only, lists without the lock.
+    assert "--bypass-lock" not in borg.list_archives(JOB)
+    assert borg.list_archives(JOB, lock=False)[-2:] == ["--bypass-lock", JOB.repository]
     env = borg.environment(JOB)
     assert env["BORG_PASSPHRASE_FD"] == "0" and env["TZ"] == "UTC"
     assert "-i /etc/allmende/backup/wiki.ssh-key" in env["BORG_RSH"]

@@ -56,12 +56,13 @@ def read_job(root: str, service: str) -> tuple[Job, bytes]:
     return job, passphrase
 
 
-async def fresh(root: str, service: str) -> dict[str, object]:
+async def fresh(root: str, service: str, lock: bool = True) -> dict[str, object]:
     """Return how fresh the backup of ``service`` on this host (under ``root``) is, as
-    ``freshness`` says it for each."""
+    ``freshness`` says it for each (without the repository's lock unless ``lock``)."""
     try:
         found, passphrase = read_job(root, service)
-        status = await archives.status(LocalConnector(found.host, root), found, passphrase)
+        host = LocalConnector(found.host, root)
+        status = await archives.status(host, found, passphrase, lock=lock)
     except UserError as exc:
         return {"state": "unreadable", "detail": str(exc), "age": None, "last": None}
     return {

@@ -2,7 +2,8 @@
 
 On the host the inventory names in ``watch.host``, without the inventory: the plan apply wrote
 there (``/etc/allmende/watch.json``), the backup job and passphrase files of the services on
-that host (their freshness is read from their repositories as ``backup status`` reads it), the
+that host (their freshness is read from their repositories as ``backup status`` reads it, but
+without Borg's lock: the unit's file system is read-only, its repositories too), the
 keys with which it asks every other host that backs something up how fresh its backups are
 (``ssh`` to the host's forced ``allmende backup freshness``: the passphrases stay there; a host
 that cannot be asked makes its services' backup probes down, saying why), and the host's own
@@ -157,8 +158,8 @@ def backup_reader(root: str, plan: Plan, asker: Asker | None = None) -> BackupRe
 
     async def read(probe: Probe) -> tuple[str, str, float | None]:
         remote = remotes.get(probe.host)
-        if remote is None:
-            return answered(await backuphost.fresh(root, probe.service))
+        if remote is None:  # read-only to the watch unit: no lock (``archives.archives``)
+            return answered(await backuphost.fresh(root, probe.service, lock=False))
         answer = await asker.answer(remote, probe.timeout)
         if isinstance(answer, str):
             return "unreadable", f"could not ask {probe.host}: {answer}", None

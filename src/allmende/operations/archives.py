@@ -50,17 +50,22 @@ def usable(name: str) -> bool:
 
 
 async def archives(
-    host: Connector, job: Job, passphrase: bytes, sizes: bool = False
+    host: Connector, job: Job, passphrase: bytes, sizes: bool = False, lock: bool = True
 ) -> list[Listed]:
     """Return the service's finished archives in its repository, oldest first (with their
     sizes if ``sizes``: one ``borg info`` of them all). Raise UserError if the repository
-    cannot be read."""
+    cannot be read.
+
+    Borg takes the repository's lock, a file it writes in the repository, even to list its
+    archives. Without ``lock`` it reads without (``--bypass-lock``): what the watch unit does,
+    to which the file system, the repositories included, is read-only."""
     if sizes:
         argv = [
             "borg",
             "info",
             "--json",
             f"--glob-archives={borg.archive_prefix(job.service)}*",
+            *([] if lock else ["--bypass-lock"]),
             job.repository,
         ]
         data = json.loads(await borg_run(host, job, argv, passphrase, "borg info"))
@@ -74,7 +79,8 @@ async def archives(
             for a in data.get("archives", [])
         ]
     else:
-        output = await borg_run(host, job, borg.list_archives(job), passphrase, "borg list")
+        argv = borg.list_archives(job, lock=lock)
+        output = await borg_run(host, job, argv, passphrase, "borg list")
         found = [Listed(a.name, parse_time(a.time)) for a in borg.parse_list(output)]
     return sorted((a for a in found if usable(a.name)), key=lambda a: a.time)
 
@@ -163,10 +169,10 @@ def freshness(job: Job, found: list[Listed], at: datetime | None = None) -> Stat
     return Status(job.service, state, last, age, allowed, len(found))
 
 
-async def status(host: Connector, job: Job, passphrase: bytes) -> Status:
-    """Return how fresh the service's backup is, read from its repository. Raise UserError if
-    the repository cannot be read."""
+async def status(host: Connector, job: Job, passphrase: bytes, lock: bool = True) -> Status:
+    """Return how fresh the service's backup is, read from its repository (taking its lock
+    unless not ``lock``: see ``archives``). Raise UserError if it cannot be read."""
     try:
-        return freshness(job, await archives(host, job, passphrase))
+        return freshness(job, await archives(host, job, passphrase, lock=lock))
     except ValueError as exc:
         raise UserError(f"{job.service}: cannot read what Borg listed: {exc}") from None

@@ -117,11 +117,14 @@ def create(
     return [*words, archive(job, name), *paths]
 
 
-def list_archives(job: Job, last: int | None = None) -> list[str]:
-    """Return ``borg list --json`` of the service's archives (the last ``last`` if given)."""
+def list_archives(job: Job, last: int | None = None, lock: bool = True) -> list[str]:
+    """Return ``borg list --json`` of the service's archives (the last ``last`` if given;
+    without taking the repository's lock unless ``lock``: see ``archives.archives``)."""
     words = ["borg", "list", "--json", f"--glob-archives={archive_prefix(job.service)}*"]
     if last is not None:
         words.append(f"--last={last}")
+    if not lock:
+        words.append("--bypass-lock")
     return [*words, job.repository]
 
 
