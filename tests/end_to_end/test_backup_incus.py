@@ -218,7 +218,7 @@ def test_a_backup_holds_the_container_as_it_was_at_its_snapshot(studio: Studio) 
     assert studio.incus.query(f"/1.0/instances/{studio.instance}")["status"] == "Running"
 
     # The manifest has the container's files as the snapshot had them; the drill matches them.
-    manifest = json.loads(studio.archived(archive, f"{prefix}/dumps/allmende-manifest.json"))
+    manifest = json.loads(studio.archived(archive, f"{prefix}/dumps/allmende-files.json"))
     recorded = manifest["files"][f"{prefix}/web.rootfs/root/notes.txt"]
     assert recorded == [7, hashlib.sha256(b"before\n").hexdigest()]
     assert manifest["links"][f"{prefix}/web.rootfs/sbin/init"] == "../bin/busybox"

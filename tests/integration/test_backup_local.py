@@ -73,17 +73,23 @@ def test_a_backup_restores_the_files_and_says_how_fresh_it_is(site: Site) -> Non
     )
     assert "srv/files/data/a.txt" in listed and "srv/files/more/c.txt" in listed
     assert "srv/files/dumps/allmende-manifest.json" in listed
-    manifest = json.loads(
-        site.borg(
-            "extract",
-            "--stdout",
-            f"{site.directory}/repo/files::{archive}",
-            "srv/files/dumps/allmende-manifest.json",
-            passphrase=passphrase(site),
+    assert "srv/files/dumps/allmende-files.json" in listed
+    manifest, listing = (
+        json.loads(
+            site.borg(
+                "extract",
+                "--stdout",
+                f"{site.directory}/repo/files::{archive}",
+                f"srv/files/dumps/allmende-{member}.json",
+                passphrase=passphrase(site),
+            )
         )
+        for member in ("manifest", "files")
     )
-    assert manifest["files"]["srv/files/data/a.txt"][0] == 6
-    assert manifest["links"] == {"srv/files/data/link": "a.txt"}
+    assert manifest["file_list"] == "srv/files/dumps/allmende-files.json"
+    assert manifest["files"] == 3 and manifest["links"] == 1
+    assert listing["files"]["srv/files/data/a.txt"][0] == 6
+    assert listing["links"] == {"srv/files/data/link": "a.txt"}
 
     [fresh] = backup.status(site.context(), site.say)
     assert fresh.ok and fresh.message.startswith(f"fresh: last archive {archive}")
@@ -137,6 +143,23 @@ def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
     assert "changed: srv/files/data/a.txt" in verified.message
+
+
+def test_a_drill_fails_an_archive_without_the_file_list_its_manifest_names(site: Site) -> None:
+    site.init()
+    [first] = site.run()
+    scratch = site.directory / "scratch"
+    scratch.mkdir()
+    repo = f"{site.directory}/repo/files"
+    site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
+    (scratch / "srv/files/dumps/allmende-files.json").unlink()
+    site.borg(
+        "create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
+        cwd=scratch,
+    )  # fmt: skip
+    [verified] = backup.verify(site.context(), site.say)
+    assert not verified.ok
+    assert "the archive's file list is missing or cannot be read" in verified.message
 
 
 def test_a_wrong_passphrase_fails_clearly_and_is_recorded(site: Site) -> None:
