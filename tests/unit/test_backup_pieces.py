@@ -50,6 +50,21 @@ def test_borg_failures_say_what_they_mean() -> None:
     assert borg.meaning("something else entirely") == ""
 
 
+def test_an_archive_or_a_repository_that_already_exists_is_told_apart() -> None:
+    # What Borg 1.2 prints for each, word for word.
+    archive = borg.meaning("Archive wiki-2026-12-06T02:00:00.000 already exists")
+    assert archive.startswith("an archive of that name is already in the repository")
+    assert borg.meaning("A repository already exists at /srv/backup/wiki.") == (
+        "a repository already exists there"
+    )
+    missing = borg.meaning("Archive wiki-2026-12-06T02:00:00.000 does not exist")
+    assert missing.startswith("there is no archive of that name")
+    assert borg.meaning("Repository /srv/backup/wiki does not exist.").startswith(
+        "there is no Borg repository there"
+    )
+    assert "refuses this host's SSH key" in borg.meaning("Permission denied (publickey).")
+
+
 def test_the_forced_command_allows_only_appending_to_one_repository() -> None:
     key = repository.new_key("allmende-backup-wiki@rack")
     public = repository.public_of(key.private, "allmende-backup-wiki@rack")
