@@ -113,6 +113,25 @@ def walk(spec: dict[str, object]) -> dict[str, object]:
     return {"files": files, "links": links, "special": sorted(special)}
 
 
+def _widen(fd: int, size: int) -> None:
+    """Make the pipe ``fd`` (if it is one) hold ``size`` bytes where the system allows it, so
+    that its reader (Borg) gets them at once instead of taking turns with this program for
+    every 64 KiB, which on a busy machine costs each a wait for the CPU."""
+    if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+        return
+    import fcntl
+
+    try:
+        with open("/proc/sys/fs/pipe-max-size", encoding="ascii") as handle:
+            limit = int(handle.read())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    try:
+        fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), min(max(size, 1 << 16), limit))
+    except OSError:  # the pipe keeps its size: slower, not wrong
+        return
+
+
 def main(spec: dict[str, object]) -> None:
     found = walk(spec)
     # One string made by the JSON module's C encoder (``json.dump`` writes piece by piece
@@ -120,8 +139,10 @@ def main(spec: dict[str, object]) -> None:
     text = json.dumps(found, sort_keys=True) + "\n"
     out = spec.get("out")
     if out:
-        with open(str(out), "w", encoding="utf-8") as handle:
-            handle.write(text)
+        data = text.encode()
+        with open(str(out), "wb") as handle:
+            _widen(handle.fileno(), len(data))
+            handle.write(data)
         counts = {"files": len(found["files"]), "links": len(found["links"])}  # type: ignore[arg-type]
         text = json.dumps({**counts, "special": found["special"]}) + "\n"
     sys.stdout.write(text)
