@@ -10,9 +10,10 @@ and near-copies of earlier files (what deduplication finds). Each side gets its 
 (repokey-blake2, lz4) on this machine and runs first once, then R times again with nothing
 changed, the two sides taking turns so that whatever else loads the machine falls on both
 alike; the figures are medians. allmende's run is the whole job on this machine (the files
-hashed for the manifest, special files looked for, named pipes made, Borg's answer read),
-without pruning; the plain run is the same `borg create` command line. The drill extracts
-the archive into a scratch directory and compares every file's checksum with the manifest;
+hashed for the file list, special files looked for, named pipes made, the file list and the
+manifest read by Borg, Borg's answer read), without pruning; the plain run is the same `borg
+create` command line. The drill extracts the archive into a scratch directory and compares
+every file's checksum with the file list;
 `borg check` before it is timed apart.
 Both sides run with the PATH a systemd unit has (``UNIT_PATH``), as the backup timer on a host
 runs: a development machine's own PATH may put wrappers before ``python3`` (pyenv's shim costs

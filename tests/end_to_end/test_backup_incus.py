@@ -16,7 +16,8 @@ mounted at the service's directory. Applied for real, then:
 * a service backed up by ``stop`` has its container stopped for the copy and running after it,
   and a restore into a directory brings its volume's files back;
 * the host's own timer command (allmende's zip application and the job file apply wrote) backs
-  it up the same way.
+  it up the same way, also under the unit's file system hardening (reproduced with a mount
+  namespace: this machine's PID 1 is not systemd, so ``systemd-run`` cannot run it).
 """
 
 from __future__ import annotations
@@ -277,6 +278,86 @@ def test_the_hosts_timer_command_backs_up_the_container_too(studio: Studio) -> N
     archives = studio.borg("list", "--short", studio.repository).decode().split()
     notes = f"srv/{studio.service}/web.rootfs/root/notes.txt"
     assert studio.archived(archives[-1], notes) == "from the timer\n"
+    assert BACKUP not in studio.snapshots()
+
+
+#: Mounts whose subtrees ``ProtectSystem=strict`` leaves writable (the kernel's own).
+API_MOUNTS = ("/dev", "/proc", "/sys")
+#: Makes every mount given read-only, each writable path given after ``--`` writable again
+#: (bound over itself), makes sure the system is read-only, then runs the rest after ``::``.
+CONFINE = (
+    'set -e; mount --make-rslave /; while [ "$1" != -- ]; do '
+    'mount -o remount,bind,ro "$1" 2>/dev/null || :; shift; done; shift; '
+    'while [ "$1" != "::" ]; do mount --bind "$1" "$1"; '
+    'mount -o remount,bind,rw "$1"; shift; done; shift; '
+    'if [ -w /etc ] || [ -w /var/lib ]; then echo "not read-only" >&2; exit 99; fi; exec "$@"'
+)
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """Return each setting of a unit file and its values, in order."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, equals, setting = line.partition("=")
+        if equals and not line.startswith("#"):
+            found.setdefault(key, []).append(setting)
+    return found
+
+
+def mount_points() -> list[str]:
+    """Return this machine's mount points but the kernel's own file systems', longest last."""
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if not any(point == a or point.startswith(f"{a}/") for a in API_MOUNTS):
+            points.add(point)
+    return sorted(points, key=len)
+
+
+def test_the_timers_unit_backs_up_the_container_under_its_hardening(studio: Studio) -> None:
+    """The unit's ExecStart under the unit's own file system hardening, as far as a machine
+    whose PID 1 is not systemd reproduces it: a mount namespace (unshare) in which every
+    mount is read-only (``ProtectSystem=strict``, ``ProtectHome=read-only``) but the unit's
+    ``ReadWritePaths=`` and its state and cache directories, without new privileges
+    (``NoNewPrivileges=``, setpriv), with the unit's ``Environment=``, and a home that has no
+    Incus settings yet (a host whose administrator never ran ``incus``)."""
+    unit = studio.root / "etc/systemd/system" / f"{systemd.unit_name(studio.service)}.service"
+    settings = unit_settings(unit.read_text())
+    assert settings["ProtectSystem"] == ["strict"] and settings["ProtectHome"] == ["read-only"]
+    assert settings["NoNewPrivileges"] == ["yes"]
+    words = settings["ExecStart"][0].split()
+    assert words == [*systemd.BACKUP_COMMAND, studio.service]
+    words[words.index(PROGRAM)] = str(studio.root / PROGRAM.lstrip("/"))
+
+    def on_host(path: str) -> str:
+        return str(studio.root / path.lstrip("-").lstrip("/"))
+
+    made = [on_host(f"/var/{kind}/{settings[f'{d}Directory'][0]}")
+            for kind, d in (("lib", "State"), ("cache", "Cache"))]  # fmt: skip
+    writable = [*made, *(on_host(p) for p in settings["ReadWritePaths"])]
+    for path in made:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    home = studio.directory / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ALLMENDE_HOST_ROOT": str(studio.root),
+        "ALLMENDE_NOTIFY_TIMEOUT": "10",
+    }
+    for assignment in settings.get("Environment", []):
+        key, _, setting = assignment.partition("=")
+        env[key] = on_host(setting) if setting.startswith("/") else setting
+    studio.incus.inside(studio.instance, "echo under the hardening > /root/notes.txt")
+    confined = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", CONFINE, "sh",
+                *mount_points(), "--", *(p for p in writable if Path(p).exists()), "::",
+                "setpriv", "--no-new-privs", *words]  # fmt: skip
+    done = subprocess.run(confined, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(home.iterdir())  # nothing was written to the read-only home
+    archives = studio.borg("list", "--short", studio.repository).decode().split()
+    notes = f"srv/{studio.service}/web.rootfs/root/notes.txt"
+    assert studio.archived(archives[-1], notes) == "under the hardening\n"
     assert BACKUP not in studio.snapshots()
 
 
