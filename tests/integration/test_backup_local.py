@@ -123,40 +123,33 @@ def test_restore_to_a_directory_touches_nothing_live(site: Site) -> None:
     assert (site.on_host("/srv/files/data/a.txt")).read_text() == "newer\n"
 
 
-def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -> None:
+def archive_altered(site: Site, alter: Callable[[Path], object]) -> None:
+    """Back up, then make a newer archive of what the first holds after ``alter`` (given the
+    directory it is extracted to) changed it, as if the repository's copy had been changed."""
     site.init()
     [first] = site.run()
-    # An archive whose files differ from what its manifest recorded (as if a file had been
-    # changed in the repository's copy): the drill says which.
     scratch = site.directory / "scratch"
     scratch.mkdir()
     repo = f"{site.directory}/repo/files"
     site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
-    (scratch / "srv/files/data/a.txt").write_text("tampered\n")
+    alter(scratch)
     site.borg(
-        "create",
-        f"{repo}::files-9999-12-31T00:00:00",
-        "srv",
-        passphrase=passphrase(site),
+        "create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
         cwd=scratch,
-    )
+    )  # fmt: skip
+
+
+def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -> None:
+    archive_altered(site, lambda scratch: (scratch / "srv/files/data/a.txt").write_text("x\n"))
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
     assert "changed: srv/files/data/a.txt" in verified.message
 
 
 def test_a_drill_fails_an_archive_without_the_file_list_its_manifest_names(site: Site) -> None:
-    site.init()
-    [first] = site.run()
-    scratch = site.directory / "scratch"
-    scratch.mkdir()
-    repo = f"{site.directory}/repo/files"
-    site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
-    (scratch / "srv/files/dumps/allmende-files.json").unlink()
-    site.borg(
-        "create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
-        cwd=scratch,
-    )  # fmt: skip
+    archive_altered(
+        site, lambda scratch: (scratch / "srv/files/dumps/allmende-files.json").unlink()
+    )
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
     assert "the archive's file list is missing or cannot be read" in verified.message
