@@ -283,14 +283,15 @@ def test_the_hosts_timer_command_backs_up_the_container_too(studio: Studio) -> N
 
 #: Mounts whose subtrees ``ProtectSystem=strict`` leaves writable (the kernel's own).
 API_MOUNTS = ("/dev", "/proc", "/sys")
-#: Makes every mount given read-only, each writable path given after ``--`` writable again
-#: (bound over itself), makes sure the system is read-only, then runs the rest after ``::``.
+#: Given pairs (``mounted`` and a mount point: made read-only; ``ro`` or ``rw`` and a path:
+#: bound over itself, with what is mounted under it, so), then ``--`` and a command: sets the
+#: mounts up in that order, makes sure the system is read-only, and runs the command.
 CONFINE = (
     'set -e; mount --make-rslave /; while [ "$1" != -- ]; do '
-    'mount -o remount,bind,ro "$1" 2>/dev/null || :; shift; done; shift; '
-    'while [ "$1" != "::" ]; do mount --bind "$1" "$1"; '
-    'mount -o remount,bind,rw "$1"; shift; done; shift; '
-    'if [ -w /etc ] || [ -w /var/lib ]; then echo "not read-only" >&2; exit 99; fi; exec "$@"'
+    'if [ "$1" = mounted ]; then mount -o remount,bind,ro "$2" 2>/dev/null || :; '
+    'else mount --rbind "$2" "$2"; mount -o "remount,bind,$1" "$2"; fi; shift 2; done; shift; '
+    'if [ -w /etc ] || [ -w /var/lib ] || [ -w "$HOME" ]; then echo "not read-only" >&2; '
+    'exit 99; fi; exec "$@"'
 )
 
 
@@ -305,7 +306,8 @@ def unit_settings(text: str) -> dict[str, list[str]]:
 
 
 def mount_points() -> list[str]:
-    """Return this machine's mount points but the kernel's own file systems', longest last."""
+    """Return this machine's mount points but the kernel's own file systems', shortest
+    first."""
     points = set()
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4].replace("\\040", " ")
@@ -316,25 +318,28 @@ def mount_points() -> list[str]:
 
 def test_the_timers_unit_backs_up_the_container_under_its_hardening(studio: Studio) -> None:
     """The unit's ExecStart under the unit's own file system hardening, as far as a machine
-    whose PID 1 is not systemd reproduces it: a mount namespace (unshare) in which every
-    mount is read-only (``ProtectSystem=strict``, ``ProtectHome=read-only``) but the unit's
-    ``ReadWritePaths=`` and its state and cache directories, without new privileges
-    (``NoNewPrivileges=``, setpriv), with the unit's ``Environment=``, and a home that has no
-    Incus settings yet (a host whose administrator never ran ``incus``)."""
+    whose PID 1 is not systemd reproduces it: a mount namespace (unshare) in which every mount
+    is read-only (``ProtectSystem=strict``, ``ProtectHome=read-only``), the directory standing
+    in for ``/`` too, but the unit's ``ReadWritePaths=``, its state and cache directories and
+    /tmp and /var/tmp (``PrivateTmp=``: writable, though not private here, since the test's
+    own files are there); without new privileges (``NoNewPrivileges=``, setpriv); with the
+    unit's ``Environment=`` and a home that holds no Incus settings (a host whose
+    administrator never ran ``incus``)."""
     unit = studio.root / "etc/systemd/system" / f"{systemd.unit_name(studio.service)}.service"
     settings = unit_settings(unit.read_text())
-    assert settings["ProtectSystem"] == ["strict"] and settings["ProtectHome"] == ["read-only"]
-    assert settings["NoNewPrivileges"] == ["yes"]
+    for key, expected in (("ProtectSystem", "strict"), ("ProtectHome", "read-only"),
+                          ("PrivateTmp", "yes"), ("NoNewPrivileges", "yes")):  # fmt: skip
+        assert settings[key] == [expected], key
     words = settings["ExecStart"][0].split()
     assert words == [*systemd.BACKUP_COMMAND, studio.service]
     words[words.index(PROGRAM)] = str(studio.root / PROGRAM.lstrip("/"))
 
     def on_host(path: str) -> str:
-        return str(studio.root / path.lstrip("-").lstrip("/"))
+        path = path.lstrip("-")  # a path the unit skips when it does not exist
+        return path if path.startswith(str(studio.directory)) else f"{studio.root}{path}"
 
     made = [on_host(f"/var/{kind}/{settings[f'{d}Directory'][0]}")
             for kind, d in (("lib", "State"), ("cache", "Cache"))]  # fmt: skip
-    writable = [*made, *(on_host(p) for p in settings["ReadWritePaths"])]
     for path in made:
         Path(path).mkdir(parents=True, exist_ok=True)
     home = studio.directory / "home"
@@ -348,9 +353,15 @@ def test_the_timers_unit_backs_up_the_container_under_its_hardening(studio: Stud
     for assignment in settings.get("Environment", []):
         key, _, setting = assignment.partition("=")
         env[key] = on_host(setting) if setting.startswith("/") else setting
+    pairs = [
+        *(("mounted", p) for p in mount_points()),
+        ("rw", "/tmp"), ("rw", "/var/tmp"), ("ro", str(studio.root)), ("ro", str(home)),
+        *(("rw", p) for p in [*made, *map(on_host, settings["ReadWritePaths"])]
+          if Path(p).exists()),
+    ]  # fmt: skip
     studio.incus.inside(studio.instance, "echo under the hardening > /root/notes.txt")
     confined = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", CONFINE, "sh",
-                *mount_points(), "--", *(p for p in writable if Path(p).exists()), "::",
+                *(word for pair in pairs for word in pair), "--",
                 "setpriv", "--no-new-privs", *words]  # fmt: skip
     done = subprocess.run(confined, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
