@@ -155,6 +155,25 @@ def test_a_drill_fails_an_archive_without_the_file_list_its_manifest_names(site:
     assert "the archive's file list is missing or cannot be read" in verified.message
 
 
+def test_a_drill_reads_an_archive_whose_manifest_holds_the_file_list_itself(site: Site) -> None:
+    def as_before(scratch: Path) -> None:  # one manifest, the file list in it (version 1)
+        dumps = scratch / "srv/files/dumps"
+        listed = json.loads((dumps / "allmende-files.json").read_text())
+        (dumps / "allmende-files.json").unlink()
+        manifest = json.loads((dumps / "allmende-manifest.json").read_text())
+        del manifest["file_list"]
+        manifest.update(version=1, files=listed["files"], links=listed["links"])
+        (dumps / "allmende-manifest.json").write_text(json.dumps(manifest))
+        (scratch / "srv/files/data/a.txt").write_text("x\n")
+
+    archive_altered(site, as_before)
+    [verified] = backup.verify(site.context(), site.say)
+    assert not verified.ok
+    assert verified.message.count("changed: ") == 1  # everything else matched its record
+    assert "missing: " not in verified.message and "unexpected: " not in verified.message
+    assert "changed: srv/files/data/a.txt" in verified.message
+
+
 def test_a_wrong_passphrase_fails_clearly_and_is_recorded(site: Site) -> None:
     site.init()
     SecretStore(site.inventory, site.env).set(passphrase_secret("files"), b"not it")
