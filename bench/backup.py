@@ -1,7 +1,8 @@
 """Benchmark: a backup by allmende against plain `borg create` with the same options, side by
 side, and a restore drill against a plain `borg extract`.
 
-    .venv/bin/python bench/backup.py [--size-mib N] [--rounds R]   default: 1024 (1 GiB), 7
+    .venv/bin/python bench/backup.py [--size-mib N] [--rounds R] [--keep-path]
+                                                                  default: 1024 (1 GiB), 7
 
 The data is mixed and made the same every time (a fixed seed): a third incompressible random
 bytes in large files, a third text in thousands of small and middling files, a third copies
@@ -9,10 +10,14 @@ and near-copies of earlier files (what deduplication finds). Each side gets its 
 (repokey-blake2, lz4) on this machine and runs first once, then R times again with nothing
 changed, the two sides taking turns so that whatever else loads the machine falls on both
 alike; the figures are medians. allmende's run is the whole job on this machine (the files
-hashed for the manifest, special files looked for, named pipes made, Borg's answer read),
-without pruning; the plain run is the same `borg create` command line. The drill extracts
-the archive into a scratch directory and compares every file's checksum with the manifest;
+hashed for the file list, special files looked for, named pipes made, the file list and the
+manifest read by Borg, Borg's answer read), without pruning; the plain run is the same `borg
+create` command line. The drill extracts the archive into a scratch directory and compares
+every file's checksum with the file list;
 `borg check` before it is timed apart.
+Both sides run with the PATH a systemd unit has (``UNIT_PATH``), as the backup timer on a host
+runs: a development machine's own PATH may put wrappers before ``python3`` (pyenv's shim costs
+more than the program it starts); ``--keep-path`` keeps this process's PATH instead.
 Peak memory is the largest resident set of this process (allmende) and of any program it ran
 (Borg, the hashing).
 """
@@ -36,6 +41,8 @@ from allmende.inventory.backupjob import Job
 from allmende.operations import backup, borg, drill
 
 PASSPHRASE = b"bench passphrase, not a secret"
+#: systemd's PATH for units (``DefaultEnvironment``), which a host's backup timer runs with.
+UNIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WORDS = [
     "commons",
     "village",
@@ -204,7 +211,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=7, help="unchanged runs per side")
+    parser.add_argument("--keep-path", action="store_true", help="not the PATH of a unit")
     options = parser.parse_args()
+    if not options.keep_path:
+        os.environ["PATH"] = UNIT_PATH
     size = options.size_mib * 2**20
     if shutil.which("borg") is None:
         raise SystemExit("borg is not installed: apt-get install borgbackup")
@@ -221,6 +231,7 @@ def main() -> None:
             if path.is_file():
                 path.read_bytes()
         print(f"data: {on_disk / 2**20:.0f} MiB in {files} files (lz4, repokey-blake2)")
+        print(f"borg {shutil.which('borg')}, python3 {shutil.which('python3')}")
         figures = side_by_side(work, root, job, options.rounds)
     mid = {key: statistics.median(values) for key, values in figures.items()}
     print(f"{'':>22} {'plain borg':>11} {'allmende':>9} {'overhead':>9}")

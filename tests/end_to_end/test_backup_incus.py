@@ -16,7 +16,8 @@ mounted at the service's directory. Applied for real, then:
 * a service backed up by ``stop`` has its container stopped for the copy and running after it,
   and a restore into a directory brings its volume's files back;
 * the host's own timer command (allmende's zip application and the job file apply wrote) backs
-  it up the same way.
+  it up the same way, also under the unit's file system hardening (reproduced with a mount
+  namespace: this machine's PID 1 is not systemd, so ``systemd-run`` cannot run it).
 """
 
 from __future__ import annotations
@@ -218,7 +219,7 @@ def test_a_backup_holds_the_container_as_it_was_at_its_snapshot(studio: Studio) 
     assert studio.incus.query(f"/1.0/instances/{studio.instance}")["status"] == "Running"
 
     # The manifest has the container's files as the snapshot had them; the drill matches them.
-    manifest = json.loads(studio.archived(archive, f"{prefix}/dumps/allmende-manifest.json"))
+    manifest = json.loads(studio.archived(archive, f"{prefix}/dumps/allmende-files.json"))
     recorded = manifest["files"][f"{prefix}/web.rootfs/root/notes.txt"]
     assert recorded == [7, hashlib.sha256(b"before\n").hexdigest()]
     assert manifest["links"][f"{prefix}/web.rootfs/sbin/init"] == "../bin/busybox"
@@ -277,6 +278,97 @@ def test_the_hosts_timer_command_backs_up_the_container_too(studio: Studio) -> N
     archives = studio.borg("list", "--short", studio.repository).decode().split()
     notes = f"srv/{studio.service}/web.rootfs/root/notes.txt"
     assert studio.archived(archives[-1], notes) == "from the timer\n"
+    assert BACKUP not in studio.snapshots()
+
+
+#: Mounts whose subtrees ``ProtectSystem=strict`` leaves writable (the kernel's own).
+API_MOUNTS = ("/dev", "/proc", "/sys")
+#: Given pairs (``mounted`` and a mount point: made read-only; ``ro`` or ``rw`` and a path:
+#: bound over itself, with what is mounted under it, so), then ``--`` and a command: sets the
+#: mounts up in that order, makes sure the system is read-only, and runs the command.
+CONFINE = (
+    'set -e; mount --make-rslave /; while [ "$1" != -- ]; do '
+    'if [ "$1" = mounted ]; then mount -o remount,bind,ro "$2" 2>/dev/null || :; '
+    'else mount --rbind "$2" "$2"; mount -o "remount,bind,$1" "$2"; fi; shift 2; done; shift; '
+    'if [ -w /etc ] || [ -w /var/lib ] || [ -w "$HOME" ]; then echo "not read-only" >&2; '
+    'exit 99; fi; exec "$@"'
+)
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """Return each setting of a unit file and its values, in order."""
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        key, equals, setting = line.partition("=")
+        if equals and not line.startswith("#"):
+            found.setdefault(key, []).append(setting)
+    return found
+
+
+def mount_points() -> list[str]:
+    """Return this machine's mount points but the kernel's own file systems', shortest
+    first."""
+    points = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if not any(point == a or point.startswith(f"{a}/") for a in API_MOUNTS):
+            points.add(point)
+    return sorted(points, key=len)
+
+
+def test_the_timers_unit_backs_up_the_container_under_its_hardening(studio: Studio) -> None:
+    """The unit's ExecStart under the unit's own file system hardening, as far as a machine
+    whose PID 1 is not systemd reproduces it: a mount namespace (unshare) in which every mount
+    is read-only (``ProtectSystem=strict``, ``ProtectHome=read-only``), the directory standing
+    in for ``/`` too, but the unit's ``ReadWritePaths=``, its state and cache directories and
+    /tmp and /var/tmp (``PrivateTmp=``: writable, though not private here, since the test's
+    own files are there); without new privileges (``NoNewPrivileges=``, setpriv); with the
+    unit's ``Environment=`` and a home that holds no Incus settings (a host whose
+    administrator never ran ``incus``)."""
+    unit = studio.root / "etc/systemd/system" / f"{systemd.unit_name(studio.service)}.service"
+    settings = unit_settings(unit.read_text())
+    for key, expected in (("ProtectSystem", "strict"), ("ProtectHome", "read-only"),
+                          ("PrivateTmp", "yes"), ("NoNewPrivileges", "yes")):  # fmt: skip
+        assert settings[key] == [expected], key
+    words = settings["ExecStart"][0].split()
+    assert words == [*systemd.BACKUP_COMMAND, studio.service]
+    words[words.index(PROGRAM)] = str(studio.root / PROGRAM.lstrip("/"))
+
+    def on_host(path: str) -> str:
+        path = path.lstrip("-")  # a path the unit skips when it does not exist
+        return path if path.startswith(str(studio.directory)) else f"{studio.root}{path}"
+
+    made = [on_host(f"/var/{kind}/{settings[f'{d}Directory'][0]}")
+            for kind, d in (("lib", "State"), ("cache", "Cache"))]  # fmt: skip
+    for path in made:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    home = studio.directory / "home"
+    home.mkdir(exist_ok=True)
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "ALLMENDE_HOST_ROOT": str(studio.root),
+        "ALLMENDE_NOTIFY_TIMEOUT": "10",
+    }
+    for assignment in settings.get("Environment", []):
+        key, _, setting = assignment.partition("=")
+        env[key] = on_host(setting) if setting.startswith("/") else setting
+    pairs = [
+        *(("mounted", p) for p in mount_points()),
+        ("rw", "/tmp"), ("rw", "/var/tmp"), ("ro", str(studio.root)), ("ro", str(home)),
+        *(("rw", p) for p in [*made, *map(on_host, settings["ReadWritePaths"])]
+          if Path(p).exists()),
+    ]  # fmt: skip
+    studio.incus.inside(studio.instance, "echo under the hardening > /root/notes.txt")
+    confined = ["unshare", "--mount", "--propagation", "slave", "sh", "-c", CONFINE, "sh",
+                *(word for pair in pairs for word in pair), "--",
+                "setpriv", "--no-new-privs", *words]  # fmt: skip
+    done = subprocess.run(confined, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert not list(home.iterdir())  # nothing was written to the read-only home
+    archives = studio.borg("list", "--short", studio.repository).decode().split()
+    notes = f"srv/{studio.service}/web.rootfs/root/notes.txt"
+    assert studio.archived(archives[-1], notes) == "under the hardening\n"
     assert BACKUP not in studio.snapshots()
 
 

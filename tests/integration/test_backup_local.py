@@ -73,17 +73,23 @@ def test_a_backup_restores_the_files_and_says_how_fresh_it_is(site: Site) -> Non
     )
     assert "srv/files/data/a.txt" in listed and "srv/files/more/c.txt" in listed
     assert "srv/files/dumps/allmende-manifest.json" in listed
-    manifest = json.loads(
-        site.borg(
-            "extract",
-            "--stdout",
-            f"{site.directory}/repo/files::{archive}",
-            "srv/files/dumps/allmende-manifest.json",
-            passphrase=passphrase(site),
+    assert "srv/files/dumps/allmende-files.json" in listed
+    manifest, listing = (
+        json.loads(
+            site.borg(
+                "extract",
+                "--stdout",
+                f"{site.directory}/repo/files::{archive}",
+                f"srv/files/dumps/allmende-{member}.json",
+                passphrase=passphrase(site),
+            )
         )
+        for member in ("manifest", "files")
     )
-    assert manifest["files"]["srv/files/data/a.txt"][0] == 6
-    assert manifest["links"] == {"srv/files/data/link": "a.txt"}
+    assert manifest["file_list"] == "srv/files/dumps/allmende-files.json"
+    assert manifest["files"] == 3 and manifest["links"] == 1
+    assert listing["files"]["srv/files/data/a.txt"][0] == 6
+    assert listing["links"] == {"srv/files/data/link": "a.txt"}
 
     [fresh] = backup.status(site.context(), site.say)
     assert fresh.ok and fresh.message.startswith(f"fresh: last archive {archive}")
@@ -117,25 +123,54 @@ def test_restore_to_a_directory_touches_nothing_live(site: Site) -> None:
     assert (site.on_host("/srv/files/data/a.txt")).read_text() == "newer\n"
 
 
-def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -> None:
+def archive_altered(site: Site, alter: Callable[[Path], object]) -> None:
+    """Back up, then make a newer archive of what the first holds after ``alter`` (given the
+    directory it is extracted to) changed it, as if the repository's copy had been changed."""
     site.init()
     [first] = site.run()
-    # An archive whose files differ from what its manifest recorded (as if a file had been
-    # changed in the repository's copy): the drill says which.
     scratch = site.directory / "scratch"
     scratch.mkdir()
     repo = f"{site.directory}/repo/files"
     site.borg("extract", f"{repo}::{first.value.archive}", passphrase=passphrase(site), cwd=scratch)
-    (scratch / "srv/files/data/a.txt").write_text("tampered\n")
+    alter(scratch)
     site.borg(
-        "create",
-        f"{repo}::files-9999-12-31T00:00:00",
-        "srv",
-        passphrase=passphrase(site),
+        "create", f"{repo}::files-9999-12-31T00:00:00", "srv", passphrase=passphrase(site),
         cwd=scratch,
+    )  # fmt: skip
+
+
+def test_a_drill_finds_an_archive_that_does_not_match_its_manifest(site: Site) -> None:
+    archive_altered(site, lambda scratch: (scratch / "srv/files/data/a.txt").write_text("x\n"))
+    [verified] = backup.verify(site.context(), site.say)
+    assert not verified.ok
+    assert "changed: srv/files/data/a.txt" in verified.message
+
+
+def test_a_drill_fails_an_archive_without_the_file_list_its_manifest_names(site: Site) -> None:
+    archive_altered(
+        site, lambda scratch: (scratch / "srv/files/dumps/allmende-files.json").unlink()
     )
     [verified] = backup.verify(site.context(), site.say)
     assert not verified.ok
+    assert "the archive's file list is missing or cannot be read" in verified.message
+
+
+def test_a_drill_reads_an_archive_whose_manifest_holds_the_file_list_itself(site: Site) -> None:
+    def as_before(scratch: Path) -> None:  # one manifest, the file list in it (version 1)
+        dumps = scratch / "srv/files/dumps"
+        listed = json.loads((dumps / "allmende-files.json").read_text())
+        (dumps / "allmende-files.json").unlink()
+        manifest = json.loads((dumps / "allmende-manifest.json").read_text())
+        del manifest["file_list"]
+        manifest.update(version=1, files=listed["files"], links=listed["links"])
+        (dumps / "allmende-manifest.json").write_text(json.dumps(manifest))
+        (scratch / "srv/files/data/a.txt").write_text("x\n")
+
+    archive_altered(site, as_before)
+    [verified] = backup.verify(site.context(), site.say)
+    assert not verified.ok
+    assert verified.message.count("changed: ") == 1  # everything else matched its record
+    assert "missing: " not in verified.message and "unexpected: " not in verified.message
     assert "changed: srv/files/data/a.txt" in verified.message
 
 

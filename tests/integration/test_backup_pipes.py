@@ -107,7 +107,7 @@ def test_a_file_changed_behind_the_cache_gets_its_new_checksum(site: Site) -> No
     assert second.ok, second.message
     manifest = site.borg(
         "extract", "--stdout", f"{site.directory}/repo/files::{second.value.archive}",
-        "srv/files/dumps/allmende-manifest.json", passphrase=passphrase(site),
+        "srv/files/dumps/allmende-files.json", passphrase=passphrase(site),
     )  # fmt: skip
     recorded = json.loads(manifest)["files"]["srv/files/data/a.txt"]
     assert recorded == [6, hashlib.sha256(b"ALPHA\n").hexdigest()]

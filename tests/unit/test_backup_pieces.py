@@ -54,6 +54,21 @@ def test_borg_failures_say_what_they_mean() -> None:
     assert borg.meaning("something else entirely") == ""
 
 
+def test_an_archive_or_a_repository_that_already_exists_is_told_apart() -> None:
+    # What Borg 1.2 prints for each, word for word.
+    archive = borg.meaning("Archive wiki-2026-12-06T02:00:00.000 already exists")
+    assert archive.startswith("an archive of that name is already in the repository")
+    assert borg.meaning("A repository already exists at /srv/backup/wiki.") == (
+        "a repository already exists there"
+    )
+    missing = borg.meaning("Archive wiki-2026-12-06T02:00:00.000 does not exist")
+    assert missing.startswith("there is no archive of that name")
+    assert borg.meaning("Repository /srv/backup/wiki does not exist.").startswith(
+        "there is no Borg repository there"
+    )
+    assert "refuses this host's SSH key" in borg.meaning("Permission denied (publickey).")
+
+
 def test_the_forced_command_allows_only_appending_to_one_repository() -> None:
     key = sshkeys.new_key("allmende-backup-wiki@rack")
     public = sshkeys.public_of(key.private, "allmende-backup-wiki@rack")
@@ -174,3 +189,28 @@ def test_hashes_cover_files_links_and_specials_and_reuse_the_cache(tmp_path: Pat
     os.utime(data / "a.txt", ns=(before.st_atime_ns, before.st_mtime_ns))
     changed = hashes.walk(spec)
     assert changed["files"] == {"srv/wiki/data/a.txt": [1, hashlib.sha256(b"b").hexdigest()]}
+
+
+def test_the_file_list_goes_to_its_own_file_the_same_bytes_while_nothing_changes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "root"
+    data = root / "srv/wiki/data"
+    (data / "sub").mkdir(parents=True)
+    (data / "a.txt").write_text("a")
+    (data / "sub/b.txt").write_text("bb")
+    (data / "link").symlink_to("sub")
+    out = tmp_path / "files.json"
+    spec = {"root": str(root), "paths": ["/srv/wiki/data"], "exclude": [],
+            "cache": str(tmp_path / "cache.json"), "out": str(out)}  # fmt: skip
+    hashes.main(spec)
+    assert json.loads(capsys.readouterr().out) == {"files": 2, "links": 1, "special": []}
+    first = out.read_bytes()
+    listed = json.loads(first)
+    assert listed["files"]["srv/wiki/data/sub/b.txt"] == [2, hashlib.sha256(b"bb").hexdigest()]
+    assert listed["links"] == {"srv/wiki/data/link": "sub"}  # not followed into
+    hashes.main(spec)
+    assert out.read_bytes() == first
+    (data / "a.txt").write_text("A")
+    hashes.main(spec)
+    assert out.read_bytes() != first

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from allmende import __version__
+from allmende import version
 from allmende.cli.output import setup_logging
 from allmende.cli.terminal import echo
 from allmende.errors import UserError
@@ -58,8 +58,22 @@ class LazyGroup(click.Group):
         return command
 
 
+def show_version(ctx: click.Context, _: click.Parameter, value: bool) -> None:
+    """Print the version and stop (looked up only here: ``allmende.version``)."""
+    if value and not ctx.resilient_parsing:
+        click.echo(f"allmende, version {version()}")
+        ctx.exit()
+
+
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="allmende")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=show_version,
+    help="Show the version and exit.",
+)
 @click.option("-v", "--verbose", count=True, help="Say more (twice: debug).")
 def cli(verbose: int) -> None:
     """Keep a collective's shared servers as one Git repository of small YAML files."""

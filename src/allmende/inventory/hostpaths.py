@@ -254,6 +254,13 @@ def backup_manifest(service: str) -> str:
     return f"{service_dir(service)}/dumps/allmende-manifest.json"
 
 
+def backup_file_list(service: str) -> str:
+    """Return where a backup's file list (every file's size and checksum, every link) is in its
+    archive (as a host path), beside the manifest that names it: the same bytes while the
+    files are unchanged, so that Borg stores it once."""
+    return f"{service_dir(service)}/dumps/allmende-files.json"
+
+
 def stopped_file(service: str) -> str:
     """Return the file naming the containers a backup stopped, until it starts them again (a
     backup killed half-way leaves it for the next run to start them)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from allmende import __version__
+from allmende import version
 from allmende.inventory.inventory import Kind
 from allmende.inventory.load import MODELS
 
@@ -44,7 +44,7 @@ def kind_schema(kind: Kind) -> dict[str, Any]:
     _extensions(schema)
     return {
         "$schema": DIALECT,
-        "$id": f"https://allmende.invalid/schema/{__version__}/{kind}.json",
+        "$id": f"https://allmende.invalid/schema/{version()}/{kind}.json",
         "title": f"allmende {kind} ({FILES[kind]})",
         **{k: v for k, v in schema.items() if k != "title"},
     }
@@ -61,7 +61,7 @@ def inventory_schema() -> dict[str, Any]:
         defs[kind] = schema
     return {
         "$schema": DIALECT,
-        "$id": f"https://allmende.invalid/schema/{__version__}/inventory.json",
+        "$id": f"https://allmende.invalid/schema/{version()}/inventory.json",
         "title": "allmende inventory file",
         "anyOf": [{"$ref": f"#/$defs/{kind}"} for kind in KINDS],
         "$defs": dict(sorted(defs.items())),

@@ -3,15 +3,18 @@
 In order, on the (opened) host:
 
 1. containers a killed run left stopped are started again (``hostpaths.stopped_file``);
-2. a named pipe is made for each database dump and one for the manifest; special files in the
-   volumes (devices, pipes, links to them) are left out of the archive, since Borg reads pipes;
+2. a named pipe is made for each database dump, one for the file list and one for the
+   manifest; special files in the volumes (devices, pipes, links to them) are left out of the
+   archive, since Borg reads pipes;
 3. ``stop``: the service's running containers are stopped (their ids kept in the stopped file);
    ``snapshot``: each volume is snapshotted read-only, and on an Incus host each instance too,
    and the copy reads the snapshots (``operations.snapshot``, ``operations.instances``);
 4. at the same time: each dump is streamed into its pipe and counted (``onhost.dumps``), the
-   volumes' files are hashed (``onhost.hashes``, unchanged files from a cache), and ``borg
-   create`` reads the volumes, then each dump, then the manifest (file checksums, row counts
-   per table), written into its pipe once the dumps and hashes are done;
+   volumes' files are hashed (``onhost.hashes``, unchanged files from a cache) and their list
+   (sizes and checksums) written by the hashing straight into its pipe, and ``borg create``
+   reads the volumes, then each dump, then the file list (the same bytes while nothing
+   changed, so stored once), then the manifest (what the archive holds, row counts per table),
+   written into its pipe once the dumps and hashes are done;
 5. the containers are started again as soon as Borg is done, whether it succeeded or not (the
    downtime is reported);
 6. a dump that failed makes the run fail, and its archive is deleted (an append-only repository
@@ -38,6 +41,7 @@ from allmende.errors import CommandFailed, CommandTimedOut, ToolMissing, UserErr
 from allmende.inventory.backupjob import Dump, Job, with_container
 from allmende.inventory.hostpaths import (
     CACHE_DIR,
+    backup_file_list,
     backup_manifest,
     hash_cache,
     stopped_file,
@@ -48,8 +52,9 @@ Say = Callable[[str], None]
 #: What a command of the copy runs through (``operations.snapshot``), as an argument list.
 Wrap = Callable[[list[str]], list[str]]
 
-#: The version of the manifest's format.
-MANIFEST_VERSION = 1
+#: The version of the manifest's format: 1 held the file list itself, 2 names the archive's
+#: member that holds it (``file_list``).
+MANIFEST_VERSION = 2
 
 
 @dataclass
@@ -249,8 +254,10 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     began = time.monotonic()
     await start_again(host, job, say)
     name = archive_name(job.service)
-    manifest_pipe = backup_manifest(job.service)
-    pipes = [d.path for d in job.dumps] + [manifest_pipe]
+    pipes = [d.path for d in job.dumps] + [
+        backup_file_list(job.service),
+        backup_manifest(job.service),
+    ]
     await host.make_dir(f"{CACHE_DIR}/backup")
     await make_pipes(host, pipes)
     paths, found_special = await survey(host, job.paths)
@@ -296,9 +303,9 @@ async def run(host: Connector, job: Job, passphrase: bytes, say: Say = lambda li
     created, manifest, failed = outcome
     result.archive = name
     result.stats = borg.parse_stats(created)
-    files, dumps = manifest.get("files", {}), manifest.get("dumps", {})
-    assert isinstance(files, dict) and isinstance(dumps, dict)
-    result.files = len(files)
+    files, dumps = manifest.get("files", 0), manifest.get("dumps", {})
+    assert isinstance(files, int) and isinstance(dumps, dict)
+    result.files = files
     result.rows = {db: d["rows"] for db, d in dumps.items()}
     if failed:
         say(f"a dump failed: deleting the archive {name}")
@@ -320,11 +327,12 @@ async def _archive(
     wrap: Wrap,
 ) -> tuple[bytes, dict[str, object], list[str]]:
     """Run the dumps, the hashing and ``borg create`` together on ``what`` (the paths, the
-    exclude patterns, the pipes), Borg and the hashing through ``wrap``; return Borg's answer,
-    the manifest and what failed among the dumps. Raise UserError if Borg fails."""
+    exclude patterns, the pipes: the dumps', the file list's, the manifest's), Borg and the
+    hashing through ``wrap``; return Borg's answer, the manifest and what failed among the
+    dumps and the hashing. Raise UserError if Borg fails."""
     paths, excludes, pipes = what
     writers = [asyncio.create_task(_dump(host, job, dump.database)) for dump in job.dumps]
-    hashing = asyncio.create_task(_hashes(host, job, paths, wrap))
+    hashing = asyncio.create_task(_hashes(host, job, paths, pipes[-2], wrap))
 
     async def manifest() -> dict[str, object]:
         document: dict[str, object] = {
@@ -333,14 +341,15 @@ async def _archive(
             "archive": name,
             "consistency": job.consistency,
             "paths": paths,
+            "file_list": relative(pipes[-2]),
         }
         try:
             dumps = await asyncio.gather(*writers)
-            tree = await hashing
+            counts = await hashing
             document.update(
                 created=datetime.now(UTC).isoformat(timespec="seconds"),
-                files=tree["files"],
-                links=tree["links"],
+                files=counts["files"],
+                links=counts["links"],
                 dumps={
                     d.database: {"path": relative(d.path), "kind": d.kind, **stats}
                     for d, stats in zip(job.dumps, dumps, strict=True)
@@ -361,7 +370,7 @@ async def _archive(
     try:
         created = await borg_run(host, job, create, passphrase, "borg create", wrap=wrap)
     except UserError:
-        for pipe, task in zip(pipes, [*writers, written], strict=True):
+        for pipe, task in zip(pipes, [*writers, hashing, written], strict=True):
             if not task.done():
                 await drain(host, pipe, task)
         await asyncio.gather(written, return_exceptions=True)
@@ -418,14 +427,27 @@ async def server_of(host: Connector, dump: Dump) -> str:
     return found[0]
 
 
-async def _hashes(host: Connector, job: Job, paths: list[str], wrap: Wrap) -> dict[str, object]:
-    """Return the checksums of the files under ``paths`` (``onhost.hashes``)."""
+async def _hashes(
+    host: Connector, job: Job, paths: list[str], pipe: str, wrap: Wrap
+) -> dict[str, int]:
+    """Write the checksums of the files under ``paths`` into the named pipe ``pipe`` (host
+    paths; ``onhost.hashes``); return how many files and links they are. Raise UserError if
+    the hashing fails (Borg, waiting for that pipe, then gets an empty list)."""
     spec = {
         "root": host.real("/"),
         "paths": [f"/{p}" for p in paths],
         "exclude": list(job.exclude),
         "cache": host.real(hash_cache(job.service)),
+        "out": host.real(pipe),
     }
-    ran = await host.run(wrap(onhost.command("hashes", json.dumps(spec))), what="hash the files")
-    tree: dict[str, object] = json.loads(ran.stdout)
-    return tree
+    try:
+        ran = await host.run(
+            wrap(onhost.command("hashes", json.dumps(spec))), what="hash the files"
+        )
+    except UserError:
+        # Borg waits for the list, whatever happened: give it an empty one (unless it was read).
+        with contextlib.suppress(CommandTimedOut):
+            await host.run(["dd", f"of={host.real(pipe)}", "status=none"], input=b"", timeout=10)
+        raise
+    counts = json.loads(ran.stdout)
+    return {"files": int(counts["files"]), "links": int(counts["links"])}

@@ -12,6 +12,7 @@ its standard input (``BORG_PASSPHRASE_FD=0``), which carries nothing else.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -210,8 +211,19 @@ def parse_stats(output: bytes) -> dict[str, float]:
     }
 
 
-#: What Borg says, and what it means for the user.
-_MEANINGS = (
+#: What Borg says (words, or a pattern searched in its output), and what it means for the user;
+#: the first that matches counts.
+_MEANINGS: tuple[tuple[str | re.Pattern[str], str], ...] = (
+    (
+        re.compile(r"Archive \S+ already exists"),
+        "an archive of that name is already in the repository (another run made it at the "
+        "same moment): run the backup again",
+    ),
+    (
+        re.compile(r"Archive \S+ does not exist"),
+        "there is no archive of that name in the repository: `allmende backup list` shows "
+        "those there are",
+    ),
     ("passphrase supplied in BORG_PASSPHRASE", "the repository passphrase is wrong"),
     ("passphrase supplied in", "the repository passphrase is wrong"),
     (
@@ -231,14 +243,14 @@ _MEANINGS = (
     ("Repository path not allowed", "the repository server allows this key another path only"),
     ("Failed to create/acquire the lock", "another Borg command holds the repository's lock"),
     ("Host key verification failed", "the repository server's host key has changed"),
-    ("already exists", "a repository already exists there"),
+    ("A repository already exists at", "a repository already exists there"),
 )
 
 
 def meaning(output: str) -> str:
     """Return what a failed Borg command's output means, in a sentence ("" when unknown)."""
     for needle, said in _MEANINGS:
-        if needle in output:
+        if needle in output if isinstance(needle, str) else needle.search(output):
             return said
     return ""
 

@@ -2,7 +2,8 @@
 
 The drill extracts the whole archive into a scratch directory on the service's host (every
 chunk is decrypted and authenticated: a tampered archive does not extract), reads the manifest
-the backup wrote into the archive, and compares: every file's size and checksum, every link,
+the backup wrote into the archive and the file list it names (older manifests hold the list
+themselves), and compares: every file's size and checksum, every link,
 and for each database dump its checksum and row count per table. Files of a service backed up
 by ``dump`` were copied while it ran, so a difference there is a note, not a failure; the
 dumps are what must match. The scratch directory is removed afterwards.
@@ -18,7 +19,7 @@ from allmende import onhost
 from allmende.connectors.base import Connector
 from allmende.errors import UserError
 from allmende.inventory.backupjob import Job
-from allmende.inventory.hostpaths import backup_manifest
+from allmende.inventory.hostpaths import backup_file_list, backup_manifest
 from allmende.operations import borg
 from allmende.operations.backup import borg_run, relative
 from allmende.operations.restore import choose, extract, remove_tree, scratch_dir
@@ -124,6 +125,15 @@ async def _compare(host: Connector, job: Job, scratch: str, drill: Drill) -> Non
     manifest = json.loads(raw)
     if manifest.get("error"):
         drill.problems.append(f"the backup recorded a failure: {manifest['error']}")
+    ours = {relative(backup_manifest(job.service)), relative(backup_file_list(job.service))}
+    if "file_list" in manifest:  # where the backup wrote it, which only allmende chooses
+        listed = await host.read(f"{scratch}/{relative(backup_file_list(job.service))}")
+        try:
+            recorded = json.loads(listed or b"")
+            manifest = {**manifest, "files": recorded["files"], "links": recorded["links"]}
+        except (ValueError, KeyError, TypeError):
+            drill.problems.append("the archive's file list is missing or cannot be read")
+            return
     tops = ["/" + p for p in manifest.get("paths", [])]
     spec = {"root": host.real(scratch), "paths": tops, "exclude": [], "cache": None}
     ran = await host.run(onhost.command("hashes", json.dumps(spec)), what="hash the drill")
@@ -131,8 +141,7 @@ async def _compare(host: Connector, job: Job, scratch: str, drill: Drill) -> Non
     found["files"] = {
         p: v
         for p, v in found["files"].items()
-        if p != relative(backup_manifest(job.service))
-        and not any(p == d["path"] for d in manifest.get("dumps", {}).values())
+        if p not in ours and not any(p == d["path"] for d in manifest.get("dumps", {}).values())
     }
     differences = compare_files(manifest, found)
     drill.files = len(found["files"])

@@ -18,17 +18,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import smtplib
 import socket
-import ssl
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from typing import Literal
 
 from allmende.inventory.backupjob import Channel
@@ -98,6 +93,12 @@ def send_email(event: Event, to: str, smtp: str, timeout: float = 10.0) -> None:
     """Hand ``event`` as an e-mail to ``to`` to the mail server ``smtp`` (``host:port``; 465
     speaks TLS from the start, 587 upgrades with STARTTLS). Raise OSError or
     smtplib.SMTPException if it is not accepted."""
+    # Imported here, where a message is sent: a host's backup job that sends none starts
+    # without them.
+    import smtplib
+    import ssl
+    from email.message import EmailMessage
+
     host, port = _smtp_address(smtp)
     message = EmailMessage()
     message["From"] = f"allmende <allmende@{socket.getfqdn()}>"
@@ -118,6 +119,8 @@ def send_email(event: Event, to: str, smtp: str, timeout: float = 10.0) -> None:
 def send_webhook(event: Event, url: str, timeout: float = 10.0) -> None:
     """POST ``event`` as JSON to ``url``. Raise OSError (urllib's errors included) unless the
     answer is 2xx."""
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=event.payload(),
@@ -192,7 +195,7 @@ class Notifier:
                 delivery.attempts = attempt
                 try:
                     self.transport(delivery.event, delivery.channel)
-                except (OSError, smtplib.SMTPException, ValueError) as exc:
+                except (OSError, ValueError) as exc:  # smtplib.SMTPException is an OSError
                     delivery.error = f"{type(exc).__name__}: {exc}"
                     log.warning(
                         "alert to %s not delivered (attempt %d): %s",

@@ -18,7 +18,8 @@ consistency is not ``none`` and a repository applies to it), the host the servic
   (where the dumps pass through named pipes), a local repository, allmende's state and cache
   directories (``/var/lib/allmende``, ``/var/cache/allmende``, created by systemd through
   ``StateDirectory=``/``CacheDirectory=``), a private /tmp, control groups, kernel tunables and
-  modules protected, no set-user-ID files, the execution domain locked. A backup that drives
+  modules protected, no set-user-ID files, the execution domain locked (the Incus client's own
+  settings in the cache directory, ``INCUS_CONF``, since home is read-only). A backup that drives
   podman (stopping and starting a service, or dumping its databases with ``podman exec``) gets
   no mount namespace of its own (``own_namespace``: no ``ProtectSystem=``, ``ProtectHome=``,
   ``PrivateTmp=``, ``ProtectControlGroups=``): podman mounts the file systems of the containers
@@ -64,6 +65,9 @@ def own_namespace(inventory: Inventory, name: str) -> bool:
     )
     return not (host.runtime == "podman" and host.engine in ("compose", "kubernetes") and drives)
 
+
+#: The Incus client's settings directory in a backup unit (created by the client).
+INCUS_CONF = f"{CACHE_DIR}/incus"
 
 #: How far systemd may move a start past the scheduled time, at random.
 RANDOMIZED_DELAY = "15min"
@@ -176,6 +180,9 @@ def service_unit(name: str, consistency: str, paths: list[str] | None) -> str:
         *(f"{key}={setting}" for key, setting in _HARDENING),
         f"StateDirectory={STATE_NAME}",
         f"CacheDirectory={STATE_NAME}",
+        "# The Incus client (snapshots, stop and start on an Incus host) keeps its settings",
+        "# under HOME, read-only here: it gets a directory of its own in the cache.",
+        f"Environment={word(f'INCUS_CONF={INCUS_CONF}')}",
         *(f"ReadWritePaths={word('-' + path)}" for path in paths or ()),
     ]
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from josepy.jwk import JWKRSA
 
-from allmende import __version__
+from allmende import version
 from allmende.errors import CertificateFailed
 
 #: How long the CA may take to check the challenges and issue, in seconds.
@@ -199,7 +199,7 @@ def open_account(directory: str, account_key: bytes, email: str, verify: str | b
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise CertificateFailed("the ACME account key is not an RSA key", "other")
     key = JWKRSA(key=loaded)
-    network = _Network(key, user_agent=f"allmende/{__version__}", verify_ssl=verify, timeout=30)  # type: ignore[arg-type]
+    network = _Network(key, user_agent=f"allmende/{version()}", verify_ssl=verify, timeout=30)  # type: ignore[arg-type]
     try:
         found = client.ClientV2.get_directory(directory, network)
         acme = client.ClientV2(found, network)
