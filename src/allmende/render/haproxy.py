@@ -67,11 +67,11 @@ from allmende.inventory.hostpaths import (
     certificate,
 )
 from allmende.inventory.inventory import Inventory
+from allmende.render.haproxy_backends import backend_section, section
 from allmende.render.haproxy_plan import (
     ACME_PATH,
     CACHE_OBJECT_BYTES,
     CACHE_SIZE_MB,
-    Backend,
     EdgePlan,
     HttpRoute,
     comment,
@@ -148,10 +148,6 @@ def _expect_proxy(p: EdgePlan) -> list[str]:
     if not p.accept_proxy:
         return []
     return [f"tcp-request connection expect-proxy layer4 if {{ src {' '.join(p.accept_proxy)} }}"]
-
-
-def _section(head: str, lines: Iterable[str]) -> str:
-    return "\n".join([head, *(f"    {line}" if line else "" for line in lines)]) + "\n"
 
 
 class _Acls:
@@ -268,7 +264,7 @@ def _http_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
     rules += _caching(acls, served)
     rules.append("use_backend acme if acme_challenge")
     rules += _routing(acls, served)
-    return _section(
+    return section(
         "frontend http from http",
         [
             _bind(p, p.http_port),
@@ -297,7 +293,7 @@ def _https_frontend(p: EdgePlan) -> str:
         lines.append(f"use_backend {passthrough.backend} if {{ req.ssl_sni -i {names} }}")
     if p.terminated:
         lines.append("default_backend terminate-tls")
-    return _section("frontend https from tcp", lines)
+    return section("frontend https from tcp", lines)
 
 
 def _terminate_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
@@ -305,7 +301,7 @@ def _terminate_frontend(p: EdgePlan, path_names: dict[str, str]) -> str:
     routes = [r for r in p.routes if r.https]
     rules = [*_caching(acls, routes), *_routing(acls, routes)]
     socket = terminate_socket(p.edge)
-    return _section(
+    return section(
         "frontend https-terminate from http",
         [
             f"bind {socket} user haproxy mode 600 accept-proxy ssl crt-list {HAPROXY_CERTS_LIST} "
@@ -331,7 +327,7 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
             )
             continue
         sections.append(
-            _section(
+            section(
                 f"frontend expose-{port.port} from tcp",
                 [
                     comment(f"# {port.service}: {port.target}"),
@@ -344,70 +340,6 @@ def _tcp_frontends(p: EdgePlan) -> list[str]:
     return sections
 
 
-def _checked(backend: Backend, own: bool) -> list[str]:
-    """Return the health check options of a server: the component's healthcheck, on its
-    health port for the component itself (a server outside is checked on its own port)."""
-    health = backend.health
-    words = ["check"]
-    if own and health.port is not None:
-        words.append(f"port {health.port}")
-    if health.interval is not None:
-        # Only while up is the service's own interval kept: a server that is down (or
-        # changing state, as during a redeploy) is checked every 2 s, so it is back in
-        # seconds rather than after two full intervals.
-        words.append(f"inter {health.interval} fastinter 2s downinter 2s")
-    if health.retries is not None:
-        words.append(f"fall {health.retries}")
-    return words
-
-
-def _options(backend: Backend, backup: bool, dns: bool, weight: int | None) -> list[str]:
-    """Return the options of a server: its weight, the backend's PROXY protocol, backup,
-    resolving."""
-    words = [f"weight {weight}"] if weight is not None else []
-    if backend.proxy is not None:
-        words.append("send-proxy-v2" if backend.proxy == "v2" else "send-proxy")
-    if backup:
-        words.append("backup")
-    if dns:
-        words.append("resolvers system init-addr libc,none")
-    return words
-
-
-def _servers(backend: Backend) -> list[str]:
-    """Return the backend's server lines: the component itself (disabled when it cannot be
-    reached), then each server of its ``edge`` settings."""
-    own = [f"server {ident(backend.component)} {backend.address}"]
-    own += ["disabled"] if not backend.reachable else _checked(backend, True)
-    lines = [" ".join(own + _options(backend, backend.backup, backend.dns, backend.weight))]
-    for server in backend.servers:
-        words = [f"server {server.name} {server.address}", *_checked(backend, False)]
-        options = _options(backend, server.backup, server.dns, server.weight)
-        lines.append(" ".join(words + options))
-    return lines
-
-
-def _backend(backend: Backend) -> str:
-    lines = [comment(f"# {backend.service}: {backend.component}.{backend.port} on {backend.host}")]
-    health = backend.health
-    if not backend.reachable:
-        lines.append(f"# Cannot be reached: {comment(backend.note)}.")
-    if health.note:
-        lines.append(f"# {comment(health.note)}.")
-    usable = backend.reachable or bool(backend.servers)
-    if backend.servers and backend.balance != "roundrobin":
-        lines.append(f"balance {backend.balance}")
-    if usable and health.http_path is not None:
-        send = f"http-check send meth GET uri {health.http_path}"
-        if health.http_host is not None:
-            send += f" ver HTTP/1.1 hdr host {health.http_host}"
-        lines += ["option httpchk", send, "http-check expect status 200"]
-    if usable and health.timeout is not None:
-        lines.append(f"timeout check {health.timeout}")
-    lines += _servers(backend)
-    return _section(f"backend {backend.name} from {backend.mode}", lines)
-
-
 def config(p: EdgePlan) -> str:
     """Given the plan of one edge host, return its ``haproxy.cfg`` (without the header)."""
     sections = [
@@ -415,10 +347,10 @@ def config(p: EdgePlan) -> str:
         GLOBAL,
     ]
     if any(b.resolves for b in p.backends):
-        sections.append(_section("resolvers system", ["parse-resolv-conf"]))
+        sections.append(section("resolvers system", ["parse-resolv-conf"]))
     for cache in p.caches:
         sections.append(
-            _section(
+            section(
                 f"cache {cache.name}",
                 [
                     f"total-max-size {CACHE_SIZE_MB}",
@@ -442,7 +374,7 @@ def config(p: EdgePlan) -> str:
     sections += _tcp_frontends(p)
     if p.has_routes:
         sections.append(
-            _section(
+            section(
                 "backend acme from http",
                 [
                     "# allmende's certificate job answers ACME http-01 challenges here",
@@ -451,7 +383,7 @@ def config(p: EdgePlan) -> str:
             )
         )
         sections.append(
-            _section(
+            section(
                 "backend no-route from http",
                 [
                     "http-request return status 404 content-type text/plain "
@@ -461,12 +393,12 @@ def config(p: EdgePlan) -> str:
         )
     if p.terminated:
         sections.append(
-            _section(
+            section(
                 "backend terminate-tls from tcp",
                 [f"server https-terminate {terminate_socket(p.edge, True)} send-proxy-v2"],
             )
         )
-    sections += [_backend(b) for b in p.backends]
+    sections += [backend_section(b) for b in p.backends]
     return "\n".join(sections)
 
 
