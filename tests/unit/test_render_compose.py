@@ -21,6 +21,7 @@ from allmende.inventory.load import load
 from allmende.inventory.secretnames import flat_name
 from allmende.inventory.secrets import SecretStore, create_key
 from allmende.render import compose
+from allmende.render.compose_merge import merge
 from allmende.render.targets import renderer
 from tests.conftest import BASE, EXAMPLES, FIXTURES
 
@@ -317,7 +318,7 @@ def test_a_services_x_compose_is_merged_into_the_project() -> None:
 
 def test_merge_replaces_what_is_not_a_mapping() -> None:
     base = {"a": {"b": 1, "c": [1]}, "d": "x"}
-    assert compose.merge(base, {"a": {"c": [2]}, "d": {"e": 1}}) == {
+    assert merge(base, {"a": {"c": [2]}, "d": {"e": 1}}) == {
         "a": {"b": 1, "c": [2]},
         "d": {"e": 1},
     }

@@ -45,6 +45,7 @@ from allmende.inventory.xcompose import escape
 from allmende.render import compose
 from allmende.render.carried import carried_mounts, swarm_configs
 from allmende.render.compose import Context, Networks
+from allmende.render.compose_merge import extension, merge, merge_service
 from allmende.render.output import Rendered, comments, service_sources, text, yaml_text
 
 VERSION = "3.8"
@@ -98,9 +99,7 @@ def notes(context: Context, networks: Networks) -> list[str]:
 def stack(context: Context, networks: Networks) -> dict[str, Any]:
     """Given a service, return its stack file as plain data."""
     services = {
-        name: compose.merge_service(
-            escape(stack_service(context, networks, name, c)), compose.extension(c)
-        )
+        name: merge_service(escape(stack_service(context, networks, name, c)), extension(c))
         for name, c in compose.image_components(context.service)
     }
     result: dict[str, Any] = {"version": VERSION, "services": services}
@@ -120,7 +119,7 @@ def stack(context: Context, networks: Networks) -> dict[str, Any]:
     }
     if configs:
         result["configs"] = dict(sorted(configs.items()))
-    return compose.merge(result, compose.extension(context.service))
+    return merge(result, extension(context.service))
 
 
 def secret_name(service: str, flat: str) -> str:
