@@ -26,7 +26,7 @@ import shlex
 import socket
 import stat
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import asyncssh
@@ -43,16 +43,10 @@ from allmende.connectors.base import (
     under,
     write_error,
 )
+from allmende.connectors.hostkeys import host_key_problem, keyscan, known_hosts_path
 from allmende.errors import HostError, Unreachable, UserError
 
 log = logging.getLogger(__name__)
-
-
-def known_hosts_path(env: Mapping[str, str]) -> Path:
-    """Return the known_hosts file host keys are checked against."""
-    if env.get("ALLMENDE_KNOWN_HOSTS"):
-        return Path(env["ALLMENDE_KNOWN_HOSTS"])
-    return Path(env.get("HOME") or Path.home()) / ".ssh" / "known_hosts"
 
 
 class SshConnector(Connector):
@@ -91,14 +85,7 @@ class SshConnector(Connector):
         return Unreachable(self.host, f"{self.host} ({self.where}): {what}{tail}")
 
     def _keyscan(self) -> str:
-        """Return the command that adds the host's key, every word quoted for a shell."""
-        command = shlex.join(["ssh-keyscan", "-p", str(self.port), self.address])
-        return f"{command} >> {shlex.quote(str(self.known_hosts))}"
-
-    def _forget(self) -> str:
-        """Return the command that removes the host's recorded key, quoted for a shell."""
-        entry = f"[{self.address}]:{self.port}"
-        return shlex.join(["ssh-keygen", "-R", entry, "-f", str(self.known_hosts)])
+        return keyscan(self.address, self.port, self.known_hosts)
 
     async def open(self) -> None:
         if not self.known_hosts.is_file():
@@ -148,35 +135,9 @@ class SshConnector(Connector):
             raise self._unreachable(f"cannot connect: {exc.strerror or exc}") from None
 
     async def _host_key_error(self) -> Unreachable:
-        """Say whether the key is unknown or changed, show the offered fingerprint, and how to
-        add it once checked."""
-        try:
-            trusted = asyncssh.read_known_hosts(str(self.known_hosts)).match(
-                self.address, self.address, self.port
-            )[0]
-        except (OSError, ValueError, asyncssh.Error):
-            trusted = []
-        offered = ""
-        try:
-            key = await asyncio.wait_for(
-                asyncssh.get_server_host_key(self.address, self.port, config=None),
-                self.timeout,
-            )
-            if key is not None:
-                offered = f" The host offers {key.get_fingerprint('sha256')}."
-        except (OSError, asyncssh.Error, TimeoutError):
-            pass
-        if trusted:
-            return self._unreachable(
-                f"the host key has CHANGED since it was recorded in {self.known_hosts}; "
-                f"refusing to connect.{offered} If the host was reinstalled, check the new "
-                f"fingerprint with its admin, remove the old line ({self._forget()}), then add "
-                f"the new one: {self._keyscan()}"
-            )
+        """Say whether the key is unknown or changed, and how to add it once checked."""
         return self._unreachable(
-            f"the host key is unknown (not in {self.known_hosts}); refusing to connect.{offered} "
-            "Check the fingerprint with the host's admin (on the host: ssh-keygen -lf "
-            f"/etc/ssh/ssh_host_ed25519_key.pub), then add it: {self._keyscan()}"
+            await host_key_problem(self.address, self.port, self.known_hosts, self.timeout)
         )
 
     async def close(self) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import asyncssh
 
 from allmende.connectors.base import Connector
-from allmende.connectors.ssh import known_hosts_path
+from allmende.connectors.hostkeys import known_hosts_path
 from allmende.inventory import backups
 from allmende.inventory.hostpaths import WATCH_AUTHORIZED, WATCH_KNOWN_HOSTS, watch_key
 from allmende.inventory.inventory import Inventory
