@@ -4,6 +4,7 @@ windows, the plan file, the outbox's retries, and results kept in a file that st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import shutil
 from datetime import datetime
@@ -323,3 +324,44 @@ def test_a_watcher_says_what_it_does_not_probe_when_it_starts(
 
     asyncio.run(started_and_stopped())
     assert f"not probed here: {skipped}" in caplog.text
+
+
+def test_stopping_cancels_again_a_task_that_swallowed_its_cancellation(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from allmende.watch.runner import _cancelled
+
+    swallowed = {"n": 0}
+
+    async def stubborn_once() -> None:
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed["n"] += 1
+                if swallowed["n"] > 1:
+                    raise
+
+    stubborn = {"until": True}
+
+    async def never() -> None:
+        while stubborn["until"]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    async def main() -> tuple[bool, bool]:
+        once = asyncio.create_task(stubborn_once(), name="once")
+        forever = asyncio.create_task(never(), name="forever")
+        await asyncio.sleep(0)
+        await _cancelled([once], patience=5)
+        stopped_once = once.done()
+        await _cancelled([forever], patience=0.6)
+        left = not forever.done()
+        stubborn["until"] = False
+        forever.cancel()
+        await forever
+        return stopped_once, left
+
+    stopped_once, left = asyncio.run(main())
+    assert stopped_once and swallowed["n"] == 2
+    assert left and "1 task(s) did not stop, left behind: forever" in caplog.text

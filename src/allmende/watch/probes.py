@@ -137,9 +137,10 @@ async def tcp(probe: Probe) -> Outcome:
     """Up when the address accepts a connection."""
     started = time.monotonic()
     try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(probe.address, probe.port), probe.timeout
-        )
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+        # that comes as the connection is made, and the watcher would never stop.
+        async with asyncio.timeout(probe.timeout):
+            _, writer = await asyncio.open_connection(probe.address, probe.port)
     except (OSError, TimeoutError) as exc:
         return Outcome("down", _why(exc), time.monotonic() - started)
     latency = time.monotonic() - started
@@ -150,7 +151,8 @@ async def tcp(probe: Probe) -> Outcome:
 async def _close(writer: asyncio.StreamWriter) -> None:
     writer.close()
     with contextlib.suppress(OSError, TimeoutError, asyncio.TimeoutError, ssl.SSLError):
-        await asyncio.wait_for(writer.wait_closed(), 1)
+        async with asyncio.timeout(1):
+            await writer.wait_closed()
 
 
 _STARTTLS: dict[str, tuple[tuple[bytes | None, bytes], ...]] = {

@@ -14,7 +14,6 @@ as renewing certificates that are due) is added to ``Watcher.housekeeping`` the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sqlite3
 import time
@@ -23,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from allmende.inventory.watchspec import Plan, Probe
 from allmende.operations.notify import Event
@@ -280,11 +279,7 @@ class Watcher:
         try:
             await (stop or asyncio.Event()).wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancelled(tasks)
             await self.flush()
             await self._sessions.close()
             if server is not None:
@@ -306,3 +301,20 @@ class Watcher:
             p.id: Result(p.id, now, o.state, o.latency, o.value, o.detail)
             for p, o in zip(self.plan.probes, outcomes, strict=True)
         }
+
+
+async def _cancelled(tasks: list[asyncio.Task[Any]], patience: float = 10.0) -> None:
+    """Cancel ``tasks`` and wait until they are done, cancelling again those that went on (a
+    library may swallow a cancellation that meets its own completion); give up on those still
+    running after ``patience`` seconds, saying so, so that the watcher still stops."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
+        if pending and loop.time() > deadline:
+            names = ", ".join(sorted(t.get_name() for t in pending))
+            log.warning("stopping: %d task(s) did not stop, left behind: %s", len(pending), names)
+            return
